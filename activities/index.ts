@@ -1,0 +1,246 @@
+/**
+ * Every activity of the kill switch, built from injected dependencies (the worker is the
+ * composition root). Inputs and results carry references, never secret values.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import { log } from '@temporalio/activity';
+import { temporalUiRunUrl } from '../lib/config';
+import type { Db } from '../lib/db';
+import type { CloseLoopRef, Detection } from '../lib/detection';
+import type { Dispatched, Dispatcher } from '../lib/dispatch';
+import type { ServerKeys } from '../lib/keys';
+import { evaluatePolicy } from '../lib/policy';
+import { reduceFinding, type RawFinding } from '../api/sources/finding';
+import type { UpstreamClients } from './upstream';
+import type { EvidenceStore } from '../lib/evidence';
+import { matchOwner, type Inventory } from '../lib/inventory';
+import {
+  ErrorType,
+  type EnrichInput,
+  type OwnerRef,
+  type PolicyDecision,
+  type RunSummary,
+} from '../workflows/shared';
+import { insertAuditRow } from './audit';
+import { buildApprovalMessage, buildSlackMessage, type SlackMessage, type SlackSender } from './slack';
+import type { PagerDutySender } from './pagerduty';
+import type { ProviderRegistry } from './providers';
+import type { ExpireResult, RotateResult, VerifyResult } from './providers/types';
+
+export interface ActivityDeps {
+  inventory: Inventory;
+  keys: ServerKeys;
+  dispatcher: Dispatcher;
+  upstream: UpstreamClients;
+  providers: ProviderRegistry;
+  db: Db;
+  evidence: EvidenceStore;
+  slack: SlackSender;
+  pagerduty: PagerDutySender;
+  temporalUi: { uiUrl: string; namespace: string };
+}
+
+export interface ContainmentRequest {
+  workflowId: string;
+  system: string;
+  detection: Detection;
+  dryRun?: boolean;
+}
+
+/** Errors from upstream API clients carry `permanent` (401/403/404) and `retryAfterSeconds` (429). */
+function upstreamFailure(err: unknown, what: string): Error {
+  const e = err as { permanent?: boolean; retryAfterSeconds?: number; message?: string };
+  if (e.permanent) {
+    return ApplicationFailure.create({
+      type: ErrorType.UPSTREAM_REFUSED,
+      message: `${what}: ${e.message ?? String(err)}`,
+      nonRetryable: true,
+    });
+  }
+  if (e.retryAfterSeconds && e.retryAfterSeconds > 0) {
+    return ApplicationFailure.create({
+      type: 'UpstreamRateLimited',
+      message: `${what}: ${e.message ?? ''}`,
+      nextRetryDelay: `${Math.ceil(e.retryAfterSeconds)}s`,
+    });
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+export function createActivities(deps: ActivityDeps) {
+  const provider = (system: string) => {
+    const p = deps.providers.get(system);
+    if (!p) {
+      throw ApplicationFailure.create({
+        type: ErrorType.MISCONFIGURED,
+        message: `no provider is configured for system ${system}`,
+        nonRetryable: true,
+      });
+    }
+    return p;
+  };
+  const runUrl = (s: { workflowId: string; runId: string }) =>
+    temporalUiRunUrl(deps.temporalUi.uiUrl, deps.temporalUi.namespace, s.workflowId, s.runId);
+
+  return {
+    async resolveOwner(detection: Detection): Promise<{ owner: OwnerRef | null; reason?: string }> {
+      const m = matchOwner(deps.inventory, detection);
+      if (m.kind === 'owned') return { owner: { system: m.system.name, kind: m.system.kind } };
+      log.warn('no owning system', { credentialType: detection.credentialType, reason: m.reason });
+      return { owner: null, reason: m.reason };
+    },
+
+    async decidePolicy(req: { detection: Detection; owner: OwnerRef | null }): Promise<PolicyDecision> {
+      const decision = evaluatePolicy(
+        deps.inventory.policy,
+        deps.inventory.sources,
+        req.detection,
+        req.owner,
+      );
+      log.info('policy decision', { action: decision.action, rule: decision.rule, dryRun: decision.dryRun });
+      return decision;
+    },
+
+    /** A finished containment of this credential, by any earlier run (the audit outlives Temporal's retention). */
+    async priorContainment(req: { workflowId: string; runId: string }): Promise<{ runId: string } | null> {
+      const r = await deps.db.query<{ run_id: string }>(
+        `SELECT run_id FROM killswitch_audit
+          WHERE workflow_id = $1 AND run_id <> $2 AND outcome IN ('contained', 'already_contained')
+          ORDER BY recorded_at ASC LIMIT 1`,
+        [req.workflowId, req.runId],
+      );
+      return r.rows[0] ? { runId: r.rows[0].run_id } : null;
+    },
+
+    async rotateCredential(req: ContainmentRequest): Promise<RotateResult> {
+      const r = await provider(req.system).rotate({
+        workflowId: req.workflowId,
+        credentialRef: req.detection.credentialRef,
+        dryRun: req.dryRun,
+      });
+      log.info(req.dryRun ? 'dry run: rotation checked' : 'credential rotated', {
+        system: req.system,
+        credentialRef: req.detection.credentialRef,
+      });
+      return r;
+    },
+
+    async expireSessions(req: ContainmentRequest): Promise<ExpireResult> {
+      const r = await provider(req.system).expireSessions({
+        workflowId: req.workflowId,
+        credentialRef: req.detection.credentialRef,
+        dryRun: req.dryRun,
+      });
+      log.info(req.dryRun ? 'dry run: sessions counted' : 'sessions expired', {
+        system: req.system,
+        terminated: r.terminated,
+        wouldTerminate: r.wouldTerminate,
+      });
+      return r;
+    },
+
+    async verifyDead(req: ContainmentRequest): Promise<VerifyResult> {
+      const leaked =
+        req.detection.hasEvidence && !req.dryRun ? await deps.evidence.take(req.workflowId) : undefined;
+      const r = await provider(req.system).verifyDead(
+        { workflowId: req.workflowId, credentialRef: req.detection.credentialRef, dryRun: req.dryRun },
+        leaked,
+      );
+      log.info('verification', { system: req.system, method: r.method });
+      return r;
+    },
+
+    /** Tells the scanner the credential is dead (resolve the GitHub alert, the GitGuardian incident). */
+    async closeLoop(req: { ref: CloseLoopRef; workflowId: string; runId: string }): Promise<string> {
+      let done: boolean;
+      try {
+        done = await deps.upstream.closeLoop(req.ref, runUrl(req));
+      } catch (err) {
+        throw upstreamFailure(err, `close ${req.ref.kind}`);
+      }
+      const what = req.ref.kind === 'github_alert' ? `github_alert ${req.ref.url}` : `gitguardian_incident ${req.ref.incidentId}`;
+      return done ? `resolved ${what}` : `not resolved (not configured) ${what}`;
+    },
+
+    /**
+     * Fetches a finding a webhook only named, reduces it at once (the value is sealed, never
+     * returned) and dispatches it to the run of its credential.
+     */
+    /** A finding that could not be fetched is dispatched without its value; its run escalates to a human. */
+    async dispatchUnenriched(input: EnrichInput & { error: string }): Promise<Dispatched> {
+      const r = input.request;
+      const sighting = reduceFinding(
+        {
+          source: input.source,
+          scanner: r.kind === 'github_alert' ? 'github-secret-scanning' : input.source,
+          findingId: `${r.repository}#${r.alertNumber}`,
+          credentialType: 'generic',
+          credentialRef: { alert: `${r.repository}#${r.alertNumber}`, enrichmentError: input.error.slice(0, 240) },
+          location: { repository: r.repository, ...(r.alertUrl ? { url: r.alertUrl } : {}) },
+          severity: 'high',
+        },
+        deps.keys,
+        new Date(input.receivedAt),
+      );
+      return deps.dispatcher.dispatch(sighting, new Date(input.receivedAt));
+    },
+
+    async enrichAndDispatch(input: EnrichInput): Promise<Dispatched & { detectionId: string }> {
+      let finding: RawFinding;
+      try {
+        finding = await deps.upstream.enrich(input.request);
+      } catch (err) {
+        throw upstreamFailure(err, `fetch ${input.request.kind}`);
+      }
+      const sighting = reduceFinding(finding, deps.keys, new Date(input.receivedAt));
+      const dispatched = await deps.dispatcher.dispatch(sighting, new Date(input.receivedAt));
+      return { ...dispatched, detectionId: sighting.detection.id };
+    },
+
+    async purgeEvidence(req: { workflowId: string }): Promise<void> {
+      await deps.evidence.purge(req.workflowId);
+    },
+
+    async triggerPagerDuty(summary: RunSummary): Promise<{ status: 'sent' | 'logged'; dedupKey: string }> {
+      return deps.pagerduty.trigger(summary, runUrl(summary));
+    },
+
+    async recordAudit(summary: RunSummary): Promise<{ inserted: boolean }> {
+      return insertAuditRow(deps.db, summary);
+    },
+
+    async requestApproval(summary: RunSummary): Promise<{ status: 'sent' | 'logged' }> {
+      return postOnce(summary, 'approval', () => buildApprovalMessage(summary, runUrl(summary)));
+    },
+
+    async notifySlack(summary: RunSummary): Promise<{ status: 'sent' | 'logged' }> {
+      return postOnce(summary, `outcome:${summary.outcome}`, () =>
+        buildSlackMessage(summary, runUrl(summary)),
+      );
+    },
+  };
+
+  async function postOnce(
+    summary: RunSummary,
+    kind: string,
+    build: () => SlackMessage,
+  ): Promise<{ status: 'sent' | 'logged' }> {
+    {
+      // The ledger makes a retried activity a no-op once Slack has accepted the message.
+      const done = await deps.db.query<{ external_id: string | null }>(
+        'SELECT external_id FROM killswitch_notifications WHERE workflow_id = $1 AND run_id = $2 AND channel = $3 AND kind = $4',
+        [summary.workflowId, summary.runId, 'slack', kind],
+      );
+      if (done.rows.length > 0) return { status: 'sent' };
+      const r = await deps.slack.post(build());
+      await deps.db.query(
+        `INSERT INTO killswitch_notifications (workflow_id, run_id, channel, kind, external_id)
+         VALUES ($1, $2, 'slack', $3, $4) ON CONFLICT DO NOTHING`,
+        [summary.workflowId, summary.runId, kind, r.ts ?? null],
+      );
+      return { status: r.status };
+    }
+  }
+}
+
+export type KillSwitchActivities = ReturnType<typeof createActivities>;

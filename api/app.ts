@@ -1,0 +1,280 @@
+/**
+ * The ingress, built by a factory and never listening itself (server.ts does that). One route per
+ * scanner source, all through one pipeline: runtime on/off switch, rate limit, content type and
+ * body limit, authentication on the raw body, parsing, delivery-id dedupe, reduction of findings
+ * (the secret stops there), and dispatch to the killSwitch run of each credential.
+ */
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { rateLimit } from 'express-rate-limit';
+import helmet from 'helmet';
+import { pinoHttp } from 'pino-http';
+import { temporalUiRunUrl } from '../lib/config';
+import { isTemporalUnavailable, TemporalUnavailableError, type Dispatched, type Dispatcher, type TemporalTarget } from '../lib/dispatch';
+import type { ServerKeys } from '../lib/keys';
+import type { Logger } from '../lib/logger';
+import type { enrichDetection } from '../workflows/enrich';
+import type { EnrichInput } from '../workflows/shared';
+import type { DeliveryLedger, SourceSwitches } from './deliveries';
+import { HttpProblem, sendProblem } from './problem';
+import { reduceFinding } from './sources/finding';
+import type { AcceptFn, Delivery, ParseResult, SourceHandler } from './sources/types';
+
+export interface RegisteredSource {
+  handler: SourceHandler;
+  /** Enabled in the config file; the runtime switch can override it. */
+  enabled: boolean;
+  perMinute: number;
+  /** Content types accepted besides application/json. */
+  contentTypes?: string[];
+}
+
+export interface AppDeps {
+  logger: Logger;
+  keys: ServerKeys;
+  temporal: TemporalTarget;
+  dispatcher: Dispatcher;
+  deliveries: DeliveryLedger;
+  switches: SourceSwitches;
+  sources: RegisteredSource[];
+  /** Sources with routes of their own (GitLab's token revocation API), mounted at /<name>. */
+  routers?: Array<{ name: string; enabled: boolean; perMinute: number; build: (accept: AcceptFn) => express.Router }>;
+  /** Bearer tokens for /admin; the admin API is off when empty. */
+  adminTokens?: readonly string[];
+  now?: () => Date;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const DISPATCH_CONCURRENCY = 8;
+
+async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+function tokenMatches(given: string, tokens: readonly string[]): boolean {
+  const g = Buffer.from(given);
+  let ok = false;
+  for (const t of tokens) {
+    const b = Buffer.from(t);
+    if (b.length === g.length && timingSafeEqual(b, g)) ok = true;
+  }
+  return ok;
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const now = deps.now ?? (() => new Date());
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.use(helmet({ contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } }));
+
+  app.use(
+    pinoHttp({
+      logger: deps.logger,
+      genReqId: (req, res) => {
+        const given = req.headers['x-request-id'];
+        const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      serializers: {
+        req: (req: { id: unknown; method: string; url: string; headers: Record<string, unknown> }) => ({
+          id: req.id,
+          method: req.method,
+          url: req.url,
+          webhookId: req.headers['webhook-id'],
+          githubDelivery: req.headers['x-github-delivery'],
+          userAgent: req.headers['user-agent'],
+        }),
+      },
+    }),
+  );
+  app.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  /** From parsed findings to dispatched runs; shared by every source, including routers. */
+  const accept: AcceptFn = async (source, result, delivery) => {
+    if (result.kind === 'recorded') {
+      return { status: 202, body: { status: 'recorded', reason: result.reason } };
+    }
+    if (result.kind === 'enrich') {
+      const workflowId = `enrich-${source}-${result.deliveryId}`;
+      const input: EnrichInput = { source, deliveryId: result.deliveryId, request: result.request, receivedAt: delivery.receivedAt.toISOString() };
+      try {
+        const handle = await deps.temporal.client.connection.withDeadline(Date.now() + deps.temporal.deadlineMs, () =>
+          deps.temporal.client.workflow.start<typeof enrichDetection>('enrichDetection', {
+            taskQueue: deps.temporal.taskQueue,
+            workflowId,
+            args: [input],
+            workflowIdConflictPolicy: 'USE_EXISTING',
+            staticSummary: `Fetch ${result.request.kind} ${result.request.repository}#${result.request.alertNumber} and contain it`,
+          }),
+        );
+        const temporalUiUrl = temporalUiRunUrl(deps.temporal.uiUrl, deps.temporal.namespace, workflowId, handle.firstExecutionRunId);
+        return { status: 202, body: { status: 'enriching', workflowId, runId: handle.firstExecutionRunId, temporalUiUrl } };
+      } catch (err) {
+        if (isTemporalUnavailable(err)) throw new TemporalUnavailableError((err as Error).message);
+        throw err;
+      }
+    }
+    if (result.findings.length === 0) return { status: 202, body: { status: 'no_findings', runs: [] } };
+    // Reduce everything before dispatching anything: one bad finding refuses the whole delivery.
+    const sightings = result.findings.map((f, i) => reduceFinding(f, deps.keys, delivery.receivedAt, result.findings.length > 1 ? `[${i}]` : ''));
+    const runs = await mapLimited(sightings, DISPATCH_CONCURRENCY, async (s): Promise<Dispatched & { detectionId: string }> => ({
+      ...(await deps.dispatcher.dispatch(s, delivery.receivedAt)),
+      detectionId: s.detection.id,
+    }));
+    const body = runs.length === 1 ? { status: 'accepted', ...runs[0]!, runs } : { status: 'accepted', runs };
+    return { status: 202, body };
+  };
+
+  /** Runs a parsed delivery through dedupe and accept, and answers. */
+  const settle = async (source: string, result: ParseResult, delivery: Delivery, acceptedStatus?: number) => {
+    const deliveryId = result.deliveryId;
+    if (deliveryId) {
+      const claim = await deps.deliveries.claim(source, deliveryId);
+      if (claim.kind === 'seen') {
+        const body = claim.response && typeof claim.response === 'object' ? claim.response : {};
+        return { status: claim.status ?? 202, body: { ...body, duplicate: true, status: claim.status ? (body as { status?: string }).status : 'in_progress' } };
+      }
+    }
+    try {
+      const answer = await accept(source, result, delivery);
+      const status = acceptedStatus && answer.status === 202 ? acceptedStatus : answer.status;
+      if (deliveryId) await deps.deliveries.complete(source, deliveryId, status, answer.body);
+      return { status, body: answer.body };
+    } catch (err) {
+      if (deliveryId) await deps.deliveries.release(source, deliveryId).catch(() => undefined);
+      throw err;
+    }
+  };
+
+  for (const src of deps.sources) {
+    const h = src.handler;
+    const types = ['application/json', 'application/*+json', ...(src.contentTypes ?? [])];
+    const limiter = rateLimit({
+      windowMs: 60_000,
+      limit: src.perMinute,
+      standardHeaders: 'draft-7',
+      legacyHeaders: false,
+      handler: (_req, _res, next) =>
+        next(new HttpProblem(429, 'rate-limited', 'Too many requests', `more than ${src.perMinute} requests a minute to ${h.name}`, {}, { 'Retry-After': '60' })),
+    });
+    const gate: RequestHandler = async (req, _res, next) => {
+      if (!(await deps.switches.enabled(h.name, src.enabled))) {
+        return next(new HttpProblem(403, 'source-disabled', 'Source disabled', `the ${h.name} source is disabled`));
+      }
+      if (!req.is(types)) {
+        return next(new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', `Content-Type must be one of ${types.join(', ')}; got ${req.headers['content-type'] ?? 'none'}`));
+      }
+      next();
+    };
+    const rawBody = express.raw({ type: () => true, limit: h.bodyLimitBytes });
+    app.post(`/webhooks/${h.name}`, gate, limiter, rawBody, async (req: Request, res: Response) => {
+      const delivery: Delivery = { rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), headers: req.headers, receivedAt: now() };
+      await h.authenticate(delivery);
+      const result = await h.parse(delivery);
+      const answer = await settle(h.name, result, delivery, h.acceptedStatus);
+      req.log.info({ source: h.name, status: answer.status, result: result.kind, deliveryId: result.deliveryId }, 'delivery accepted');
+      const url = (answer.body as { temporalUiUrl?: string }).temporalUiUrl;
+      if (url) res.location(url);
+      if (answer.status === 204) res.status(204).end();
+      else res.status(answer.status).json(answer.body);
+    });
+  }
+
+  for (const r of deps.routers ?? []) {
+    const router = r.build(async (source, result, delivery) => {
+      if (!(await deps.switches.enabled(r.name, r.enabled))) throw new HttpProblem(403, 'source-disabled', 'Source disabled', `the ${r.name} source is disabled`);
+      return settle(source, result, delivery);
+    });
+    const limiter = rateLimit({
+      windowMs: 60_000,
+      limit: r.perMinute,
+      standardHeaders: 'draft-7',
+      legacyHeaders: false,
+      handler: (_req, _res, next) => next(new HttpProblem(429, 'rate-limited', 'Too many requests', `more than ${r.perMinute} requests a minute to ${r.name}`, {}, { 'Retry-After': '60' })),
+    });
+    app.use(`/${r.name}`, limiter, router);
+  }
+
+  if (deps.adminTokens && deps.adminTokens.length > 0) {
+    const tokens = deps.adminTokens;
+    const admin = express.Router();
+    admin.use((req, _res, next) => {
+      const auth = req.headers.authorization ?? '';
+      const m = /^Bearer (.+)$/.exec(auth);
+      if (!m || !tokenMatches(m[1]!, tokens)) return next(new HttpProblem(401, 'unauthorized', 'Unauthorized', 'a valid admin bearer token is required'));
+      next();
+    });
+    const known = new Map([...deps.sources.map((s) => [s.handler.name, s.enabled] as const), ...(deps.routers ?? []).map((r) => [r.name, r.enabled] as const)]);
+    admin.get('/sources', async (_req, res) => {
+      const overrides = new Map((await deps.switches.list()).map((o) => [o.source, o]));
+      res.json({
+        sources: await Promise.all(
+          [...known].map(async ([name, configured]) => ({
+            name,
+            configured,
+            enabled: await deps.switches.enabled(name, configured),
+            ...(overrides.has(name) ? { changedBy: overrides.get(name)!.changedBy, changedAt: overrides.get(name)!.changedAt } : {}),
+          })),
+        ),
+      });
+    });
+    admin.put('/sources/:name', express.json({ limit: '4kb' }), async (req, res) => {
+      const name = String(req.params.name);
+      if (!known.has(name)) throw new HttpProblem(404, 'unknown-source', 'Unknown source', `no configured source named ${name}`);
+      const body = req.body as { enabled?: unknown; by?: unknown };
+      if (typeof body?.enabled !== 'boolean') {
+        throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'enabled: must be true or false', { errors: [{ field: 'enabled', message: 'must be a boolean' }] });
+      }
+      const by = typeof body.by === 'string' && body.by.trim() ? body.by.trim().slice(0, 200) : 'admin-api';
+      await deps.switches.set(name, body.enabled, by);
+      req.log.warn({ source: name, enabled: body.enabled, by }, 'source switched');
+      res.json({ name, enabled: body.enabled, changedBy: by });
+    });
+    app.use('/admin', admin);
+  }
+
+  app.use((_req, _res, next) => next(new HttpProblem(404, 'not-found', 'Not found', 'no such route')));
+
+  // One error middleware maps everything to problem+json; no stack traces leave the process.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let problem: HttpProblem;
+    if (err instanceof HttpProblem) problem = err;
+    else if (isBodyParserError(err) && err.type === 'entity.too.large') {
+      problem = new HttpProblem(413, 'body-too-large', 'Body too large', `the body exceeds the ${(err as { limit?: number }).limit ?? ''}-byte limit of this source`);
+    } else if (isBodyParserError(err) && err.status && err.status < 500) {
+      problem = new HttpProblem(err.status, 'bad-request', 'Bad request', 'the request body could not be read');
+    } else if (isTemporalUnavailable(err)) {
+      problem = new HttpProblem(503, 'temporal-unavailable', 'Workflow engine unavailable', 'the delivery was not accepted because Temporal could not be reached; retry later', {}, { 'Retry-After': '5' });
+    } else {
+      req.log?.error({ err }, 'unhandled error');
+      problem = new HttpProblem(500, 'internal', 'Internal error', 'the request failed; see the server log with this request id');
+    }
+    if (problem.status >= 400 && problem.status < 500) req.log?.warn({ problem: problem.slug, status: problem.status }, problem.detail);
+    if (problem.status === 503) req.log?.error({ problem: problem.slug }, problem.detail);
+    sendProblem(res, problem, typeof req.id === 'string' ? `urn:request:${req.id}` : undefined);
+  });
+
+  return app;
+}
+
+function isBodyParserError(err: unknown): err is { type?: string; status?: number; message: string } {
+  return !!err && typeof err === 'object' && 'type' in err && 'status' in err;
+}

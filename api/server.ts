@@ -1,0 +1,99 @@
+/**
+ * The ingress as its own process (production split): one Temporal client per process, listens,
+ * and on SIGTERM closes the server then the connection. Needs DATABASE_URL (shared with the worker).
+ */
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import type { Express } from 'express';
+import * as boot from '../lib/bootstrap';
+import { loadConfig, type Config } from '../lib/config';
+import { createPostgresDb, migrate, type Db } from '../lib/db';
+import { createEvidenceStore, type EvidenceStore } from '../lib/evidence';
+import type { ServerKeys } from '../lib/keys';
+import { createLogger, type Logger } from '../lib/logger';
+import { createApp } from './app';
+import { createDeliveryLedger, createSourceSwitches } from './deliveries';
+import { buildSources } from './sources/registry';
+import { createDispatcher, temporalTarget } from '../lib/dispatch';
+import type { Inventory } from '../lib/inventory';
+
+export function listen(app: Express, port: number, host: string): Promise<http.Server> {
+  return new Promise((resolve, reject) => {
+    const server = http.createServer(app);
+    server.requestTimeout = 30_000;
+    server.headersTimeout = 10_000;
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}
+
+/** The ingress wired from config: used by this process and by npm start's all-in-one. */
+export function createIngressApp(
+  config: Config,
+  parts: {
+    logger: Logger;
+    client: Client;
+    keys: ServerKeys;
+    db: Db;
+    evidence: EvidenceStore;
+    genericSecrets: readonly string[];
+    inventory: Inventory;
+    env: Record<string, string | undefined>;
+  },
+): Express {
+  const temporal = temporalTarget(config, parts.client);
+  const { sources, routers } = buildSources({ config, inventory: parts.inventory, keys: parts.keys, env: parts.env, genericSecrets: parts.genericSecrets });
+  return createApp({
+    logger: parts.logger,
+    keys: parts.keys,
+    temporal,
+    dispatcher: createDispatcher({ temporal, evidence: parts.evidence, db: parts.db }),
+    deliveries: createDeliveryLedger(parts.db),
+    switches: createSourceSwitches(parts.db),
+    sources,
+    routers,
+    adminTokens: config.adminTokens,
+  });
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const logger = createLogger({ level: config.logLevel, name: 'kill-switch-api' });
+  const mode = { embedded: false };
+  const keys = boot.serverKeys(config, mode, logger);
+  const secrets = boot.genericWebhookSecrets(config, mode, logger);
+  const db = createPostgresDb(boot.requireSharedDatabase(config, 'API'));
+  await migrate(db, logger);
+  // Lazy: the ingress starts even while Temporal is down and answers 503 until it is back.
+  const connection = Connection.lazy({ address: config.temporal.address ?? 'localhost:7233' });
+  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const inventory = boot.inventory(config, logger);
+  const app = createIngressApp(config, {
+    logger,
+    client,
+    keys,
+    db,
+    evidence: createEvidenceStore(db, keys, config.evidenceTtlHours),
+    genericSecrets: secrets,
+    inventory,
+    env: process.env,
+  });
+  const server = await listen(app, config.port, config.host);
+  logger.info({ port: config.port }, 'ingress listening');
+  const stop = () => {
+    logger.info('shutting down');
+    server.close(() => {
+      void connection.close().then(() => db.close()).finally(() => process.exit(0));
+    });
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((err) => {
+    process.stderr.write(`ingress failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

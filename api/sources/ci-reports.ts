@@ -1,0 +1,262 @@
+/**
+ * Reports of CI scanners, posted as they come out of the tool and signed with Standard Webhooks:
+ * TruffleHog `--json` (NDJSON, one finding a line) and Gitleaks `--report-format json` (an array).
+ * Each finding becomes a RawFinding; findings of one secret (other files, other commits) collapse
+ * downstream because the run id comes from the secret, never from Gitleaks' location Fingerprint.
+ * The repository can be named with the `X-Scan-Repository` header when the report lacks it.
+ */
+import { z } from 'zod';
+import type { StandardWebhooksSourceConfig } from '../../lib/sources-config';
+import { HttpProblem } from '../problem';
+import { credentialTypeOf } from './credential-types';
+import type { RawFinding } from './finding';
+import { verifyStandardWebhook } from './generic';
+import type { Delivery, SourceContext, SourceHandler } from './types';
+import { fieldPath, parseJsonBody } from './validate';
+
+export const MAX_FINDINGS_PER_DELIVERY = 1000;
+
+export function secretsFromEnv(env: Record<string, string | undefined>, name: string): string[] {
+  const list = (env[name] ?? '').split(/[\s,]+/).filter(Boolean);
+  if (list.length === 0) throw new Error(`${name} is not set: it must hold the source's signing secret(s)`);
+  return list;
+}
+
+function invalid(field: string, message: string): HttpProblem {
+  return new HttpProblem(422, 'invalid-report', 'Invalid report', `${field}: ${message}`, { errors: [{ field, message }] });
+}
+
+function zodProblem(prefix: string, err: z.ZodError): HttpProblem {
+  const errors = err.issues.map((i) => ({ field: fieldPath(i.path, prefix), message: i.message }));
+  return new HttpProblem(422, 'invalid-report', 'Invalid report', errors.map((e) => `${e.field}: ${e.message}`).join('; '), { errors });
+}
+
+function repositoryHeader(d: Delivery): string | undefined {
+  const v = d.headers['x-scan-repository'];
+  return typeof v === 'string' && /^[\w.-]+\/[\w.-]+$/.test(v) ? v : undefined;
+}
+
+/** `https://github.com/acme/api.git` → `acme/api`; anything else is kept as given. */
+export function repoName(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  const m = /^(?:https?:\/\/|git@)[^/:]+[/:]([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url);
+  return (m?.[1] ?? url).slice(0, 512);
+}
+
+const str = z.string().max(16 * 1024);
+const lineNo = z.union([z.number().int().min(0), z.string().regex(/^\d+$/).transform(Number)]);
+
+// ---------------------------------------------------------------------------------------------
+// TruffleHog
+
+const truffleLocation = z
+  .object({
+    commit: str.optional(),
+    file: str.optional(),
+    repository: str.optional(),
+    link: str.optional(),
+    line: lineNo.optional(),
+    email: str.optional(),
+    timestamp: str.optional(),
+  })
+  .loose();
+
+export const truffleHogFindingSchema = z
+  .object({
+    SourceMetadata: z.object({ Data: z.record(z.string(), truffleLocation) }).loose().optional(),
+    SourceName: str.optional(),
+    DetectorName: z.string().min(1).max(200),
+    DetectorType: z.number().int().optional(),
+    Verified: z.boolean().default(false),
+    VerificationError: str.optional(),
+    Raw: z.string().max(16 * 1024),
+    RawV2: z.string().max(16 * 1024).optional(),
+    Redacted: str.optional(),
+  })
+  .loose();
+
+export function parseTruffleHog(body: Buffer, repoHint?: string): RawFinding[] {
+  const lines = body
+    .toString('utf8')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean);
+  if (lines.length === 0) throw invalid('(body)', 'no findings: expected one JSON object a line');
+  if (lines.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('(body)', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
+  return lines.map((line, i) => {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(line);
+    } catch {
+      throw new HttpProblem(400, 'malformed-json', 'Malformed JSON', `line ${i + 1} is not valid JSON`);
+    }
+    const r = truffleHogFindingSchema.safeParse(doc);
+    if (!r.success) throw zodProblem(`line[${i + 1}]`, r.error);
+    const f = r.data;
+    // RawV2 carries the whole credential when the detector needs two parts (id + secret, URL).
+    const secret = f.RawV2 && f.RawV2.length > 0 ? f.RawV2 : f.Raw;
+    if (!secret) throw invalid(`line[${i + 1}].Raw`, 'empty');
+    const loc = Object.values(f.SourceMetadata?.Data ?? {})[0] ?? {};
+    const credentialType = credentialTypeOf(f.DetectorName, f.Raw);
+    return {
+      source: 'trufflehog',
+      scanner: 'trufflehog',
+      credentialType,
+      secret: credentialType === 'postgres_password' ? f.Raw : secret,
+      ...(credentialType === 'generic' ? { credentialRef: { detector: f.DetectorName } } : {}),
+      location: {
+        repository: repoName(loc.repository) ?? repoHint,
+        file: loc.file,
+        line: loc.line,
+        commit: loc.commit && /^[0-9a-fA-F]{7,64}$/.test(loc.commit) ? loc.commit : undefined,
+        url: loc.link && /^https?:\/\//.test(loc.link) ? loc.link : undefined,
+      },
+      severity: f.Verified ? 'critical' : 'high',
+      validity: f.Verified ? 'verified' : 'unverified',
+    } satisfies RawFinding;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gitleaks
+
+export const gitleaksFindingSchema = z
+  .object({
+    RuleID: z.string().min(1).max(200),
+    Description: str.optional(),
+    Secret: z.string().min(1).max(16 * 1024),
+    Match: str.optional(),
+    File: str.optional(),
+    StartLine: lineNo.optional(),
+    Commit: str.optional(),
+    Author: str.optional(),
+    Date: str.optional(),
+    Fingerprint: str.optional(),
+    Link: str.optional(),
+  })
+  .loose();
+
+export function parseGitleaks(body: Buffer, repoHint?: string): RawFinding[] {
+  const doc = parseJsonBody(body, 'the report');
+  if (!Array.isArray(doc)) throw invalid('(body)', 'expected the JSON array gitleaks writes with --report-format json');
+  if (doc.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('(body)', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
+  return doc.map((item, i) => {
+    const r = gitleaksFindingSchema.safeParse(item);
+    if (!r.success) throw zodProblem(`[${i}]`, r.error);
+    const f = r.data;
+    // Gitleaks' Secret is the captured group; a PostgreSQL URL may only be whole in Match.
+    // A quote closes the URL only at its end ('…' in YAML); inside, it may be part of the password.
+    const urlInMatch = f.Match ? /postgres(?:ql)?:\/\/[^\s"`]+/i.exec(f.Match)?.[0]?.replace(/['),;]+$/, '') : undefined;
+    const credentialType = credentialTypeOf(f.RuleID, urlInMatch ?? f.Secret);
+    return {
+      source: 'gitleaks',
+      scanner: 'gitleaks',
+      credentialType,
+      secret: credentialType === 'postgres_password' ? (urlInMatch ?? f.Secret) : f.Secret,
+      ...(credentialType === 'generic' ? { credentialRef: { rule: f.RuleID } } : {}),
+      location: {
+        repository: repoHint,
+        file: f.File,
+        line: f.StartLine,
+        commit: f.Commit && /^[0-9a-fA-F]{7,64}$/.test(f.Commit) ? f.Commit : undefined,
+        url: f.Link && /^https?:\/\//.test(f.Link) ? f.Link : undefined,
+      },
+      severity: 'high',
+      // Gitleaks does not check whether a secret is live.
+      validity: 'unknown',
+    } satisfies RawFinding;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kingfisher: `kingfisher scan … --format json` writes the report object, then a summary object on
+// its own line. Findings carry the matched value in `snippet`; for URIs with an embedded password the
+// snippet is the password alone and the whole URI sits in `validate_command`.
+
+const kingfisherFindingSchema = z
+  .object({
+    rule: z.object({ id: z.string().min(1).max(300), name: z.string().max(300).optional() }).loose(),
+    finding: z
+      .object({
+        snippet: z.string().min(1).max(16 * 1024),
+        path: str.optional(),
+        line: lineNo.optional(),
+        validation: z.object({ outcome: str.optional(), status: str.optional() }).loose().optional(),
+        validate_command: str.optional(),
+        git_metadata: z
+          .object({ repository_url: str.optional(), commit: z.object({ id: str.optional(), url: str.optional() }).loose().optional(), file: z.object({ url: str.optional() }).loose().optional() })
+          .loose()
+          .optional(),
+      })
+      .loose(),
+  })
+  .loose();
+
+export function parseKingfisher(body: Buffer, repoHint?: string): RawFinding[] {
+  const docs: unknown[] = [];
+  for (const [i, line] of body.toString('utf8').split(/\r?\n/).entries()) {
+    if (!line.trim()) continue;
+    try {
+      docs.push(JSON.parse(line));
+    } catch {
+      throw new HttpProblem(400, 'malformed-json', 'Malformed JSON', `line ${i + 1} of the report is not valid JSON`);
+    }
+  }
+  const report = docs.find((d): d is { findings: unknown[] } => !!d && typeof d === 'object' && Array.isArray((d as { findings?: unknown }).findings));
+  if (!report) throw invalid('findings', 'no report with a findings array (kingfisher scan --format json)');
+  if (report.findings.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('findings', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
+  return report.findings.map((item, i) => {
+    const r = kingfisherFindingSchema.safeParse(item);
+    if (!r.success) throw zodProblem(`findings[${i}]`, r.error);
+    const { rule, finding: f } = r.data;
+    const uri = f.validate_command ? /postgres(?:ql)?:\/\/[^\s'"]+/i.exec(f.validate_command)?.[0] : undefined;
+    const credentialType = credentialTypeOf(rule.id, uri ?? f.snippet);
+    const outcome = (f.validation?.outcome ?? '').toLowerCase();
+    const commit = f.git_metadata?.commit?.id;
+    return {
+      source: 'kingfisher',
+      scanner: 'kingfisher',
+      credentialType,
+      secret: credentialType === 'postgres_password' && uri ? uri : f.snippet,
+      ...(credentialType === 'generic' ? { credentialRef: { rule: rule.id.slice(0, 200) } } : {}),
+      location: {
+        repository: repoName(f.git_metadata?.repository_url) ?? repoHint,
+        file: f.path?.replace(/^\.\//, ''),
+        line: f.line,
+        commit: commit && /^[0-9a-fA-F]{7,64}$/.test(commit) ? commit : undefined,
+        url: f.git_metadata?.file?.url && /^https?:\/\//.test(f.git_metadata.file.url) ? f.git_metadata.file.url : undefined,
+      },
+      severity: outcome === 'valid' ? 'critical' : 'high',
+      validity: outcome === 'valid' ? 'verified' : outcome === 'invalid' ? 'unverified' : 'unknown',
+    } satisfies RawFinding;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function reportSource(
+  name: 'trufflehog' | 'gitleaks' | 'kingfisher',
+  parse: (body: Buffer, repo?: string) => RawFinding[],
+  config: StandardWebhooksSourceConfig,
+  ctx: SourceContext,
+  defaultLimit: number,
+): SourceHandler & { contentTypes: string[] } {
+  const secrets = secretsFromEnv(ctx.env, config.secretsEnv);
+  return {
+    name,
+    bodyLimitBytes: config.bodyLimit ?? defaultLimit,
+    contentTypes: ['application/x-ndjson', 'application/jsonl', 'text/plain'],
+    authenticate: (d) => verifyStandardWebhook(secrets, d.rawBody, d.headers),
+    parse: (d) => {
+      const id = d.headers['webhook-id'];
+      return { kind: 'findings', ...(typeof id === 'string' ? { deliveryId: id } : {}), findings: parse(d.rawBody, repositoryHeader(d)) };
+    },
+  };
+}
+
+export const createTruffleHogSource = (config: StandardWebhooksSourceConfig, ctx: SourceContext, defaultLimit: number) =>
+  reportSource('trufflehog', parseTruffleHog, config, ctx, defaultLimit);
+export const createGitleaksSource = (config: StandardWebhooksSourceConfig, ctx: SourceContext, defaultLimit: number) =>
+  reportSource('gitleaks', parseGitleaks, config, ctx, defaultLimit);
+export const createKingfisherSource = (config: StandardWebhooksSourceConfig, ctx: SourceContext, defaultLimit: number) =>
+  reportSource('kingfisher', parseKingfisher, config, ctx, defaultLimit);

@@ -1,0 +1,105 @@
+/**
+ * Any other sender, by configuration: a platform that posts its own JSON ("New Secret Detected")
+ * is described in `sources.custom` by how it signs (Standard Webhooks or plain HMAC-SHA256 of the
+ * body) and where its fields are (dotted paths). Adding a sender is configuration, not code.
+ */
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { CREDENTIAL_TYPES, SEVERITIES, type CredentialType, type Severity } from '../../lib/detection';
+import type { CustomSourceConfig } from '../../lib/sources-config';
+import { HttpProblem } from '../problem';
+import { MAX_FINDINGS_PER_DELIVERY, secretsFromEnv } from './ci-reports';
+import { credentialTypeOf } from './credential-types';
+import type { RawFinding } from './finding';
+import { verifyStandardWebhook } from './generic';
+import type { Delivery, SourceContext, SourceHandler } from './types';
+import { parseJsonBody } from './validate';
+
+/** Reads `a.b[0].c` from a parsed document; own properties only (no prototype walking). */
+export function getPath(doc: unknown, path: string): unknown {
+  let cur: unknown = doc;
+  for (const part of path.match(/[^.[\]]+|\[\d+\]/g) ?? []) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    const key = part.startsWith('[') ? Number(part.slice(1, -1)) : part;
+    if (!Object.prototype.hasOwnProperty.call(cur, key)) return undefined;
+    cur = (cur as Record<string | number, unknown>)[key];
+  }
+  return cur;
+}
+
+const asText = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined);
+
+function verifyHmac(secrets: readonly string[], d: Delivery, header: string, prefix: string, encoding: 'hex' | 'base64'): void {
+  const raw = d.headers[header.toLowerCase()];
+  if (typeof raw !== 'string' || !raw.startsWith(prefix)) throw new HttpProblem(401, 'missing-signature', 'Missing signature', `${header} is required`);
+  const given = Buffer.from(raw.slice(prefix.length), 'utf8');
+  let ok = false;
+  for (const s of secrets) {
+    const expected = Buffer.from(createHmac('sha256', s).update(d.rawBody).digest(encoding), 'utf8');
+    if (expected.length === given.length && timingSafeEqual(expected, given)) ok = true;
+  }
+  if (!ok) throw new HttpProblem(401, 'invalid-signature', 'Invalid webhook signature', `no active secret produced a matching ${header}`);
+}
+
+export function mapFindings(config: CustomSourceConfig, doc: unknown): RawFinding[] {
+  const m = config.mapping;
+  const items = m.items ? getPath(doc, m.items) : [doc];
+  if (!Array.isArray(items)) throw new HttpProblem(422, 'invalid-detection', 'Invalid detection', `${m.items}: expected an array of findings`, { errors: [{ field: m.items ?? '(body)', message: 'expected an array' }] });
+  if (items.length > MAX_FINDINGS_PER_DELIVERY) throw new HttpProblem(422, 'invalid-detection', 'Invalid detection', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery`);
+  return items.map((item, i) => {
+    const at = (field: string) => (m.items ? `${m.items}[${i}].${field}` : field);
+    const secret = m.secret ? asText(getPath(item, m.secret)) : undefined;
+    const typeName = m.credentialType ? asText(getPath(item, m.credentialType)) : undefined;
+    const mapped = typeName ? m.typeMap[typeName] : undefined;
+    const credentialType: CredentialType =
+      mapped ?? (typeName && (CREDENTIAL_TYPES as readonly string[]).includes(typeName) ? (typeName as CredentialType) : undefined) ?? (typeName || secret ? credentialTypeOf(typeName, secret) : m.defaultCredentialType);
+    const credentialRef: Record<string, string> = {};
+    for (const [k, p] of Object.entries(m.credentialRef)) {
+      const v = asText(getPath(item, p));
+      if (v) credentialRef[k] = v.slice(0, 256);
+    }
+    if (!secret && Object.keys(credentialRef).length === 0) {
+      throw new HttpProblem(422, 'invalid-detection', 'Invalid detection', `${at(m.secret ?? 'credentialRef')}: no secret and no credential reference in this finding`, {
+        errors: [{ field: at(m.secret ?? 'credentialRef'), message: 'no secret and no credential reference' }],
+      });
+    }
+    const sev = m.severity ? asText(getPath(item, m.severity))?.toLowerCase() : undefined;
+    const verified = m.verified ? getPath(item, m.verified) : undefined;
+    const line = m.location.line ? Number(getPath(item, m.location.line)) : undefined;
+    const commit = m.location.commit ? asText(getPath(item, m.location.commit)) : undefined;
+    const url = m.location.url ? asText(getPath(item, m.location.url)) : undefined;
+    const findingId = m.dedupeId ? asText(getPath(item, m.dedupeId)) : undefined;
+    return {
+      source: config.name,
+      scanner: config.name,
+      ...(findingId ? { findingId: findingId.slice(0, 256) } : {}),
+      credentialType,
+      ...(secret ? { secret } : {}),
+      ...(Object.keys(credentialRef).length ? { credentialRef } : {}),
+      location: {
+        repository: m.location.repository ? asText(getPath(item, m.location.repository))?.slice(0, 512) : undefined,
+        file: m.location.file ? asText(getPath(item, m.location.file))?.slice(0, 2048) : undefined,
+        line: line !== undefined && Number.isInteger(line) && line >= 0 ? line : undefined,
+        commit: commit && /^[0-9a-fA-F]{7,64}$/.test(commit) ? commit : undefined,
+        url: url && /^https?:\/\//.test(url) ? url.slice(0, 4096) : undefined,
+      },
+      severity: sev && (SEVERITIES as readonly string[]).includes(sev) ? (sev as Severity) : 'high',
+      ...(verified !== undefined ? { validity: verified === true || verified === 'true' || verified === 'valid' ? 'verified' : 'unverified' } : {}),
+    } satisfies RawFinding;
+  });
+}
+
+export function createCustomSource(config: CustomSourceConfig, ctx: SourceContext, defaultLimit: number): SourceHandler {
+  const v = config.verify;
+  const secrets = secretsFromEnv(ctx.env, v.secretsEnv);
+  return {
+    name: config.name,
+    bodyLimitBytes: config.bodyLimit ?? defaultLimit,
+    authenticate: (d) => (v.scheme === 'standard-webhooks' ? verifyStandardWebhook(secrets, d.rawBody, d.headers) : verifyHmac(secrets, d, v.header, v.prefix, v.encoding)),
+    parse: (d) => {
+      const doc = parseJsonBody(d.rawBody);
+      const id = d.headers['webhook-id'];
+      const deliveryId = v.scheme === 'standard-webhooks' && typeof id === 'string' ? id : createHash('sha256').update(d.rawBody).digest('hex');
+      return { kind: 'findings', deliveryId, findings: mapFindings(config, doc) };
+    },
+  };
+}

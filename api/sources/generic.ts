@@ -1,0 +1,75 @@
+/**
+ * The generic source: our own documented JSON detection format, signed with Standard Webhooks.
+ * This is where a raw secret value stops: it is reduced to a keyed fingerprint and the non-secret
+ * identifiers a provider needs, and handed back only so the ingress can seal it as evidence.
+ */
+import { Webhook, WebhookVerificationError } from 'standardwebhooks';
+import { genericDetectionSchema, type GenericDetectionPayload } from '../../lib/detection';
+import { reduceFinding, type Sighting } from './finding';
+import type { SourceHandler } from './types';
+import { parseJsonBody, validateWith } from './validate';
+import type { ServerKeys } from '../../lib/keys';
+import { HttpProblem } from '../problem';
+
+export const GENERIC_SOURCE = 'generic';
+
+/** Verifies against every active secret, so a signing secret can be rotated without downtime. */
+export function verifyStandardWebhook(secrets: readonly string[], rawBody: Buffer, headers: Record<string, string | string[] | undefined>): void {
+  const h: Record<string, string> = {};
+  for (const name of ['webhook-id', 'webhook-timestamp', 'webhook-signature']) {
+    const v = headers[name];
+    if (typeof v === 'string' && v !== '') h[name] = v;
+  }
+  const missing = ['webhook-id', 'webhook-timestamp', 'webhook-signature'].filter((n) => !h[n]);
+  if (missing.length) {
+    throw new HttpProblem(401, 'missing-signature', 'Missing signature headers', `missing header(s): ${missing.join(', ')}`);
+  }
+  let lastError: unknown;
+  for (const secret of secrets) {
+    try {
+      new Webhook(secret).verify(rawBody, h, { jsonParse: false });
+      return;
+    } catch (err) {
+      lastError = err;
+      if (err instanceof WebhookVerificationError && /timestamp/i.test(err.message)) break;
+    }
+  }
+  const msg = lastError instanceof Error ? lastError.message : 'verification failed';
+  if (/too old|too new/i.test(msg)) {
+    throw new HttpProblem(401, 'stale-timestamp', 'Webhook timestamp outside the tolerance', `${msg}: webhook-timestamp must be within 5 minutes of the server clock`);
+  }
+  if (/Invalid Signature Headers/i.test(msg)) {
+    throw new HttpProblem(400, 'invalid-signature-headers', 'Malformed signature headers', 'webhook-timestamp must be a Unix time in seconds');
+  }
+  throw new HttpProblem(401, 'invalid-signature', 'Invalid webhook signature', 'no active signing secret produced a matching webhook-signature');
+}
+
+export { parseJsonBody };
+
+export function validateGeneric(doc: unknown): GenericDetectionPayload {
+  return validateWith(genericDetectionSchema, doc, { slug: 'invalid-detection', title: 'Invalid detection' });
+}
+
+export type Normalised = Sighting;
+
+export function normaliseGeneric(p: GenericDetectionPayload, keys: ServerKeys, now: Date): Sighting {
+  return reduceFinding({ ...p, source: GENERIC_SOURCE }, keys, now);
+}
+
+/** The generic source as a SourceHandler: Standard Webhooks, one detection per delivery. */
+export function createGenericSource(opts: { secrets: readonly string[]; bodyLimitBytes: number; keys: ServerKeys }): SourceHandler {
+  return {
+    name: GENERIC_SOURCE,
+    bodyLimitBytes: opts.bodyLimitBytes,
+    authenticate: (d) => verifyStandardWebhook(opts.secrets, d.rawBody, d.headers),
+    parse: (d) => {
+      const payload = validateGeneric(parseJsonBody(d.rawBody));
+      const webhookId = d.headers['webhook-id'];
+      return {
+        kind: 'findings',
+        ...(typeof webhookId === 'string' ? { deliveryId: webhookId } : {}),
+        findings: [{ ...payload, source: GENERIC_SOURCE }],
+      };
+    },
+  };
+}

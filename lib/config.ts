@@ -1,0 +1,191 @@
+/**
+ * Process configuration, parsed once from the environment with a schema. Nothing else in the
+ * project reads process.env: entry points call loadConfig() and pass the frozen result down.
+ */
+import { Webhook } from 'standardwebhooks';
+import { z } from 'zod';
+
+const optionalString = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .optional();
+
+const port = (fallback: number) => z.coerce.number().int().min(1).max(65535).default(fallback);
+
+const url = z.url({ protocol: /^https?$/ });
+
+/** "1mb", "512kb", "1048576" -> bytes */
+export function parseByteSize(value: string): number {
+  const m = /^(\d+)\s*(b|kb|kib|mb|mib)?$/i.exec(value.trim());
+  if (!m) throw new Error(`not a byte size: ${value}`);
+  const n = Number(m[1]);
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const factor = unit.startsWith('m') ? 1024 * 1024 : unit.startsWith('k') ? 1024 : 1;
+  return n * factor;
+}
+
+const byteSize = z
+  .string()
+  .refine((v) => /^(\d+)\s*(b|kb|kib|mb|mib)?$/i.test(v.trim()), 'expected a size such as 1mb, 512kb or 1048576')
+  .transform(parseByteSize);
+
+const whsec = z
+  .string()
+  .regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, 'each secret must look like whsec_<base64>, at least 12 bytes')
+  .refine((s) => {
+    try {
+      new Webhook(s);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'not valid base64 after whsec_');
+
+const serverKey = z
+  .string()
+  .refine((v) => Buffer.from(v, 'base64').length >= 32, 'must be base64 of at least 32 random bytes');
+
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+export const envSchema = z.object({
+  PORT: port(3000),
+  HOST: z.string().default('0.0.0.0'),
+  PUBLIC_BASE_URL: url.optional(),
+  LOG_LEVEL: logLevel.default('info'),
+
+  TEMPORAL_ADDRESS: optionalString,
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('kill-switch'),
+  TEMPORAL_UI_URL: url.default('http://localhost:8233'),
+  TEMPORAL_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60000).default(5000),
+  TEMPORAL_DEV_PORT: port(7233),
+  TEMPORAL_DEV_UI_PORT: port(8233),
+
+  KILLSWITCH_DATA_DIR: z.string().min(1).default('.data'),
+  KILLSWITCH_SERVER_KEY: z.preprocess((v) => (v === '' ? undefined : v), serverKey.optional()),
+  INVENTORY_FILE: optionalString,
+
+  DATABASE_URL: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// connection string')
+      .optional(),
+  ),
+  EVIDENCE_TTL_HOURS: z.coerce.number().min(1).max(24 * 30).default(24),
+
+  GENERIC_WEBHOOK_SECRETS: z.preprocess(
+    (v) =>
+      typeof v === 'string' && v.trim() !== ''
+        ? v
+            .split(/[\s,]+/)
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : undefined,
+    z.array(whsec).min(1).optional(),
+  ),
+  WEBHOOK_BODY_LIMIT: byteSize.default(1024 * 1024),
+
+  SLACK_BOT_TOKEN: optionalString,
+  SLACK_CHANNEL: optionalString,
+  SLACK_API_URL: url.default('https://slack.com/api/'),
+
+  /** Bearer tokens for the admin API (/admin/sources), comma-separated; the admin API is off when unset. */
+  ADMIN_TOKENS: z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() !== '' ? v.split(/[\s,]+/).filter(Boolean) : undefined),
+    z.array(z.string().min(24, 'each admin token must be at least 24 characters')).optional(),
+  ),
+
+  PAGERDUTY_ROUTING_KEY: optionalString,
+  PAGERDUTY_EVENTS_URL: url.default('https://events.pagerduty.com'),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly publicBaseUrl: string | undefined;
+  readonly logLevel: z.infer<typeof logLevel>;
+  readonly temporal: {
+    readonly address: string | undefined;
+    readonly namespace: string;
+    readonly taskQueue: string;
+    readonly uiUrl: string;
+    readonly connectTimeoutMs: number;
+    readonly devPort: number;
+    readonly devUiPort: number;
+  };
+  readonly dataDir: string;
+  readonly serverKey: string | undefined;
+  readonly inventoryFile: string | undefined;
+  readonly databaseUrl: string | undefined;
+  readonly evidenceTtlHours: number;
+  readonly webhook: {
+    readonly genericSecrets: readonly string[] | undefined;
+    readonly bodyLimitBytes: number;
+  };
+  readonly adminTokens: readonly string[] | undefined;
+  readonly slack: { readonly token: string | undefined; readonly channel: string | undefined; readonly apiUrl: string };
+  readonly pagerduty: { readonly routingKey: string | undefined; readonly eventsUrl: string };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment; throws a ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | undefined>): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const [name, ...rest] = i.path.map(String);
+      return `  ${name ?? '(env)'}${rest.map((r) => `[${r}]`).join('')}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid environment:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  if (e.SLACK_BOT_TOKEN && !e.SLACK_CHANNEL) {
+    throw new ConfigError('invalid environment:\n  SLACK_CHANNEL: required when SLACK_BOT_TOKEN is set');
+  }
+  return Object.freeze({
+    port: e.PORT,
+    host: e.HOST,
+    publicBaseUrl: e.PUBLIC_BASE_URL,
+    logLevel: e.LOG_LEVEL,
+    temporal: Object.freeze({
+      address: e.TEMPORAL_ADDRESS,
+      namespace: e.TEMPORAL_NAMESPACE,
+      taskQueue: e.TEMPORAL_TASK_QUEUE,
+      uiUrl: e.TEMPORAL_UI_URL.replace(/\/+$/, ''),
+      connectTimeoutMs: e.TEMPORAL_CONNECT_TIMEOUT_MS,
+      devPort: e.TEMPORAL_DEV_PORT,
+      devUiPort: e.TEMPORAL_DEV_UI_PORT,
+    }),
+    dataDir: e.KILLSWITCH_DATA_DIR,
+    serverKey: e.KILLSWITCH_SERVER_KEY,
+    inventoryFile: e.INVENTORY_FILE,
+    databaseUrl: e.DATABASE_URL,
+    evidenceTtlHours: e.EVIDENCE_TTL_HOURS,
+    webhook: Object.freeze({
+      genericSecrets: e.GENERIC_WEBHOOK_SECRETS ? Object.freeze([...e.GENERIC_WEBHOOK_SECRETS]) : undefined,
+      bodyLimitBytes: e.WEBHOOK_BODY_LIMIT,
+    }),
+    adminTokens: e.ADMIN_TOKENS ? Object.freeze([...e.ADMIN_TOKENS]) : undefined,
+    slack: Object.freeze({ token: e.SLACK_BOT_TOKEN, channel: e.SLACK_CHANNEL, apiUrl: ensureSlash(e.SLACK_API_URL) }),
+    pagerduty: Object.freeze({
+      routingKey: e.PAGERDUTY_ROUTING_KEY,
+      eventsUrl: e.PAGERDUTY_EVENTS_URL.replace(/\/+$/, ''),
+    }),
+  });
+}
+
+function ensureSlash(u: string): string {
+  return u.endsWith('/') ? u : `${u}/`;
+}
+
+/** Link to one run in the Temporal Web UI. */
+export function temporalUiRunUrl(uiUrl: string, namespace: string, workflowId: string, runId: string): string {
+  return `${uiUrl}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}/${encodeURIComponent(runId)}/history`;
+}

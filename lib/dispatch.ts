@@ -1,0 +1,147 @@
+/**
+ * Dispatch of one sighting to the run of its credential: the leaked value is sealed, the sighting
+ * recorded, and the killSwitch run signalled-with-start, so every sighting of one credential (any
+ * scanner, any re-delivery, arriving together or later) lands in one run. After a finished run, the
+ * same id starts a short run that re-verifies the credential is dead and records "already contained".
+ * Used by the ingress and by the enrichment activity.
+ */
+import { status as grpcStatus } from '@grpc/grpc-js';
+import type { Client } from '@temporalio/client';
+import type { Sighting } from '../api/sources/finding';
+import type { killSwitch } from '../workflows/killSwitch';
+import {
+  SearchAttributes,
+  killSwitchWorkflowId,
+  sightingOf,
+  sightingSignal,
+  type KillSwitchInput,
+  type SightingInfo,
+} from '../workflows/shared';
+import { temporalUiRunUrl, type Config } from './config';
+import type { Db } from './db';
+import type { EvidenceStore } from './evidence';
+
+export interface TemporalTarget {
+  client: Client;
+  namespace: string;
+  taskQueue: string;
+  uiUrl: string;
+  /** How long a start may take before the caller gives up (the ingress answers 503). */
+  deadlineMs: number;
+}
+
+/** The Temporal target every process derives from its config and its one client. */
+export function temporalTarget(config: Config, client: Client): TemporalTarget {
+  return {
+    client,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    uiUrl: config.temporal.uiUrl,
+    deadlineMs: config.temporal.connectTimeoutMs,
+  };
+}
+
+export interface Dispatched {
+  workflowId: string;
+  runId: string;
+  temporalUiUrl: string;
+}
+
+export class TemporalUnavailableError extends Error {
+  override name = 'TemporalUnavailableError';
+}
+
+const UNAVAILABLE_CODES = new Set([
+  grpcStatus.UNAVAILABLE,
+  grpcStatus.DEADLINE_EXCEEDED,
+  grpcStatus.RESOURCE_EXHAUSTED,
+  grpcStatus.CANCELLED,
+]);
+
+export function isTemporalUnavailable(err: unknown): boolean {
+  const seen = new Set<unknown>();
+  let e: unknown = err;
+  while (e && typeof e === 'object' && !seen.has(e)) {
+    seen.add(e);
+    if (e instanceof TemporalUnavailableError) return true;
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'number' && UNAVAILABLE_CODES.has(code)) return true;
+    const name = (e as { name?: string }).name;
+    if (name === 'TransportError' || name === 'ConnectionError') return true;
+    const msg = (e as { message?: string }).message ?? '';
+    if (/ECONNREFUSED|UNAVAILABLE|DEADLINE_EXCEEDED|Failed to connect|deadline/i.test(msg)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+export interface Dispatcher {
+  dispatch(sighting: Sighting, receivedAt: Date): Promise<Dispatched>;
+}
+
+export function createDispatcher(deps: {
+  temporal: TemporalTarget;
+  evidence: EvidenceStore;
+  db: Db;
+}): Dispatcher {
+  const t = deps.temporal;
+  return {
+    async dispatch({ detection, leakedValue, credentialKey }, receivedAt) {
+      const workflowId = killSwitchWorkflowId(detection.credentialType, credentialKey);
+      let sealed = false;
+      if (leakedValue !== undefined && detection.fingerprint) {
+        sealed = await deps.evidence.put(workflowId, detection.fingerprint, leakedValue);
+      }
+      try {
+        return await startOrSignal();
+      } catch (err) {
+        // Nothing half-started: a value sealed for a run that never started is removed.
+        if (sealed) await deps.evidence.purge(workflowId).catch(() => undefined);
+        if (isTemporalUnavailable(err))
+          throw new TemporalUnavailableError(`Temporal unreachable: ${(err as Error).message}`);
+        throw err;
+      }
+
+      async function startOrSignal(): Promise<Dispatched> {
+        await deps.db.query(
+          `INSERT INTO killswitch_sightings (workflow_id, detection_id, source, scanner, location, validity, received_at)
+         VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) ON CONFLICT DO NOTHING`,
+          [
+            workflowId,
+            detection.id,
+            detection.source,
+            detection.scanner ?? null,
+            JSON.stringify(detection.location),
+            detection.validity ?? null,
+            receivedAt.toISOString(),
+          ],
+        );
+        const input: KillSwitchInput = { detection, receivedAt: receivedAt.toISOString() };
+        const ref = Object.entries(detection.credentialRef)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ');
+        const handle = await t.client.connection.withDeadline(Date.now() + t.deadlineMs, () =>
+          t.client.workflow.signalWithStart<typeof killSwitch, [SightingInfo]>('killSwitch', {
+            taskQueue: t.taskQueue,
+            workflowId,
+            args: [input],
+            signal: sightingSignal,
+            signalArgs: [sightingOf(detection, receivedAt.toISOString())],
+            // A finished run never blocks a new sighting: the new run re-verifies and records it.
+            workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+            typedSearchAttributes: [
+              { key: SearchAttributes.credentialType, value: detection.credentialType },
+              { key: SearchAttributes.source, value: detection.source },
+            ],
+            staticSummary: `Leaked ${detection.credentialType}${ref ? ` (${ref})` : ''} reported by ${detection.scanner ?? detection.source}`,
+          }),
+        );
+        return {
+          workflowId,
+          runId: handle.signaledRunId,
+          temporalUiUrl: temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, handle.signaledRunId),
+        };
+      }
+    },
+  };
+}

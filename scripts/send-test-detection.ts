@@ -1,0 +1,60 @@
+/**
+ * Sends one signed detection to the generic webhook, the way a scanner would.
+ *
+ *   npm run send-test-detection -- [--url http://localhost:3000/webhooks/generic]
+ *        [--secret 'postgres://demo_app:leaked-pw@127.0.0.1:5432/postgres'] [--role demo_app] [--type postgres_password]
+ *
+ * The signing secret comes from GENERIC_WEBHOOK_SECRETS (first one) or the file npm start keeps in
+ * the data folder.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Webhook } from 'standardwebhooks';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      url: { type: 'string', default: 'http://localhost:3000/webhooks/generic' },
+      secret: { type: 'string' },
+      role: { type: 'string' },
+      type: { type: 'string', default: 'postgres_password' },
+      repository: { type: 'string', default: 'acme/demo-service' },
+      file: { type: 'string', default: 'config/database.yml' },
+    },
+  });
+  const signing =
+    process.env.GENERIC_WEBHOOK_SECRETS?.split(/[\s,]+/).find(Boolean) ??
+    readFileSync(path.join(process.env.KILLSWITCH_DATA_DIR ?? '.data', 'generic-webhook-secret'), 'utf8').trim();
+  const detection = {
+    scanner: 'send-test-detection',
+    findingId: randomUUID(),
+    credentialType: values.type,
+    secret: values.secret ?? `demo-leaked-${randomBytes(9).toString('base64url')}`,
+    ...(values.role || !values.secret ? { credentialRef: { role: values.role ?? 'demo_app' } } : {}),
+    location: { repository: values.repository, file: values.file, line: 3 },
+    severity: 'high',
+  };
+  const body = JSON.stringify(detection);
+  const id = `msg_${randomUUID()}`;
+  const now = new Date();
+  const signature = new Webhook(signing).sign(id, now, body);
+  const res = await fetch(values.url!, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'webhook-id': id,
+      'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
+      'webhook-signature': signature,
+    },
+    body,
+  });
+  process.stdout.write(`${res.status} ${await res.text()}\n`);
+  if (!res.ok) process.exitCode = 1;
+}
+
+main().catch((err) => {
+  process.stderr.write(`send-test-detection: ${(err as Error).message}\n`);
+  process.exit(1);
+});

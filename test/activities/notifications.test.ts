@@ -1,0 +1,162 @@
+/**
+ * Slack and PagerDuty senders against loopback fakes of their documented wire contracts, and the
+ * notifySlack activity's ledger that makes a retry a no-op.
+ */
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { ApplicationFailure } from '@temporalio/common';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createActivities } from '../../activities';
+import { createPagerDutySender } from '../../activities/pagerduty';
+import { createProviderRegistry } from '../../activities/providers';
+import { buildSlackMessage, createSlackSender } from '../../activities/slack';
+import { createPostgresDb, migrate, type Db } from '../../lib/db';
+import { createEvidenceStore } from '../../lib/evidence';
+import { parseInventory } from '../../lib/inventory';
+import { createServerKeys, newServerKey } from '../../lib/keys';
+import type { RunSummary } from '../../workflows/shared';
+import { startPagerDutyFake, type PagerDutyFake } from '../fakes/pagerduty';
+import { startSlackFake, type SlackFake } from '../fakes/slack';
+import { rand } from '../helpers/harness';
+
+let slackFake: SlackFake;
+let pdFake: PagerDutyFake;
+let db: Db;
+beforeAll(async () => {
+  [slackFake, pdFake] = await Promise.all([startSlackFake(), startPagerDutyFake()]);
+  db = createPostgresDb(inject('auditDatabaseUrl'));
+  await migrate(db);
+});
+afterAll(async () => {
+  await Promise.all([slackFake?.close(), pdFake?.close(), db?.close()]);
+});
+
+const RUN_URL = 'http://localhost:8233/namespaces/default/workflows/wf/run/history';
+
+function summary(outcome: 'contained' | 'escalated' = 'escalated'): RunSummary {
+  const wf = `killswitch-postgres_password-${rand()}${rand()}`;
+  return {
+    workflowId: wf,
+    runId: `run-${rand()}`,
+    detection: {
+      id: 'generic:x',
+      source: 'generic',
+      credentialType: 'postgres_password',
+      credentialRef: { role: 'app_user' },
+      location: {},
+      severity: 'high',
+      detectedAt: new Date().toISOString(),
+      hasEvidence: false,
+    },
+    owner: null,
+    outcome,
+    timeline: { receivedAt: new Date().toISOString() },
+    ...(outcome === 'escalated' ? { failure: { step: 'resolving_owner' as const, type: 'NoOwner', message: 'no owner' } } : {}),
+  };
+}
+
+async function caught(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a failure');
+}
+
+describe('Slack', () => {
+  const sender = () => createSlackSender({ token: slackFake.token, channel: '#sec', apiUrl: slackFake.apiUrl, log: () => undefined });
+
+  it('posts a Block Kit message with the outcome and a button to the run', async () => {
+    const before = slackFake.messages().length;
+    const r = await sender().post(buildSlackMessage(summary('contained'), RUN_URL));
+    expect(r.status).toBe('sent');
+    expect(r.ts).toMatch(/^\d+\.\d+$/);
+    const m = slackFake.messages()[before]!;
+    expect(m.channel).toBe('#sec');
+    expect(m.text).toContain('contained');
+    expect(JSON.stringify(m.blocks)).toContain(RUN_URL);
+  });
+
+  it('turns 429 into a retryable failure that waits Retry-After', async () => {
+    slackFake.script.push({ status: 429, headers: { 'retry-after': '7' }, body: { ok: false, error: 'ratelimited' } });
+    const err = await caught(sender().post(buildSlackMessage(summary(), RUN_URL)));
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).type).toBe('SlackRateLimited');
+    expect((err as ApplicationFailure).nonRetryable).toBe(false);
+    expect((err as ApplicationFailure).nextRetryDelay).toBe('7s');
+  });
+
+  it('treats channel_not_found as permanent', async () => {
+    slackFake.script.push({ status: 200, body: { ok: false, error: 'channel_not_found' } });
+    const err = (await caught(sender().post(buildSlackMessage(summary(), RUN_URL)))) as ApplicationFailure;
+    expect(err.type).toBe('NotificationRejected');
+    expect(err.nonRetryable).toBe(true);
+  });
+
+  it('logs instead of posting when no token is configured', async () => {
+    const logged: string[] = [];
+    const before = slackFake.requests.length;
+    const s = createSlackSender({ token: undefined, channel: undefined, apiUrl: slackFake.apiUrl, log: (m) => logged.push(m.text) });
+    expect(await s.post(buildSlackMessage(summary(), RUN_URL))).toEqual({ status: 'logged' });
+    expect(logged).toHaveLength(1);
+    expect(slackFake.requests.length).toBe(before);
+  });
+
+  it('notifySlack posts once per run outcome even when the activity is retried', async () => {
+    const keys = createServerKeys(newServerKey());
+    const acts = createActivities({
+      inventory: parseInventory({}),
+      keys,
+      dispatcher: { dispatch: () => Promise.reject(new Error('not used here')) },
+      upstream: { enrich: () => Promise.reject(new Error('not used here')), closeLoop: () => Promise.resolve(false) },
+      providers: createProviderRegistry(parseInventory({}), new Map()),
+      db,
+      evidence: createEvidenceStore(db, keys, 1),
+      slack: sender(),
+      pagerduty: createPagerDutySender({ routingKey: undefined, eventsUrl: pdFake.url, log: () => undefined }),
+      temporalUi: { uiUrl: 'http://localhost:8233', namespace: 'default' },
+    });
+    const s = summary('contained');
+    const env = new MockActivityEnvironment();
+    await env.run(acts.notifySlack, s);
+    await env.run(acts.notifySlack, s);
+    expect(slackFake.messages().filter((m) => m.text.includes(s.workflowId))).toHaveLength(1);
+  });
+});
+
+describe('PagerDuty Events API v2', () => {
+  const sender = () => createPagerDutySender({ routingKey: pdFake.routingKey, eventsUrl: pdFake.url, log: () => undefined });
+
+  it('sends a valid trigger whose dedup_key is the workflow id', async () => {
+    const s = summary();
+    expect(await sender().trigger(s, RUN_URL)).toEqual({ status: 'sent', dedupKey: s.workflowId });
+    const e = pdFake.events().find((x) => x.dedup_key === s.workflowId)!;
+    expect(e).toMatchObject({ event_action: 'trigger', payload: { severity: 'critical', class: 'NoOwner' }, links: [{ href: RUN_URL }] });
+  });
+
+  it('waits Retry-After on 429, retries 5xx, gives up on 400', async () => {
+    pdFake.script.push({ status: 429, headers: { 'retry-after': '3' }, body: { status: 'throttle event' } });
+    const throttled = (await caught(sender().trigger(summary(), RUN_URL))) as ApplicationFailure;
+    expect(throttled.type).toBe('PagerDutyRateLimited');
+    expect(throttled.nextRetryDelay).toBe('3s');
+    expect(throttled.nonRetryable).toBe(false);
+
+    pdFake.script.push({ status: 503, body: {} });
+    const down = await caught(sender().trigger(summary(), RUN_URL));
+    expect(down).not.toBeInstanceOf(ApplicationFailure);
+
+    const bad = createPagerDutySender({ routingKey: 'too-short', eventsUrl: pdFake.url, log: () => undefined });
+    const rejected = (await caught(bad.trigger(summary(), RUN_URL))) as ApplicationFailure;
+    expect(rejected.type).toBe('NotificationRejected');
+    expect(rejected.nonRetryable).toBe(true);
+  });
+
+  it('logs the event without the routing key when none is configured', async () => {
+    const logged: unknown[] = [];
+    const before = pdFake.requests.length;
+    const s = createPagerDutySender({ routingKey: undefined, eventsUrl: pdFake.url, log: (e) => logged.push(e) });
+    expect((await s.trigger(summary(), RUN_URL)).status).toBe('logged');
+    expect(pdFake.requests.length).toBe(before);
+    expect(JSON.stringify(logged)).not.toContain('routing_key');
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * The PostgreSQL provider against a real, password-enforcing PostgreSQL: every operation is
+ * idempotent, the leaked password is proven dead, and errors are classified by type.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PostgresProvider } from '../../activities/providers/postgres';
+import { parseInventory } from '../../lib/inventory';
+import { ErrorType } from '../../workflows/shared';
+import { ownedSystem, rand, type OwnedSystem } from '../helpers/harness';
+
+let owned: OwnedSystem;
+let provider: PostgresProvider;
+const system = () => parseInventory({ systems: [{ name: 'owned-db', kind: 'postgres', adminUrlEnv: 'X', roles: ['*'] }] }).systems[0]!;
+const req = (role: string) => ({ workflowId: `wf-${rand()}`, credentialRef: { role } });
+
+async function failureType(p: Promise<unknown>): Promise<{ type?: string; nonRetryable?: boolean }> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof ApplicationFailure) return { type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined };
+    return { type: 'plain' };
+  }
+  throw new Error('expected a failure');
+}
+
+beforeAll(async () => {
+  owned = await ownedSystem();
+  provider = new PostgresProvider(system(), owned.adminUrl);
+});
+afterAll(async () => {
+  await provider?.close();
+  await owned?.su.end();
+});
+
+describe('PostgresProvider', () => {
+  it('rotate locks the leaked password out, and rotating twice leaves the same state', async () => {
+    const { role, password } = await owned.createRole();
+    expect(await owned.loginFails(role, password)).toBeNull();
+    const verifierBefore = (await owned.su.query('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [role])).rows[0].rolpassword;
+
+    const first = await provider.rotate(req(role));
+    expect(first.newValueDelivered).toBe(false);
+    expect(await owned.loginFails(role, password)).toBe('28P01');
+    const afterFirst = (await owned.su.query('SELECT rolpassword, rolcanlogin FROM pg_authid WHERE rolname = $1', [role])).rows[0];
+    expect(afterFirst.rolpassword).not.toBe(verifierBefore);
+    expect(afterFirst.rolpassword).toMatch(/^SCRAM-SHA-256\$/);
+
+    await provider.rotate(req(role));
+    expect(await owned.loginFails(role, password)).toBe('28P01');
+    const afterSecond = (await owned.su.query('SELECT rolcanlogin FROM pg_authid WHERE rolname = $1', [role])).rows[0];
+    expect(afterSecond.rolcanlogin).toBe(afterFirst.rolcanlogin);
+  });
+
+  it('quotes identifiers and literals: a role name with quotes and spaces is rotated, nothing else is touched', async () => {
+    const role = `app "weird"; DROP ROLE x ${rand()}`;
+    await owned.su.query(`CREATE ROLE ${owned.su.escapeIdentifier(role)} LOGIN PASSWORD 'pw-weird-1'`);
+    const bystander = await owned.createRole();
+    await provider.rotate(req(role));
+    expect(await owned.loginFails(role, 'pw-weird-1')).toBe('28P01');
+    expect(await owned.loginFails(bystander.role, bystander.password)).toBeNull();
+  });
+
+  it('expireSessions terminates every backend of the role, and a second run finds none', async () => {
+    const { role, password } = await owned.createRole();
+    const sessions = await Promise.all([owned.connectAs(role, password), owned.connectAs(role, password), owned.connectAs(role, password)]);
+    expect(await owned.backendsOf(role)).toBe(3);
+    const first = await provider.expireSessions(req(role));
+    expect(first.terminated).toBe(3);
+    expect(await owned.backendsOf(role)).toBe(0);
+    for (const s of sessions) await expect(s.query('SELECT 1')).rejects.toThrow();
+    const second = await provider.expireSessions(req(role));
+    expect(second.terminated).toBe(0);
+  });
+
+  it('verifyDead proves a rotated password is refused, and refuses to call a live one dead', async () => {
+    const { role, password } = await owned.createRole();
+    const live = await failureType(provider.verifyDead(req(role), password));
+    expect(live).toEqual({ type: ErrorType.CREDENTIAL_STILL_VALID, nonRetryable: false });
+    await provider.rotate(req(role));
+    const dead = await provider.verifyDead(req(role), password);
+    expect(dead.method).toBe('login_rejected');
+    expect(dead.verifiedDeadAt).toBeTruthy();
+    expect((await provider.verifyDead(req(role), password)).method).toBe('login_rejected');
+    expect((await provider.verifyDead(req(role), undefined)).method).toBe('not_verifiable_no_leaked_value');
+  });
+
+  it('classifies a role the admin may not alter as PermissionDenied (non-retryable)', async () => {
+    const { role } = await owned.createRole({ superuser: true });
+    expect(await failureType(provider.rotate(req(role)))).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+  });
+
+  it('classifies an unknown role as UnknownCredential (non-retryable)', async () => {
+    expect(await failureType(provider.rotate(req(`ghost_${rand()}`)))).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+  });
+
+  it('classifies a wrong admin password as Misconfigured, and an unreachable server as transient', async () => {
+    const badAdmin = new PostgresProvider(system(), owned.adminUrl.replace(owned.adminPassword, 'wrong-password'));
+    try {
+      expect(await failureType(badAdmin.rotate(req('app_any')))).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
+    } finally {
+      await badAdmin.close();
+    }
+    const unreachable = new PostgresProvider(system(), 'postgres://a:b@127.0.0.1:1/postgres');
+    try {
+      expect(await failureType(unreachable.rotate(req('app_any')))).toEqual({ type: 'plain' });
+    } finally {
+      await unreachable.close();
+    }
+  });
+});

@@ -1,0 +1,254 @@
+/**
+ * docker-compose.yml and the Dockerfile cannot be run here (no Docker), so this keeps them true to
+ * the project instead: services wire up, the env vars the containers get are ones lib/config.ts
+ * knows and parses, the search attributes registered are the ones the workflow sets, and the
+ * entry points the image runs exist.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { envSchema, loadConfig } from '../lib/config';
+import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../workflows/shared';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const compose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8')) as any;
+const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
+const services: Record<string, any> = compose?.services ?? {};
+const APP_SERVICES = ['worker', 'api'] as const;
+const knownEnv = new Set(Object.keys(envSchema.shape));
+
+/** `environment:` as a map, whichever of the two Compose syntaxes the service uses. */
+function environment(service: string): Record<string, string> {
+  const env = services[service]?.environment ?? {};
+  if (Array.isArray(env)) {
+    return Object.fromEntries(
+      env.map((entry: string) => {
+        const i = entry.indexOf('=');
+        return i === -1 ? [entry, ''] : [entry.slice(0, i), entry.slice(i + 1)];
+      }),
+    );
+  }
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v == null ? '' : String(v)]));
+}
+
+function dependsOn(service: string): Record<string, { condition?: string }> {
+  const d = services[service]?.depends_on ?? {};
+  return Array.isArray(d) ? Object.fromEntries(d.map((name: string) => [name, {}])) : d;
+}
+
+/** The subset of Compose interpolation this file uses: $$, ${VAR}, ${VAR:-default}, ${VAR:?message}. */
+function interpolate(value: string, host: Record<string, string | undefined>): string {
+  return value.replace(
+    /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g,
+    (match, name?: string, op?: string, arg?: string) => {
+      if (match === '$$') return '$';
+      const v = host[name!];
+      const unset = op?.startsWith(':') ? !v : v === undefined;
+      if (op?.endsWith('?') && unset) throw new Error(`required variable ${name} is missing: ${arg}`);
+      if (op?.endsWith('-') && unset) return arg ?? '';
+      return v ?? '';
+    },
+  );
+}
+
+function resolvedEnv(service: string, host: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(environment(service)).map(([k, v]) => [k, interpolate(v, host)]));
+}
+
+/** The exec-form CMD of the Dockerfile (the last one wins, as in Docker). */
+function dockerCmd(): string[] {
+  const cmds = [...dockerfile.matchAll(/^CMD\s+(\[.*\])\s*$/gm)];
+  expect(cmds.length, 'Dockerfile has an exec-form CMD').toBeGreaterThan(0);
+  return JSON.parse(cmds.at(-1)![1]!) as string[];
+}
+
+function tsEntry(argv: string[]): string {
+  const entry = argv.find((a) => a.endsWith('.ts'));
+  expect(entry, `a .ts entry file in ${JSON.stringify(argv)}`).toBeDefined();
+  return entry!;
+}
+
+function publishedPorts(service: string): Array<{ published: string; target: string }> {
+  return (services[service]?.ports ?? []).map((p: any) => {
+    if (typeof p === 'object') return { published: String(p.published), target: String(p.target) };
+    const parts = String(p)
+      .replace(/\/(tcp|udp)$/, '')
+      .split(':');
+    return { published: parts.at(-2) ?? parts.at(-1)!, target: parts.at(-1)! };
+  });
+}
+
+const hostEnv = {
+  KILLSWITCH_SERVER_KEY: randomBytes(32).toString('base64'),
+  GENERIC_WEBHOOK_SECRETS: `whsec_${randomBytes(24).toString('base64')}`,
+};
+
+describe('docker-compose.yml', () => {
+  it('is Compose Specification YAML with the expected services', () => {
+    expect(compose).toBeTypeOf('object');
+    expect(compose).not.toHaveProperty('version');
+    expect(Object.keys(services)).toEqual(
+      expect.arrayContaining([
+        'postgres',
+        'temporal',
+        'temporal-search-attributes',
+        'temporal-ui',
+        'worker',
+        'api',
+      ]),
+    );
+  });
+
+  it('gives every service an image or a build', () => {
+    for (const [name, svc] of Object.entries(services)) {
+      expect(Boolean(svc?.image || svc?.build), `${name} has image or build`).toBe(true);
+    }
+    for (const name of APP_SERVICES)
+      expect(services[name].build, `${name} is built from the Dockerfile`).toBeDefined();
+  });
+
+  it('only depends on services that exist, with conditions they can meet', () => {
+    for (const name of Object.keys(services)) {
+      for (const [target, dep] of Object.entries(dependsOn(name))) {
+        expect(services, `${name} depends on ${target}`).toHaveProperty([target]);
+        if (dep.condition === 'service_healthy')
+          expect(services[target].healthcheck, `${target} has a healthcheck`).toBeDefined();
+        if (dep.condition === 'service_completed_successfully')
+          expect(services[target].restart, `${target} is one-shot`).toBe('no');
+      }
+    }
+    for (const name of APP_SERVICES) {
+      expect(dependsOn(name)).toMatchObject({
+        postgres: { condition: 'service_healthy' },
+        'temporal-search-attributes': { condition: 'service_completed_successfully' },
+      });
+    }
+  });
+
+  it('sets the variables the split processes require', () => {
+    for (const name of APP_SERVICES) {
+      expect(Object.keys(environment(name))).toEqual(
+        expect.arrayContaining(['DATABASE_URL', 'TEMPORAL_ADDRESS', 'KILLSWITCH_SERVER_KEY']),
+      );
+    }
+    expect(Object.keys(environment('api'))).toContain('GENERIC_WEBHOOK_SECRETS');
+  });
+
+  it('sets only variables lib/config.ts knows', () => {
+    for (const name of APP_SERVICES) {
+      const unknown = Object.keys(environment(name)).filter((k) => !knownEnv.has(k));
+      expect(unknown, `${name}: env vars missing from envSchema`).toEqual([]);
+    }
+  });
+
+  it('refuses to start without the two secrets and leaves the notifiers optional', () => {
+    const required = /^\$\{(KILLSWITCH_SERVER_KEY|GENERIC_WEBHOOK_SECRETS):\?\s*\S.*\}$/;
+    for (const name of APP_SERVICES) expect(environment(name).KILLSWITCH_SERVER_KEY).toMatch(required);
+    expect(environment('api').GENERIC_WEBHOOK_SECRETS).toMatch(required);
+    for (const [k, v] of Object.entries(environment('worker'))) {
+      if (['SLACK_BOT_TOKEN', 'SLACK_CHANNEL', 'PAGERDUTY_ROUTING_KEY'].includes(k))
+        expect(v).toBe(`\${${k}:-}`);
+    }
+    expect(() => resolvedEnv('worker', {})).toThrow(/KILLSWITCH_SERVER_KEY/);
+    expect(() => resolvedEnv('api', { KILLSWITCH_SERVER_KEY: hostEnv.KILLSWITCH_SERVER_KEY })).toThrow(
+      /GENERIC_WEBHOOK_SECRETS/,
+    );
+  });
+
+  it('hands worker and api an environment loadConfig accepts, pointing at the stack', () => {
+    const pgEnv = resolvedEnv('postgres', hostEnv);
+    for (const name of APP_SERVICES) {
+      const config = loadConfig(resolvedEnv(name, hostEnv));
+      const db = new URL(config.databaseUrl!);
+      expect(services, `${name}: DATABASE_URL host is a service`).toHaveProperty([db.hostname]);
+      expect(db.hostname).toBe('postgres');
+      expect(decodeURIComponent(db.username)).toBe(pgEnv.POSTGRES_USER);
+      expect(decodeURIComponent(db.password)).toBe(pgEnv.POSTGRES_PASSWORD);
+      expect(db.pathname).toBe(`/${pgEnv.POSTGRES_DB}`);
+      expect(config.temporal.address).toBe('temporal:7233');
+      expect(config.temporal.uiUrl).toBe('http://localhost:8233');
+    }
+    expect(loadConfig(resolvedEnv('api', hostEnv)).webhook.genericSecrets).toEqual([
+      hostEnv.GENERIC_WEBHOOK_SECRETS,
+    ]);
+  });
+
+  it('mounts the inventory the worker is told to read', () => {
+    const inventoryFile = environment('worker').INVENTORY_FILE;
+    expect(inventoryFile).toBe('/app/config/inventory.yaml');
+    expect(services.worker.volumes).toContain(`./config:${path.posix.dirname(inventoryFile!)}:ro`);
+  });
+
+  it('registers exactly the search attributes the workflow sets, in the namespace the worker uses', () => {
+    const svc = services['temporal-search-attributes'];
+    expect(environment('temporal-search-attributes').TEMPORAL_ADDRESS).toBe('temporal:7233');
+    expect(dependsOn('temporal-search-attributes')).toHaveProperty(['temporal']);
+    const script = [svc.entrypoint, svc.command].flat().filter(Boolean).join('\n');
+    const created = [
+      ...script.matchAll(/search-attribute create --namespace (\S+) --name (\S+) --type (\S+)/g),
+    ].map((m) => ({
+      namespace: m[1],
+      name: m[2]!,
+      type: m[3],
+    }));
+    expect(
+      created.map(({ name, type }) => ({ name, type })).sort((a, b) => a.name.localeCompare(b.name)),
+    ).toEqual([...SEARCH_ATTRIBUTE_DEFINITIONS].sort((a, b) => a.name.localeCompare(b.name)));
+    const namespace = loadConfig(resolvedEnv('worker', hostEnv)).temporal.namespace;
+    for (const c of created) expect(c.namespace).toBe(namespace);
+    expect(script, 'tolerates attributes that already exist').toContain('already exists');
+  });
+
+  it('pins the Temporal images to 1.2x releases', () => {
+    expect(services.temporal.image).toMatch(/^temporalio\/auto-setup:1\.2\d\.\d+$/);
+    expect(services['temporal-search-attributes'].image).toMatch(/^temporalio\/admin-tools:1\.2\d\.\d+/);
+    expect(services['temporal-ui'].image).toMatch(/^temporalio\/ui:\d+\.\d+\.\d+$/);
+  });
+
+  it('publishes the ingress on 3000 and health-checks /healthz', () => {
+    const port = environment('api').PORT ?? '3000';
+    expect(publishedPorts('api')).toContainEqual({ published: '3000', target: port });
+    expect(JSON.stringify(services.api.healthcheck?.test)).toContain(`:${port}/healthz`);
+  });
+});
+
+describe('Dockerfile', () => {
+  it('runs the worker by default, from an entry file that exists', () => {
+    const cmd = dockerCmd();
+    expect(cmd).toEqual(['npx', 'tsx', 'worker/index.ts']);
+    expect(existsSync(path.join(root, tsEntry(cmd)))).toBe(true);
+  });
+
+  it('gives the api an entry file that exists', () => {
+    const command = services.api.command;
+    const argv: string[] = Array.isArray(command) ? command : String(command).split(/\s+/);
+    expect(argv.slice(0, 2)).toEqual(['npx', 'tsx']);
+    expect(existsSync(path.join(root, tsEntry(argv)))).toBe(true);
+  });
+
+  it('installs production dependencies only, copies folders that exist, runs as non-root and exposes 3000', () => {
+    expect(dockerfile).toMatch(/^FROM node:20-bookworm-slim\b/m);
+    expect(dockerfile).toMatch(/^RUN npm ci --omit=dev\b/m);
+    const copied = [...dockerfile.matchAll(/^COPY\s+(?!--)(\S+)\s+\S+\s*$/gm)].map((m) => m[1]!);
+    for (const dir of [
+      'lib/',
+      'workflows/',
+      'activities/',
+      'worker/',
+      'api/',
+      'scripts/',
+      'migrations/',
+      'config/',
+    ])
+      expect(copied).toContain(dir);
+    for (const src of copied)
+      expect(existsSync(path.join(root, src)), `COPY source ${src} exists`).toBe(true);
+    const user = [...dockerfile.matchAll(/^USER\s+(\S+)/gm)].at(-1)?.[1];
+    expect(user).toBeDefined();
+    expect(['root', '0']).not.toContain(user);
+    expect(dockerfile).toMatch(/^EXPOSE 3000\b/m);
+  });
+});

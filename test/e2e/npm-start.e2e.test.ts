@@ -1,0 +1,115 @@
+/**
+ * The quick start, as a newcomer runs it: `npm start` with nothing configured but ports and a data
+ * folder starts a Temporal dev server (UI included), the worker and the ingress on an embedded
+ * PGlite audit store; the bundled script sends a signed detection; Ctrl-C stops everything; a
+ * second start finds the first run in the persisted dev server.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { freePort } from '../../lib/temporal-dev';
+import { ownedSystem } from '../helpers/harness';
+
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ks-start-'));
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function start(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
+  let out = '';
+  const child = spawn(path.resolve('node_modules/.bin/tsx'), ['scripts/start.ts'], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const deadline = Date.now() + 90_000;
+  while (!out.includes('kill switch ready')) {
+    if (child.exitCode !== null) throw new Error(`npm start exited early:\n${out}`);
+    if (Date.now() > deadline) throw new Error(`npm start not ready:\n${out}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { child, output: () => out };
+}
+
+async function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<number | null> {
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.kill(signal);
+  return exited;
+}
+
+const portOpen = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+
+describe('npm start on embedded defaults', () => {
+  it('starts, contains a leak sent by the test script, stops on Ctrl-C, and keeps its runs', async () => {
+    const owned = await ownedSystem();
+    const o = inject('owned');
+    const { role, password } = await owned.createRole();
+    const [port, tPort, uiPort] = [await freePort(), await freePort(), await freePort()];
+    const inventoryFile = path.join(dataDir, 'inventory.yaml');
+    writeFileSync(inventoryFile, `systems:\n  - name: owned-db\n    kind: postgres\n    adminUrlEnv: OWNED_DB_ADMIN_URL\n    roles: ["app_*"]\n`);
+    const env = {
+      KILLSWITCH_DATA_DIR: dataDir,
+      PORT: String(port),
+      TEMPORAL_DEV_PORT: String(tPort),
+      TEMPORAL_DEV_UI_PORT: String(uiPort),
+      TEMPORAL_UI_URL: `http://localhost:${uiPort}`,
+      INVENTORY_FILE: inventoryFile,
+      OWNED_DB_ADMIN_URL: owned.adminUrl,
+      ...(process.env.TEMPORAL_CLI ? { TEMPORAL_CLI: process.env.TEMPORAL_CLI } : {}),
+    };
+
+    const first = await start(env);
+    expect(first.output()).toContain('"store":"pglite"');
+    expect((await fetch(`http://127.0.0.1:${uiPort}/`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+
+    const leaked = `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`;
+    const sent = spawnSync(path.resolve('node_modules/.bin/tsx'), ['scripts/send-test-detection.ts', '--url', `http://127.0.0.1:${port}/webhooks/generic`, '--secret', leaked], {
+      env: { ...process.env, KILLSWITCH_DATA_DIR: dataDir, GENERIC_WEBHOOK_SECRETS: '' },
+      encoding: 'utf8',
+    });
+    expect(sent.status, sent.stderr).toBe(0);
+    expect(sent.stdout).toMatch(/^202 /);
+    const { workflowId } = JSON.parse(sent.stdout.slice(4)) as { workflowId: string };
+
+    const connection = await Connection.connect({ address: `127.0.0.1:${tPort}` });
+    try {
+      const client = new Client({ connection });
+      const result = await client.workflow.getHandle(workflowId).result();
+      expect(result.outcome).toBe('contained');
+      expect(await owned.loginFails(role, password)).toBe('28P01');
+    } finally {
+      await connection.close();
+    }
+
+    expect(await stop(first.child, 'SIGINT')).toBe(0);
+    expect(first.output()).toContain('"msg":"stopped"');
+    expect(await portOpen(tPort)).toBe(false);
+    expect(await portOpen(port)).toBe(false);
+
+    // The dev server state lives in the data folder: the run is still there after a restart.
+    const second = await start(env);
+    const again = await Connection.connect({ address: `127.0.0.1:${tPort}` });
+    try {
+      const d = await new Client({ connection: again }).workflow.getHandle(workflowId).describe();
+      expect(d.status.name).toBe('COMPLETED');
+    } finally {
+      await again.close();
+    }
+    expect(await stop(second.child, 'SIGTERM')).toBe(0);
+    await owned.su.end();
+  });
+});

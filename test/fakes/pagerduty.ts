@@ -1,0 +1,41 @@
+/**
+ * PagerDuty Events API v2 fake: POST /v2/enqueue validated as documented (routing_key, event_action,
+ * dedup_key, payload.summary/source/severity for triggers), 202 with the dedup_key, 400 "invalid
+ * event" otherwise, scripted 429/5xx. Records every request.
+ */
+import { startRecorder, type RecordingServer } from './http-recorder';
+
+export interface PagerDutyFake extends RecordingServer {
+  routingKey: string;
+  events(): Array<Record<string, any>>;
+}
+
+const SEVERITIES = new Set(['critical', 'error', 'warning', 'info']);
+
+export async function startPagerDutyFake(routingKey = 'R0UT1NGKEY00000000000000000000AB'): Promise<PagerDutyFake> {
+  const rec = await startRecorder((r) => {
+    if (r.method !== 'POST' || r.path !== '/v2/enqueue') return { status: 404, body: { status: 'not found' } };
+    let e: Record<string, any>;
+    try {
+      e = JSON.parse(r.body);
+    } catch {
+      return { status: 400, body: { status: 'invalid event', message: 'Event object is invalid', errors: ['invalid JSON'] } };
+    }
+    const errors: string[] = [];
+    if (typeof e.routing_key !== 'string' || e.routing_key.length !== 32) errors.push("'routing_key' is invalid");
+    if (!['trigger', 'acknowledge', 'resolve'].includes(e.event_action)) errors.push("'event_action' is invalid");
+    if (e.dedup_key !== undefined && (typeof e.dedup_key !== 'string' || e.dedup_key.length > 255)) errors.push("'dedup_key' is invalid");
+    if (e.event_action === 'trigger') {
+      if (!e.payload?.summary || String(e.payload.summary).length > 1024) errors.push("'payload.summary' is missing or too long");
+      if (!e.payload?.source) errors.push("'payload.source' is missing");
+      if (!SEVERITIES.has(e.payload?.severity)) errors.push("'payload.severity' is invalid");
+    } else if (!e.dedup_key) errors.push("'dedup_key' is required for acknowledge and resolve");
+    if (errors.length) return { status: 400, body: { status: 'invalid event', message: 'Event object is invalid', errors } };
+    return { status: 202, body: { status: 'success', message: 'Event processed', dedup_key: e.dedup_key ?? 'generated' } };
+  });
+  return {
+    ...rec,
+    routingKey,
+    events: () => rec.requests.filter((r) => r.path === '/v2/enqueue').map((r) => JSON.parse(r.body) as Record<string, any>),
+  };
+}

@@ -1,0 +1,42 @@
+/**
+ * Slack Web API fake: `chat.postMessage` as documented (bearer token, form or JSON body, `ok`
+ * envelope, 429 with Retry-After when scripted). Records every request.
+ */
+import { startRecorder, type RecordedRequest, type RecordingServer } from './http-recorder';
+
+export interface SlackFake extends RecordingServer {
+  apiUrl: string;
+  token: string;
+  messages(): Array<{ channel: string; text: string; blocks: unknown[] }>;
+}
+
+export function parseSlackBody(r: RecordedRequest): Record<string, unknown> {
+  const type = String(r.headers['content-type'] ?? '');
+  if (type.includes('application/json')) return JSON.parse(r.body) as Record<string, unknown>;
+  const params = new URLSearchParams(r.body);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of params) out[k] = k === 'blocks' ? JSON.parse(v) : v;
+  return out;
+}
+
+export async function startSlackFake(token = 'xoxb-test-token'): Promise<SlackFake> {
+  let ts = 1_700_000_000;
+  const rec = await startRecorder((r) => {
+    if (r.headers.authorization !== `Bearer ${token}`) return { status: 200, body: { ok: false, error: 'invalid_auth' } };
+    if (r.method !== 'POST' || !r.path.startsWith('/api/chat.postMessage')) return { status: 200, body: { ok: false, error: 'unknown_method' } };
+    const body = parseSlackBody(r);
+    if (!body.channel) return { status: 200, body: { ok: false, error: 'channel_not_found' } };
+    if (!body.text && !body.blocks) return { status: 200, body: { ok: false, error: 'no_text' } };
+    ts += 1;
+    return { status: 200, body: { ok: true, channel: body.channel, ts: `${ts}.000100`, message: { text: body.text } } };
+  });
+  return {
+    ...rec,
+    apiUrl: `${rec.url}/api/`,
+    token,
+    messages: () =>
+      rec.requests
+        .filter((r) => r.path.startsWith('/api/chat.postMessage'))
+        .map((r) => parseSlackBody(r) as { channel: string; text: string; blocks: unknown[] }),
+  };
+}

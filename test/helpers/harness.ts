@@ -1,0 +1,290 @@
+/**
+ * The kill switch assembled in-process from its real parts (config parsing, ingress, worker,
+ * activities, audit store) against the run's real Temporal server and PostgreSQL, with Slack and
+ * PagerDuty as loopback fakes. Every log line is captured for the secret-hygiene checks.
+ */
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, bundleWorkflowCode, type Worker, type WorkflowBundle } from '@temporalio/worker';
+import pg from 'pg';
+import { Webhook } from 'standardwebhooks';
+import { inject } from 'vitest';
+import { createIngressApp } from '../../api/server';
+import { loadConfig, type Config } from '../../lib/config';
+import { createPostgresDb, migrate, type Db } from '../../lib/db';
+import { parseInventory, type Inventory } from '../../lib/inventory';
+import { createServerKeys, newServerKey, newWebhookSecret, type ServerKeys } from '../../lib/keys';
+import { createLogger, type Logger } from '../../lib/logger';
+import { installTemporalLogging } from '../../lib/temporal-logging';
+import { buildActivityDeps, createKillSwitchWorker, WORKFLOWS_PATH } from '../../worker/build';
+import { startPagerDutyFake, type PagerDutyFake } from '../fakes/pagerduty';
+import { startSlackFake, type SlackFake } from '../fakes/slack';
+
+/** Everything every logger in this test process wrote. */
+export const capturedLogs: string[] = [];
+const capture = new Writable({
+  write(chunk, _enc, cb) {
+    capturedLogs.push(chunk.toString());
+    cb();
+  },
+});
+export const testLogger: Logger = createLogger({ level: 'debug', destination: capture });
+installTemporalLogging(testLogger);
+
+let bundle: Promise<WorkflowBundle> | undefined;
+function workflowBundle(): Promise<WorkflowBundle> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { info() {}, warn() {}, error() {}, debug() {}, trace() {}, log() {} } as never });
+  return bundle;
+}
+
+export const rand = () => randomBytes(4).toString('hex');
+
+export interface OwnedSystem {
+  /** Superuser connection for fixtures (over the unix socket). */
+  su: pg.Client;
+  adminRole: string;
+  adminPassword: string;
+  adminUrl: string;
+  /** Creates a login role with a password; `superuser` makes it one the admin may not alter. */
+  createRole(opts?: { superuser?: boolean; prefix?: string }): Promise<{ role: string; password: string }>;
+  connectAs(role: string, password: string): Promise<pg.Client>;
+  loginFails(role: string, password: string): Promise<string | null>;
+  backendsOf(role: string): Promise<number>;
+}
+
+export async function ownedSystem(): Promise<OwnedSystem> {
+  const o = inject('owned');
+  const su = new pg.Client({ host: o.socketDir, port: o.port, user: 'postgres', database: 'postgres' });
+  await su.connect();
+  const adminRole = `ks_admin_${rand()}`;
+  const adminPassword = `admin-${randomBytes(12).toString('hex')}`;
+  await su.query(`CREATE ROLE ${adminRole} LOGIN CREATEROLE PASSWORD '${adminPassword}'`);
+  await su.query(`GRANT pg_signal_backend TO ${adminRole}`);
+  const adminUrl = `postgres://${adminRole}:${adminPassword}@${o.host}:${o.port}/postgres`;
+  const clients: pg.Client[] = [];
+  const connectAs = async (role: string, password: string) => {
+    const c = new pg.Client({ host: o.host, port: o.port, user: role, password, database: 'postgres' });
+    c.on('error', () => undefined);
+    await c.connect();
+    clients.push(c);
+    return c;
+  };
+  return {
+    su,
+    adminRole,
+    adminPassword,
+    adminUrl,
+    async createRole(opts = {}) {
+      const role = `${opts.prefix ?? (opts.superuser ? 'dba' : 'app')}_${rand()}`;
+      // A password with characters that need quoting, so literal escaping is exercised.
+      const password = `leak'${randomBytes(12).toString('base64url')}"$x`;
+      await su.query(`CREATE ROLE ${su.escapeIdentifier(role)} LOGIN ${opts.superuser ? 'SUPERUSER' : ''} PASSWORD ${su.escapeLiteral(password)}`);
+      return { role, password };
+    },
+    connectAs,
+    async loginFails(role, password) {
+      const c = new pg.Client({ host: o.host, port: o.port, user: role, password, database: 'postgres' });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        await c.end();
+        return null;
+      } catch (err) {
+        return (err as { code?: string }).code ?? 'error';
+      }
+    },
+    async backendsOf(role) {
+      const r = await su.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1', [role]);
+      return r.rows[0].n as number;
+    },
+  };
+}
+
+export interface Harness {
+  config: Config;
+  keys: ServerKeys;
+  webhookSecret: string;
+  taskQueue: string;
+  client: Client;
+  db: Db;
+  slack: SlackFake;
+  pagerduty: PagerDutyFake;
+  owned: OwnedSystem;
+  inventory: Inventory;
+  baseUrl: string;
+  post(body: string | object, opts?: PostOptions): Promise<{ status: number; headers: Headers; json: any }>;
+  close(): Promise<void>;
+}
+
+export interface PostOptions {
+  secret?: string;
+  webhookId?: string;
+  timestamp?: Date;
+  contentType?: string;
+  signature?: string | null;
+  path?: string;
+  /** Extra headers sent as they are (not signed: Standard Webhooks signs the body). */
+  headers?: Record<string, string>;
+}
+
+export function signedHeaders(secret: string, body: string, opts: PostOptions = {}): Record<string, string> {
+  const id = opts.webhookId ?? `msg_${rand()}${rand()}`;
+  const ts = opts.timestamp ?? new Date();
+  const headers: Record<string, string> = {
+    'content-type': opts.contentType ?? 'application/json',
+    'webhook-id': id,
+    'webhook-timestamp': String(Math.floor(ts.getTime() / 1000)),
+  };
+  const sig = opts.signature === undefined ? new Webhook(secret).sign(id, ts, body) : opts.signature;
+  if (sig !== null) headers['webhook-signature'] = sig;
+  return { ...headers, ...(opts.headers ?? {}) };
+}
+
+export interface HarnessOptions {
+  worker?: boolean;
+  temporalAddress?: string;
+  deadlineMs?: number;
+  env?: Record<string, string>;
+  /** Config-file sections (sources, policy, knownSecrets, systems) merged over the default. */
+  config?: Record<string, unknown>;
+}
+
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
+  const taskQueue = `kill-switch-test-${rand()}`;
+  const webhookSecret = newWebhookSecret();
+  const retiredSecret = newWebhookSecret();
+  const [slack, pagerduty, owned] = await Promise.all([startSlackFake(), startPagerDutyFake(), ownedSystem()]);
+  const env: Record<string, string> = {
+    LOG_LEVEL: 'debug',
+    TEMPORAL_ADDRESS: opts.temporalAddress ?? inject('temporalAddress'),
+    TEMPORAL_TASK_QUEUE: taskQueue,
+    TEMPORAL_CONNECT_TIMEOUT_MS: String(opts.deadlineMs ?? 5000),
+    DATABASE_URL: inject('auditDatabaseUrl'),
+    KILLSWITCH_SERVER_KEY: newServerKey(),
+    // Two active signing secrets, as during a secret rotation.
+    GENERIC_WEBHOOK_SECRETS: `${retiredSecret}, ${webhookSecret}`,
+    SLACK_BOT_TOKEN: slack.token,
+    SLACK_CHANNEL: '#security-incidents',
+    SLACK_API_URL: slack.apiUrl,
+    PAGERDUTY_ROUTING_KEY: pagerduty.routingKey,
+    PAGERDUTY_EVENTS_URL: pagerduty.url,
+    OWNED_DB_ADMIN_URL: owned.adminUrl,
+    ...opts.env,
+  };
+  const config = loadConfig(env);
+  const keys = createServerKeys(config.serverKey!);
+  const inventory = parseInventory({
+    systems: [{ name: 'owned-db', kind: 'postgres', adminUrlEnv: 'OWNED_DB_ADMIN_URL', roles: ['app_*', 'dba_*'], hosts: ['127.0.0.1', 'db.internal'] }],
+    ...(opts.config ?? {}),
+  });
+  const db = createPostgresDb(config.databaseUrl!);
+  await migrate(db);
+
+  const connection = opts.temporalAddress
+    ? Connection.lazy({ address: config.temporal.address! })
+    : await Connection.connect({ address: config.temporal.address! });
+  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const temporal = { client, namespace: config.temporal.namespace, taskQueue, uiUrl: config.temporal.uiUrl, deadlineMs: config.temporal.connectTimeoutMs };
+  const deps = buildActivityDeps({ config, temporal, db, keys, inventory, env, logger: testLogger });
+
+  let worker: Worker | undefined;
+  let running: Promise<void> | undefined;
+  let workerConnection: NativeConnection | undefined;
+  if (opts.worker !== false) {
+    workerConnection = await NativeConnection.connect({ address: config.temporal.address! });
+    worker = await createKillSwitchWorker({
+      connection: workerConnection,
+      namespace: config.temporal.namespace,
+      taskQueue,
+      deps,
+      workflowBundle: await workflowBundle(),
+    });
+    running = worker.run();
+  }
+
+  const app = createIngressApp(config, {
+    logger: testLogger,
+    client,
+    keys,
+    db,
+    evidence: deps.evidence,
+    genericSecrets: config.webhook.genericSecrets!,
+    inventory,
+    env,
+  });
+  const server = http.createServer(app);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    config,
+    keys,
+    webhookSecret,
+    taskQueue,
+    client,
+    db,
+    slack,
+    pagerduty,
+    owned,
+    inventory,
+    baseUrl,
+    async post(body, po = {}) {
+      const raw = typeof body === 'string' ? body : JSON.stringify(body);
+      const res = await fetch(`${baseUrl}${po.path ?? '/webhooks/generic'}`, {
+        method: 'POST',
+        headers: signedHeaders(po.secret ?? webhookSecret, raw, po),
+        body: raw,
+      });
+      const text = await res.text();
+      let json: any;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = text;
+      }
+      return { status: res.status, headers: res.headers, json };
+    },
+    async close() {
+      await new Promise<void>((r) => server.close(() => r()));
+      if (worker) {
+        worker.shutdown();
+        await running;
+      }
+      await workerConnection?.close();
+      await connection.close();
+      await deps.providers.closeAll();
+      await db.close();
+      await Promise.all([slack.close(), pagerduty.close()]);
+      await owned.su.end();
+    },
+  };
+}
+
+/** Flattens a history (or anything) to text, decoding every byte array it holds, for secret searches. */
+export function deepText(value: unknown): string {
+  const parts: string[] = [];
+  const walk = (v: unknown) => {
+    if (v === null || v === undefined) return;
+    if (v instanceof Uint8Array) {
+      const b = Buffer.from(v);
+      parts.push(b.toString('utf8'), b.toString('base64'));
+      return;
+    }
+    if (typeof v === 'object') {
+      for (const x of Object.values(v as Record<string, unknown>)) walk(x);
+      return;
+    }
+    parts.push(String(v));
+  };
+  walk(value);
+  return parts.join('\n');
+}
+
+/** The connection string a scanner would find for a role of the owned PostgreSQL. */
+export function leakedUrl(role: string, password: string): string {
+  const o = inject('owned');
+  return `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`;
+}

@@ -1,0 +1,77 @@
+/**
+ * The composition root of the worker: builds activity dependencies once, registers the workflow
+ * bundle and the activities on one task queue.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import { createActivities, type ActivityDeps } from '../activities';
+import { createPagerDutySender } from '../activities/pagerduty';
+import { createProviderRegistry, type ProviderRegistry } from '../activities/providers';
+import { createSlackSender } from '../activities/slack';
+import { createUpstreamClients } from '../activities/upstream';
+import { createDispatcher, type TemporalTarget } from '../lib/dispatch';
+import type { Config } from '../lib/config';
+import type { Db } from '../lib/db';
+import { createEvidenceStore } from '../lib/evidence';
+import { resolveInventoryEnv, type Inventory } from '../lib/inventory';
+import type { ServerKeys } from '../lib/keys';
+import type { Logger } from '../lib/logger';
+
+export const WORKFLOWS_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../workflows/index.ts');
+
+export interface WorkerDepsInput {
+  config: Config;
+  /** The client the worker uses to dispatch enriched findings to their runs. */
+  temporal: TemporalTarget;
+  db: Db;
+  keys: ServerKeys;
+  inventory: Inventory;
+  env: Record<string, string | undefined>;
+  logger: Logger;
+}
+
+export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { providers: ProviderRegistry } {
+  const { config, db, keys, inventory, env, logger } = input;
+  const connections = resolveInventoryEnv(inventory, env);
+  const notifyLog = logger.child({ component: 'notifications' });
+  const evidence = createEvidenceStore(db, keys, config.evidenceTtlHours);
+  return {
+    inventory,
+    keys,
+    dispatcher: createDispatcher({ temporal: input.temporal, evidence, db }),
+    upstream: createUpstreamClients(inventory.sources, env),
+    providers: createProviderRegistry(inventory, connections),
+    db,
+    evidence,
+    slack: createSlackSender({
+      token: config.slack.token,
+      channel: config.slack.channel,
+      apiUrl: config.slack.apiUrl,
+      log: (m) => notifyLog.info({ slack: { text: m.text } }, 'Slack is not configured; message logged instead'),
+    }),
+    pagerduty: createPagerDutySender({
+      routingKey: config.pagerduty.routingKey,
+      eventsUrl: config.pagerduty.eventsUrl,
+      log: (e) => notifyLog.warn({ pagerduty: e }, 'PagerDuty is not configured; trigger logged instead'),
+    }),
+    temporalUi: { uiUrl: config.temporal.uiUrl, namespace: config.temporal.namespace },
+  };
+}
+
+export async function createKillSwitchWorker(opts: {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  deps: ActivityDeps;
+  workflowBundle?: WorkflowBundle;
+}): Promise<Worker> {
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace,
+    taskQueue: opts.taskQueue,
+    activities: createActivities(opts.deps),
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    shutdownGraceTime: '30s',
+  });
+}

@@ -1,0 +1,59 @@
+/**
+ * The worker as its own process (production split). Connects, builds dependencies once, runs until
+ * SIGINT/SIGTERM drains it, then closes the connection and the pools.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import * as boot from '../lib/bootstrap';
+import { loadConfig } from '../lib/config';
+import { createPostgresDb, migrate } from '../lib/db';
+import { resolveInventoryEnv } from '../lib/inventory';
+import { createLogger } from '../lib/logger';
+import { startSweeper } from '../lib/sweeper';
+import { temporalTarget } from '../lib/dispatch';
+import { installTemporalLogging } from '../lib/temporal-logging';
+import { buildActivityDeps, createKillSwitchWorker } from './build';
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const logger = createLogger({ level: config.logLevel, name: 'kill-switch-worker' });
+  installTemporalLogging(logger);
+  const mode = { embedded: false };
+  const keys = boot.serverKeys(config, mode, logger);
+  const inventory = boot.inventory(config, logger);
+  resolveInventoryEnv(inventory, process.env); // fail before connecting anything
+  const db = createPostgresDb(boot.requireSharedDatabase(config, 'worker'));
+  await migrate(db, logger);
+  const address = config.temporal.address ?? 'localhost:7233';
+  // The worker's own client dispatches enriched findings (GitHub alerts) to their runs.
+  const clientConnection = await Connection.connect({ address });
+  const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
+  const temporal = temporalTarget(config, client);
+  const deps = buildActivityDeps({ config, temporal, db, keys, inventory, env: process.env, logger });
+  const connection = await NativeConnection.connect({ address });
+  try {
+    const worker = await createKillSwitchWorker({
+      connection,
+      namespace: config.temporal.namespace,
+      taskQueue: config.temporal.taskQueue,
+      deps,
+    });
+    logger.info({ taskQueue: config.temporal.taskQueue }, 'worker running');
+    const stopSweeper = startSweeper(db, deps.evidence, logger);
+    try {
+      await worker.run();
+    } finally {
+      stopSweeper();
+    }
+  } finally {
+    await connection.close();
+    await clientConnection.close();
+    await deps.providers.closeAll();
+    await db.close();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`worker failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,3 @@
+// The one bundle entry: every workflow the worker registers.
+export { killSwitch } from './killSwitch';
+export { enrichDetection } from './enrich';

@@ -1,0 +1,262 @@
+/**
+ * killSwitch: one durable run per leaked credential; every sighting of it joins this run.
+ *
+ *   prior containment? -> re-verify dead -> audit (already_contained)
+ *   resolve owner -> policy
+ *     ignore           -> audit (ignored)
+ *     notify_only      -> audit (notified) -> Slack
+ *     require_approval -> Slack -> wait for a human (update) -> deny: audit (denied) | approve: as rotate
+ *     rotate           -> rotate -> expire sessions -> verify dead (dry run: the provider is only asked)
+ *       success            -> close the loop with the scanners -> audit (contained | dry_run) -> Slack
+ *       failure / no owner -> PagerDuty trigger -> audit (escalated) -> Slack failure message
+ *
+ * Containment never waits on notification; notification failures never undo containment.
+ */
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  log,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Duration } from '@temporalio/common';
+import type { KillSwitchActivities } from '../activities';
+import { ActivityProfiles } from './profiles';
+import {
+  ErrorType,
+  SearchAttributes,
+  currentStepQuery,
+  decideUpdate,
+  sightingOf,
+  sightingSignal,
+  type FailureInfo,
+  type HumanDecision,
+  type KillSwitchInput,
+  type KillSwitchResult,
+  type Outcome,
+  type OwnerRef,
+  type PolicyDecision,
+  type RunSummary,
+  type SightingInfo,
+  type Step,
+  type Timeline,
+} from './shared';
+
+export { ActivityProfiles };
+
+const lookup = proxyActivities<KillSwitchActivities>(ActivityProfiles.lookup);
+const critical = proxyActivities<KillSwitchActivities>(ActivityProfiles.critical);
+const verify = proxyActivities<KillSwitchActivities>(ActivityProfiles.verify);
+const escalate = proxyActivities<KillSwitchActivities>(ActivityProfiles.escalate);
+const audit = proxyActivities<KillSwitchActivities>(ActivityProfiles.audit);
+const notify = proxyActivities<KillSwitchActivities>(ActivityProfiles.notify);
+const closing = proxyActivities<KillSwitchActivities>(ActivityProfiles.closeLoop);
+const cleanup = proxyActivities<KillSwitchActivities>(ActivityProfiles.cleanup);
+
+function failureFrom(err: unknown, step: Step): FailureInfo {
+  if (err instanceof ActivityFailure) {
+    const cause = err.cause;
+    const type = cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : (cause?.name ?? 'ActivityFailure');
+    return { step, type, message: cause?.message ?? err.message };
+  }
+  throw err;
+}
+
+export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResult> {
+  const { detection } = input;
+  const { workflowId, runId } = workflowInfo();
+  const timeline: Timeline = { receivedAt: input.receivedAt };
+  const sightings: SightingInfo[] = [];
+  let step: Step = 'received';
+  let owner: OwnerRef | null = null;
+  let failure: FailureInfo | undefined;
+  let outcome: Outcome | undefined;
+  let policy: PolicyDecision | undefined;
+  let human: HumanDecision | undefined;
+  const result: Partial<KillSwitchResult> = {};
+
+  // Handlers first, before any await, so no early signal or query is missed.
+  const addSighting = (s: SightingInfo) => {
+    if (!sightings.some((x) => x.detectionId === s.detectionId)) sightings.push(s);
+  };
+  addSighting(sightingOf(detection, input.receivedAt));
+  setHandler(currentStepQuery, () => ({ step, owner, timeline, outcome, failure, policy, sightings }));
+  setHandler(sightingSignal, (s) => {
+    addSighting(s);
+    log.info('sighting joined the run', { detectionId: s.detectionId, source: s.source, sightings: sightings.length });
+  });
+  setHandler(
+    decideUpdate,
+    (d) => {
+      human = d;
+      return { accepted: true as const, decision: d.decision };
+    },
+    {
+      validator: (d) => {
+        if (step !== 'awaiting_approval' || human) throw new Error(`not waiting for approval (step: ${step})`);
+        if (d.decision !== 'approve' && d.decision !== 'deny') throw new Error('decision must be approve or deny');
+        if (typeof d.by !== 'string' || d.by.trim() === '') throw new Error('by: who decides is required');
+      },
+    },
+  );
+
+  const enter = (next: Step) => {
+    step = next;
+    log.info('step', { step });
+  };
+
+  let prior: { runId: string } | null = null;
+  try {
+    enter('checking_prior');
+    prior = await lookup.priorContainment({ workflowId, runId });
+
+    enter('resolving_owner');
+    const resolved = await lookup.resolveOwner(detection);
+    owner = resolved.owner;
+    if (owner) upsertSearchAttributes([{ key: SearchAttributes.owningSystem, value: owner.system }]);
+
+    if (prior) {
+      // Already contained by an earlier run: prove it is still dead, record the sighting, done.
+      if (owner && detection.hasEvidence) {
+        enter('verifying');
+        const verified = await verify.verifyDead({ workflowId, system: owner.system, detection });
+        if (verified.verifiedDeadAt) timeline.verifiedDeadAt = verified.verifiedDeadAt;
+        result.verification = { method: verified.method };
+      }
+      outcome = 'already_contained';
+    } else {
+      enter('deciding');
+      policy = await lookup.decidePolicy({ detection, owner });
+
+      if (policy.action === 'ignore') outcome = 'ignored';
+      else if (policy.action === 'notify_only') outcome = 'notified';
+      else if (!owner) failure = { step: 'resolving_owner', type: 'NoOwner', message: resolved.reason ?? 'no owning system matched' };
+      else {
+        let go = true;
+        if (policy.action === 'require_approval') {
+          enter('awaiting_approval');
+          await notify.requestApproval(summaryNow());
+          const decided = await condition(() => human !== undefined, (policy.approvalTimeout ?? '30m') as Duration);
+          if (decided && human!.decision === 'deny') {
+            outcome = 'denied';
+            go = false;
+          } else if (!decided && policy.onTimeout !== 'rotate') {
+            failure = { step, type: ErrorType.APPROVAL_TIMEOUT, message: `nobody decided within ${policy.approvalTimeout}` };
+            go = false;
+          }
+        }
+        if (go) await contain(owner.system, policy.dryRun);
+        if (go && !failure) outcome = policy.dryRun ? 'dry_run' : 'contained';
+      }
+    }
+  } catch (err) {
+    failure = failureFrom(err, step);
+  }
+
+  async function contain(system: string, dryRun: boolean) {
+    const req = { workflowId, system, detection, dryRun };
+    enter('rotating');
+    const rotation = await critical.rotateCredential(req);
+    if (rotation.rotatedAt) timeline.rotatedAt = rotation.rotatedAt;
+    result.rotation = { newValueDelivered: rotation.newValueDelivered, note: rotation.note };
+
+    enter('expiring_sessions');
+    const sessions = await critical.expireSessions(req);
+    if (sessions.sessionsExpiredAt) timeline.sessionsExpiredAt = sessions.sessionsExpiredAt;
+    result.sessions = { terminated: dryRun ? (sessions.wouldTerminate ?? 0) : sessions.terminated };
+
+    enter('verifying');
+    const verified = await verify.verifyDead(req);
+    if (verified.verifiedDeadAt) timeline.verifiedDeadAt = verified.verifiedDeadAt;
+    result.verification = { method: verified.method };
+  }
+
+  function summaryNow(): RunSummary {
+    return {
+      workflowId,
+      runId,
+      detection,
+      owner,
+      outcome: outcome ?? (failure ? 'escalated' : 'contained'),
+      timeline,
+      failure,
+      rotation: result.rotation,
+      sessions: result.sessions,
+      verification: result.verification,
+      pagerduty: result.pagerduty,
+      policy,
+      ...(prior ? { priorRunId: prior.runId } : {}),
+      ...(human ? { decidedBy: `${human.decision} by ${human.by}${human.reason ? `: ${human.reason}` : ''}` } : {}),
+      sightings: [...sightings],
+      ...(result.loopClosed ? { loopClosed: result.loopClosed } : {}),
+    };
+  }
+
+  // A dry run never pages: it reports what would have failed.
+  if (failure && policy?.dryRun) outcome = 'dry_run';
+  outcome ??= failure ? 'escalated' : 'contained';
+  upsertSearchAttributes([{ key: SearchAttributes.outcome, value: outcome }]);
+
+  // Record and tell. Nothing below may be cancelled half-way: the audit and the page must happen.
+  return CancellationScope.nonCancellable(async () => {
+    if (outcome === 'escalated') {
+      enter('escalating');
+      try {
+        result.pagerduty = await escalate.triggerPagerDuty(summaryNow());
+      } catch (err) {
+        const f = failureFrom(err, step);
+        log.error('PagerDuty trigger failed', { type: f.type, message: f.message });
+        result.pagerduty = { status: 'failed', dedupKey: workflowId };
+      }
+    }
+
+    if (outcome === 'contained') {
+      // Report back to every scanner that can be told (GitHub alert, GitGuardian incident).
+      const refs = sightings.filter((s) => s.closeLoop).map((s) => s.closeLoop!);
+      if (refs.length) {
+        enter('closing_loop');
+        result.loopClosed = [];
+        for (const ref of refs) {
+          try {
+            result.loopClosed.push(await closing.closeLoop({ ref, workflowId, runId }));
+          } catch (err) {
+            const f = failureFrom(err, step);
+            log.warn('closing the loop failed', { kind: ref.kind, type: f.type, message: f.message });
+          }
+        }
+      }
+    }
+
+    enter('auditing');
+    const audited = await audit.recordAudit(summaryNow());
+
+    let slack: KillSwitchResult['slack'] = { status: 'skipped' };
+    if (outcome !== 'ignored' && outcome !== 'already_contained') {
+      enter('notifying');
+      try {
+        slack = await notify.notifySlack(summaryNow());
+      } catch (err) {
+        const f = failureFrom(err, step);
+        log.error('Slack notification failed', { type: f.type, message: f.message });
+        slack = { status: 'failed' };
+      }
+    }
+
+    if (detection.hasEvidence || sightings.length > 1) {
+      try {
+        await cleanup.purgeEvidence({ workflowId });
+      } catch (err) {
+        // Sealed evidence also expires on its own; a failed purge must not fail the run.
+        log.warn('evidence purge failed', { message: failureFrom(err, step).message });
+      }
+    }
+
+    enter('done');
+    const { workflowId: _w, runId: _r, detection: _d, ...outcomeFields } = summaryNow();
+    return { ...outcomeFields, slack, audit: audited };
+  });
+}

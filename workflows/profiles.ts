@@ -1,0 +1,83 @@
+/** Activity options as named profiles, shared by the workflows; README lists them. */
+import type { ActivityOptions } from '@temporalio/workflow';
+import { ErrorType, NON_RETRYABLE_CONTAINMENT_ERRORS } from './shared';
+
+export const ActivityProfiles = {
+  lookup: {
+    startToCloseTimeout: '10s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5 },
+  },
+  critical: {
+    startToCloseTimeout: '30s',
+    retry: {
+      initialInterval: '1s',
+      backoffCoefficient: 2,
+      maximumInterval: '30s',
+      maximumAttempts: 8,
+      nonRetryableErrorTypes: NON_RETRYABLE_CONTAINMENT_ERRORS,
+    },
+  },
+  verify: {
+    startToCloseTimeout: '20s',
+    retry: {
+      initialInterval: '1s',
+      backoffCoefficient: 2,
+      maximumInterval: '10s',
+      maximumAttempts: 5,
+      nonRetryableErrorTypes: NON_RETRYABLE_CONTAINMENT_ERRORS,
+    },
+  },
+  escalate: {
+    startToCloseTimeout: '15s',
+    retry: {
+      initialInterval: '2s',
+      backoffCoefficient: 2,
+      maximumInterval: '60s',
+      maximumAttempts: 10,
+      nonRetryableErrorTypes: [ErrorType.NOTIFICATION_REJECTED],
+    },
+  },
+  /** The audit row must land: retried until the database is back. */
+  audit: {
+    startToCloseTimeout: '10s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '60s' },
+  },
+  /** Bounded so a broken Slack never spams or blocks. */
+  notify: {
+    startToCloseTimeout: '15s',
+    retry: {
+      initialInterval: '2s',
+      backoffCoefficient: 2,
+      maximumInterval: '30s',
+      maximumAttempts: 5,
+      nonRetryableErrorTypes: [ErrorType.NOTIFICATION_REJECTED],
+    },
+  },
+  /** Fetching a finding from a scanner's API: worth retrying for a while, it is the only copy. */
+  enrich: {
+    startToCloseTimeout: '30s',
+    retry: {
+      initialInterval: '2s',
+      backoffCoefficient: 2,
+      maximumInterval: '5m',
+      maximumAttempts: 20,
+      nonRetryableErrorTypes: [ErrorType.UPSTREAM_REFUSED],
+    },
+  },
+  /** Reporting back to a scanner after a kill: useful, never essential. */
+  closeLoop: {
+    startToCloseTimeout: '15s',
+    retry: {
+      initialInterval: '2s',
+      backoffCoefficient: 2,
+      maximumInterval: '60s',
+      maximumAttempts: 5,
+      nonRetryableErrorTypes: [ErrorType.UPSTREAM_REFUSED],
+    },
+  },
+  cleanup: {
+    startToCloseTimeout: '10s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 },
+  },
+} satisfies Record<string, ActivityOptions>;
+

@@ -1,0 +1,206 @@
+/**
+ * Everything the API, the worker and the tests share about the killSwitch workflow: I/O types,
+ * the error taxonomy, message handles, search attribute keys and the workflow-id helper.
+ * Pure code only: this file is bundled into the workflow sandbox.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { EnrichmentRequest } from '../api/sources/types';
+import type { CloseLoopRef, CredentialType, Detection, DetectionLocation, Validity } from '../lib/detection';
+
+export const DEFAULT_TASK_QUEUE = 'kill-switch';
+
+/** String-typed error taxonomy. Permanent ones are thrown non-retryable so the workflow branches at once. */
+export const ErrorType = {
+  /** The owning system refused: the admin credential may not alter this credential. */
+  PERMISSION_DENIED: 'PermissionDenied',
+  /** The owning system does not know the credential (role gone, key id unknown). */
+  UNKNOWN_CREDENTIAL: 'UnknownCredential',
+  /** The inventory names something that cannot work (missing env var, bad URL). */
+  MISCONFIGURED: 'Misconfigured',
+  /** Verification could still log in with the leaked value. */
+  CREDENTIAL_STILL_VALID: 'CredentialStillValid',
+  /** A notification endpoint rejected the request as malformed (4xx other than 429). */
+  NOTIFICATION_REJECTED: 'NotificationRejected',
+  /** A scanner's API refused the enrichment or loop-closing call (401/403/404). */
+  UPSTREAM_REFUSED: 'UpstreamRefused',
+  /** Nobody decided on a require_approval run in time. */
+  APPROVAL_TIMEOUT: 'ApprovalTimeout',
+} as const;
+export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
+
+export const NON_RETRYABLE_CONTAINMENT_ERRORS: string[] = [
+  ErrorType.PERMISSION_DENIED,
+  ErrorType.UNKNOWN_CREDENTIAL,
+  ErrorType.MISCONFIGURED,
+];
+
+export type Step =
+  | 'received'
+  | 'checking_prior'
+  | 'resolving_owner'
+  | 'deciding'
+  | 'awaiting_approval'
+  | 'rotating'
+  | 'expiring_sessions'
+  | 'verifying'
+  | 'closing_loop'
+  | 'escalating'
+  | 'auditing'
+  | 'notifying'
+  | 'done';
+
+export type Outcome = 'contained' | 'escalated' | 'already_contained' | 'dry_run' | 'notified' | 'ignored' | 'denied';
+
+export type PolicyActionName = 'rotate' | 'require_approval' | 'notify_only' | 'ignore';
+
+export interface PolicyDecision {
+  action: PolicyActionName;
+  /** Name (or index) of the rule that matched; `default` when none did. */
+  rule: string;
+  dryRun: boolean;
+  /** require_approval only. */
+  approvalTimeout?: string;
+  onTimeout?: 'escalate' | 'rotate';
+}
+
+/** One sighting of the credential: the first detection, and every later one delivered by signal. */
+export interface SightingInfo {
+  detectionId: string;
+  source: string;
+  scanner?: string;
+  location: DetectionLocation;
+  validity?: Validity;
+  receivedAt: string;
+  closeLoop?: CloseLoopRef;
+}
+
+export interface HumanDecision {
+  decision: 'approve' | 'deny';
+  /** Who decided (Slack user, email). */
+  by: string;
+  reason?: string;
+}
+
+export interface KillSwitchInput {
+  detection: Detection;
+  /** When the ingress accepted the detection (ISO 8601). */
+  receivedAt: string;
+}
+
+export interface OwnerRef {
+  system: string;
+  kind: string;
+}
+
+export interface Timeline {
+  receivedAt: string;
+  rotatedAt?: string;
+  sessionsExpiredAt?: string;
+  verifiedDeadAt?: string;
+}
+
+export interface FailureInfo {
+  /** Step that failed. */
+  step: Step;
+  /** ErrorType, or 'NoOwner', or the failure class name for unclassified failures. */
+  type: string;
+  message: string;
+}
+
+export interface KillSwitchResult {
+  outcome: Outcome;
+  owner: OwnerRef | null;
+  timeline: Timeline;
+  failure?: FailureInfo;
+  rotation?: { newValueDelivered: boolean; note: string };
+  policy?: PolicyDecision;
+  priorRunId?: string;
+  decidedBy?: string;
+  sightings?: SightingInfo[];
+  loopClosed?: string[];
+  sessions?: { terminated: number };
+  verification?: { method: string };
+  pagerduty?: { status: 'sent' | 'logged' | 'failed'; dedupKey: string };
+  slack?: { status: 'sent' | 'logged' | 'failed' | 'skipped' };
+  audit: { inserted: boolean };
+}
+
+export interface StepStatus {
+  step: Step;
+  policy?: PolicyDecision;
+  sightings: SightingInfo[];
+  owner: OwnerRef | null;
+  timeline: Timeline;
+  outcome?: Outcome;
+  failure?: FailureInfo;
+}
+
+/** Everything audit, Slack and PagerDuty need to describe one run. No secret values by construction. */
+export interface RunSummary {
+  workflowId: string;
+  runId: string;
+  detection: Detection;
+  owner: OwnerRef | null;
+  outcome: Outcome;
+  timeline: Timeline;
+  failure?: FailureInfo;
+  rotation?: KillSwitchResult['rotation'];
+  sessions?: KillSwitchResult['sessions'];
+  verification?: KillSwitchResult['verification'];
+  pagerduty?: KillSwitchResult['pagerduty'];
+  policy?: PolicyDecision;
+  priorRunId?: string;
+  decidedBy?: string;
+  sightings?: SightingInfo[];
+  loopClosed?: string[];
+}
+
+export const currentStepQuery = defineQuery<StepStatus>('currentStep');
+/** Another sighting of the same credential (another scanner, file or commit). */
+export const sightingSignal = defineSignal<[SightingInfo]>('sighting');
+/** A human approves or denies a require_approval run; accepted only while it waits. */
+export const decideUpdate = defineUpdate<{ accepted: true; decision: HumanDecision['decision'] }, [HumanDecision]>('decide');
+
+/** Input of the enrichment run that fetches a finding a webhook only names (GitHub alerts). */
+export interface EnrichInput {
+  source: string;
+  deliveryId: string;
+  request: EnrichmentRequest;
+  receivedAt: string;
+}
+
+export function sightingOf(d: Detection, receivedAt: string): SightingInfo {
+  return {
+    detectionId: d.id,
+    source: d.source,
+    ...(d.scanner ? { scanner: d.scanner } : {}),
+    location: d.location,
+    ...(d.validity ? { validity: d.validity } : {}),
+    receivedAt,
+    ...(d.closeLoop ? { closeLoop: d.closeLoop } : {}),
+  };
+}
+
+export const SearchAttributes = {
+  credentialType: defineSearchAttributeKey('KillSwitchCredentialType', SearchAttributeType.KEYWORD),
+  owningSystem: defineSearchAttributeKey('KillSwitchOwningSystem', SearchAttributeType.KEYWORD),
+  source: defineSearchAttributeKey('KillSwitchSource', SearchAttributeType.KEYWORD),
+  outcome: defineSearchAttributeKey('KillSwitchOutcome', SearchAttributeType.KEYWORD),
+} as const;
+
+/** Name=Type pairs for `temporal server start-dev --search-attribute` and operator registration. */
+export const SEARCH_ATTRIBUTE_DEFINITIONS: ReadonlyArray<{ name: string; type: 'Keyword' }> = Object.values(
+  SearchAttributes,
+).map((k) => ({ name: k.name, type: 'Keyword' as const }));
+
+/**
+ * Workflow id from the credential, never from the delivery: every sighting of one leaked value
+ * (any scanner, any re-delivery) maps to one id. `credentialKey` is already a keyed hash
+ * (fingerprint or reference hash), so the id carries nothing secret.
+ */
+export function killSwitchWorkflowId(credentialType: CredentialType, credentialKey: string): string {
+  const hex = credentialKey.replace(/^hmac-sha256:/, '');
+  if (!/^[0-9a-f]{32,}$/.test(hex)) throw new Error('credentialKey must be a hex keyed hash');
+  return `killswitch-${credentialType}-${hex.slice(0, 32)}`;
+}
