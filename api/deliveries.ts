@@ -3,6 +3,7 @@
  * claims it; a re-delivery gets the stored answer back instead of being processed again. A claim
  * whose processing failed is released, so the sender's retry is processed.
  */
+import { createHash } from 'node:crypto';
 import type { Db } from '../lib/db';
 
 export type Claim = { kind: 'new' } | { kind: 'seen'; status: number | null; response: unknown };
@@ -13,9 +14,19 @@ export interface DeliveryLedger {
   release(source: string, deliveryId: string): Promise<void>;
 }
 
+/**
+ * The ledger's key for a delivery id. Ids derived from a body (GitGuardian's action, a custom
+ * sender's dedupe path) are the sender's strings: one carrying U+0000, which PostgreSQL text cannot
+ * hold, or an unreasonably long one is keyed by its SHA-256 instead, so it still dedupes.
+ */
+export function ledgerKey(deliveryId: string): string {
+  return deliveryId.includes('\u0000') || deliveryId.length > 512 ? `sha256:${createHash('sha256').update(deliveryId).digest('hex')}` : deliveryId;
+}
+
 export function createDeliveryLedger(db: Db): DeliveryLedger {
   return {
-    async claim(source, deliveryId) {
+    async claim(source, rawId) {
+      const deliveryId = ledgerKey(rawId);
       const inserted = await db.query(
         `INSERT INTO killswitch_deliveries (source, delivery_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING delivery_id`,
         [source, deliveryId],
@@ -27,7 +38,8 @@ export function createDeliveryLedger(db: Db): DeliveryLedger {
       );
       return { kind: 'seen', status: r.rows[0]?.status ?? null, response: r.rows[0]?.response ?? null };
     },
-    async complete(source, deliveryId, status, response) {
+    async complete(source, rawId, status, response) {
+      const deliveryId = ledgerKey(rawId);
       await db.query('UPDATE killswitch_deliveries SET status = $3, response = $4::jsonb WHERE source = $1 AND delivery_id = $2', [
         source,
         deliveryId,
@@ -36,8 +48,8 @@ export function createDeliveryLedger(db: Db): DeliveryLedger {
         JSON.stringify(response ?? null).replace(/\\u0000/g, '\\ufffd'),
       ]);
     },
-    async release(source, deliveryId) {
-      await db.query('DELETE FROM killswitch_deliveries WHERE source = $1 AND delivery_id = $2 AND status IS NULL', [source, deliveryId]);
+    async release(source, rawId) {
+      await db.query('DELETE FROM killswitch_deliveries WHERE source = $1 AND delivery_id = $2 AND status IS NULL', [source, ledgerKey(rawId)]);
     },
   };
 }

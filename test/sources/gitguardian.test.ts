@@ -97,6 +97,15 @@ describe('GitGuardian', () => {
     expect(res).toMatchObject({ status: 202, json: { status: 'recorded' } });
   });
 
+  it('records an action carrying U+0000 (which PostgreSQL text cannot hold) and dedupes its re-delivery', async () => {
+    // Found by the fuzz test (seed 852986): the delivery id derived from the action reached the ledger raw and answered 500.
+    const doc = event('incident_\u0000odd', { id: 5 });
+    const first = await send(doc);
+    expect(first).toMatchObject({ status: 202, json: { status: 'recorded' } });
+    const again = await send(doc);
+    expect(again).toMatchObject({ status: 202, json: { duplicate: true } });
+  });
+
   it('verifies the signature with every token and refuses stale timestamps', async () => {
     const doc = event('incident_assigned', { id: 4 });
     expect((await send(doc, { token: OLD_TOKEN })).status).toBe(202);
