@@ -10,9 +10,10 @@ export async function insertAuditRow(db: Db, s: RunSummary): Promise<{ inserted:
        owning_system, outcome, failure_step, failure_type, failure_message, new_value_delivered, rotation_note,
        sessions_terminated, verification_method, pagerduty_dedup_key, pagerduty_status, location,
        received_at, rotated_at, sessions_expired_at, verified_dead_at,
-       policy_action, policy_rule, dry_run, validity, publicly_leaked, prior_run_id, decided_by, sightings, loop_closed)
+       policy_action, policy_rule, dry_run, validity, publicly_leaked, prior_run_id, decided_by, sightings, loop_closed,
+       kill_mode, revoked_at, replacement_issued_at, sink_ref, user_sessions_expired, held_by_breaker)
      VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20::jsonb,$21,$22,$23,$24,
-             $25,$26,$27,$28,$29,$30,$31,$32::jsonb,$33)
+             $25,$26,$27,$28,$29,$30,$31,$32::jsonb,$33,$34,$35,$36,$37,$38,$39)
      ON CONFLICT (workflow_id, run_id) DO NOTHING
      RETURNING id`,
     [
@@ -49,6 +50,12 @@ export async function insertAuditRow(db: Db, s: RunSummary): Promise<{ inserted:
       s.decidedBy ?? null,
       JSON.stringify(s.sightings ?? []),
       s.loopClosed?.length ? s.loopClosed.join('\n') : null,
+      s.rotation?.mode ?? null,
+      s.timeline.revokedAt ?? null,
+      s.timeline.replacementIssuedAt ?? null,
+      s.rotation?.sinkRef ?? null,
+      s.userSessions?.expired ?? null,
+      s.heldByBreaker ?? false,
     ],
   );
   return { inserted: r.rows.length === 1 };

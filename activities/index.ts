@@ -22,10 +22,12 @@ import {
   type RunSummary,
 } from '../workflows/shared';
 import { insertAuditRow } from './audit';
+import { breakerDedupKey, checkBreaker } from './breaker';
 import { buildApprovalMessage, buildSlackMessage, type SlackMessage, type SlackSender } from './slack';
 import type { PagerDutySender } from './pagerduty';
 import type { ProviderRegistry } from './providers';
-import type { ExpireResult, RotateResult, VerifyResult } from './providers/types';
+import type { ExpireResult, IssueResult, RevokeResult, VerifyResult } from './providers/types';
+import { durationMs, type KillMode } from '../lib/systems/common';
 
 export interface ActivityDeps {
   inventory: Inventory;
@@ -45,6 +47,8 @@ export interface ContainmentRequest {
   system: string;
   detection: Detection;
   dryRun?: boolean;
+  mode?: KillMode;
+  quarantine?: boolean;
 }
 
 /** Errors from upstream API clients carry `permanent` (401/403/404) and `retryAfterSeconds` (429). */
@@ -68,7 +72,7 @@ function upstreamFailure(err: unknown, what: string): Error {
 }
 
 export function createActivities(deps: ActivityDeps) {
-  const provider = (system: string) => {
+  const runtime = (system: string) => {
     const p = deps.providers.get(system);
     if (!p) {
       throw ApplicationFailure.create({
@@ -85,7 +89,23 @@ export function createActivities(deps: ActivityDeps) {
   return {
     async resolveOwner(detection: Detection): Promise<{ owner: OwnerRef | null; reason?: string }> {
       const m = matchOwner(deps.inventory, detection);
-      if (m.kind === 'owned') return { owner: { system: m.system.name, kind: m.system.kind } };
+      if (m.kind === 'owned') {
+        const s = m.system;
+        const rt = deps.providers.get(s.name);
+        return {
+          owner: {
+            system: s.name,
+            kind: s.kind,
+            mode: s.mode,
+            overlap: s.overlap,
+            quarantine: s.quarantine,
+            sink: s.sink.kind,
+            replacement: s.sink.kind !== 'none' && !s.quarantine && (rt?.provider.canIssueReplacement ?? false),
+            userSessionTargets: s.sessions.length,
+            breaker: s.breaker,
+          },
+        };
+      }
       log.warn('no owning system', { credentialType: detection.credentialType, reason: m.reason });
       return { owner: null, reason: m.reason };
     },
@@ -112,21 +132,35 @@ export function createActivities(deps: ActivityDeps) {
       return r.rows[0] ? { runId: r.rows[0].run_id } : null;
     },
 
-    async rotateCredential(req: ContainmentRequest): Promise<RotateResult> {
-      const r = await provider(req.system).rotate({
+    /** Makes the leaked credential stop working (or quarantines it, reversibly). */
+    async revokeCredential(req: ContainmentRequest): Promise<RevokeResult> {
+      const r = await runtime(req.system).provider.revoke({
         workflowId: req.workflowId,
         credentialRef: req.detection.credentialRef,
         dryRun: req.dryRun,
+        mode: req.mode ?? 'emergency',
+        quarantine: req.quarantine,
       });
-      log.info(req.dryRun ? 'dry run: rotation checked' : 'credential rotated', {
+      log.info(req.dryRun ? 'dry run: revocation checked' : req.quarantine ? 'credential quarantined' : 'credential revoked', {
         system: req.system,
         credentialRef: req.detection.credentialRef,
       });
       return r;
     },
 
+    /** Issues the replacement and hands it straight to the system's sink; returns references only. */
+    async issueReplacement(req: ContainmentRequest): Promise<IssueResult> {
+      const rt = runtime(req.system);
+      const r = await rt.provider.issueReplacement(
+        { workflowId: req.workflowId, credentialRef: req.detection.credentialRef, dryRun: req.dryRun, mode: req.mode ?? 'emergency' },
+        rt.sink,
+      );
+      log.info(req.dryRun ? 'dry run: replacement checked' : 'replacement issued', { system: req.system, delivered: r.delivered, sinkRef: r.sinkRef });
+      return r;
+    },
+
     async expireSessions(req: ContainmentRequest): Promise<ExpireResult> {
-      const r = await provider(req.system).expireSessions({
+      const r = await runtime(req.system).provider.expireSessions({
         workflowId: req.workflowId,
         credentialRef: req.detection.credentialRef,
         dryRun: req.dryRun,
@@ -139,15 +173,47 @@ export function createActivities(deps: ActivityDeps) {
       return r;
     },
 
+    /** Ends the application sessions (session stores, IdP) of the users the inventory ties to the credential. */
+    async expireUserSessions(req: ContainmentRequest): Promise<{ expired: number; expiredAt: string | null }> {
+      let expired = 0;
+      for (const target of runtime(req.system).sessions) {
+        const r = await target.expire({ dryRun: req.dryRun });
+        expired += req.dryRun ? (r.wouldExpire ?? 0) : r.expired;
+        log.info(req.dryRun ? 'dry run: user sessions counted' : 'user sessions expired', { system: req.system, target: target.kind, expired: r.expired, wouldExpire: r.wouldExpire });
+      }
+      return { expired, expiredAt: req.dryRun ? null : new Date().toISOString() };
+    },
+
     async verifyDead(req: ContainmentRequest): Promise<VerifyResult> {
       const leaked =
         req.detection.hasEvidence && !req.dryRun ? await deps.evidence.take(req.workflowId) : undefined;
-      const r = await provider(req.system).verifyDead(
+      const r = await runtime(req.system).provider.verifyDead(
         { workflowId: req.workflowId, credentialRef: req.detection.credentialRef, dryRun: req.dryRun },
         leaked,
       );
       log.info('verification', { system: req.system, method: r.method });
       return r;
+    },
+
+    /**
+     * The mass-leak breaker: counts this run against its system's window (once per workflow, so a
+     * retry counts nothing twice) and trips when the count passes the threshold. The first run to
+     * trip it pages; every run while it is tripped is held for a human.
+     */
+    async checkBreaker(req: { system: string; workflowId: string; threshold: number; window: string }): Promise<{ tripped: boolean; newlyTripped: boolean; count: number }> {
+      return checkBreaker(deps.db, { ...req, windowMs: durationMs(req.window) });
+    },
+
+    async pageBreaker(req: { system: string; count: number; window: string; workflowId: string; runId: string }): Promise<{ status: 'sent' | 'logged'; dedupKey: string }> {
+      return deps.pagerduty.event({
+        dedupKey: breakerDedupKey(req.system),
+        summary: `Mass leak: more than ${req.count - 1} detections for ${req.system} within ${req.window}; automatic rotation paused, runs held for a decision`,
+        source: req.system,
+        severity: 'critical',
+        class: 'mass_leak_breaker',
+        details: { system: req.system, detections_in_window: req.count, window: req.window, first_held_run: req.workflowId },
+        link: runUrl(req),
+      });
     },
 
     /** Tells the scanner the credential is dead (resolve the GitHub alert, the GitGuardian incident). */

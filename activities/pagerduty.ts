@@ -26,6 +26,11 @@ export interface PagerDutyEvent {
 
 export interface PagerDutySender {
   trigger(summary: RunSummary, runUrl: string): Promise<{ status: 'sent' | 'logged'; dedupKey: string }>;
+  /** A trigger about something other than one run (the mass-leak breaker). */
+  event(e: { dedupKey: string; summary: string; source: string; severity: 'critical' | 'error'; class: string; details: Record<string, unknown>; link: string }): Promise<{
+    status: 'sent' | 'logged';
+    dedupKey: string;
+  }>;
 }
 
 export function buildTriggerEvent(s: RunSummary, runUrl: string, routingKey: string): PagerDutyEvent {
@@ -66,7 +71,26 @@ export function createPagerDutySender(opts: {
   eventsUrl: string;
   log: (event: Omit<PagerDutyEvent, 'routing_key'>) => void;
 }): PagerDutySender {
+  const deliver = async (event: PagerDutyEvent) => {
+    if (!opts.routingKey) {
+      const { routing_key: _omit, ...rest } = event;
+      opts.log(rest);
+      return { status: 'logged' as const, dedupKey: event.dedup_key };
+    }
+    await send(opts.eventsUrl, event);
+    return { status: 'sent' as const, dedupKey: event.dedup_key };
+  };
   return {
+    event: (e) =>
+      deliver({
+        routing_key: opts.routingKey ?? '',
+        event_action: 'trigger',
+        dedup_key: e.dedupKey,
+        payload: { summary: e.summary.slice(0, 1024), source: e.source, severity: e.severity, class: e.class, custom_details: e.details },
+        links: [{ href: e.link, text: 'Kill switch run in the Temporal UI' }],
+        client: 'Secret Kill Switch',
+        client_url: e.link,
+      }),
     async trigger(summary, runUrl) {
       const event = buildTriggerEvent(summary, runUrl, opts.routingKey ?? '');
       if (!opts.routingKey) {

@@ -8,31 +8,9 @@ import { z } from 'zod';
 import type { Detection } from './detection';
 import { knownSecretsSchema } from './known-secrets';
 import { policySchema, sourcesSchema } from './sources-config';
+import { handles, kindOf, systemSchema, type OwningSystem } from './systems';
 
-const systemName = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, - and _, at most 63 characters');
-
-const envVarName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
-
-/** Role names or glob patterns (`*` any run of characters, `?` one character). */
-const rolePattern = z.string().min(1).max(63).regex(/^[^\s]+$/, 'must not contain whitespace');
-
-export const postgresSystemSchema = z
-  .object({
-    name: systemName,
-    kind: z.literal('postgres'),
-    description: z.string().max(500).optional(),
-    /** Env var holding the admin connection string (a role with CREATEROLE and pg_signal_backend). */
-    adminUrlEnv: envVarName,
-    /** Roles this system owns. */
-    roles: z.array(rolePattern).min(1),
-    /** Host names detections may name for this system; when set, a detection naming another host does not match. */
-    hosts: z.array(z.string().min(1).max(255)).optional(),
-  })
-  .strict();
-
-export const systemSchema = z.discriminatedUnion('kind', [postgresSystemSchema]);
+export { systemSchema, type OwningSystem, type PostgresSystem } from './systems';
 
 export const inventorySchema = z
   .object({
@@ -48,11 +26,13 @@ export const inventorySchema = z
     inv.systems.forEach((s, i) => {
       if (seen.has(s.name)) ctx.addIssue({ code: 'custom', path: ['systems', i, 'name'], message: `duplicate system name "${s.name}"` });
       seen.add(s.name);
+      const can = kindOf(s).supports;
+      if (s.mode === 'graceful' && !can.graceful) ctx.addIssue({ code: 'custom', path: ['systems', i, 'mode'], message: `${s.kind} systems cannot keep two valid values; use emergency` });
+      if (s.mode === 'graceful' && s.sink.kind === 'none') ctx.addIssue({ code: 'custom', path: ['systems', i, 'sink'], message: 'graceful mode needs a sink to deliver the replacement to' });
+      if (s.quarantine && !can.quarantine) ctx.addIssue({ code: 'custom', path: ['systems', i, 'quarantine'], message: `${s.kind} systems have no reversible quarantine` });
     });
   });
 
-export type PostgresSystem = z.infer<typeof postgresSystemSchema>;
-export type OwningSystem = z.infer<typeof systemSchema>;
 export type Inventory = z.infer<typeof inventorySchema>;
 
 export class InventoryError extends Error {
@@ -90,26 +70,24 @@ export function loadInventoryFile(file: string): Inventory {
 }
 
 /**
- * Checks what the file cannot: every env var the inventory names is set and well-formed.
- * Returns the resolved connection strings by system name.
+ * Checks what the file cannot: every env var the inventory names (admin connections, sink and
+ * session-store credentials) is set and well-formed. Returns the environment, checked; providers
+ * read their secrets from it.
  */
-export function resolveInventoryEnv(inv: Inventory, env: Record<string, string | undefined>): Map<string, string> {
-  const out = new Map<string, string>();
+export function resolveInventoryEnv(inv: Inventory, env: Record<string, string | undefined>): Readonly<Record<string, string | undefined>> {
   const problems: string[] = [];
   inv.systems.forEach((s, i) => {
-    const value = env[s.adminUrlEnv];
-    if (!value) problems.push(`  systems[${i}].adminUrlEnv: environment variable ${s.adminUrlEnv} is not set`);
-    else if (!/^postgres(ql)?:\/\//.test(value))
-      problems.push(`  systems[${i}].adminUrlEnv: ${s.adminUrlEnv} must be a postgres:// connection string`);
-    else out.set(s.name, value);
+    for (const req of kindOf(s).env(s, `systems[${i}]`)) {
+      const value = env[req.name];
+      if (!value) problems.push(`  ${req.path}: environment variable ${req.name} is not set`);
+      else {
+        const problem = req.check?.(value);
+        if (problem) problems.push(`  ${req.path}: ${req.name} ${problem}`);
+      }
+    }
   });
   if (problems.length) throw new InventoryError(`inventory is incomplete:\n${problems.join('\n')}`);
-  return out;
-}
-
-export function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${escaped}$`);
+  return Object.freeze({ ...env });
 }
 
 export type OwnerMatch =
@@ -118,22 +96,14 @@ export type OwnerMatch =
 
 /** Finds the one system that owns the credential a detection names. Ambiguity is not ownership. */
 export function matchOwner(inv: Inventory, detection: Pick<Detection, 'credentialType' | 'credentialRef'>): OwnerMatch {
-  if (detection.credentialType !== 'postgres_password') {
-    return { kind: 'unowned', reason: `no system in the inventory handles ${detection.credentialType}` };
-  }
-  const role = detection.credentialRef.role;
-  if (!role) return { kind: 'unowned', reason: 'the detection names no PostgreSQL role' };
-  const host = detection.credentialRef.host?.toLowerCase();
-  const candidates = inv.systems.filter(
-    (s) =>
-      s.kind === 'postgres' &&
-      s.roles.some((p) => globToRegExp(p).test(role)) &&
-      (!host || !s.hosts || s.hosts.some((h) => h.toLowerCase() === host)),
-  );
+  const able = inv.systems.filter((s) => handles(s, detection.credentialType));
+  if (able.length === 0) return { kind: 'unowned', reason: `no system in the inventory handles ${detection.credentialType}` };
+  const candidates = able.filter((s) => kindOf(s).owns(s, detection.credentialRef, detection.credentialType));
   if (candidates.length === 1) return { kind: 'owned', system: candidates[0]! };
-  if (candidates.length === 0) return { kind: 'unowned', reason: `no postgres system owns role "${role}"${host ? ` on ${host}` : ''}` };
+  const what = kindOf(able[0]!).describe(detection.credentialRef);
+  if (candidates.length === 0) return { kind: 'unowned', reason: `no ${able.map((s) => s.kind).filter((k, i, a) => a.indexOf(k) === i).join('/')} system owns ${what}` };
   return {
     kind: 'unowned',
-    reason: `role "${role}" matches ${candidates.length} systems (${candidates.map((c) => c.name).join(', ')}); name the host`,
+    reason: `${what} matches ${candidates.length} systems (${candidates.map((c) => c.name).join(', ')}); name the host`,
   };
 }

@@ -5,7 +5,7 @@
  * workflow history and the audit row.
  */
 import type { Detection } from './detection';
-import { globToRegExp } from './inventory';
+import { glob as globToRegExp } from './systems/common';
 import type { PolicyConfig, SourcesConfig } from './sources-config';
 import type { OwnerRef, PolicyDecision } from '../workflows/shared';
 
@@ -16,7 +16,7 @@ export function sourceDryRun(sources: SourcesConfig, source: string): boolean {
   return sources.custom.find((c) => c.name === source)?.dryRun ?? false;
 }
 
-export function evaluatePolicy(policy: PolicyConfig, sources: SourcesConfig, d: Detection, owner: OwnerRef | null): PolicyDecision {
+export function evaluatePolicy(policy: PolicyConfig, sources: SourcesConfig, d: Detection, owner: Pick<OwnerRef, 'system' | 'kind'> | null): PolicyDecision {
   const dryRun = policy.dryRun || sourceDryRun(sources, d.source);
   for (const [i, rule] of policy.rules.entries()) {
     const m = rule.match;

@@ -33,7 +33,7 @@ export interface WorkerDepsInput {
 
 export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { providers: ProviderRegistry } {
   const { config, db, keys, inventory, env, logger } = input;
-  const connections = resolveInventoryEnv(inventory, env);
+  const checkedEnv = resolveInventoryEnv(inventory, env);
   const notifyLog = logger.child({ component: 'notifications' });
   const evidence = createEvidenceStore(db, keys, config.evidenceTtlHours);
   return {
@@ -41,7 +41,7 @@ export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { prov
     keys,
     dispatcher: createDispatcher({ temporal: input.temporal, evidence, db }),
     upstream: createUpstreamClients(inventory.sources, env),
-    providers: createProviderRegistry(inventory, connections),
+    providers: createProviderRegistry(inventory, checkedEnv),
     db,
     evidence,
     slack: createSlackSender({

@@ -6,7 +6,11 @@
  *     ignore           -> audit (ignored)
  *     notify_only      -> audit (notified) -> Slack
  *     require_approval -> Slack -> wait for a human (update) -> deny: audit (denied) | approve: as rotate
- *     rotate           -> rotate -> expire sessions -> verify dead (dry run: the provider is only asked)
+ *     rotate           -> mass-leak breaker (tripped: page once, hold for a human)
+ *                         emergency:  revoke -> issue replacement -> expire sessions -> user sessions -> verify dead
+ *                         graceful:   issue replacement -> overlap (durable timer) -> revoke -> expire -> ... -> verify
+ *                         quarantine: reversible quarantine -> expire sessions -> user sessions -> verify dead
+ *                         (dry run: every provider is only asked)
  *       success            -> close the loop with the scanners -> audit (contained | dry_run) -> Slack
  *       failure / no owner -> PagerDuty trigger -> audit (escalated) -> Slack failure message
  *
@@ -20,6 +24,7 @@ import {
   log,
   proxyActivities,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -97,7 +102,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     },
     {
       validator: (d) => {
-        if (step !== 'awaiting_approval' || human) throw new Error(`not waiting for approval (step: ${step})`);
+        if ((step !== 'awaiting_approval' && step !== 'held_by_breaker') || human) throw new Error(`not waiting for a decision (step: ${step})`);
         if (d.decision !== 'approve' && d.decision !== 'deny') throw new Error('decision must be approve or deny');
         if (typeof d.by !== 'string' || d.by.trim() === '') throw new Error('by: who decides is required');
       },
@@ -149,7 +154,31 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
             go = false;
           }
         }
-        if (go) await contain(owner.system, policy.dryRun);
+        if (go && !policy.dryRun && !human) {
+          // Many leaks for one system at once: stop rotating automatically and let a human decide.
+          const b = await lookup.checkBreaker({ system: owner.system, workflowId, threshold: owner.breaker.threshold, window: owner.breaker.window });
+          if (b.tripped) {
+            result.heldByBreaker = true;
+            if (b.newlyTripped) {
+              try {
+                await escalate.pageBreaker({ system: owner.system, count: b.count, window: owner.breaker.window, workflowId, runId });
+              } catch (err) {
+                log.error('breaker page failed', { message: failureFrom(err, step).message });
+              }
+            }
+            enter('held_by_breaker');
+            await notify.requestApproval(summaryNow());
+            const decided = await condition(() => human !== undefined, owner.breaker.holdTimeout as Duration);
+            if (decided && human!.decision === 'deny') {
+              outcome = 'denied';
+              go = false;
+            } else if (!decided) {
+              failure = { step, type: ErrorType.MASS_LEAK_HOLD, message: `held by the mass-leak breaker of ${owner.system}; nobody decided within ${owner.breaker.holdTimeout}` };
+              go = false;
+            }
+          }
+        }
+        if (go) await contain(owner, policy.dryRun);
         if (go && !failure) outcome = policy.dryRun ? 'dry_run' : 'contained';
       }
     }
@@ -157,17 +186,52 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     failure = failureFrom(err, step);
   }
 
-  async function contain(system: string, dryRun: boolean) {
-    const req = { workflowId, system, detection, dryRun };
-    enter('rotating');
-    const rotation = await critical.rotateCredential(req);
-    if (rotation.rotatedAt) timeline.rotatedAt = rotation.rotatedAt;
-    result.rotation = { newValueDelivered: rotation.newValueDelivered, note: rotation.note };
+  async function contain(o: OwnerRef, dryRun: boolean) {
+    const req = { workflowId, system: o.system, detection, dryRun, mode: o.mode, quarantine: o.quarantine };
+    const graceful = o.mode === 'graceful' && o.replacement;
+    const rotation: NonNullable<KillSwitchResult['rotation']> = { mode: o.quarantine ? 'quarantine' : o.mode, newValueDelivered: false, note: '' };
+    result.rotation = rotation;
+    const notes: string[] = [];
+
+    const issue = async () => {
+      enter('issuing_replacement');
+      const issued = await critical.issueReplacement(req);
+      if (issued.issuedAt) timeline.replacementIssuedAt = issued.issuedAt;
+      rotation.newValueDelivered = issued.delivered;
+      if (issued.sinkRef) rotation.sinkRef = issued.sinkRef;
+      notes.push(issued.note);
+    };
+    const revoke = async () => {
+      enter('revoking');
+      const revoked = await critical.revokeCredential(req);
+      if (revoked.revokedAt) timeline.revokedAt = revoked.revokedAt;
+      notes.push(revoked.note);
+    };
+
+    if (graceful) {
+      await issue();
+      // Both values work while the applications pick up the replacement; the timer is durable.
+      enter('overlap');
+      if (!dryRun) await sleep(o.overlap as Duration);
+      await revoke();
+    } else {
+      await revoke();
+      if (o.replacement) await issue();
+    }
+    rotation.note = notes.join('; ');
+    const done = [timeline.revokedAt, timeline.replacementIssuedAt].filter((t): t is string => !!t).sort();
+    if (done.length) timeline.rotatedAt = done[done.length - 1];
 
     enter('expiring_sessions');
     const sessions = await critical.expireSessions(req);
     if (sessions.sessionsExpiredAt) timeline.sessionsExpiredAt = sessions.sessionsExpiredAt;
     result.sessions = { terminated: dryRun ? (sessions.wouldTerminate ?? 0) : sessions.terminated };
+
+    if (o.userSessionTargets > 0) {
+      enter('expiring_user_sessions');
+      const users = await critical.expireUserSessions(req);
+      result.userSessions = { expired: users.expired };
+    }
 
     enter('verifying');
     const verified = await verify.verifyDead(req);
@@ -186,6 +250,8 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
       failure,
       rotation: result.rotation,
       sessions: result.sessions,
+      ...(result.userSessions ? { userSessions: result.userSessions } : {}),
+      ...(result.heldByBreaker ? { heldByBreaker: true } : {}),
       verification: result.verification,
       pagerduty: result.pagerduty,
       policy,

@@ -7,6 +7,7 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { EnrichmentRequest } from '../api/sources/types';
 import type { CloseLoopRef, CredentialType, Detection, DetectionLocation, Validity } from '../lib/detection';
+import type { KillMode } from '../lib/systems/common';
 
 export const DEFAULT_TASK_QUEUE = 'kill-switch';
 
@@ -26,6 +27,8 @@ export const ErrorType = {
   UPSTREAM_REFUSED: 'UpstreamRefused',
   /** Nobody decided on a require_approval run in time. */
   APPROVAL_TIMEOUT: 'ApprovalTimeout',
+  /** The mass-leak breaker held the run and nobody released it in time. */
+  MASS_LEAK_HOLD: 'MassLeakHold',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -41,8 +44,12 @@ export type Step =
   | 'resolving_owner'
   | 'deciding'
   | 'awaiting_approval'
-  | 'rotating'
+  | 'held_by_breaker'
+  | 'revoking'
+  | 'issuing_replacement'
+  | 'overlap'
   | 'expiring_sessions'
+  | 'expiring_user_sessions'
   | 'verifying'
   | 'closing_loop'
   | 'escalating'
@@ -91,10 +98,28 @@ export interface KillSwitchInput {
 export interface OwnerRef {
   system: string;
   kind: string;
+  /** How the inventory says to kill credentials of this system (see lib/systems/common.ts). */
+  mode: KillMode;
+  /** graceful only: how long both values stay valid. */
+  overlap: string;
+  /** Reversible quarantine instead of deletion. */
+  quarantine: boolean;
+  /** Kind of the secret sink (`none`: a pure kill). */
+  sink: string;
+  /** True when a replacement is issued (a sink and a provider that can issue one). */
+  replacement: boolean;
+  /** Number of user-session targets tied to the credential. */
+  userSessionTargets: number;
+  breaker: { threshold: number; window: string; holdTimeout: string };
 }
 
 export interface Timeline {
   receivedAt: string;
+  /** When a replacement became usable. */
+  replacementIssuedAt?: string;
+  /** The exact moment the leaked credential stopped working. */
+  revokedAt?: string;
+  /** When the rotation (revoke and replacement) was complete. */
   rotatedAt?: string;
   sessionsExpiredAt?: string;
   verifiedDeadAt?: string;
@@ -113,13 +138,16 @@ export interface KillSwitchResult {
   owner: OwnerRef | null;
   timeline: Timeline;
   failure?: FailureInfo;
-  rotation?: { newValueDelivered: boolean; note: string };
+  rotation?: { mode: KillMode | 'quarantine'; newValueDelivered: boolean; note: string; sinkRef?: string };
   policy?: PolicyDecision;
   priorRunId?: string;
   decidedBy?: string;
   sightings?: SightingInfo[];
   loopClosed?: string[];
   sessions?: { terminated: number };
+  userSessions?: { expired: number };
+  /** The mass-leak breaker held this run for a human. */
+  heldByBreaker?: boolean;
   verification?: { method: string };
   pagerduty?: { status: 'sent' | 'logged' | 'failed'; dedupKey: string };
   slack?: { status: 'sent' | 'logged' | 'failed' | 'skipped' };
@@ -147,6 +175,8 @@ export interface RunSummary {
   failure?: FailureInfo;
   rotation?: KillSwitchResult['rotation'];
   sessions?: KillSwitchResult['sessions'];
+  userSessions?: KillSwitchResult['userSessions'];
+  heldByBreaker?: boolean;
   verification?: KillSwitchResult['verification'];
   pagerduty?: KillSwitchResult['pagerduty'];
   policy?: PolicyDecision;

@@ -1,30 +1,58 @@
-/** Provider registry: one adapter per inventory system. A new kind is one file plus one line here. */
+/**
+ * Provider registry: for each inventory system, its credential provider (paced per the system's
+ * limits), its secret sink and its session targets. A new kind is one file plus one line here.
+ */
 import type { Inventory } from '../../lib/inventory';
+import type { OwningSystem } from '../../lib/systems';
+import { createSessionTarget } from '../sessions';
+import { createSink } from '../sinks';
+import { createPacer, paced } from './pacing';
 import { PostgresProvider } from './postgres';
-import type { CredentialProvider } from './types';
+import type { CredentialProvider, SecretSink, SessionTarget } from './types';
 
-export type { CredentialProvider } from './types';
+export type { CredentialProvider, SecretSink, SessionTarget } from './types';
+
+export interface SystemRuntime {
+  system: OwningSystem;
+  provider: CredentialProvider;
+  sink: SecretSink;
+  sessions: SessionTarget[];
+}
 
 export interface ProviderRegistry {
-  get(systemName: string): CredentialProvider | undefined;
+  get(systemName: string): SystemRuntime | undefined;
   closeAll(): Promise<void>;
 }
 
-export function createProviderRegistry(inventory: Inventory, connections: ReadonlyMap<string, string>): ProviderRegistry {
-  const providers = new Map<string, CredentialProvider>();
+type Env = Readonly<Record<string, string | undefined>>;
+
+function createProvider(system: OwningSystem, env: Env): CredentialProvider {
+  switch (system.kind) {
+    case 'postgres':
+      return new PostgresProvider(system, env[system.adminUrlEnv]!);
+  }
+}
+
+const PACED_METHODS = ['revoke', 'issueReplacement', 'expireSessions', 'verifyDead'] as const;
+
+/** `env` must have been checked by resolveInventoryEnv. */
+export function createProviderRegistry(inventory: Inventory, env: Env): ProviderRegistry {
+  const runtimes = new Map<string, SystemRuntime>();
   for (const system of inventory.systems) {
-    switch (system.kind) {
-      case 'postgres': {
-        const url = connections.get(system.name);
-        if (url) providers.set(system.name, new PostgresProvider(system, url));
-        break;
-      }
-    }
+    const provider = createProvider(system, env);
+    runtimes.set(system.name, {
+      system,
+      provider: paced(provider, createPacer(system.limits), PACED_METHODS),
+      sink: createSink(system.sink, env),
+      sessions: system.sessions.map((t) => createSessionTarget(t, env)),
+    });
   }
   return {
-    get: (name) => providers.get(name),
+    get: (name) => runtimes.get(name),
     closeAll: async () => {
-      await Promise.all([...providers.values()].map((p) => p.close()));
+      await Promise.allSettled(
+        [...runtimes.values()].flatMap((r) => [r.provider.close(), r.sink.close(), ...r.sessions.map((s) => s.close())]),
+      );
     },
   };
 }

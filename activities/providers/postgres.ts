@@ -1,15 +1,21 @@
 /**
- * PostgreSQL roles. rotate = ALTER ROLE ... PASSWORD with a fresh random value nobody keeps (there
- * is no secret sink yet, so the role is locked out); expire = pg_terminate_backend for every
- * backend of the role; verify = a login with the leaked password is refused.
+ * PostgreSQL roles.
+ * revoke  = ALTER ROLE … PASSWORD with a random value nobody keeps: the leaked password dies, the
+ *           role is locked until a replacement is issued.
+ * issue   = emergency: ALTER ROLE … PASSWORD <new>, delivered to the sink. graceful: PostgreSQL holds
+ *           one password per role, so the replacement is a second login role `<role><cloneSuffix>`
+ *           that is a member of the leaked one (same privileges); both work until the overlap ends
+ *           and the leaked role's password is revoked (the "alternating users" strategy).
+ * expire  = pg_terminate_backend for every backend of the role.
+ * verify  = a login with the leaked password is refused.
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { parse as parseConnectionString } from 'pg-connection-string';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../workflows/shared';
-import type { PostgresSystem } from '../../lib/inventory';
-import type { CredentialProvider, ExpireResult, ProviderRequest, RotateResult, VerifyResult } from './types';
+import type { PostgresSystem } from '../../lib/systems';
+import type { CredentialProvider, ExpireResult, IssueRequest, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, SecretSink, VerifyResult } from './types';
 
 const CONNECT_TIMEOUT_MS = 5_000;
 
@@ -38,6 +44,9 @@ export function strongPassword(): string {
 
 export class PostgresProvider implements CredentialProvider {
   readonly kind = 'postgres';
+  readonly canIssueReplacement = true;
+  readonly supportsGraceful = true;
+  readonly supportsQuarantine = false;
   private pool: pg.Pool | undefined;
 
   constructor(
@@ -82,39 +91,74 @@ export class PostgresProvider implements CredentialProvider {
     }
   }
 
-  async rotate(req: ProviderRequest): Promise<RotateResult> {
+  private async requireRole(c: pg.PoolClient, role: string): Promise<void> {
+    const exists = await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+    if (exists.rowCount === 0) {
+      throw ApplicationFailure.create({
+        type: ErrorType.UNKNOWN_CREDENTIAL,
+        message: `role ${role} does not exist in ${this.system.name}`,
+        nonRetryable: true,
+      });
+    }
+  }
+
+  /** ALTER/CREATE ROLE is transactional: a dry run runs it for real (so permission problems show) and rolls it back. */
+  private async attempt(c: pg.PoolClient, sql: string): Promise<void> {
+    await c.query('BEGIN');
+    try {
+      await c.query(sql);
+    } finally {
+      await c.query('ROLLBACK');
+    }
+  }
+
+  async revoke(req: RevokeRequest): Promise<RevokeResult> {
     const role = this.role(req);
-    return this.withAdmin(`rotate role ${role}`, async (c) => {
-      const exists = await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
-      if (exists.rowCount === 0) {
-        throw ApplicationFailure.create({
-          type: ErrorType.UNKNOWN_CREDENTIAL,
-          message: `role ${role} does not exist in ${this.system.name}`,
-          nonRetryable: true,
-        });
-      }
+    return this.withAdmin(`revoke the password of role ${role}`, async (c) => {
+      await this.requireRole(c, role);
       // ALTER ROLE takes no bind parameters: quote the identifier and the literal with the driver's escapes.
-      // The new value is generated here and discarded: nobody holds it, so the role is locked.
+      // The value is generated here and discarded: nobody holds it, so the leaked password is dead.
       const alter = `ALTER ROLE ${c.escapeIdentifier(role)} WITH PASSWORD ${c.escapeLiteral(strongPassword())}`;
       if (req.dryRun) {
-        // ALTER ROLE is transactional: run it for real (so permission problems show) and roll it back.
-        await c.query('BEGIN');
-        try {
-          await c.query(alter);
-        } finally {
-          await c.query('ROLLBACK');
-        }
-        return {
-          rotatedAt: null,
-          newValueDelivered: false,
-          note: `dry run: ALTER ROLE ${role} PASSWORD succeeded inside a rolled-back transaction; nothing changed`,
-        };
+        await this.attempt(c, alter);
+        return { revokedAt: null, note: `dry run: ALTER ROLE ${role} PASSWORD succeeded inside a rolled-back transaction; nothing changed` };
       }
       await c.query(alter);
+      return { revokedAt: new Date().toISOString(), note: `password of ${role} replaced by a random value nobody holds` };
+    });
+  }
+
+  async issueReplacement(req: IssueRequest, sink: SecretSink): Promise<IssueResult> {
+    const role = this.role(req);
+    const graceful = req.mode === 'graceful';
+    const user = graceful ? `${role}${this.system.cloneSuffix}` : role;
+    return this.withAdmin(`issue a replacement for role ${role}`, async (c) => {
+      await this.requireRole(c, role);
+      const password = strongPassword();
+      const exists = graceful ? (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])).rowCount === 1 : true;
+      // Re-running leaves one state: the clone exists once, with the newest password, and the sink holds it.
+      const sql = exists
+        ? `ALTER ROLE ${c.escapeIdentifier(user)} WITH LOGIN PASSWORD ${c.escapeLiteral(password)}`
+        : `CREATE ROLE ${c.escapeIdentifier(user)} WITH LOGIN INHERIT PASSWORD ${c.escapeLiteral(password)} IN ROLE ${c.escapeIdentifier(role)}`;
+      if (req.dryRun) {
+        await this.attempt(c, sql);
+        return { issuedAt: null, delivered: false, note: `dry run: ${exists ? 'ALTER' : 'CREATE'} ROLE ${user} succeeded inside a rolled-back transaction; nothing changed` };
+      }
+      await c.query(sql);
+      const issuedAt = new Date().toISOString();
+      if (sink.kind === 'none') {
+        return { issuedAt, delivered: false, note: `new password set on ${user} and not kept (sink: none): the role is locked until an operator sets one` };
+      }
+      const target = parseConnectionString(this.adminUrl);
+      const put = await sink.put(
+        { engine: 'postgres', username: user, password, ...(target.host ? { host: target.host } : {}), ...(target.port ? { port: String(target.port) } : {}) },
+        { idempotencyToken: `${req.workflowId}-issue` },
+      );
       return {
-        rotatedAt: new Date().toISOString(),
-        newValueDelivered: false,
-        note: 'password replaced by a random value that was not kept (no secret sink configured): the role is locked until an operator sets a new password',
+        issuedAt,
+        delivered: true,
+        sinkRef: put.ref,
+        note: graceful ? `replacement login role ${user} (member of ${role}) delivered to ${sink.kind}` : `new password of ${role} delivered to ${sink.kind}`,
       };
     });
   }

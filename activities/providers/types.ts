@@ -1,4 +1,5 @@
 import type { CredentialRef } from '../../lib/detection';
+import type { KillMode } from '../../lib/systems/common';
 
 export interface ProviderRequest {
   /** Workflow id: the idempotency key of this containment. */
@@ -8,11 +9,29 @@ export interface ProviderRequest {
   dryRun?: boolean;
 }
 
-export interface RotateResult {
-  /** null in a dry run. */
-  rotatedAt: string | null;
-  /** True when a replacement value reached a secret sink (none exists yet for postgres). */
-  newValueDelivered: boolean;
+export interface RevokeRequest extends ProviderRequest {
+  mode: KillMode;
+  /** Reversible quarantine (disable and deny, keep for forensics) instead of deletion. */
+  quarantine?: boolean;
+}
+
+export interface RevokeResult {
+  /** The moment the leaked credential stopped working; null in a dry run. */
+  revokedAt: string | null;
+  note: string;
+}
+
+export interface IssueRequest extends ProviderRequest {
+  mode: KillMode;
+}
+
+export interface IssueResult {
+  /** When the replacement became usable; null in a dry run. */
+  issuedAt: string | null;
+  /** True when the replacement reached the sink. */
+  delivered: boolean;
+  /** Non-secret reference to where it went (secret ARN and version id). */
+  sinkRef?: string;
   note: string;
 }
 
@@ -26,19 +45,56 @@ export interface ExpireResult {
 
 export interface VerifyResult {
   verifiedDeadAt: string | null;
-  /** How death was established: `login_rejected`, or why it could not be tested. */
-  method: 'login_rejected' | 'not_verifiable_no_leaked_value' | 'dry_run';
+  /**
+   * How death was established: `login_rejected` (the leaked value was tried and refused),
+   * `revoked_by_owner` (the owner's API confirmed the credential is gone), or why it could not be
+   * tested (`not_verifiable_no_leaked_value`, `dry_run`).
+   */
+  method: 'login_rejected' | 'revoked_by_owner' | 'not_verifiable_no_leaked_value' | 'dry_run';
+}
+
+/** A replacement value, as the applications read it from the sink (e.g. username + password). */
+export type SecretValue = Readonly<Record<string, string>>;
+
+/**
+ * Where replacements go. `put` makes the value the current version; called again with the same
+ * token it leaves one version (idempotent). Returns a non-secret reference, never the value.
+ */
+export interface SecretSink {
+  readonly kind: string;
+  put(value: SecretValue, opts: { idempotencyToken: string }): Promise<{ ref: string }>;
+  close(): Promise<void>;
 }
 
 /**
  * One per owning system. Every method is idempotent (Temporal runs activities at least once) and
  * throws a non-retryable ApplicationFailure for permanent conditions, a plain error for transient ones.
+ *
+ * Emergency: revoke → issueReplacement → expireSessions → verifyDead.
+ * Graceful:  issueReplacement → (durable overlap timer) → revoke → expireSessions → verifyDead.
  */
 export interface CredentialProvider {
   readonly kind: string;
-  rotate(req: ProviderRequest): Promise<RotateResult>;
+  /** Whether this owner can issue a replacement (a token that can only be revoked cannot). */
+  readonly canIssueReplacement: boolean;
+  /** Whether both values can be valid at once (required for graceful mode). */
+  readonly supportsGraceful: boolean;
+  /** Whether `revoke({ quarantine: true })` is a reversible quarantine. */
+  readonly supportsQuarantine: boolean;
+  /** Makes the leaked credential stop working. */
+  revoke(req: RevokeRequest): Promise<RevokeResult>;
+  /** Issues a replacement and hands it straight to the sink; returns references only. */
+  issueReplacement(req: IssueRequest, sink: SecretSink): Promise<IssueResult>;
   expireSessions(req: ProviderRequest): Promise<ExpireResult>;
   /** `leakedValue` comes from the sealed evidence store, never from Temporal. */
   verifyDead(req: ProviderRequest, leakedValue: string | undefined): Promise<VerifyResult>;
+  close(): Promise<void>;
+}
+
+/** Application sessions of the users tied to a credential (session stores, IdPs). */
+export interface SessionTarget {
+  readonly kind: string;
+  /** Ends every session of the target's users; idempotent (a second run finds none). */
+  expire(opts: { dryRun?: boolean }): Promise<{ expired: number; wouldExpire?: number }>;
   close(): Promise<void>;
 }

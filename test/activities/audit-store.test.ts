@@ -32,10 +32,10 @@ function summary(workflowId: string, runId: string): RunSummary {
       detectedAt: new Date().toISOString(),
       hasEvidence: false,
     },
-    owner: { system: 'app-db', kind: 'postgres' },
+    owner: { system: 'app-db', kind: 'postgres', mode: 'emergency', overlap: '10m', quarantine: false, sink: 'none', replacement: false, userSessionTargets: 0, breaker: { threshold: 25, window: '5m', holdTimeout: '24h' } },
     outcome: 'contained',
     timeline: { receivedAt: new Date().toISOString(), rotatedAt: new Date().toISOString() },
-    rotation: { newValueDelivered: false, note: 'locked' },
+    rotation: { mode: 'emergency', newValueDelivered: false, note: 'locked' },
     sessions: { terminated: 2 },
     verification: { method: 'login_rejected' },
   };
@@ -62,7 +62,7 @@ describe('migrations', () => {
         "SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name LIKE 'killswitch_%'",
       );
       // audit, notifications, evidence, sightings, deliveries, source state, migrations
-      expect(tables.rows[0]!.n).toBe(7);
+      expect(tables.rows[0]!.n).toBe(9);
     } finally {
       await Promise.all(dbs.map((db) => db.close()));
       await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);

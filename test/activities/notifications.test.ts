@@ -109,7 +109,7 @@ describe('Slack', () => {
       keys,
       dispatcher: { dispatch: () => Promise.reject(new Error('not used here')) },
       upstream: { enrich: () => Promise.reject(new Error('not used here')), closeLoop: () => Promise.resolve(false) },
-      providers: createProviderRegistry(parseInventory({}), new Map()),
+      providers: createProviderRegistry(parseInventory({}), {}),
       db,
       evidence: createEvidenceStore(db, keys, 1),
       slack: sender(),

@@ -13,6 +13,7 @@ let owned: OwnedSystem;
 let provider: PostgresProvider;
 const system = () => parseInventory({ systems: [{ name: 'owned-db', kind: 'postgres', adminUrlEnv: 'X', roles: ['*'] }] }).systems[0]!;
 const req = (role: string) => ({ workflowId: `wf-${rand()}`, credentialRef: { role } });
+const rev = (role: string, mode: 'emergency' | 'graceful' = 'emergency') => ({ ...req(role), mode });
 
 async function failureType(p: Promise<unknown>): Promise<{ type?: string; nonRetryable?: boolean }> {
   try {
@@ -34,29 +35,29 @@ afterAll(async () => {
 });
 
 describe('PostgresProvider', () => {
-  it('rotate locks the leaked password out, and rotating twice leaves the same state', async () => {
+  it('revoke locks the leaked password out, and revoking twice leaves the same state', async () => {
     const { role, password } = await owned.createRole();
     expect(await owned.loginFails(role, password)).toBeNull();
     const verifierBefore = (await owned.su.query('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [role])).rows[0].rolpassword;
 
-    const first = await provider.rotate(req(role));
-    expect(first.newValueDelivered).toBe(false);
+    const first = await provider.revoke(rev(role));
+    expect(first.revokedAt).toBeTruthy();
     expect(await owned.loginFails(role, password)).toBe('28P01');
     const afterFirst = (await owned.su.query('SELECT rolpassword, rolcanlogin FROM pg_authid WHERE rolname = $1', [role])).rows[0];
     expect(afterFirst.rolpassword).not.toBe(verifierBefore);
     expect(afterFirst.rolpassword).toMatch(/^SCRAM-SHA-256\$/);
 
-    await provider.rotate(req(role));
+    await provider.revoke(rev(role));
     expect(await owned.loginFails(role, password)).toBe('28P01');
     const afterSecond = (await owned.su.query('SELECT rolcanlogin FROM pg_authid WHERE rolname = $1', [role])).rows[0];
     expect(afterSecond.rolcanlogin).toBe(afterFirst.rolcanlogin);
   });
 
-  it('quotes identifiers and literals: a role name with quotes and spaces is rotated, nothing else is touched', async () => {
+  it('quotes identifiers and literals: a role name with quotes and spaces is revoked, nothing else is touched', async () => {
     const role = `app "weird"; DROP ROLE x ${rand()}`;
     await owned.su.query(`CREATE ROLE ${owned.su.escapeIdentifier(role)} LOGIN PASSWORD 'pw-weird-1'`);
     const bystander = await owned.createRole();
-    await provider.rotate(req(role));
+    await provider.revoke(rev(role));
     expect(await owned.loginFails(role, 'pw-weird-1')).toBe('28P01');
     expect(await owned.loginFails(bystander.role, bystander.password)).toBeNull();
   });
@@ -77,7 +78,7 @@ describe('PostgresProvider', () => {
     const { role, password } = await owned.createRole();
     const live = await failureType(provider.verifyDead(req(role), password));
     expect(live).toEqual({ type: ErrorType.CREDENTIAL_STILL_VALID, nonRetryable: false });
-    await provider.rotate(req(role));
+    await provider.revoke(rev(role));
     const dead = await provider.verifyDead(req(role), password);
     expect(dead.method).toBe('login_rejected');
     expect(dead.verifiedDeadAt).toBeTruthy();
@@ -87,23 +88,23 @@ describe('PostgresProvider', () => {
 
   it('classifies a role the admin may not alter as PermissionDenied (non-retryable)', async () => {
     const { role } = await owned.createRole({ superuser: true });
-    expect(await failureType(provider.rotate(req(role)))).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+    expect(await failureType(provider.revoke(rev(role)))).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
   });
 
   it('classifies an unknown role as UnknownCredential (non-retryable)', async () => {
-    expect(await failureType(provider.rotate(req(`ghost_${rand()}`)))).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+    expect(await failureType(provider.revoke(rev(`ghost_${rand()}`)))).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
   });
 
   it('classifies a wrong admin password as Misconfigured, and an unreachable server as transient', async () => {
     const badAdmin = new PostgresProvider(system(), owned.adminUrl.replace(owned.adminPassword, 'wrong-password'));
     try {
-      expect(await failureType(badAdmin.rotate(req('app_any')))).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
+      expect(await failureType(badAdmin.revoke(rev('app_any')))).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
     } finally {
       await badAdmin.close();
     }
     const unreachable = new PostgresProvider(system(), 'postgres://a:b@127.0.0.1:1/postgres');
     try {
-      expect(await failureType(unreachable.rotate(req('app_any')))).toEqual({ type: 'plain' });
+      expect(await failureType(unreachable.revoke(rev('app_any')))).toEqual({ type: 'plain' });
     } finally {
       await unreachable.close();
     }

@@ -48,7 +48,7 @@ describe('correlation', () => {
     expect(result.outcome).toBe('contained');
     const history = await handle.fetchHistory();
     const events = history.events ?? [];
-    expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'rotateCredential')).toHaveLength(1);
+    expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'revokeCredential')).toHaveLength(1);
     expect(events.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'sighting')).toHaveLength(3);
 
     const sightings = await h.db.query<{ source: string; location: { file: string } }>(

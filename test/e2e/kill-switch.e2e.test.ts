@@ -53,7 +53,8 @@ describe('kill switch end to end', () => {
 
     const result: KillSwitchResult = await h.client.workflow.getHandle(res.json.workflowId).result();
     expect(result.outcome).toBe('contained');
-    expect(result.owner).toEqual({ system: 'owned-db', kind: 'postgres' });
+    expect(result.owner).toMatchObject({ system: 'owned-db', kind: 'postgres', mode: 'emergency', sink: 'none', replacement: false });
+    expect(result.timeline.revokedAt).toBeTruthy();
     expect(result.verification?.method).toBe('login_rejected');
     expect(result.sessions?.terminated).toBeGreaterThanOrEqual(1);
 
@@ -97,7 +98,7 @@ describe('kill switch end to end', () => {
     runIds.push(res.json);
     const result: KillSwitchResult = await h.client.workflow.getHandle(res.json.workflowId).result();
     expect(result.outcome).toBe('escalated');
-    expect(result.failure).toMatchObject({ step: 'rotating', type: 'PermissionDenied' });
+    expect(result.failure).toMatchObject({ step: 'revoking', type: 'PermissionDenied' });
     expect(result.pagerduty).toEqual({ status: 'sent', dedupKey: res.json.workflowId });
 
     // The password still works: nothing pretended to contain it.
@@ -114,7 +115,7 @@ describe('kill switch end to end', () => {
 
     const rows = await auditRows(res.json.workflowId);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ outcome: 'escalated', failure_type: 'PermissionDenied', failure_step: 'rotating', pagerduty_dedup_key: res.json.workflowId, pagerduty_status: 'sent' });
+    expect(rows[0]).toMatchObject({ outcome: 'escalated', failure_type: 'PermissionDenied', failure_step: 'revoking', pagerduty_dedup_key: res.json.workflowId, pagerduty_status: 'sent' });
     expect(rows[0]!.rotated_at).toBeNull();
   });
 
@@ -145,7 +146,7 @@ describe('kill switch end to end', () => {
     const history = await handle.fetchHistory();
     const scheduled = (name: string) =>
       (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === name).length;
-    expect(scheduled('rotateCredential')).toBe(1);
+    expect(scheduled('revokeCredential')).toBe(1);
     expect(scheduled('expireSessions')).toBe(1);
     expect(await auditRows(workflowId)).toHaveLength(1);
     expect(h.slack.messages().filter((m) => m.text.includes(workflowId))).toHaveLength(1);
@@ -159,7 +160,7 @@ describe('kill switch end to end', () => {
     const lateResult: KillSwitchResult = await lateHandle.result();
     expect(lateResult).toMatchObject({ outcome: 'already_contained', priorRunId: runId, verification: { method: 'login_rejected' } });
     const lateHistory = await lateHandle.fetchHistory();
-    expect((lateHistory.events ?? []).some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'rotateCredential')).toBe(false);
+    expect((lateHistory.events ?? []).some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'revokeCredential')).toBe(false);
     const rows = await auditRows(workflowId);
     expect(rows.map((r) => r.outcome).sort()).toEqual(['already_contained', 'contained']);
   });

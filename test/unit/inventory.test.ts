@@ -52,7 +52,7 @@ describe('inventory', () => {
     const inv = parseInventory({ systems: [{ name: 'a', kind: 'postgres', adminUrlEnv: 'A_URL', roles: ['x'] }] });
     expect(() => resolveInventoryEnv(inv, {})).toThrow(/systems\[0\]\.adminUrlEnv: environment variable A_URL is not set/);
     expect(() => resolveInventoryEnv(inv, { A_URL: 'http://x' })).toThrow(/A_URL must be a postgres:\/\//);
-    expect(resolveInventoryEnv(inv, { A_URL: 'postgres://u:p@h/db' }).get('a')).toBe('postgres://u:p@h/db');
+    expect(resolveInventoryEnv(inv, { A_URL: 'postgres://u:p@h/db' }).A_URL).toBe('postgres://u:p@h/db');
   });
 
   it('matches owners by role pattern and host, and refuses to guess', () => {
