@@ -134,7 +134,9 @@ export function createActivities(deps: ActivityDeps) {
 
     /** Makes the leaked credential stop working (or quarantines it, reversibly). */
     async revokeCredential(req: ContainmentRequest): Promise<RevokeResult> {
+      const leakedValue = req.detection.hasEvidence && !req.dryRun ? await deps.evidence.take(req.workflowId) : undefined;
       const r = await runtime(req.system).provider.revoke({
+        leakedValue,
         workflowId: req.workflowId,
         credentialRef: req.detection.credentialRef,
         dryRun: req.dryRun,

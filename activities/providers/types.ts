@@ -13,6 +13,12 @@ export interface RevokeRequest extends ProviderRequest {
   mode: KillMode;
   /** Reversible quarantine (disable and deny, keep for forensics) instead of deletion. */
   quarantine?: boolean;
+  /**
+   * The leaked value, from the sealed evidence store, when the scanner sent it (never in a dry
+   * run). For owners whose revocation takes the value itself (GitHub, Slack) or removes exactly
+   * that value (a Redis password among several). Never logged, never returned.
+   */
+  leakedValue?: string;
 }
 
 export interface RevokeResult {
