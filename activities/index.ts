@@ -22,7 +22,7 @@ import {
   type RunSummary,
 } from '../workflows/shared';
 import { insertAuditRow } from './audit';
-import { breakerDedupKey, checkBreaker } from './breaker';
+import { breakerDedupKey, checkBreaker } from '../lib/breaker';
 import { buildApprovalMessage, buildSlackMessage, type SlackMessage, type SlackSender } from './slack';
 import type { PagerDutySender } from './pagerduty';
 import type { ProviderRegistry } from './providers';

@@ -62,12 +62,18 @@ export function buildSlackMessage(s: RunSummary, runUrl: string): SlackMessage {
 /** Asks a human to approve or deny a require_approval run (buttons come with the Slack control surface). */
 export function buildApprovalMessage(s: RunSummary, runUrl: string): SlackMessage {
   const d = s.detection;
-  const title = `:raised_hand: Approval needed to rotate ${describeCredential(d)}`;
+  const held = s.heldByBreaker && s.owner;
+  const title = held
+    ? `:rotating_light: Mass-leak breaker tripped for ${s.owner!.system}: approval needed to rotate ${describeCredential(d)}`
+    : `:raised_hand: Approval needed to rotate ${describeCredential(d)}`;
+  const why = held
+    ? `Too many detections for ${s.owner!.system} within ${s.owner!.breaker.window}: automatic rotation is paused. Without a decision within ${s.owner!.breaker.holdTimeout} the run escalates to PagerDuty.`
+    : `Policy rule \`${s.policy?.rule ?? 'default'}\`; without a decision within ${s.policy?.approvalTimeout ?? '30m'} the run will ${s.policy?.onTimeout === 'rotate' ? 'rotate anyway' : 'escalate to PagerDuty'}.`;
   const loc = describeLocation(d);
   const text = [
     `*${title}*`,
     `Owner: ${s.owner?.system ?? 'none'} · Source: ${d.scanner ?? d.source} · Severity: ${d.severity}${loc ? ` · Found at ${loc}` : ''}`,
-    `Policy rule \`${s.policy?.rule ?? 'default'}\`; without a decision within ${s.policy?.approvalTimeout ?? '30m'} the run will ${s.policy?.onTimeout === 'rotate' ? 'rotate anyway' : 'escalate to PagerDuty'}.`,
+    why,
     `Decide with: \`temporal workflow update execute --workflow-id ${s.workflowId} --name decide --input '{"decision":"approve","by":"you@example.com"}'\``,
   ].join('\n');
   return {

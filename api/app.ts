@@ -12,6 +12,7 @@ import { pinoHttp } from 'pino-http';
 import { temporalUiRunUrl } from '../lib/config';
 import { isTemporalUnavailable, TemporalUnavailableError, type Dispatched, type Dispatcher, type TemporalTarget } from '../lib/dispatch';
 import type { ServerKeys } from '../lib/keys';
+import type { BreakerState } from '../lib/breaker';
 import type { Logger } from '../lib/logger';
 import type { enrichDetection } from '../workflows/enrich';
 import type { EnrichInput } from '../workflows/shared';
@@ -39,6 +40,8 @@ export interface AppDeps {
   sources: RegisteredSource[];
   /** Sources with routes of their own (GitLab's token revocation API), mounted at /<name>. */
   routers?: Array<{ name: string; enabled: boolean; perMinute: number; build: (accept: AcceptFn) => express.Router }>;
+  /** The mass-leak breakers, for the admin API. */
+  breakers?: { list(): Promise<BreakerState[]>; reset(system: string, by: string): Promise<boolean> };
   /** Bearer tokens for /admin; the admin API is off when empty. */
   adminTokens?: readonly string[];
   now?: () => Date;
@@ -248,6 +251,21 @@ export function createApp(deps: AppDeps): express.Express {
       req.log.warn({ source: name, enabled: body.enabled, by }, 'source switched');
       res.json({ name, enabled: body.enabled, changedBy: by });
     });
+    const breakers = deps.breakers;
+    if (breakers) {
+      admin.get('/breakers', async (_req, res) => {
+        res.json({ breakers: await breakers.list() });
+      });
+      admin.post('/breakers/:system/reset', express.json({ limit: '4kb' }), async (req, res) => {
+        const system = String(req.params.system);
+        const body = (req.body ?? {}) as { by?: unknown };
+        const by = typeof body.by === 'string' && body.by.trim() ? body.by.trim().slice(0, 200) : 'admin-api';
+        const reset = await breakers.reset(system, by);
+        if (!reset) throw new HttpProblem(404, 'breaker-not-tripped', 'Breaker not tripped', `the breaker of ${system} is not tripped`);
+        req.log.warn({ system, by }, 'mass-leak breaker reset');
+        res.json({ system, reset: true, by });
+      });
+    }
     app.use('/admin', admin);
   }
 

@@ -8,6 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import type { Express } from 'express';
 import * as boot from '../lib/bootstrap';
 import { loadConfig, type Config } from '../lib/config';
+import { listBreakers, resetBreaker } from '../lib/breaker';
 import { createPostgresDb, migrate, type Db } from '../lib/db';
 import { createEvidenceStore, type EvidenceStore } from '../lib/evidence';
 import type { ServerKeys } from '../lib/keys';
@@ -51,6 +52,7 @@ export function createIngressApp(
     dispatcher: createDispatcher({ temporal, evidence: parts.evidence, db: parts.db }),
     deliveries: createDeliveryLedger(parts.db),
     switches: createSourceSwitches(parts.db),
+    breakers: { list: () => listBreakers(parts.db), reset: (system, by) => resetBreaker(parts.db, system, by) },
     sources,
     routers,
     adminTokens: config.adminTokens,

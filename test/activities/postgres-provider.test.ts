@@ -5,6 +5,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresProvider } from '../../activities/providers/postgres';
+import type { SecretSink, SecretValue } from '../../activities/providers/types';
 import { parseInventory } from '../../lib/inventory';
 import { ErrorType } from '../../workflows/shared';
 import { ownedSystem, rand, type OwnedSystem } from '../helpers/harness';
@@ -14,6 +15,12 @@ let provider: PostgresProvider;
 const system = () => parseInventory({ systems: [{ name: 'owned-db', kind: 'postgres', adminUrlEnv: 'X', roles: ['*'] }] }).systems[0]!;
 const req = (role: string) => ({ workflowId: `wf-${rand()}`, credentialRef: { role } });
 const rev = (role: string, mode: 'emergency' | 'graceful' = 'emergency') => ({ ...req(role), mode });
+
+/** A sink that keeps what it receives, so the test can log in with the replacement. */
+function keepingSink(): SecretSink & { versions: SecretValue[] } {
+  const versions: SecretValue[] = [];
+  return { kind: 'test_keeping', versions, put: async (v) => (versions.push(v), { ref: `test#${versions.length}` }), close: async () => undefined };
+}
 
 async function failureType(p: Promise<unknown>): Promise<{ type?: string; nonRetryable?: boolean }> {
   try {
@@ -108,5 +115,56 @@ describe('PostgresProvider', () => {
     } finally {
       await unreachable.close();
     }
+  });
+
+  it('emergency: revoke then issue delivers a new password that logs in, and the leaked one stays dead', async () => {
+    const { role, password } = await owned.createRole();
+    const sink = keepingSink();
+    const r = { ...rev(role), workflowId: `wf-${rand()}` };
+    await provider.revoke(r);
+    const issued = await provider.issueReplacement(r, sink);
+    expect(issued).toMatchObject({ delivered: true, sinkRef: 'test#1' });
+    expect(JSON.stringify(issued)).not.toContain(sink.versions[0]!.password);
+    expect(sink.versions[0]).toMatchObject({ engine: 'postgres', username: role });
+    expect(await owned.loginFails(role, sink.versions[0]!.password!)).toBeNull();
+    expect(await owned.loginFails(role, password)).toBe('28P01');
+    // A retried issue leaves one state: the newest delivered value works, the earlier one does not.
+    await provider.issueReplacement(r, sink);
+    expect(await owned.loginFails(role, sink.versions[1]!.password!)).toBeNull();
+    expect(await owned.loginFails(role, sink.versions[0]!.password!)).toBe('28P01');
+  });
+
+  it('graceful: a clone login role works beside the leaked one during the overlap, only the clone after revoke', async () => {
+    const { role, password } = await owned.createRole();
+    await owned.su.query(`CREATE TABLE IF NOT EXISTS graceful_probe (n int)`);
+    await owned.su.query(`GRANT SELECT ON graceful_probe TO ${owned.su.escapeIdentifier(role)}`);
+    const sink = keepingSink();
+    const r = { ...rev(role, 'graceful'), workflowId: `wf-${rand()}` };
+    const issued = await provider.issueReplacement(r, sink);
+    const clone = sink.versions[0]!;
+    expect(issued.delivered).toBe(true);
+    expect(clone.username).toBe(`${role}_ks`);
+    expect(await owned.loginFails(role, password)).toBeNull();
+    const asClone = await owned.connectAs(clone.username!, clone.password!);
+    await expect(asClone.query('SELECT count(*) FROM graceful_probe')).resolves.toBeTruthy(); // inherits the leaked role's grants
+
+    await provider.issueReplacement(r, sink); // retried: still one clone, with the newest password
+    expect((await owned.su.query('SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1', [clone.username])).rows[0].n).toBe(1);
+    const newest = sink.versions[1]!;
+
+    await provider.revoke(r);
+    expect(await owned.loginFails(role, password)).toBe('28P01');
+    expect(await owned.loginFails(newest.username!, newest.password!)).toBeNull();
+  });
+
+  it('dry run: issue and revoke change nothing', async () => {
+    const { role, password } = await owned.createRole();
+    const sink = keepingSink();
+    const r = { ...rev(role, 'graceful'), dryRun: true };
+    expect((await provider.issueReplacement(r, sink)).issuedAt).toBeNull();
+    expect((await provider.revoke(r)).revokedAt).toBeNull();
+    expect(sink.versions).toHaveLength(0);
+    expect(await owned.loginFails(role, password)).toBeNull();
+    expect((await owned.su.query('SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1', [`${role}_ks`])).rows[0].n).toBe(0);
   });
 });

@@ -3,7 +3,7 @@
  * and a breaker row per system that is tripped until an operator resets it. Hits before the reset
  * no longer count, so a reset does not trip again on the same burst.
  */
-import type { Db } from '../lib/db';
+import type { Db } from './db';
 
 export const breakerDedupKey = (system: string) => `killswitch-breaker-${system}`;
 
