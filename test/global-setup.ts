@@ -1,10 +1,12 @@
 /**
  * One run of the suite: a real Temporal dev server (the project's own CLI), a fresh PostgreSQL
  * database for the kill switch's audit on the machine's server, and a password-enforcing PostgreSQL
- * cluster playing the owned system. Test files share these and isolate by task queue and ids.
+ * cluster playing the owned system, and moto (AWS IAM, STS, Secrets Manager) with IAM auth enforced.
+ * Test files share these and isolate by task queue, ids, and unique user and secret names.
  */
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
+import { startMoto, type MotoServer } from '../lib/moto';
 import { resolveTemporalCli } from '../lib/temporal-cli';
 import { startDevServer, type DevServer } from '../lib/temporal-dev';
 import { startScramCluster, type ScramCluster } from './helpers/pg-cluster';
@@ -14,6 +16,10 @@ declare module 'vitest' {
     temporalAddress: string;
     auditDatabaseUrl: string;
     owned: { host: string; port: number; socketDir: string };
+    /** moto's endpoint; every request must be signed by a key moto's IAM knows. */
+    awsEndpoint: string;
+    /** An allow-all admin key of moto's IAM, for fixtures and the providers under test. */
+    awsAdmin: { accessKeyId: string; secretAccessKey: string };
   }
 }
 
@@ -21,16 +27,19 @@ const ADMIN_URL = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.
 
 let dev: DevServer | undefined;
 let owned: ScramCluster | undefined;
+let moto: MotoServer | undefined;
 let dbName: string | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   const cli = resolveTemporalCli();
-  const [server, cluster] = await Promise.all([
+  const [server, cluster, aws] = await Promise.all([
     startDevServer({ cli, headless: true, logFile: 'test-results/temporal-dev.log' }),
     startScramCluster(),
+    startMoto({ enforceAuth: true, logFile: 'test-results/moto.log' }),
   ]);
   dev = server;
   owned = cluster;
+  moto = aws;
 
   dbName = `killswitch_test_${Date.now()}_${process.pid}`;
   const admin = new pg.Client({ connectionString: ADMIN_URL });
@@ -43,10 +52,13 @@ export async function setup(project: TestProject): Promise<void> {
   project.provide('temporalAddress', dev.address);
   project.provide('auditDatabaseUrl', url.toString());
   project.provide('owned', { host: owned.host, port: owned.port, socketDir: owned.socketDir });
+  project.provide('awsEndpoint', moto.endpoint);
+  project.provide('awsAdmin', moto.admin!);
 }
 
 export async function teardown(): Promise<void> {
   await dev?.stop();
+  await moto?.stop();
   owned?.stop();
   if (dbName) {
     const admin = new pg.Client({ connectionString: ADMIN_URL });

@@ -6,8 +6,13 @@ import type { Inventory } from '../../lib/inventory';
 import type { OwningSystem } from '../../lib/systems';
 import { createSessionTarget } from '../sessions';
 import { createSink } from '../sinks';
+import { AwsIamProvider } from './aws-iam';
 import { createPacer, paced } from './pacing';
+import { GitHubProvider } from './github';
+import { SlackProvider } from './slack';
+import { HttpProvider } from './http';
 import { PostgresProvider } from './postgres';
+import { RedisProvider } from './redis';
 import type { CredentialProvider, SecretSink, SessionTarget } from './types';
 
 export type { CredentialProvider, SecretSink, SessionTarget } from './types';
@@ -30,6 +35,16 @@ function createProvider(system: OwningSystem, env: Env): CredentialProvider {
   switch (system.kind) {
     case 'postgres':
       return new PostgresProvider(system, env[system.adminUrlEnv]!);
+    case 'github':
+      return new GitHubProvider(system, system.tokenEnv ? env[system.tokenEnv] : undefined);
+    case 'slack':
+      return new SlackProvider(system);
+    case 'aws_iam':
+      return new AwsIamProvider(system, env);
+    case 'http':
+      return new HttpProvider(system, env);
+    case 'redis':
+      return new RedisProvider(system, env[system.adminUrlEnv]!);
   }
 }
 

@@ -1,6 +1,7 @@
 /** Secret sinks: where a replacement value goes, chosen per system in the inventory. */
 import type { SinkConfig } from '../../lib/systems';
 import type { SecretSink } from '../providers/types';
+import { SecretsManagerSink } from './aws-secrets-manager';
 
 /** `none`: a pure kill. Nothing is stored; a provider asked to deliver here reports it did not. */
 export const noSink: SecretSink = {
@@ -11,11 +12,11 @@ export const noSink: SecretSink = {
   async close() {},
 };
 
-export function createSink(config: SinkConfig, _env: Readonly<Record<string, string | undefined>>): SecretSink {
+export function createSink(config: SinkConfig, env: Readonly<Record<string, string | undefined>>): SecretSink {
   switch (config.kind) {
     case 'none':
       return noSink;
     case 'aws_secrets_manager':
-      throw new Error('aws_secrets_manager sink: not built yet');
+      return new SecretsManagerSink(config.secretId, config.aws, env);
   }
 }

@@ -7,6 +7,8 @@
 import { parse as parseConnectionString } from 'pg-connection-string';
 import type { CloseLoopRef, CredentialRef, CredentialType, Detection, DetectionLocation, Severity, Validity } from '../../lib/detection';
 import type { ServerKeys } from '../../lib/keys';
+import { githubTokenPrefix } from '../../lib/systems/github';
+import { slackTokenPrefix } from '../../lib/systems/slack';
 import { HttpProblem } from '../problem';
 
 export interface RawFinding {
@@ -76,12 +78,52 @@ export function reduceFinding(f: RawFinding, keys: ServerKeys, now: Date, fieldP
     if (parsed.port) ref.port ??= String(parsed.port);
     if (parsed.database) ref.database ??= parsed.database;
   }
+  if (f.secret && f.credentialType === 'redis_password' && /^rediss?:\/\//i.test(f.secret)) {
+    // A leaked Redis URL: the password is the secret, the user (`default` when the URL names none,
+    // as with a legacy AUTH <password>) and host identify the ACL user.
+    let url: URL;
+    try {
+      url = new URL(f.secret);
+    } catch {
+      throw problem(at('secret'), 'not a parseable redis:// URL');
+    }
+    let user: string;
+    try {
+      leakedValue = decodeURIComponent(url.password);
+      user = decodeURIComponent(url.username) || 'default';
+    } catch {
+      throw problem(at('secret'), 'not a parseable redis:// URL');
+    }
+    if (!leakedValue) throw problem(at('secret'), 'the URL carries no password');
+    if (ref.user && ref.user !== user) throw problem(at('credentialRef.user'), 'differs from the user in the leaked URL');
+    ref.user ??= user;
+    if (url.hostname) ref.host ??= url.hostname.replace(/^\[|\]$/g, '');
+    if (url.port) ref.port ??= url.port;
+  }
+  if (leakedValue && (f.credentialType === 'github_token' || f.credentialType === 'slack_token')) {
+    // A token's prefix names its type and is not secret: the inventory matches on it.
+    const prefix = f.credentialType === 'github_token' ? githubTokenPrefix(leakedValue) : slackTokenPrefix(leakedValue);
+    if (prefix) ref.tokenPrefix = prefix;
+  }
+  /** The `secret` sent was only an identifier (a bare AWS access key id): nothing to scrub. */
+  let secretIsIdentifier = false;
+  if (f.secret && f.credentialType === 'aws_access_key') {
+    // The access key id is an identifier, not the secret: alone it is only the reference; sent with
+    // the secret access key (`id:secret`, or concatenated as TruffleHog's RawV2) it is split off.
+    const m = /^((?:AKIA|ASIA)[A-Z0-9]{16})(?:[:\s,;]*([A-Za-z0-9/+]{40}))?$/.exec(f.secret.trim());
+    if (m) {
+      if (ref.accessKeyId && ref.accessKeyId !== m[1]) throw problem(at('credentialRef.accessKeyId'), 'differs from the access key id in the leaked value');
+      ref.accessKeyId ??= m[1]!;
+      leakedValue = m[2];
+      secretIsIdentifier = !m[2];
+    }
+  }
   if (f.credentialType === 'postgres_password' && !ref.role) {
     throw problem(at('credentialRef.role'), 'required for postgres_password (or send the leaked connection string as secret)');
   }
   if (!leakedValue && Object.keys(ref).length === 0) throw problem(at('credentialRef'), 'either secret or credentialRef is required');
 
-  const needles = [f.secret, leakedValue].filter((x): x is string => !!x);
+  const needles = [secretIsIdentifier ? undefined : f.secret, leakedValue].filter((x): x is string => !!x);
   for (const k of Object.keys(ref)) ref[k] = scrub(ref[k]!, needles);
   const location = Object.fromEntries(
     Object.entries(f.location ?? {})

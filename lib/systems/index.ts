@@ -5,19 +5,34 @@
  */
 import { z } from 'zod';
 import type { CredentialRef, CredentialType } from '../detection';
+import { awsIamKind, awsIamSystemSchema } from './aws-iam';
 import type { EnvRequirement } from './common';
+import { githubKind, githubSystemSchema } from './github';
+import { httpKind, httpSystemSchema } from './http';
 import { postgresKind, postgresSystemSchema } from './postgres';
+import { redisKind, redisSystemSchema } from './redis';
+import { slackKind, slackSystemSchema } from './slack';
 
 export * from './common';
+export { awsIamSystemSchema, type AwsIamSystem } from './aws-iam';
+export { httpSystemSchema, type HttpSystem } from './http';
 export { postgresSystemSchema, type PostgresSystem } from './postgres';
+export { redisSystemSchema, type RedisSystem } from './redis';
+export { githubSystemSchema, type GitHubSystem } from './github';
+export { slackSystemSchema, type SlackSystem } from './slack';
 
-export const systemSchema = z.discriminatedUnion('kind', [postgresSystemSchema]);
+export const systemSchema = z.discriminatedUnion('kind', [postgresSystemSchema, redisSystemSchema, httpSystemSchema, awsIamSystemSchema, githubSystemSchema, slackSystemSchema]);
 export type OwningSystem = z.infer<typeof systemSchema>;
 export type SystemKind = OwningSystem['kind'];
 
+export interface KindSupports {
+  graceful: boolean;
+  quarantine: boolean;
+}
+
 interface KindDef<S> {
-  /** What the kind's provider can do; the inventory refuses a mode it cannot honour. */
-  supports: { graceful: boolean; quarantine: boolean };
+  /** What the kind's provider can do; the inventory refuses a mode it cannot honour. Per system when a function. */
+  supports: KindSupports | ((s: S) => KindSupports);
   credentialTypes: readonly CredentialType[] | ((s: S) => readonly CredentialType[]);
   owns(s: S, ref: CredentialRef, type: CredentialType): boolean;
   env(s: S, at: string): EnvRequirement[];
@@ -26,10 +41,17 @@ interface KindDef<S> {
 
 const KINDS: { [K in SystemKind]: KindDef<Extract<OwningSystem, { kind: K }>> } = {
   postgres: postgresKind,
+  github: githubKind,
+  slack: slackKind,
+  aws_iam: awsIamKind,
+  http: httpKind,
+  redis: redisKind,
 };
 
-export function kindOf<S extends OwningSystem>(s: S): KindDef<S> {
-  return KINDS[s.kind] as unknown as KindDef<S>;
+/** The kind's definition, with `supports` resolved for this system. */
+export function kindOf<S extends OwningSystem>(s: S): Omit<KindDef<S>, 'supports'> & { supports: KindSupports } {
+  const def = KINDS[s.kind] as unknown as KindDef<S>;
+  return { ...def, supports: typeof def.supports === 'function' ? def.supports(s) : def.supports };
 }
 
 export function handles(s: OwningSystem, type: CredentialType): boolean {

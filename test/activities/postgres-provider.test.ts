@@ -6,13 +6,13 @@ import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresProvider } from '../../activities/providers/postgres';
 import type { SecretSink, SecretValue } from '../../activities/providers/types';
-import { parseInventory } from '../../lib/inventory';
+import { parseInventory, type PostgresSystem } from '../../lib/inventory';
 import { ErrorType } from '../../workflows/shared';
 import { ownedSystem, rand, type OwnedSystem } from '../helpers/harness';
 
 let owned: OwnedSystem;
 let provider: PostgresProvider;
-const system = () => parseInventory({ systems: [{ name: 'owned-db', kind: 'postgres', adminUrlEnv: 'X', roles: ['*'] }] }).systems[0]!;
+const system = () => parseInventory({ systems: [{ name: 'owned-db', kind: 'postgres', adminUrlEnv: 'X', roles: ['*'] }] }).systems[0] as PostgresSystem;
 const req = (role: string) => ({ workflowId: `wf-${rand()}`, credentialRef: { role } });
 const rev = (role: string, mode: 'emergency' | 'graceful' = 'emergency') => ({ ...req(role), mode });
 

@@ -1,0 +1,58 @@
+/**
+ * `kind: slack`: Slack API tokens (bot and user tokens), killed with the Web API method
+ * `auth.revoke`, which revokes the very token that calls it. A token can only be revoked: there is
+ * no replacement to issue and no second value to overlap with, so no graceful mode and no quarantine.
+ */
+import { z } from 'zod';
+import type { CredentialRef } from '../detection';
+import { commonEnv, commonSystemFields, type EnvRequirement } from './common';
+
+/** Slack token prefixes (not secret: they name the token type). Longest first for matching. */
+export const SLACK_TOKEN_PREFIXES = ['xoxe.xoxb-', 'xoxe.xoxp-', 'xoxb-', 'xoxp-', 'xoxa-', 'xoxr-', 'xoxs-', 'xoxc-', 'xoxe-', 'xapp-'] as const;
+export type SlackTokenPrefix = (typeof SLACK_TOKEN_PREFIXES)[number];
+
+/** Token types `auth.revoke` takes: bot and user tokens, plain or rotating. */
+export const SLACK_REVOCABLE_PREFIXES: readonly SlackTokenPrefix[] = ['xoxb-', 'xoxp-', 'xoxe.xoxb-', 'xoxe.xoxp-'];
+
+/** The non-secret prefix of a Slack token, or undefined when the value is not shaped like one. */
+export function slackTokenPrefix(value: string): SlackTokenPrefix | undefined {
+  const v = value.trim();
+  const prefix = SLACK_TOKEN_PREFIXES.find((p) => v.startsWith(p));
+  if (!prefix) return undefined;
+  return /^[A-Za-z0-9-]{10,300}$/.test(v.slice(prefix.length)) ? prefix : undefined;
+}
+
+export const slackSystemSchema = z
+  .object({
+    ...commonSystemFields,
+    kind: z.literal('slack'),
+    /** The Web API root (methods are `<apiUrl>/auth.revoke`); another value only for a proxy or a test fake. */
+    apiUrl: z.url({ protocol: /^https?$/ }).default('https://slack.com/api'),
+    /** Token types this system revokes (credentialRef.tokenPrefix must be one of them). */
+    tokenPrefixes: z.array(z.enum(SLACK_TOKEN_PREFIXES)).min(1).default([...SLACK_REVOCABLE_PREFIXES]),
+    /** Per-request timeout. */
+    timeoutMs: z.number().int().min(100).max(25_000).default(10_000),
+    /** A token cannot be re-issued: nothing goes to a sink. */
+    sink: z
+      .object({ kind: z.literal('none', { error: 'slack systems revoke only; a token cannot be re-issued, so the sink is none' }) })
+      .strict()
+      .default({ kind: 'none' }),
+  })
+  .strict();
+export type SlackSystem = z.infer<typeof slackSystemSchema>;
+
+export const slackKind = {
+  supports: { graceful: false, quarantine: false },
+  credentialTypes: ['slack_token'] as const,
+  owns(s: SlackSystem, ref: CredentialRef): boolean {
+    const prefix = ref.tokenPrefix as SlackTokenPrefix | undefined;
+    return !!prefix && s.tokenPrefixes.includes(prefix);
+  },
+  env(s: SlackSystem, at: string): EnvRequirement[] {
+    // auth.revoke is called with the leaked token itself: no admin credential.
+    return commonEnv(s, at);
+  },
+  describe(ref: CredentialRef): string {
+    return ref.tokenPrefix ? `Slack token of type ${ref.tokenPrefix}` : 'no recognisable Slack token prefix';
+  },
+};
