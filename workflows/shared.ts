@@ -27,6 +27,8 @@ export const ErrorType = {
   UPSTREAM_REFUSED: 'UpstreamRefused',
   /** Nobody decided on a require_approval run in time. */
   APPROVAL_TIMEOUT: 'ApprovalTimeout',
+  /** The owner refuses another credential (AWS allows two access keys per user). */
+  CREDENTIAL_LIMIT: 'AccessKeyLimitExceeded',
   /** The mass-leak breaker held the run and nobody released it in time. */
   MASS_LEAK_HOLD: 'MassLeakHold',
 } as const;
@@ -36,6 +38,7 @@ export const NON_RETRYABLE_CONTAINMENT_ERRORS: string[] = [
   ErrorType.PERMISSION_DENIED,
   ErrorType.UNKNOWN_CREDENTIAL,
   ErrorType.MISCONFIGURED,
+  ErrorType.CREDENTIAL_LIMIT,
 ];
 
 export type Step =

@@ -4,7 +4,7 @@ import type { AwsConnection } from '../../lib/systems/common';
 import { ErrorType } from '../../workflows/shared';
 
 /** Two IAM keys per user is a hard AWS limit: a human must decide which key goes. */
-export const AWS_KEY_LIMIT = 'AccessKeyLimitExceeded';
+export const AWS_KEY_LIMIT = ErrorType.CREDENTIAL_LIMIT;
 
 type Env = Readonly<Record<string, string | undefined>>;
 

@@ -7,7 +7,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GitHubProvider } from '../../activities/providers/github';
 import { RATE_LIMITED } from '../../activities/providers/token-http';
-import { githubSystemSchema } from '../../lib/systems/github';
+import { reduceFinding } from '../../api/sources/finding';
+import { createServerKeys, newServerKey } from '../../lib/keys';
+import { githubSystemSchema, githubTokenPrefix } from '../../lib/systems/github';
 import { parseInventory } from '../../lib/inventory';
 import { ErrorType } from '../../workflows/shared';
 import { fakeGitHubToken, startGitHubRevocationFake, type GitHubRevocationFake, type GitHubRevocationFakeOptions } from '../fakes/github-revocation';
@@ -59,6 +61,19 @@ describe('github system kind', () => {
     expect(() => parseInventory({ systems: [{ name: 'gh', kind: 'github', mode: 'graceful' }] })).toThrow(/cannot keep two valid values/);
     expect(() => parseInventory({ systems: [{ name: 'gh', kind: 'github', quarantine: true }] })).toThrow(/no reversible quarantine/);
     expect(() => parseInventory({ systems: [{ name: 'gh', kind: 'github', sink: { kind: 'aws_secrets_manager', secretId: 'x' } }] })).toThrow(/sink/);
+  });
+});
+
+describe('github token detections', () => {
+  it('carry the token type (its non-secret prefix) in credentialRef, never the token', () => {
+    expect(githubTokenPrefix(fakeGitHubToken('github_pat_'))).toBe('github_pat_');
+    expect(githubTokenPrefix(fakeGitHubToken('gho_'))).toBe('gho_');
+    expect(githubTokenPrefix('ghp_short')).toBeUndefined();
+    const token = fakeGitHubToken();
+    const s = reduceFinding({ source: 'generic', credentialType: 'github_token', secret: `${token}\n`, severity: 'high' }, createServerKeys(newServerKey()), new Date());
+    expect(s.detection.credentialRef).toEqual({ tokenPrefix: 'ghp_' });
+    expect(s.detection.hasEvidence).toBe(true);
+    expect(JSON.stringify(s.detection)).not.toContain(token);
   });
 });
 

@@ -9,7 +9,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SlackProvider } from '../../activities/providers/slack';
 import { RATE_LIMITED } from '../../activities/providers/token-http';
 import { parseInventory } from '../../lib/inventory';
-import { slackSystemSchema } from '../../lib/systems/slack';
+import { reduceFinding } from '../../api/sources/finding';
+import { createServerKeys, newServerKey } from '../../lib/keys';
+import { slackSystemSchema, slackTokenPrefix } from '../../lib/systems/slack';
 import { ErrorType } from '../../workflows/shared';
 import { parseSlackBody, startSlackFake, type SlackFake } from '../fakes/slack';
 import { rand } from '../helpers/harness';
@@ -56,6 +58,18 @@ describe('slack system kind', () => {
     expect(() => parseInventory({ systems: [{ name: 's', kind: 'slack', mode: 'graceful' }] })).toThrow(/cannot keep two valid values/);
     expect(() => parseInventory({ systems: [{ name: 's', kind: 'slack', quarantine: true }] })).toThrow(/no reversible quarantine/);
     expect(() => parseInventory({ systems: [{ name: 's', kind: 'slack', sink: { kind: 'aws_secrets_manager', secretId: 'x' } }] })).toThrow(/sink/);
+  });
+});
+
+describe('slack token detections', () => {
+  it('carry the token type (its non-secret prefix) in credentialRef, never the token', () => {
+    expect(slackTokenPrefix(slackToken('xoxe.xoxp-1-'))).toBe('xoxe.xoxp-');
+    expect(slackTokenPrefix(slackToken('xoxb-'))).toBe('xoxb-');
+    expect(slackTokenPrefix('xoxb-')).toBeUndefined();
+    const token = slackToken('xoxp-');
+    const s = reduceFinding({ source: 'generic', credentialType: 'slack_token', secret: token, severity: 'high' }, createServerKeys(newServerKey()), new Date());
+    expect(s.detection.credentialRef).toEqual({ tokenPrefix: 'xoxp-' });
+    expect(JSON.stringify(s.detection)).not.toContain(token);
   });
 });
 
