@@ -73,7 +73,7 @@ describe('graceful mode', () => {
 
     const t = result.timeline;
     expect(Date.parse(t.revokedAt!) - Date.parse(t.replacementIssuedAt!)).toBeGreaterThanOrEqual(4000);
-    const row = (await h.db.query('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [res.json.workflowId])).rows[0]!;
+    const row = (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [res.json.workflowId])).rows[0]!;
     expect(row).toMatchObject({ outcome: 'contained', kill_mode: 'graceful', new_value_delivered: true, sink_ref: result.rotation!.sinkRef });
     expect(new Date(row.revoked_at).toISOString()).toBe(t.revokedAt);
     expect(new Date(row.replacement_issued_at).toISOString()).toBe(t.replacementIssuedAt);
