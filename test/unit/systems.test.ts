@@ -47,10 +47,13 @@ describe('system kinds', () => {
 describe('npm run inventory:check', () => {
   const run = (...args: string[]) => spawnSync('npx', ['tsx', 'scripts/inventory-check.ts', ...args], { encoding: 'utf8', env: { ...process.env, DB_URL: '' } });
 
-  it('passes the shipped example', () => {
+  it('passes the shipped example and the reference of every kind', () => {
     const r = run('config/inventory.example.yaml');
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('valid');
+    const all = run('config/inventory.reference.yaml');
+    expect(all.status).toBe(0);
+    for (const kind of ['postgres', 'aws_iam', 'redis', 'github', 'slack', 'http']) expect(all.stdout).toContain(`(${kind},`);
   });
 
   it('reports every bad field by path and exits 1', () => {
