@@ -5,7 +5,6 @@
  * Okta (fake) clears the owner's IdP sessions, the app's connect-pg-simple sessions (real rows in
  * PostgreSQL) are deleted, verify proves the key is refused, and nothing secret leaks anywhere.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import connectPgSimple from 'connect-pg-simple';
 import session from 'express-session';
 import pg from 'pg';
@@ -13,8 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { KillSwitchResult } from '../../workflows/shared';
 import { startHomegrownFake, type HomegrownFake } from '../fakes/homegrown-admin';
 import { startOktaFake, type OktaFake, type OktaUser } from '../fakes/okta';
-import { parseSlackBody } from '../fakes/slack';
-import { capturedLogs, deepText, rand, startHarness, type Harness } from '../helpers/harness';
+import { expectNowhere, secretPlaces, rand, startHarness, type Harness } from '../helpers/harness';
 
 let h: Harness;
 let api: HomegrownFake;
@@ -30,12 +28,22 @@ const auth = { Authorization: 'Bearer {{env.HG_ADMIN_TOKEN}}' };
 
 async function writeSessions(store: session.Store, user: string, n: number): Promise<void> {
   for (let i = 0; i < n; i++) {
-    const sess = { cookie: { originalMaxAge: 3_600_000, expires: new Date(Date.now() + 3_600_000) }, passport: { user } } as unknown as session.SessionData;
-    await new Promise<void>((resolve, reject) => store.set(`sid-${user}-${rand()}`, sess, (err?: unknown) => (err ? reject(err as Error) : resolve())));
+    const sess = {
+      cookie: { originalMaxAge: 3_600_000, expires: new Date(Date.now() + 3_600_000) },
+      passport: { user },
+    } as unknown as session.SessionData;
+    await new Promise<void>((resolve, reject) =>
+      store.set(`sid-${user}-${rand()}`, sess, (err?: unknown) => (err ? reject(err as Error) : resolve())),
+    );
   }
 }
 const sessionsOf = async (user: string) =>
-  (await pool.query(`SELECT count(*)::int AS n FROM ${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)} WHERE sess #>> '{passport,user}' = $1`, [user])).rows[0].n as number;
+  (
+    await pool.query(
+      `SELECT count(*)::int AS n FROM ${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)} WHERE sess #>> '{passport,user}' = $1`,
+      [user],
+    )
+  ).rows[0].n as number;
 
 beforeAll(async () => {
   [api, okta] = await Promise.all([startHomegrownFake(), startOktaFake()]);
@@ -43,7 +51,13 @@ beforeAll(async () => {
   const dbUrl = inject('auditDatabaseUrl');
   pool = new pg.Pool({ connectionString: dbUrl, max: 2 });
   await pool.query(`CREATE SCHEMA ${pg.escapeIdentifier(schema)}`);
-  const store = new (connectPgSimple(session))({ pool, schemaName: schema, tableName: table, createTableIfMissing: true, pruneSessionInterval: false });
+  const store = new (connectPgSimple(session))({
+    pool,
+    schemaName: schema,
+    tableName: table,
+    createTableIfMissing: true,
+    pruneSessionInterval: false,
+  });
   await writeSessions(store, 'svc-owner', 2);
   await writeSessions(store, 'someone-else', 1);
 
@@ -61,18 +75,64 @@ beforeAll(async () => {
           secretsEnv: ['HG_ADMIN_TOKEN'],
           baseUrl: api.url,
           revoke: [
-            { name: 'lookup', method: 'GET', url: '/admin/keys/by-prefix/{{ref.keyPrefix}}', headers: auth, expectStatus: [200], alreadyDoneStatus: [404], extract: { keyId: '/key/id' } },
-            { name: 'delete', method: 'DELETE', url: '/admin/keys/{{steps.keyId}}', headers: { ...auth, 'X-Request-Id': '{{workflowId}}' }, expectStatus: [204], alreadyDoneStatus: [404] },
+            {
+              name: 'lookup',
+              method: 'GET',
+              url: '/admin/keys/by-prefix/{{ref.keyPrefix}}',
+              headers: auth,
+              expectStatus: [200],
+              alreadyDoneStatus: [404],
+              extract: { keyId: '/key/id' },
+            },
+            {
+              name: 'delete',
+              method: 'DELETE',
+              url: '/admin/keys/{{steps.keyId}}',
+              headers: { ...auth, 'X-Request-Id': '{{workflowId}}' },
+              expectStatus: [204],
+              alreadyDoneStatus: [404],
+            },
           ],
           expire: [
             // Expire runs after revoke (emergency mode): its lookup must still find the revoked key.
-            { name: 'lookup', method: 'GET', url: '/admin/keys/by-prefix/{{ref.keyPrefix}}?include=revoked', headers: auth, expectStatus: [200], alreadyDoneStatus: [404], extract: { keyId: 'key.id' } },
-            { name: 'kill', method: 'POST', url: '/admin/keys/{{steps.keyId}}/sessions/revoke', headers: auth, expectStatus: [200], extract: { terminated: 'terminated' } },
+            {
+              name: 'lookup',
+              method: 'GET',
+              url: '/admin/keys/by-prefix/{{ref.keyPrefix}}?include=revoked',
+              headers: auth,
+              expectStatus: [200],
+              alreadyDoneStatus: [404],
+              extract: { keyId: 'key.id' },
+            },
+            {
+              name: 'kill',
+              method: 'POST',
+              url: '/admin/keys/{{steps.keyId}}/sessions/revoke',
+              headers: auth,
+              expectStatus: [200],
+              extract: { terminated: 'terminated' },
+            },
           ],
-          verify: [{ name: 'whoami', method: 'GET', url: '/api/whoami', headers: { Authorization: 'Bearer {{leaked}}' }, expectStatus: [200], deadStatus: [401] }],
+          verify: [
+            {
+              name: 'whoami',
+              method: 'GET',
+              url: '/api/whoami',
+              headers: { Authorization: 'Bearer {{leaked}}' },
+              expectStatus: [200],
+              deadStatus: [401],
+            },
+          ],
           sessions: [
             { kind: 'okta', baseUrl: okta.url, tokenEnv: 'OKTA_API_TOKEN', users: [owner.id] },
-            { kind: 'connect_pg_simple', urlEnv: 'APP_SESSIONS_DB', schema, table, userField: 'passport.user', users: ['svc-owner'] },
+            {
+              kind: 'connect_pg_simple',
+              urlEnv: 'APP_SESSIONS_DB',
+              schema,
+              table,
+              userField: 'passport.user',
+              users: ['svc-owner'],
+            },
           ],
         },
       ],
@@ -90,7 +150,9 @@ describe('http system end to end', () => {
   it('contains a leaked homegrown API key: revoke by recipe, expire its sessions, clear Okta and app sessions, prove it dead, audit, Slack', async () => {
     const key = api.createKey(4);
     planted.push(key.value, key.secret);
-    expect((await fetch(`${api.url}/api/whoami`, { headers: { Authorization: `Bearer ${key.value}` } })).status).toBe(200);
+    expect(
+      (await fetch(`${api.url}/api/whoami`, { headers: { Authorization: `Bearer ${key.value}` } })).status,
+    ).toBe(200);
 
     const res = await h.post({
       scanner: 'ci-scanner',
@@ -106,7 +168,13 @@ describe('http system end to end', () => {
     const result: KillSwitchResult = await h.client.workflow.getHandle(res.json.workflowId).result();
 
     expect(result.outcome).toBe('contained');
-    expect(result.owner).toMatchObject({ system: 'billing-api', kind: 'http', mode: 'emergency', replacement: false, userSessionTargets: 2 });
+    expect(result.owner).toMatchObject({
+      system: 'billing-api',
+      kind: 'http',
+      mode: 'emergency',
+      replacement: false,
+      userSessionTargets: 2,
+    });
     expect(result.rotation?.note).toBe('revoked through 2 HTTP step(s)');
     expect(result.sessions).toEqual({ terminated: 4 });
     expect(result.userSessions).toEqual({ expired: 1 + 2 });
@@ -115,17 +183,30 @@ describe('http system end to end', () => {
     // The world changed as claimed.
     expect(api.keys.get(key.id)!.revoked).toBe(true);
     expect(api.keys.get(key.id)!.sessions).toBe(0);
-    expect((await fetch(`${api.url}/api/whoami`, { headers: { Authorization: `Bearer ${key.value}` } })).status).toBe(401);
+    expect(
+      (await fetch(`${api.url}/api/whoami`, { headers: { Authorization: `Bearer ${key.value}` } })).status,
+    ).toBe(401);
     expect([owner.sessions, owner.oauthTokens]).toEqual([0, 0]);
-    expect(okta.requests.filter((r) => r.method === 'DELETE').map((r) => r.path)).toEqual([`/api/v1/users/${owner.id}/sessions?oauthTokens=true`]);
+    expect(okta.requests.filter((r) => r.method === 'DELETE').map((r) => r.path)).toEqual([
+      `/api/v1/users/${owner.id}/sessions?oauthTokens=true`,
+    ]);
     expect(await sessionsOf('svc-owner')).toBe(0);
     expect(await sessionsOf('someone-else')).toBe(1);
     const del = api.requests.find((r) => r.method === 'DELETE')!;
     expect(del.headers['x-request-id']).toBe(res.json.workflowId);
 
-    const rows = (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [res.json.workflowId])).rows;
+    const rows = (
+      await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [
+        res.json.workflowId,
+      ])
+    ).rows;
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ outcome: 'contained', owning_system: 'billing-api', credential_type: 'generic', verification_method: 'login_rejected' });
+    expect(rows[0]).toMatchObject({
+      outcome: 'contained',
+      owning_system: 'billing-api',
+      credential_type: 'generic',
+      verification_method: 'login_rejected',
+    });
     expect(rows[0]!.credential_ref).toEqual({ keyPrefix: key.prefix, service: 'billing' });
     expect(h.slack.messages().filter((m) => m.text.includes(res.json.workflowId))).toHaveLength(1);
     expect(h.pagerduty.events().filter((e) => e.dedup_key === res.json.workflowId)).toHaveLength(0);
@@ -136,7 +217,12 @@ describe('http system end to end', () => {
     planted.push(key.value);
     // The admin API rejects the next admin call as a revoked admin token would.
     api.script.push({ status: 401, body: { error: 'admin token required' } });
-    const res = await h.post({ credentialType: 'generic', secret: key.value, credentialRef: { keyPrefix: key.prefix, service: 'billing' }, severity: 'high' });
+    const res = await h.post({
+      credentialType: 'generic',
+      secret: key.value,
+      credentialRef: { keyPrefix: key.prefix, service: 'billing' },
+      severity: 'high',
+    });
     expect(res.status).toBe(202);
     runs.push(res.json.workflowId);
     const result: KillSwitchResult = await h.client.workflow.getHandle(res.json.workflowId).result();
@@ -148,21 +234,15 @@ describe('http system end to end', () => {
 
   it('never lets the leaked key, the admin token or the Okta token reach history, logs, audit, Slack, PagerDuty or Okta', async () => {
     expect(runs).toHaveLength(2);
-    const histories: string[] = [];
-    for (const id of runs) {
-      const handle = h.client.workflow.getHandle(id);
-      histories.push(deepText(await handle.fetchHistory()), JSON.stringify(await handle.describe()));
-    }
-    const places: Record<string, string> = {
-      'Temporal history': histories.join('\n'),
-      logs: capturedLogs.join(''),
-      'Temporal server log': existsSync('test-results/temporal-dev.log') ? readFileSync('test-results/temporal-dev.log', 'utf8') : '',
-      'audit table': JSON.stringify((await h.db.query('SELECT * FROM killswitch_audit')).rows),
-      'Slack requests': h.slack.requests.map((r) => `${JSON.stringify(r.headers)}\n${r.body}\n${JSON.stringify(parseSlackBody(r))}`).join('\n'),
-      'PagerDuty requests': h.pagerduty.requests.map((r) => `${JSON.stringify(r.headers)}\n${r.body}`).join('\n'),
-      'Okta requests (bodies and paths)': okta.requests.map((r) => `${r.method} ${r.path}\n${r.body}`).join('\n'),
-      'admin API requests other than verify': api.requests.filter((r) => r.path !== '/api/whoami').map((r) => `${r.path}\n${r.body}\n${JSON.stringify({ ...r.headers, authorization: undefined })}`).join('\n'),
-    };
+    const places = await secretPlaces(h, runs, {
+      'Okta requests (bodies and paths)': okta.requests
+        .map((r) => `${r.method} ${r.path}\n${r.body}`)
+        .join('\n'),
+      'admin API requests other than verify': api.requests
+        .filter((r) => r.path !== '/api/whoami')
+        .map((r) => `${r.path}\n${r.body}\n${JSON.stringify({ ...r.headers, authorization: undefined })}`)
+        .join('\n'),
+    });
     // The searches are real: each place holds what it should.
     expect(places['Temporal history']).toContain('revokeCredential');
     expect(places.logs).toContain('user sessions expired');
@@ -171,10 +251,7 @@ describe('http system end to end', () => {
     expect(places['PagerDuty requests']).toContain('PermissionDenied');
     expect(places['Okta requests (bodies and paths)']).toContain(owner.id);
     expect(places['admin API requests other than verify']).toContain('/admin/keys/by-prefix/');
-    for (const secret of planted) {
-      const forms = [secret, encodeURIComponent(secret), Buffer.from(secret).toString('base64'), JSON.stringify(secret).slice(1, -1)];
-      for (const [place, text] of Object.entries(places)) for (const form of forms) expect(text.includes(form), `secret found in ${place}`).toBe(false);
-    }
+    expectNowhere(places, planted);
     // The leaked value went to the owner once per verify, in the Authorization header only.
     const verifies = api.requests.filter((r) => r.path === '/api/whoami');
     expect(verifies.length).toBeGreaterThanOrEqual(1);

@@ -3,11 +3,9 @@
  * killSwitch workflow on the real Temporal server, the owned PostgreSQL role is rotated and its
  * sessions killed, the audit lands in a fresh database, Slack and PagerDuty fakes record the rest.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killSwitchWorkflowId, type KillSwitchResult } from '../../workflows/shared';
-import { parseSlackBody } from '../fakes/slack';
-import { capturedLogs, deepText, rand, startHarness, type Harness, leakedUrl } from '../helpers/harness';
+import { expectNowhere, secretPlaces, rand, startHarness, type Harness, leakedUrl } from '../helpers/harness';
 
 let h: Harness;
 /** Every secret planted by this file; none may appear anywhere the kill switch writes. */
@@ -21,9 +19,12 @@ afterAll(async () => {
   await h?.close();
 });
 
-
 async function auditRows(workflowId: string) {
-  return (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [workflowId])).rows;
+  return (
+    await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [
+      workflowId,
+    ])
+  ).rows;
 }
 
 describe('kill switch end to end', () => {
@@ -53,7 +54,13 @@ describe('kill switch end to end', () => {
 
     const result: KillSwitchResult = await h.client.workflow.getHandle(res.json.workflowId).result();
     expect(result.outcome).toBe('contained');
-    expect(result.owner).toMatchObject({ system: 'owned-db', kind: 'postgres', mode: 'emergency', sink: 'none', replacement: false });
+    expect(result.owner).toMatchObject({
+      system: 'owned-db',
+      kind: 'postgres',
+      mode: 'emergency',
+      sink: 'none',
+      replacement: false,
+    });
     expect(result.timeline.revokedAt).toBeTruthy();
     expect(result.verification?.method).toBe('login_rejected');
     expect(result.sessions?.terminated).toBeGreaterThanOrEqual(1);
@@ -74,7 +81,8 @@ describe('kill switch end to end', () => {
     expect(row.credential_ref).toMatchObject({ role });
     expect(row.new_value_delivered).toBe(false);
     expect(row.verification_method).toBe('login_rejected');
-    for (const col of ['received_at', 'rotated_at', 'sessions_expired_at', 'verified_dead_at']) expect(row[col]).toBeInstanceOf(Date);
+    for (const col of ['received_at', 'rotated_at', 'sessions_expired_at', 'verified_dead_at'])
+      expect(row[col]).toBeInstanceOf(Date);
     expect(row.rotated_at.getTime()).toBeGreaterThanOrEqual(row.received_at.getTime());
     expect(row.verified_dead_at.getTime()).toBeGreaterThanOrEqual(row.sessions_expired_at.getTime());
 
@@ -86,14 +94,20 @@ describe('kill switch end to end', () => {
     expect(h.pagerduty.events().filter((e) => e.dedup_key === res.json.workflowId)).toHaveLength(0);
 
     // The sealed evidence was purged when the run ended.
-    const ev = await h.db.query('SELECT 1 FROM killswitch_evidence WHERE workflow_id = $1', [res.json.workflowId]);
+    const ev = await h.db.query('SELECT 1 FROM killswitch_evidence WHERE workflow_id = $1', [
+      res.json.workflowId,
+    ]);
     expect(ev.rows).toHaveLength(0);
   });
 
   it('escalates when the admin may not alter the role: PagerDuty trigger, Slack failure message, audit row escalated', async () => {
     const { role, password } = await h.owned.createRole({ superuser: true });
     planted.push(password);
-    const res = await h.post({ credentialType: 'postgres_password', secret: leakedUrl(role, password), severity: 'high' });
+    const res = await h.post({
+      credentialType: 'postgres_password',
+      secret: leakedUrl(role, password),
+      severity: 'high',
+    });
     expect(res.status).toBe(202);
     runIds.push(res.json);
     const result: KillSwitchResult = await h.client.workflow.getHandle(res.json.workflowId).result();
@@ -106,7 +120,11 @@ describe('kill switch end to end', () => {
 
     const events = h.pagerduty.events().filter((e) => e.dedup_key === res.json.workflowId);
     expect(events).toHaveLength(1);
-    expect(events[0]).toMatchObject({ event_action: 'trigger', routing_key: h.pagerduty.routingKey, payload: { severity: 'critical', class: 'PermissionDenied' } });
+    expect(events[0]).toMatchObject({
+      event_action: 'trigger',
+      routing_key: h.pagerduty.routingKey,
+      payload: { severity: 'critical', class: 'PermissionDenied' },
+    });
     expect(events[0]!.links[0].href).toBe(res.json.temporalUiUrl);
 
     const slack = h.slack.messages().filter((m) => m.text.includes(res.json.workflowId));
@@ -115,12 +133,21 @@ describe('kill switch end to end', () => {
 
     const rows = await auditRows(res.json.workflowId);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ outcome: 'escalated', failure_type: 'PermissionDenied', failure_step: 'revoking', pagerduty_dedup_key: res.json.workflowId, pagerduty_status: 'sent' });
+    expect(rows[0]).toMatchObject({
+      outcome: 'escalated',
+      failure_type: 'PermissionDenied',
+      failure_step: 'revoking',
+      pagerduty_dedup_key: res.json.workflowId,
+      pagerduty_status: 'sent',
+    });
     expect(rows[0]!.rotated_at).toBeNull();
   });
 
   it('escalates a detection no system owns instead of dropping it', async () => {
-    const res = await h.post({ credentialType: 'postgres_password', credentialRef: { role: `orphan_${rand()}`, host: 'elsewhere.example' } });
+    const res = await h.post({
+      credentialType: 'postgres_password',
+      credentialRef: { role: `orphan_${rand()}`, host: 'elsewhere.example' },
+    });
     expect(res.status).toBe(202);
     runIds.push(res.json);
     const result: KillSwitchResult = await h.client.workflow.getHandle(res.json.workflowId).result();
@@ -133,7 +160,12 @@ describe('kill switch end to end', () => {
   it('runs one workflow and one rotation for 20 concurrent deliveries of the same detection, and none for a later one', async () => {
     const { role, password } = await h.owned.createRole();
     planted.push(password);
-    const body = JSON.stringify({ scanner: 'burst', findingId: 'same-finding', credentialType: 'postgres_password', secret: leakedUrl(role, password) });
+    const body = JSON.stringify({
+      scanner: 'burst',
+      findingId: 'same-finding',
+      credentialType: 'postgres_password',
+      secret: leakedUrl(role, password),
+    });
     const responses = await Promise.all(Array.from({ length: 20 }, () => h.post(body)));
     expect(responses.map((r) => r.status)).toEqual(Array(20).fill(202));
     const ids = new Set(responses.map((r) => `${r.json.workflowId}/${r.json.runId}`));
@@ -145,7 +177,9 @@ describe('kill switch end to end', () => {
     await handle.result();
     const history = await handle.fetchHistory();
     const scheduled = (name: string) =>
-      (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === name).length;
+      (history.events ?? []).filter(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === name,
+      ).length;
     expect(scheduled('revokeCredential')).toBe(1);
     expect(scheduled('expireSessions')).toBe(1);
     expect(await auditRows(workflowId)).toHaveLength(1);
@@ -158,9 +192,17 @@ describe('kill switch end to end', () => {
     expect(late.json.runId).not.toBe(runId);
     const lateHandle = h.client.workflow.getHandle(workflowId, late.json.runId);
     const lateResult: KillSwitchResult = await lateHandle.result();
-    expect(lateResult).toMatchObject({ outcome: 'already_contained', priorRunId: runId, verification: { method: 'login_rejected' } });
+    expect(lateResult).toMatchObject({
+      outcome: 'already_contained',
+      priorRunId: runId,
+      verification: { method: 'login_rejected' },
+    });
     const lateHistory = await lateHandle.fetchHistory();
-    expect((lateHistory.events ?? []).some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'revokeCredential')).toBe(false);
+    expect(
+      (lateHistory.events ?? []).some(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'revokeCredential',
+      ),
+    ).toBe(false);
     const rows = await auditRows(workflowId);
     expect(rows.map((r) => r.outcome).sort()).toEqual(['already_contained', 'contained']);
   });
@@ -193,7 +235,12 @@ describe('kill switch end to end', () => {
     expect(res.status).toBe(202);
     runIds.push(res.json);
     const handle = h.client.workflow.getHandle(res.json.workflowId);
-    type Status = { step: string; outcome?: string; owner: { system: string } | null; timeline: { rotatedAt?: string; verifiedDeadAt?: string } };
+    type Status = {
+      step: string;
+      outcome?: string;
+      owner: { system: string } | null;
+      timeline: { rotatedAt?: string; verifiedDeadAt?: string };
+    };
     const deadline = Date.now() + 30_000;
     let status: Status;
     do {
@@ -213,38 +260,16 @@ describe('kill switch end to end', () => {
   it('never lets a planted secret reach Temporal history, logs, the audit table, Slack or PagerDuty', async () => {
     expect(planted.length).toBeGreaterThanOrEqual(4);
     expect(runIds.length).toBeGreaterThanOrEqual(4);
-    const histories: string[] = [];
-    for (const { workflowId } of runIds) {
-      const handle = h.client.workflow.getHandle(workflowId);
-      histories.push(deepText(await handle.fetchHistory()));
-      histories.push(JSON.stringify(await handle.describe()));
-    }
-    const places: Record<string, string> = {
-      'Temporal history': histories.join('\n'),
-      logs: capturedLogs.join(''),
-      'Temporal server log': existsSync('test-results/temporal-dev.log') ? readFileSync('test-results/temporal-dev.log', 'utf8') : '',
-      'audit table': JSON.stringify((await h.db.query('SELECT * FROM killswitch_audit')).rows),
-      'notification ledger': JSON.stringify((await h.db.query('SELECT * FROM killswitch_notifications')).rows),
-      'Slack requests': h.slack.requests.map((r) => `${JSON.stringify(r.headers)}\n${r.body}\n${JSON.stringify(parseSlackBody(r))}`).join('\n'),
-      'PagerDuty requests': h.pagerduty.requests.map((r) => `${JSON.stringify(r.headers)}\n${r.body}`).join('\n'),
-    };
+    const places = await secretPlaces(
+      h,
+      runIds.map((r) => r.workflowId),
+    );
     // The searches are real: the places are not empty and do hold what they should.
     expect(places['Temporal history']).toContain('killSwitch');
     expect(places.logs).toContain('delivery accepted');
     expect(places['Slack requests']).toContain('Leaked credential contained');
     expect(places['PagerDuty requests']).toContain('PermissionDenied');
     expect(places['audit table']).toContain('login_rejected');
-    for (const secret of planted) {
-      const forms = [
-        secret,
-        encodeURIComponent(secret),
-        new URLSearchParams({ s: secret }).toString().slice(2),
-        Buffer.from(secret).toString('base64'),
-        JSON.stringify(secret).slice(1, -1),
-      ];
-      for (const [place, text] of Object.entries(places)) {
-        for (const form of forms) expect(text.includes(form), `secret found in ${place}`).toBe(false);
-      }
-    }
+    expectNowhere(places, planted);
   });
 });

@@ -6,12 +6,15 @@
  * appears nowhere but in the requests to the owners' revocation APIs.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KillSwitchResult } from '../../workflows/shared';
-import { fakeGitHubToken, startGitHubRevocationFake, type GitHubRevocationFake } from '../fakes/github-revocation';
-import { parseSlackBody, startSlackFake, type SlackFake } from '../fakes/slack';
-import { capturedLogs, deepText, rand, startHarness, type Harness } from '../helpers/harness';
+import {
+  fakeGitHubToken,
+  startGitHubRevocationFake,
+  type GitHubRevocationFake,
+} from '../fakes/github-revocation';
+import { startSlackFake, type SlackFake } from '../fakes/slack';
+import { secretPlaces, rand, startHarness, type Harness } from '../helpers/harness';
 
 let h: Harness;
 /** The owners: GitHub's revocation API and the Slack workspace whose tokens leak (not the notification Slack). */
@@ -20,10 +23,14 @@ let workspace: SlackFake;
 const planted: string[] = [];
 const runs: string[] = [];
 
-const slackToken = (prefix = 'xoxb-') => `${prefix}${Date.now() % 1e12}-${randomBytes(6).readUIntBE(0, 6)}-${randomBytes(18).toString('base64url').replace(/[-_]/g, 'x')}`;
+const slackToken = (prefix = 'xoxb-') =>
+  `${prefix}${Date.now() % 1e12}-${randomBytes(6).readUIntBE(0, 6)}-${randomBytes(18).toString('base64url').replace(/[-_]/g, 'x')}`;
 
 beforeAll(async () => {
-  [github, workspace] = await Promise.all([startGitHubRevocationFake(), startSlackFake(`xoxb-workspace-bot-${rand()}`)]);
+  [github, workspace] = await Promise.all([
+    startGitHubRevocationFake(),
+    startSlackFake(`xoxb-workspace-bot-${rand()}`),
+  ]);
   h = await startHarness({
     config: {
       systems: [
@@ -40,7 +47,11 @@ afterAll(async () => {
 });
 
 async function auditRows(workflowId: string) {
-  return (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [workflowId])).rows;
+  return (
+    await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [
+      workflowId,
+    ])
+  ).rows;
 }
 
 async function contain(body: object): Promise<{ workflowId: string; result: KillSwitchResult }> {
@@ -61,12 +72,23 @@ describe('revoke-only token kinds end to end', () => {
       findingId: `gh-${rand()}`,
       credentialType: 'github_token',
       secret: token,
-      location: { repository: 'acme/web', file: '.github/workflows/deploy.yml', line: 7, commit: 'abcdef1234567' },
+      location: {
+        repository: 'acme/web',
+        file: '.github/workflows/deploy.yml',
+        line: 7,
+        commit: 'abcdef1234567',
+      },
       severity: 'critical',
     });
     expect(workflowId).toMatch(/^killswitch-github_token-[0-9a-f]{32}$/);
     expect(result.outcome).toBe('contained');
-    expect(result.owner).toMatchObject({ system: 'github-com', kind: 'github', mode: 'emergency', sink: 'none', replacement: false });
+    expect(result.owner).toMatchObject({
+      system: 'github-com',
+      kind: 'github',
+      mode: 'emergency',
+      sink: 'none',
+      replacement: false,
+    });
     expect(result.rotation).toMatchObject({ mode: 'emergency', newValueDelivered: false });
     expect(result.timeline.revokedAt).toBeTruthy();
     expect(result.sessions).toEqual({ terminated: 0 });
@@ -75,12 +97,20 @@ describe('revoke-only token kinds end to end', () => {
     expect(github.live.has(token)).toBe(false);
     expect(github.revoked.has(token)).toBe(true);
     expect(github.revokeCalls().filter((c) => c.includes(token))).toHaveLength(1);
-    const verifies = github.requests.filter((r) => r.path === '/user' && r.headers.authorization === `Bearer ${token}`);
+    const verifies = github.requests.filter(
+      (r) => r.path === '/user' && r.headers.authorization === `Bearer ${token}`,
+    );
     expect(verifies).toHaveLength(1);
 
     const rows = await auditRows(workflowId);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ outcome: 'contained', owning_system: 'github-com', credential_type: 'github_token', credential_ref: { tokenPrefix: 'ghp_' }, verification_method: 'login_rejected' });
+    expect(rows[0]).toMatchObject({
+      outcome: 'contained',
+      owning_system: 'github-com',
+      credential_type: 'github_token',
+      credential_ref: { tokenPrefix: 'ghp_' },
+      verification_method: 'login_rejected',
+    });
     const slack = h.slack.messages().filter((m) => m.text.includes(workflowId));
     expect(slack).toHaveLength(1);
     expect(slack[0]!.text).toContain('contained');
@@ -91,17 +121,35 @@ describe('revoke-only token kinds end to end', () => {
     const token = slackToken('xoxp-');
     planted.push(token);
     workspace.live.add(token);
-    const { workflowId, result } = await contain({ scanner: 'ci-scanner', credentialType: 'slack_token', secret: token, location: { repository: 'acme/bots', file: 'bot.py', line: 3 } });
+    const { workflowId, result } = await contain({
+      scanner: 'ci-scanner',
+      credentialType: 'slack_token',
+      secret: token,
+      location: { repository: 'acme/bots', file: 'bot.py', line: 3 },
+    });
     expect(result.outcome).toBe('contained');
     expect(result.owner).toMatchObject({ system: 'slack-acme', kind: 'slack', replacement: false });
     expect(result.verification).toEqual({ method: 'login_rejected' });
     expect(workspace.revoked.has(token)).toBe(true);
     expect(workspace.live.has(workspace.token)).toBe(true);
-    expect(workspace.requests.filter((r) => r.path === '/api/auth.revoke' && r.headers.authorization === `Bearer ${token}`)).toHaveLength(1);
-    expect(workspace.requests.filter((r) => r.path === '/api/auth.test' && r.headers.authorization === `Bearer ${token}`)).toHaveLength(1);
+    expect(
+      workspace.requests.filter(
+        (r) => r.path === '/api/auth.revoke' && r.headers.authorization === `Bearer ${token}`,
+      ),
+    ).toHaveLength(1);
+    expect(
+      workspace.requests.filter(
+        (r) => r.path === '/api/auth.test' && r.headers.authorization === `Bearer ${token}`,
+      ),
+    ).toHaveLength(1);
     const rows = await auditRows(workflowId);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ outcome: 'contained', owning_system: 'slack-acme', credential_type: 'slack_token', credential_ref: { tokenPrefix: 'xoxp-' } });
+    expect(rows[0]).toMatchObject({
+      outcome: 'contained',
+      owning_system: 'slack-acme',
+      credential_type: 'slack_token',
+      credential_ref: { tokenPrefix: 'xoxp-' },
+    });
   });
 
   it('batches GitHub tokens leaked together into fewer revocation requests than tokens', async () => {
@@ -109,7 +157,9 @@ describe('revoke-only token kinds end to end', () => {
     planted.push(...tokens);
     tokens.forEach((t) => github.live.add(t));
     const before = github.revokeCalls().length;
-    const results = await Promise.all(tokens.map((t) => contain({ scanner: 'org-sweep', credentialType: 'github_token', secret: t })));
+    const results = await Promise.all(
+      tokens.map((t) => contain({ scanner: 'org-sweep', credentialType: 'github_token', secret: t })),
+    );
     expect(results.map((r) => r.result.outcome)).toEqual(Array(5).fill('contained'));
     const calls = github.revokeCalls().slice(before);
     expect(calls.flat().sort()).toEqual([...tokens].sort());
@@ -119,45 +169,56 @@ describe('revoke-only token kinds end to end', () => {
 
   it('escalates a GitHub token detection without the token: nothing to revoke with, PagerDuty paged, audit escalated', async () => {
     const before = github.revokeCalls().length;
-    const { workflowId, result } = await contain({ scanner: 'inventory-audit', credentialType: 'github_token', credentialRef: { tokenPrefix: 'ghp_', owner: 'octocat' } });
+    const { workflowId, result } = await contain({
+      scanner: 'inventory-audit',
+      credentialType: 'github_token',
+      credentialRef: { tokenPrefix: 'ghp_', owner: 'octocat' },
+    });
     expect(result.outcome).toBe('escalated');
     expect(result.failure).toMatchObject({ step: 'revoking', type: 'UnknownCredential' });
     expect(result.pagerduty).toEqual({ status: 'sent', dedupKey: workflowId });
     expect(github.revokeCalls().length).toBe(before);
-    expect(await auditRows(workflowId)).toEqual([expect.objectContaining({ outcome: 'escalated', failure_type: 'UnknownCredential', failure_step: 'revoking' })]);
+    expect(await auditRows(workflowId)).toEqual([
+      expect.objectContaining({
+        outcome: 'escalated',
+        failure_type: 'UnknownCredential',
+        failure_step: 'revoking',
+      }),
+    ]);
   });
 
   it('a re-delivered Slack token already revoked joins as already_contained: re-verified dead, not revoked again', async () => {
     const token = slackToken();
     planted.push(token);
     workspace.live.add(token);
-    const body = { scanner: 'ci-scanner', findingId: `sl-${rand()}`, credentialType: 'slack_token', secret: token };
+    const body = {
+      scanner: 'ci-scanner',
+      findingId: `sl-${rand()}`,
+      credentialType: 'slack_token',
+      secret: token,
+    };
     const first = await contain(body);
     expect(first.result.outcome).toBe('contained');
     const again = await contain(body);
     expect(again.workflowId).toBe(first.workflowId);
-    expect(again.result).toMatchObject({ outcome: 'already_contained', verification: { method: 'login_rejected' } });
-    expect(workspace.requests.filter((r) => r.path === '/api/auth.revoke' && r.headers.authorization === `Bearer ${token}`)).toHaveLength(1);
+    expect(again.result).toMatchObject({
+      outcome: 'already_contained',
+      verification: { method: 'login_rejected' },
+    });
+    expect(
+      workspace.requests.filter(
+        (r) => r.path === '/api/auth.revoke' && r.headers.authorization === `Bearer ${token}`,
+      ),
+    ).toHaveLength(1);
   });
 
   it('never lets a planted token reach Temporal history, logs, the audit table, Slack or PagerDuty', async () => {
     expect(planted.length).toBeGreaterThanOrEqual(8);
-    const histories: string[] = [];
-    for (const workflowId of new Set(runs)) {
-      const handle = h.client.workflow.getHandle(workflowId);
-      histories.push(deepText(await handle.fetchHistory()));
-      histories.push(JSON.stringify(await handle.describe()));
-    }
-    const places: Record<string, string> = {
-      'Temporal history': histories.join('\n'),
-      logs: capturedLogs.join(''),
-      'Temporal server log': existsSync('test-results/temporal-dev.log') ? readFileSync('test-results/temporal-dev.log', 'utf8') : '',
-      'audit table': JSON.stringify((await h.db.query('SELECT * FROM killswitch_audit')).rows),
-      'notification ledger': JSON.stringify((await h.db.query('SELECT * FROM killswitch_notifications')).rows),
-      'evidence left': JSON.stringify((await h.db.query('SELECT workflow_id, fingerprint FROM killswitch_evidence')).rows),
-      'Slack requests': h.slack.requests.map((r) => `${JSON.stringify(r.headers)}\n${r.body}\n${JSON.stringify(parseSlackBody(r))}`).join('\n'),
-      'PagerDuty requests': h.pagerduty.requests.map((r) => `${JSON.stringify(r.headers)}\n${r.body}`).join('\n'),
-    };
+    const places = await secretPlaces(h, runs, {
+      'evidence left': JSON.stringify(
+        (await h.db.query('SELECT workflow_id, fingerprint FROM killswitch_evidence')).rows,
+      ),
+    });
     // The searches are real: the places hold what they should.
     expect(places['Temporal history']).toContain('revokeCredential');
     expect(places.logs).toContain('credential revoked');
@@ -169,7 +230,13 @@ describe('revoke-only token kinds end to end', () => {
     expect(github.requests.some((r) => r.body.includes(planted[0]!))).toBe(true);
     expect(workspace.requests.some((r) => String(r.headers.authorization).includes(planted[1]!))).toBe(true);
     for (const secret of planted) {
-      const forms = [secret, encodeURIComponent(secret), Buffer.from(secret).toString('base64'), JSON.stringify(secret).slice(1, -1), secret.slice(-24)];
+      const forms = [
+        secret,
+        encodeURIComponent(secret),
+        Buffer.from(secret).toString('base64'),
+        JSON.stringify(secret).slice(1, -1),
+        secret.slice(-24),
+      ];
       for (const [place, text] of Object.entries(places)) {
         for (const form of forms) expect(text.includes(form), `token found in ${place}`).toBe(false);
       }

@@ -4,6 +4,7 @@
  * PagerDuty as loopback fakes. Every log line is captured for the secret-hygiene checks.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -11,7 +12,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, bundleWorkflowCode, type Worker, type WorkflowBundle } from '@temporalio/worker';
 import pg from 'pg';
 import { Webhook } from 'standardwebhooks';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import { createIngressApp } from '../../api/server';
 import { loadConfig, type Config } from '../../lib/config';
 import { createPostgresDb, migrate, type Db } from '../../lib/db';
@@ -21,7 +22,7 @@ import { createLogger, type Logger } from '../../lib/logger';
 import { installTemporalLogging } from '../../lib/temporal-logging';
 import { buildActivityDeps, createKillSwitchWorker, WORKFLOWS_PATH } from '../../worker/build';
 import { startPagerDutyFake, type PagerDutyFake } from '../fakes/pagerduty';
-import { startSlackFake, type SlackFake } from '../fakes/slack';
+import { parseSlackBody, startSlackFake, type SlackFake } from '../fakes/slack';
 
 /** Everything every logger in this test process wrote. */
 export const capturedLogs: string[] = [];
@@ -36,7 +37,10 @@ installTemporalLogging(testLogger);
 
 let bundle: Promise<WorkflowBundle> | undefined;
 function workflowBundle(): Promise<WorkflowBundle> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { info() {}, warn() {}, error() {}, debug() {}, trace() {}, log() {} } as never });
+  bundle ??= bundleWorkflowCode({
+    workflowsPath: WORKFLOWS_PATH,
+    logger: { info() {}, warn() {}, error() {}, debug() {}, trace() {}, log() {} } as never,
+  });
   return bundle;
 }
 
@@ -81,7 +85,9 @@ export async function ownedSystem(): Promise<OwnedSystem> {
       const role = `${opts.prefix ?? (opts.superuser ? 'dba' : 'app')}_${rand()}`;
       // A password with characters that need quoting, so literal escaping is exercised.
       const password = `leak'${randomBytes(12).toString('base64url')}"$x`;
-      await su.query(`CREATE ROLE ${su.escapeIdentifier(role)} LOGIN ${opts.superuser ? 'SUPERUSER' : ''} PASSWORD ${su.escapeLiteral(password)}`);
+      await su.query(
+        `CREATE ROLE ${su.escapeIdentifier(role)} LOGIN ${opts.superuser ? 'SUPERUSER' : ''} PASSWORD ${su.escapeLiteral(password)}`,
+      );
       return { role, password };
     },
     connectAs,
@@ -156,7 +162,11 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const taskQueue = `kill-switch-test-${rand()}`;
   const webhookSecret = newWebhookSecret();
   const retiredSecret = newWebhookSecret();
-  const [slack, pagerduty, owned] = await Promise.all([startSlackFake(), startPagerDutyFake(), ownedSystem()]);
+  const [slack, pagerduty, owned] = await Promise.all([
+    startSlackFake(),
+    startPagerDutyFake(),
+    ownedSystem(),
+  ]);
   const env: Record<string, string> = {
     LOG_LEVEL: 'debug',
     TEMPORAL_ADDRESS: opts.temporalAddress ?? inject('temporalAddress'),
@@ -177,7 +187,15 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const config = loadConfig(env);
   const keys = createServerKeys(config.serverKey!);
   const inventory = parseInventory({
-    systems: [{ name: 'owned-db', kind: 'postgres', adminUrlEnv: 'OWNED_DB_ADMIN_URL', roles: ['app_*', 'dba_*'], hosts: ['127.0.0.1', 'db.internal'] }],
+    systems: [
+      {
+        name: 'owned-db',
+        kind: 'postgres',
+        adminUrlEnv: 'OWNED_DB_ADMIN_URL',
+        roles: ['app_*', 'dba_*'],
+        hosts: ['127.0.0.1', 'db.internal'],
+      },
+    ],
     ...(opts.config ?? {}),
   });
   const db = createPostgresDb(config.databaseUrl!);
@@ -187,7 +205,13 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     ? Connection.lazy({ address: config.temporal.address! })
     : await Connection.connect({ address: config.temporal.address! });
   const client = new Client({ connection, namespace: config.temporal.namespace });
-  const temporal = { client, namespace: config.temporal.namespace, taskQueue, uiUrl: config.temporal.uiUrl, deadlineMs: config.temporal.connectTimeoutMs };
+  const temporal = {
+    client,
+    namespace: config.temporal.namespace,
+    taskQueue,
+    uiUrl: config.temporal.uiUrl,
+    deadlineMs: config.temporal.connectTimeoutMs,
+  };
   const deps = buildActivityDeps({ config, temporal, db, keys, inventory, env, logger: testLogger });
 
   let worker: Worker | undefined;
@@ -287,4 +311,53 @@ export function deepText(value: unknown): string {
 export function leakedUrl(role: string, password: string): string {
   const o = inject('owned');
   return `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`;
+}
+
+/**
+ * Every place a secret must never reach, as searchable text: the runs' Temporal histories and
+ * descriptions, the captured logs, the Temporal server's log, the audit and notification tables,
+ * and what the Slack and PagerDuty fakes received. `extra` adds places of a test's own.
+ */
+export async function secretPlaces(
+  h: Harness,
+  workflowIds: Iterable<string>,
+  extra: Record<string, string> = {},
+): Promise<Record<string, string>> {
+  const histories: string[] = [];
+  for (const workflowId of new Set(workflowIds)) {
+    const handle = h.client.workflow.getHandle(workflowId);
+    histories.push(deepText(await handle.fetchHistory()));
+    histories.push(JSON.stringify(await handle.describe()));
+  }
+  return {
+    'Temporal history': histories.join('\n'),
+    logs: capturedLogs.join(''),
+    'Temporal server log': existsSync('test-results/temporal-dev.log')
+      ? readFileSync('test-results/temporal-dev.log', 'utf8')
+      : '',
+    'audit table': JSON.stringify((await h.db.query('SELECT * FROM killswitch_audit')).rows),
+    'notification ledger': JSON.stringify((await h.db.query('SELECT * FROM killswitch_notifications')).rows),
+    'Slack requests': h.slack.requests
+      .map((r) => `${JSON.stringify(r.headers)}\n${r.body}\n${JSON.stringify(parseSlackBody(r))}`)
+      .join('\n'),
+    'PagerDuty requests': h.pagerduty.requests
+      .map((r) => `${JSON.stringify(r.headers)}\n${r.body}`)
+      .join('\n'),
+    ...extra,
+  };
+}
+
+/** Fails naming the place if any secret appears in any of them, raw or in a common encoding. */
+export function expectNowhere(places: Record<string, string>, secrets: readonly string[]): void {
+  for (const secret of secrets) {
+    const forms = [
+      secret,
+      encodeURIComponent(secret),
+      new URLSearchParams({ s: secret }).toString().slice(2),
+      Buffer.from(secret).toString('base64'),
+      JSON.stringify(secret).slice(1, -1),
+    ];
+    for (const [place, text] of Object.entries(places))
+      for (const form of forms) expect(text.includes(form), `secret found in ${place}`).toBe(false);
+  }
 }
