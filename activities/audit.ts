@@ -11,10 +11,11 @@ export async function insertAuditRow(db: Db, s: RunSummary): Promise<{ inserted:
        sessions_terminated, verification_method, pagerduty_dedup_key, pagerduty_status, location,
        received_at, rotated_at, sessions_expired_at, verified_dead_at,
        policy_action, policy_rule, dry_run, validity, publicly_leaked, prior_run_id, decided_by, sightings, loop_closed,
-       kill_mode, revoked_at, replacement_issued_at, sink_ref, user_sessions_expired, held_by_breaker)
+       kill_mode, revoked_at, replacement_issued_at, sink_ref, user_sessions_expired, held_by_breaker,
+       acknowledged_by, retried_by, false_positive_by, incident_resolved)
      VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20::jsonb,$21,$22,$23,$24,
-             $25,$26,$27,$28,$29,$30,$31,$32::jsonb,$33,$34,$35,$36,$37,$38,$39)
-     ON CONFLICT (workflow_id, run_id) DO NOTHING
+             $25,$26,$27,$28,$29,$30,$31,$32::jsonb,$33,$34,$35,$36,$37,$38,$39,$40,$41,$42,$43)
+     ON CONFLICT (workflow_id, run_id, outcome) DO NOTHING
      RETURNING id`,
     [
       s.workflowId,
@@ -56,6 +57,10 @@ export async function insertAuditRow(db: Db, s: RunSummary): Promise<{ inserted:
       s.rotation?.sinkRef ?? null,
       s.userSessions?.expired ?? null,
       s.heldByBreaker ?? false,
+      s.acknowledgedBy ?? null,
+      s.retriedBy?.length ? s.retriedBy.join(', ') : null,
+      s.falsePositiveBy ?? null,
+      s.resolvedIncident ?? false,
     ],
   );
   return { inserted: r.rows.length === 1 };

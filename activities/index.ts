@@ -14,6 +14,7 @@ import { reduceFinding, type RawFinding } from '../api/sources/finding';
 import type { UpstreamClients } from './upstream';
 import type { EvidenceStore } from '../lib/evidence';
 import { matchOwner, type Inventory } from '../lib/inventory';
+import { kindOf } from '../lib/systems';
 import {
   ErrorType,
   type EnrichInput,
@@ -99,6 +100,7 @@ export function createActivities(deps: ActivityDeps) {
             mode: s.mode,
             overlap: s.overlap,
             quarantine: s.quarantine,
+            canQuarantine: kindOf(s).supports.quarantine,
             sink: s.sink.kind,
             replacement: s.sink.kind !== 'none' && !s.quarantine && (rt?.provider.canIssueReplacement ?? false),
             userSessionTargets: s.sessions.length,
@@ -273,12 +275,26 @@ export function createActivities(deps: ActivityDeps) {
       return deps.pagerduty.trigger(summary, runUrl(summary));
     },
 
+    /** Resolves (a retry contained the credential, or it was a false positive) or acknowledges the run's incident. */
+    async followUpPagerDuty(req: { dedupKey: string; action: 'acknowledge' | 'resolve' }): Promise<{ status: 'sent' | 'logged'; dedupKey: string }> {
+      return deps.pagerduty.followUp(req.dedupKey, req.action);
+    },
+
     async recordAudit(summary: RunSummary): Promise<{ inserted: boolean }> {
       return insertAuditRow(deps.db, summary);
     },
 
     async requestApproval(summary: RunSummary): Promise<{ status: 'sent' | 'logged' }> {
       return postOnce(summary, 'approval', () => buildApprovalMessage(summary, runUrl(summary)));
+    },
+
+    /**
+     * Keeps the run's one Slack message current as the run moves (received → approved → rotated →
+     * sessions expired → verified dead → audited). Started without waiting by the workflow:
+     * containment never waits on Slack. `seq` orders the updates; a stale one is skipped.
+     */
+    async slackProgress(req: { summary: RunSummary; seq: number }): Promise<{ status: 'sent' | 'logged' | 'skipped' }> {
+      return deps.slack.progress(req.summary, req.seq, runUrl(req.summary));
     },
 
     async notifySlack(summary: RunSummary): Promise<{ status: 'sent' | 'logged' }> {

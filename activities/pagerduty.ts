@@ -26,6 +26,8 @@ export interface PagerDutyEvent {
 
 export interface PagerDutySender {
   trigger(summary: RunSummary, runUrl: string): Promise<{ status: 'sent' | 'logged'; dedupKey: string }>;
+  /** Acknowledge or resolve the incident of a dedup key (a human is on it; a later retry contained it). */
+  followUp(dedupKey: string, action: 'acknowledge' | 'resolve'): Promise<{ status: 'sent' | 'logged'; dedupKey: string }>;
   /** A trigger about something other than one run (the mass-leak breaker). */
   event(e: { dedupKey: string; summary: string; source: string; severity: 'critical' | 'error'; class: string; details: Record<string, unknown>; link: string }): Promise<{
     status: 'sent' | 'logged';
@@ -81,6 +83,7 @@ export function createPagerDutySender(opts: {
     return { status: 'sent' as const, dedupKey: event.dedup_key };
   };
   return {
+    followUp: (dedupKey, action) => deliver({ routing_key: opts.routingKey ?? '', event_action: action, dedup_key: dedupKey }),
     event: (e) =>
       deliver({
         routing_key: opts.routingKey ?? '',

@@ -15,6 +15,8 @@ export interface SlackMessage {
 export interface SlackSender {
   /** `sent` with the message ts, or `logged` when Slack is not configured. */
   post(message: SlackMessage): Promise<{ status: 'sent' | 'logged'; ts?: string }>;
+  /** TEMPORARY (the Slack engineer replaces it): keep the run's one message current. */
+  progress(summary: RunSummary, seq: number, runUrl: string): Promise<{ status: 'sent' | 'logged' | 'skipped' }>;
 }
 
 export function buildSlackMessage(s: RunSummary, runUrl: string): SlackMessage {
@@ -28,6 +30,7 @@ export function buildSlackMessage(s: RunSummary, runUrl: string): SlackMessage {
     denied: `:no_entry: Containment denied by a human: ${cred}`,
     already_contained: `:white_check_mark: Already contained, seen again: ${cred}`,
     ignored: `Ignored by policy: ${cred}`,
+    false_positive: `:white_circle: Marked a false positive${s.falsePositiveBy ? ` by ${s.falsePositiveBy}` : ''}, nothing rotated: ${cred}`,
   };
   const title = titles[s.outcome];
   const fields = [
@@ -97,6 +100,7 @@ export function createSlackSender(opts: {
         opts.log(message);
         return { status: 'logged' };
       },
+      progress: async () => ({ status: 'skipped' }),
     };
   }
   const client = new webApi.WebClient(opts.token, {
@@ -108,6 +112,7 @@ export function createSlackSender(opts: {
   });
   const channel = opts.channel;
   return {
+    progress: async () => ({ status: 'skipped' }),
     async post(message) {
       try {
         const r = await client.chat.postMessage({ channel, text: message.text, blocks: message.blocks as never, unfurl_links: false });

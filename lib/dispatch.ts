@@ -134,6 +134,12 @@ export function createDispatcher(deps: {
               { key: SearchAttributes.source, value: detection.source },
             ],
             staticSummary: `Leaked ${detection.credentialType}${ref ? ` (${ref})` : ''} reported by ${detection.scanner ?? detection.source}`,
+            staticDetails: [
+              `**Detection** \`${detection.id}\` from ${detection.scanner ?? detection.source} (source ${detection.source}), severity ${detection.severity}${detection.validity ? `, validity ${detection.validity}` : ''}`,
+              `**Credential** ${detection.credentialType}${ref ? ` · ${ref}` : ''}${detection.fingerprint ? ` · fingerprint \`${detection.fingerprint.slice(0, 24)}…\`` : ''}`,
+              `**Found at** ${[detection.location.repository, detection.location.file, detection.location.line, detection.location.commit?.slice(0, 12)].filter((x) => x !== undefined).join(' · ') || 'unknown'}`,
+              `**Received** ${receivedAt.toISOString()}`,
+            ].join('\n\n'),
           }),
         );
         return {

@@ -34,6 +34,8 @@ export function evaluatePolicy(policy: PolicyConfig, sources: SourcesConfig, d: 
       action: rule.action,
       rule: rule.name ?? `rules[${i}]`,
       dryRun,
+      approvers: policy.approvers,
+      retryWindow: policy.retryWindow,
       ...(rule.action === 'require_approval' ? { approvalTimeout: rule.approvalTimeout, onTimeout: rule.onTimeout } : {}),
     };
   }
@@ -41,6 +43,8 @@ export function evaluatePolicy(policy: PolicyConfig, sources: SourcesConfig, d: 
     action: policy.default,
     rule: 'default',
     dryRun,
+    approvers: policy.approvers,
+    retryWindow: policy.retryWindow,
     ...(policy.default === 'require_approval' ? { approvalTimeout: '30m', onTimeout: 'escalate' as const } : {}),
   };
 }

@@ -177,8 +177,11 @@ export const policyRuleSchema = z
     action: z.enum(POLICY_ACTIONS),
     /** require_approval: how long to wait for a human. */
     approvalTimeout: duration.default('30m'),
-    /** require_approval: what happens when nobody answers in time. */
-    onTimeout: z.enum(['escalate', 'rotate']).default('escalate'),
+    /**
+     * require_approval: what happens when nobody answers in time: escalate to PagerDuty, rotate
+     * anyway, or a reversible quarantine (where the owner supports one; otherwise escalate).
+     */
+    onTimeout: z.enum(['escalate', 'rotate', 'quarantine']).default('escalate'),
   })
   .strict();
 
@@ -189,6 +192,13 @@ export const policySchema = z
     /** Action when no rule matches. */
     default: z.enum(POLICY_ACTIONS).default('rotate'),
     rules: z.array(policyRuleSchema).default([]),
+    /**
+     * Who may approve, deny, retry or mark a false positive: Slack user ids (U…/W…) or e-mail
+     * addresses. Empty: anyone who can reach the controls (Slack channel members, admin API).
+     */
+    approvers: z.array(z.string().regex(/^([UW][A-Z0-9]{2,20}|[^\s@]+@[^\s@]+)$/, 'a Slack user id (U…) or an e-mail address')).default([]),
+    /** After an escalation, how long the run waits for a human to retry it (0s: it ends at once). */
+    retryWindow: duration.default('24h'),
   })
   .strict();
 

@@ -13,6 +13,10 @@
  *                         (dry run: every provider is only asked)
  *       success            -> close the loop with the scanners -> audit (contained | dry_run) -> Slack
  *       failure / no owner -> PagerDuty trigger -> audit (escalated) -> Slack failure message
+ *                             -> wait for a human (retryWindow): retry -> contain again -> success:
+ *                                resolve the PagerDuty incident -> audit (contained); mark false
+ *                                positive -> resolve -> audit (false_positive); acknowledge -> PagerDuty ack
+ *   A human may also end a run waiting for approval as a false positive.
  *
  * Containment never waits on notification; notification failures never undo containment.
  */
@@ -23,6 +27,7 @@ import {
   condition,
   log,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -35,10 +40,15 @@ import {
   ErrorType,
   SearchAttributes,
   currentStepQuery,
+  acknowledgeSignal,
   decideUpdate,
+  durationToMs,
+  falsePositiveUpdate,
+  retryUpdate,
   sightingOf,
   sightingSignal,
   type FailureInfo,
+  type HumanAction,
   type HumanDecision,
   type KillSwitchInput,
   type KillSwitchResult,
@@ -82,9 +92,13 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
   let outcome: Outcome | undefined;
   let policy: PolicyDecision | undefined;
   let human: HumanDecision | undefined;
+  let retryAsked: HumanAction | undefined;
+  let falsePositive: HumanAction | undefined;
+  let acknowledged: HumanAction | undefined;
+  let progressSeq = 0;
   const result: Partial<KillSwitchResult> = {};
 
-  // Handlers first, before any await, so no early signal or query is missed.
+  // Handlers first, before any await, so no early signal, update or query is missed.
   const addSighting = (s: SightingInfo) => {
     if (!sightings.some((x) => x.detectionId === s.detectionId)) sightings.push(s);
   };
@@ -94,6 +108,11 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     addSighting(s);
     log.info('sighting joined the run', { detectionId: s.detectionId, source: s.source, sightings: sightings.length });
   });
+  const requireHuman = (a: { by?: unknown }) => {
+    if (typeof a?.by !== 'string' || a.by.trim() === '') throw new Error('by: who decides is required');
+    if (policy && policy.approvers.length > 0 && !policy.approvers.includes(a.by)) throw new Error(`${a.by} is not an approver`);
+  };
+  const waitingForDecision = () => (step === 'awaiting_approval' || step === 'held_by_breaker') && !human && !falsePositive;
   setHandler(
     decideUpdate,
     (d) => {
@@ -102,16 +121,53 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     },
     {
       validator: (d) => {
-        if ((step !== 'awaiting_approval' && step !== 'held_by_breaker') || human) throw new Error(`not waiting for a decision (step: ${step})`);
+        if (!waitingForDecision()) throw new Error(`not waiting for a decision (step: ${step})`);
         if (d.decision !== 'approve' && d.decision !== 'deny') throw new Error('decision must be approve or deny');
-        if (typeof d.by !== 'string' || d.by.trim() === '') throw new Error('by: who decides is required');
+        requireHuman(d);
       },
     },
   );
+  setHandler(
+    retryUpdate,
+    (a) => {
+      retryAsked = a;
+      return { accepted: true as const };
+    },
+    {
+      validator: (a) => {
+        if (step !== 'awaiting_retry' || retryAsked || falsePositive) throw new Error(`not waiting for a retry (step: ${step})`);
+        requireHuman(a);
+      },
+    },
+  );
+  setHandler(
+    falsePositiveUpdate,
+    (a) => {
+      falsePositive = a;
+      return { accepted: true as const };
+    },
+    {
+      validator: (a) => {
+        if (!(waitingForDecision() || (step === 'awaiting_retry' && !retryAsked)) || falsePositive) {
+          throw new Error(`only a run waiting for a human can be marked a false positive (step: ${step})`);
+        }
+        requireHuman(a);
+      },
+    },
+  );
+  setHandler(acknowledgeSignal, (a) => {
+    if (typeof a?.by === 'string' && a.by.trim() && !acknowledged) acknowledged = a;
+  });
 
   const enter = (next: Step) => {
     step = next;
     log.info('step', { step });
+    setCurrentDetails(`**${next.replace(/_/g, ' ')}**${owner ? ` · ${owner.system}` : ''}${failure ? ` · ${failure.type}` : ''}`);
+  };
+  /** Keeps the run's Slack message current without ever waiting on Slack. */
+  const progress = () => {
+    const seq = ++progressSeq;
+    notify.slackProgress({ summary: summaryNow(), seq }).catch((err: unknown) => log.warn('Slack progress failed', { message: (err as Error).message }));
   };
 
   let prior: { runId: string } | null = null;
@@ -136,23 +192,34 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     } else {
       enter('deciding');
       policy = await lookup.decidePolicy({ detection, owner });
+      upsertSearchAttributes([{ key: SearchAttributes.policyAction, value: policy.action }]);
 
       if (policy.action === 'ignore') outcome = 'ignored';
       else if (policy.action === 'notify_only') outcome = 'notified';
       else if (!owner) failure = { step: 'resolving_owner', type: 'NoOwner', message: resolved.reason ?? 'no owning system matched' };
       else {
+        progress();
         let go = true;
+        let quarantineInstead = false;
         if (policy.action === 'require_approval') {
           enter('awaiting_approval');
           await notify.requestApproval(summaryNow());
-          const decided = await condition(() => human !== undefined, (policy.approvalTimeout ?? '30m') as Duration);
-          if (decided && human!.decision === 'deny') {
+          const decided = await condition(() => human !== undefined || falsePositive !== undefined, (policy.approvalTimeout ?? '30m') as Duration);
+          if (falsePositive) {
+            outcome = 'false_positive';
+            go = false;
+          } else if (decided && human!.decision === 'deny') {
             outcome = 'denied';
             go = false;
-          } else if (!decided && policy.onTimeout !== 'rotate') {
-            failure = { step, type: ErrorType.APPROVAL_TIMEOUT, message: `nobody decided within ${policy.approvalTimeout}` };
-            go = false;
+          } else if (!decided) {
+            if (policy.onTimeout === 'rotate') log.warn('nobody decided in time: rotating as the policy says');
+            else if (policy.onTimeout === 'quarantine' && owner.canQuarantine) quarantineInstead = true;
+            else {
+              failure = { step, type: ErrorType.APPROVAL_TIMEOUT, message: `nobody decided within ${policy.approvalTimeout}` };
+              go = false;
+            }
           }
+          if (go) progress();
         }
         if (go && !policy.dryRun && !human) {
           // Many leaks for one system at once: stop rotating automatically and let a human decide.
@@ -168,8 +235,11 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
             }
             enter('held_by_breaker');
             await notify.requestApproval(summaryNow());
-            const decided = await condition(() => human !== undefined, owner.breaker.holdTimeout as Duration);
-            if (decided && human!.decision === 'deny') {
+            const decided = await condition(() => human !== undefined || falsePositive !== undefined, owner.breaker.holdTimeout as Duration);
+            if (falsePositive) {
+              outcome = 'false_positive';
+              go = false;
+            } else if (decided && human!.decision === 'deny') {
               outcome = 'denied';
               go = false;
             } else if (!decided) {
@@ -178,7 +248,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
             }
           }
         }
-        if (go) await contain(owner, policy.dryRun);
+        if (go) await contain(owner, policy.dryRun, quarantineInstead);
         if (go && !failure) outcome = policy.dryRun ? 'dry_run' : 'contained';
       }
     }
@@ -186,16 +256,17 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     failure = failureFrom(err, step);
   }
 
-  async function contain(o: OwnerRef, dryRun: boolean) {
-    const req = { workflowId, system: o.system, detection, dryRun, mode: o.mode, quarantine: o.quarantine };
-    const graceful = o.mode === 'graceful' && o.replacement;
-    const rotation: NonNullable<KillSwitchResult['rotation']> = { mode: o.quarantine ? 'quarantine' : o.mode, newValueDelivered: false, note: '' };
+  async function contain(o: OwnerRef, dryRun: boolean, quarantineInstead = false) {
+    const quarantine = o.quarantine || quarantineInstead;
+    const req = { workflowId, system: o.system, detection, dryRun, mode: o.mode, quarantine };
+    const graceful = o.mode === 'graceful' && o.replacement && !quarantine;
+    const rotation: NonNullable<KillSwitchResult['rotation']> = { mode: quarantine ? 'quarantine' : o.mode, newValueDelivered: false, note: '' };
     result.rotation = rotation;
     const notes: string[] = [];
 
     const issue = async () => {
       enter('issuing_replacement');
-      const issued = await critical.issueReplacement(req);
+      const issued = await critical.issueReplacement.executeWithOptions({ ...ActivityProfiles.critical, summary: `Issue a replacement for ${o.system} (${o.sink})` }, [req]);
       if (issued.issuedAt) timeline.replacementIssuedAt = issued.issuedAt;
       rotation.newValueDelivered = issued.delivered;
       if (issued.sinkRef) rotation.sinkRef = issued.sinkRef;
@@ -203,7 +274,8 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     };
     const revoke = async () => {
       enter('revoking');
-      const revoked = await critical.revokeCredential(req);
+      const what = quarantine ? 'Quarantine' : 'Revoke';
+      const revoked = await critical.revokeCredential.executeWithOptions({ ...ActivityProfiles.critical, summary: `${what} the leaked ${detection.credentialType} in ${o.system}` }, [req]);
       if (revoked.revokedAt) timeline.revokedAt = revoked.revokedAt;
       notes.push(revoked.note);
     };
@@ -216,27 +288,30 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
       await revoke();
     } else {
       await revoke();
-      if (o.replacement) await issue();
+      if (o.replacement && !quarantine) await issue();
     }
     rotation.note = notes.join('; ');
     const done = [timeline.revokedAt, timeline.replacementIssuedAt].filter((t): t is string => !!t).sort();
     if (done.length) timeline.rotatedAt = done[done.length - 1];
+    progress();
 
     enter('expiring_sessions');
-    const sessions = await critical.expireSessions(req);
+    const sessions = await critical.expireSessions.executeWithOptions({ ...ActivityProfiles.critical, summary: `End the sessions of the credential in ${o.system}` }, [req]);
     if (sessions.sessionsExpiredAt) timeline.sessionsExpiredAt = sessions.sessionsExpiredAt;
     result.sessions = { terminated: dryRun ? (sessions.wouldTerminate ?? 0) : sessions.terminated };
 
     if (o.userSessionTargets > 0) {
       enter('expiring_user_sessions');
-      const users = await critical.expireUserSessions(req);
+      const users = await critical.expireUserSessions.executeWithOptions({ ...ActivityProfiles.critical, summary: `End the app sessions of the users tied to it (${o.userSessionTargets} target(s))` }, [req]);
       result.userSessions = { expired: users.expired };
     }
+    progress();
 
     enter('verifying');
-    const verified = await verify.verifyDead(req);
+    const verified = await verify.verifyDead.executeWithOptions({ ...ActivityProfiles.verify, summary: `Prove the leaked value is dead in ${o.system}` }, [req]);
     if (verified.verifiedDeadAt) timeline.verifiedDeadAt = verified.verifiedDeadAt;
     result.verification = { method: verified.method };
+    progress();
   }
 
   function summaryNow(): RunSummary {
@@ -252,6 +327,10 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
       sessions: result.sessions,
       ...(result.userSessions ? { userSessions: result.userSessions } : {}),
       ...(result.heldByBreaker ? { heldByBreaker: true } : {}),
+      ...(result.acknowledgedBy ? { acknowledgedBy: result.acknowledgedBy } : {}),
+      ...(result.retriedBy?.length ? { retriedBy: [...result.retriedBy] } : {}),
+      ...(result.falsePositiveBy ? { falsePositiveBy: result.falsePositiveBy } : {}),
+      ...(result.resolvedIncident ? { resolvedIncident: true } : {}),
       verification: result.verification,
       pagerduty: result.pagerduty,
       policy,
@@ -262,13 +341,8 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     };
   }
 
-  // A dry run never pages: it reports what would have failed.
-  if (failure && policy?.dryRun) outcome = 'dry_run';
-  outcome ??= failure ? 'escalated' : 'contained';
-  upsertSearchAttributes([{ key: SearchAttributes.outcome, value: outcome }]);
-
-  // Record and tell. Nothing below may be cancelled half-way: the audit and the page must happen.
-  return CancellationScope.nonCancellable(async () => {
+  /** PagerDuty (escalated), the scanners (contained), the audit row, the Slack message. */
+  async function record(): Promise<void> {
     if (outcome === 'escalated') {
       enter('escalating');
       try {
@@ -277,6 +351,15 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
         const f = failureFrom(err, step);
         log.error('PagerDuty trigger failed', { type: f.type, message: f.message });
         result.pagerduty = { status: 'failed', dedupKey: workflowId };
+      }
+    }
+    if (result.pagerduty && result.pagerduty.status !== 'failed' && (outcome === 'contained' || outcome === 'false_positive')) {
+      // The incident of an earlier escalation is over: resolve it (same dedup_key).
+      try {
+        await escalate.followUpPagerDuty({ dedupKey: result.pagerduty.dedupKey, action: 'resolve' });
+        result.resolvedIncident = true;
+      } catch (err) {
+        log.error('PagerDuty resolve failed', { message: failureFrom(err, step).message });
       }
     }
 
@@ -298,18 +381,77 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     }
 
     enter('auditing');
-    const audited = await audit.recordAudit(summaryNow());
+    result.audit = await audit.recordAudit(summaryNow());
 
-    let slack: KillSwitchResult['slack'] = { status: 'skipped' };
     if (outcome !== 'ignored' && outcome !== 'already_contained') {
       enter('notifying');
       try {
-        slack = await notify.notifySlack(summaryNow());
+        result.slack = await notify.notifySlack(summaryNow());
       } catch (err) {
         const f = failureFrom(err, step);
         log.error('Slack notification failed', { type: f.type, message: f.message });
-        slack = { status: 'failed' };
+        result.slack = { status: 'failed' };
       }
+    } else result.slack = { status: 'skipped' };
+  }
+
+  // A dry run never pages: it reports what would have failed.
+  if (failure && policy?.dryRun) outcome = 'dry_run';
+  outcome ??= failure ? 'escalated' : 'contained';
+  if (outcome === 'false_positive' && falsePositive) result.falsePositiveBy = falsePositive.by;
+  upsertSearchAttributes([{ key: SearchAttributes.outcome, value: outcome }]);
+
+  // Record and tell. Nothing below may be cancelled half-way: the audit and the page must happen.
+  return CancellationScope.nonCancellable(async () => {
+    await record();
+
+    // After an escalation a human may fix the cause and retry, call it a false positive, or acknowledge.
+    const windowMs = policy && !policy.dryRun && outcome === 'escalated' ? durationToMs(policy.retryWindow) : 0;
+    const until = Date.now() + windowMs;
+    while (outcome === 'escalated' && Date.now() < until) {
+      enter('awaiting_retry');
+      progress();
+      const woke = await condition(() => retryAsked !== undefined || falsePositive !== undefined || (acknowledged !== undefined && !result.acknowledgedBy), until - Date.now());
+      if (!woke) break;
+      if (acknowledged && !result.acknowledgedBy) {
+        result.acknowledgedBy = acknowledged.by;
+        try {
+          await escalate.followUpPagerDuty({ dedupKey: result.pagerduty?.dedupKey ?? workflowId, action: 'acknowledge' });
+        } catch (err) {
+          log.warn('PagerDuty acknowledge failed', { message: failureFrom(err, step).message });
+        }
+        continue;
+      }
+      if (falsePositive) {
+        outcome = 'false_positive';
+        result.falsePositiveBy = falsePositive.by;
+      } else if (retryAsked) {
+        (result.retriedBy ??= []).push(retryAsked.by);
+        retryAsked = undefined;
+        const before = failure;
+        failure = undefined;
+        try {
+          enter('resolving_owner');
+          owner = (await lookup.resolveOwner(detection)).owner;
+          if (!owner) failure = { step: 'resolving_owner', type: 'NoOwner', message: 'still no owning system' };
+          else await contain(owner, false);
+        } catch (err) {
+          failure = failureFrom(err, step);
+        }
+        if (!failure) outcome = 'contained';
+        else {
+          log.warn('retry failed', { before: before?.type, after: failure.type });
+          // Same dedup_key: PagerDuty updates the open incident, Slack shows the new failure.
+          try {
+            result.pagerduty = await escalate.triggerPagerDuty(summaryNow());
+          } catch (err) {
+            log.error('PagerDuty trigger failed', { message: failureFrom(err, step).message });
+          }
+          continue;
+        }
+      }
+      upsertSearchAttributes([{ key: SearchAttributes.outcome, value: outcome }]);
+      await record();
     }
 
     if (detection.hasEvidence || sightings.length > 1) {
@@ -323,6 +465,6 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
 
     enter('done');
     const { workflowId: _w, runId: _r, detection: _d, ...outcomeFields } = summaryNow();
-    return { ...outcomeFields, slack, audit: audited };
+    return { ...outcomeFields, slack: result.slack ?? { status: 'skipped' }, audit: result.audit ?? { inserted: false } };
   });
 }

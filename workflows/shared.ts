@@ -58,9 +58,10 @@ export type Step =
   | 'escalating'
   | 'auditing'
   | 'notifying'
+  | 'awaiting_retry'
   | 'done';
 
-export type Outcome = 'contained' | 'escalated' | 'already_contained' | 'dry_run' | 'notified' | 'ignored' | 'denied';
+export type Outcome = 'contained' | 'escalated' | 'already_contained' | 'dry_run' | 'notified' | 'ignored' | 'denied' | 'false_positive';
 
 export type PolicyActionName = 'rotate' | 'require_approval' | 'notify_only' | 'ignore';
 
@@ -71,7 +72,11 @@ export interface PolicyDecision {
   dryRun: boolean;
   /** require_approval only. */
   approvalTimeout?: string;
-  onTimeout?: 'escalate' | 'rotate';
+  onTimeout?: 'escalate' | 'rotate' | 'quarantine';
+  /** Who may decide (Slack user ids or e-mails); empty: anyone who reaches the controls. */
+  approvers: string[];
+  /** After an escalation, how long the run waits for a retry. */
+  retryWindow: string;
 }
 
 /** One sighting of the credential: the first detection, and every later one delivered by signal. */
@@ -83,6 +88,13 @@ export interface SightingInfo {
   validity?: Validity;
   receivedAt: string;
   closeLoop?: CloseLoopRef;
+}
+
+/** A human acting on a run from Slack, the CLI or the Temporal UI. */
+export interface HumanAction {
+  /** Who (Slack user id, e-mail). */
+  by: string;
+  reason?: string;
 }
 
 export interface HumanDecision {
@@ -107,6 +119,8 @@ export interface OwnerRef {
   overlap: string;
   /** Reversible quarantine instead of deletion. */
   quarantine: boolean;
+  /** Whether the owner has a reversible quarantine (a policy's onTimeout: quarantine needs it). */
+  canQuarantine: boolean;
   /** Kind of the secret sink (`none`: a pure kill). */
   sink: string;
   /** True when a replacement is issued (a sink and a provider that can issue one). */
@@ -151,6 +165,12 @@ export interface KillSwitchResult {
   userSessions?: { expired: number };
   /** The mass-leak breaker held this run for a human. */
   heldByBreaker?: boolean;
+  /** Who acknowledged the escalation, who retried it, who called it a false positive. */
+  acknowledgedBy?: string;
+  retriedBy?: string[];
+  falsePositiveBy?: string;
+  /** The run escalated first and a later retry contained it: the PagerDuty incident was resolved. */
+  resolvedIncident?: boolean;
   verification?: { method: string };
   pagerduty?: { status: 'sent' | 'logged' | 'failed'; dedupKey: string };
   slack?: { status: 'sent' | 'logged' | 'failed' | 'skipped' };
@@ -180,6 +200,10 @@ export interface RunSummary {
   sessions?: KillSwitchResult['sessions'];
   userSessions?: KillSwitchResult['userSessions'];
   heldByBreaker?: boolean;
+  acknowledgedBy?: string;
+  retriedBy?: string[];
+  falsePositiveBy?: string;
+  resolvedIncident?: boolean;
   verification?: KillSwitchResult['verification'];
   pagerduty?: KillSwitchResult['pagerduty'];
   policy?: PolicyDecision;
@@ -192,8 +216,17 @@ export interface RunSummary {
 export const currentStepQuery = defineQuery<StepStatus>('currentStep');
 /** Another sighting of the same credential (another scanner, file or commit). */
 export const sightingSignal = defineSignal<[SightingInfo]>('sighting');
-/** A human approves or denies a require_approval run; accepted only while it waits. */
+/**
+ * A human approves or denies a run waiting for approval (policy or mass-leak breaker); accepted
+ * only while it waits and only from the policy's approvers, rejected with the reason otherwise.
+ */
 export const decideUpdate = defineUpdate<{ accepted: true; decision: HumanDecision['decision'] }, [HumanDecision]>('decide');
+/** After an escalation, a human who fixed the cause asks the run to try again. */
+export const retryUpdate = defineUpdate<{ accepted: true }, [HumanAction]>('retry');
+/** A human says this is no leak: the run ends without rotation and records who decided. */
+export const falsePositiveUpdate = defineUpdate<{ accepted: true }, [HumanAction]>('markFalsePositive');
+/** A human has seen the escalation and is on it (PagerDuty acknowledge). */
+export const acknowledgeSignal = defineSignal<[HumanAction]>('acknowledge');
 
 /** Input of the enrichment run that fetches a finding a webhook only names (GitHub alerts). */
 export interface EnrichInput {
@@ -201,6 +234,13 @@ export interface EnrichInput {
   deliveryId: string;
   request: EnrichmentRequest;
   receivedAt: string;
+}
+
+/** Milliseconds of a duration string (500ms, 30s, 10m, 2h, 1d); pure, for workflow code. */
+export function durationToMs(d: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
+  if (!m) throw new Error(`not a duration: ${d}`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
 }
 
 export function sightingOf(d: Detection, receivedAt: string): SightingInfo {
@@ -220,6 +260,7 @@ export const SearchAttributes = {
   owningSystem: defineSearchAttributeKey('KillSwitchOwningSystem', SearchAttributeType.KEYWORD),
   source: defineSearchAttributeKey('KillSwitchSource', SearchAttributeType.KEYWORD),
   outcome: defineSearchAttributeKey('KillSwitchOutcome', SearchAttributeType.KEYWORD),
+  policyAction: defineSearchAttributeKey('KillSwitchPolicyAction', SearchAttributeType.KEYWORD),
 } as const;
 
 /** Name=Type pairs for `temporal server start-dev --search-attribute` and operator registration. */

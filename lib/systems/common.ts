@@ -15,12 +15,8 @@ export const envVarName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an env
 /** A Temporal duration string: 500ms, 30s, 10m, 2h, 1d. */
 export const duration = z.string().regex(/^\d{1,6}(ms|s|m|h|d)$/, 'a duration such as 30s, 10m or 2h');
 
-export function durationMs(d: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
-  if (!m) throw new Error(`not a duration: ${d}`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-  return Number(m[1]) * unit;
-}
+/** Milliseconds of a duration string; the one implementation lives with the workflow's pure helpers. */
+export { durationToMs as durationMs } from '../../workflows/shared';
 
 /** Where an AWS API lives and which credentials to use; every field optional (the SDK's default chain). */
 export const awsConnectionSchema = z

@@ -32,7 +32,7 @@ function summary(workflowId: string, runId: string): RunSummary {
       detectedAt: new Date().toISOString(),
       hasEvidence: false,
     },
-    owner: { system: 'app-db', kind: 'postgres', mode: 'emergency', overlap: '10m', quarantine: false, sink: 'none', replacement: false, userSessionTargets: 0, breaker: { threshold: 25, window: '5m', holdTimeout: '24h' } },
+    owner: { system: 'app-db', kind: 'postgres', mode: 'emergency', overlap: '10m', quarantine: false, canQuarantine: false, sink: 'none', replacement: false, userSessionTargets: 0, breaker: { threshold: 25, window: '5m', holdTimeout: '24h' } },
     outcome: 'contained',
     timeline: { receivedAt: new Date().toISOString(), rotatedAt: new Date().toISOString() },
     rotation: { mode: 'emergency', newValueDelivered: false, note: 'locked' },

@@ -197,6 +197,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       },
     ],
     ...(opts.config ?? {}),
+    // Escalated runs end at once unless a test asks them to wait for a human retry.
+    policy: { retryWindow: '0s', ...((opts.config?.policy as Record<string, unknown> | undefined) ?? {}) },
   });
   const db = createPostgresDb(config.databaseUrl!);
   await migrate(db);
