@@ -3,13 +3,14 @@
  * composition root). Inputs and results carry references, never secret values.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { log } from '@temporalio/activity';
+import { Context, log } from '@temporalio/activity';
 import { temporalUiRunUrl } from '../lib/config';
 import type { Db } from '../lib/db';
 import type { CloseLoopRef, Detection } from '../lib/detection';
 import type { Dispatched, Dispatcher } from '../lib/dispatch';
 import type { ServerKeys } from '../lib/keys';
 import { evaluatePolicy } from '../lib/policy';
+import { dryRunOverrides } from '../lib/dry-run';
 import { reduceFinding, type RawFinding } from '../api/sources/finding';
 import type { UpstreamClients } from './upstream';
 import type { EvidenceStore } from '../lib/evidence';
@@ -24,7 +25,8 @@ import {
 } from '../workflows/shared';
 import { insertAuditRow } from './audit';
 import { breakerDedupKey, checkBreaker } from '../lib/breaker';
-import { buildApprovalMessage, buildSlackMessage, type SlackMessage, type SlackSender } from './slack';
+import { buildRunMessage, type MessageKind, type SlackSender, type SlackSummary } from './slack';
+import { upsertRunMessage } from './slack-message';
 import type { PagerDutySender } from './pagerduty';
 import type { ProviderRegistry } from './providers';
 import type { ExpireResult, IssueResult, RevokeResult, VerifyResult } from './providers/types';
@@ -113,13 +115,16 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     async decidePolicy(req: { detection: Detection; owner: OwnerRef | null }): Promise<PolicyDecision> {
+      // The admin API's runtime dry-run switches (global, this source) override the config file.
+      const runtime = await dryRunOverrides(deps.db, req.detection.source);
       const decision = evaluatePolicy(
         deps.inventory.policy,
         deps.inventory.sources,
         req.detection,
         req.owner,
+        runtime,
       );
-      log.info('policy decision', { action: decision.action, rule: decision.rule, dryRun: decision.dryRun });
+      log.info('policy decision', { action: decision.action, rule: decision.rule, dryRun: decision.dryRun, runtimeDryRun: runtime });
       return decision;
     },
 
@@ -284,46 +289,39 @@ export function createActivities(deps: ActivityDeps) {
       return insertAuditRow(deps.db, summary);
     },
 
+    /** Shows the run's one Slack message as waiting for a decision, with Approve / Deny buttons. */
     async requestApproval(summary: RunSummary): Promise<{ status: 'sent' | 'logged' }> {
-      return postOnce(summary, 'approval', () => buildApprovalMessage(summary, runUrl(summary)));
+      const r = await upsertMessage(summary, 'approval', 0);
+      return { status: r.status === 'logged' ? 'logged' : 'sent' };
     },
 
     /**
      * Keeps the run's one Slack message current as the run moves (received → approved → rotated →
      * sessions expired → verified dead → audited). Started without waiting by the workflow:
-     * containment never waits on Slack. `seq` orders the updates; a stale one is skipped.
+     * containment never waits on Slack. A stale update (an older state arriving late) is skipped.
      */
     async slackProgress(req: { summary: RunSummary; seq: number }): Promise<{ status: 'sent' | 'logged' | 'skipped' }> {
-      return deps.slack.progress(req.summary, req.seq, runUrl(req.summary));
+      return { status: (await upsertMessage(req.summary, 'progress', req.seq)).status };
     },
 
+    /** The outcome: the run's one message shows it (posted if no milestone was shown before). */
     async notifySlack(summary: RunSummary): Promise<{ status: 'sent' | 'logged' }> {
-      return postOnce(summary, `outcome:${summary.outcome}`, () =>
-        buildSlackMessage(summary, runUrl(summary)),
-      );
+      const r = await upsertMessage(summary, 'outcome', Number.MAX_SAFE_INTEGER);
+      return { status: r.status === 'logged' ? 'logged' : 'sent' };
     },
   };
 
-  async function postOnce(
-    summary: RunSummary,
-    kind: string,
-    build: () => SlackMessage,
-  ): Promise<{ status: 'sent' | 'logged' }> {
-    {
-      // The ledger makes a retried activity a no-op once Slack has accepted the message.
-      const done = await deps.db.query<{ external_id: string | null }>(
-        'SELECT external_id FROM killswitch_notifications WHERE workflow_id = $1 AND run_id = $2 AND channel = $3 AND kind = $4',
-        [summary.workflowId, summary.runId, 'slack', kind],
-      );
-      if (done.rows.length > 0) return { status: 'sent' };
-      const r = await deps.slack.post(build());
-      await deps.db.query(
-        `INSERT INTO killswitch_notifications (workflow_id, run_id, channel, kind, external_id)
-         VALUES ($1, $2, 'slack', $3, $4) ON CONFLICT DO NOTHING`,
-        [summary.workflowId, summary.runId, kind, r.ts ?? null],
-      );
-      return { status: r.status };
-    }
+  /**
+   * Upserts the run's one message. Its order is the activity's sequence number in the run (the
+   * default activity id), so states land in the order the workflow produced them; `fallback`
+   * orders calls made outside a workflow (tests).
+   */
+  function upsertMessage(summary: SlackSummary, kind: MessageKind, fallback: number) {
+    const id = Number(Context.current().info.activityId);
+    const order = Number.isSafeInteger(id) ? id : fallback;
+    return upsertRunMessage(deps, summary, order, () => buildRunMessage(summary, kind, runUrl(summary)), {
+      logWhenUnconfigured: kind !== 'progress',
+    });
   }
 }
 

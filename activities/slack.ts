@@ -1,10 +1,13 @@
 /**
- * Slack confirmation through @slack/bolt's Web API client. One Block Kit message per run outcome;
- * a ledger row makes a retried activity a no-op; 429 is retried by Temporal after Retry-After.
+ * Slack through @slack/bolt's Web API client: ONE Block Kit message per run, posted at its first
+ * milestone and kept current with chat.update (see slack-message.ts for the ledger that orders the
+ * updates). The message shows the outcome, the credential reference (never a value), the owner, the
+ * step, timings, and the buttons that apply to the run's state; the ingress handles the clicks
+ * (api/slack.ts). 429 is retried by Temporal after Retry-After.
  */
 import { webApi } from '@slack/bolt';
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType, type RunSummary } from '../workflows/shared';
+import { durationToMs, ErrorType, type RunSummary, type Step } from '../workflows/shared';
 import { describeCredential, describeLocation, describeTimings } from './describe';
 
 export interface SlackMessage {
@@ -13,15 +16,129 @@ export interface SlackMessage {
 }
 
 export interface SlackSender {
-  /** `sent` with the message ts, or `logged` when Slack is not configured. */
-  post(message: SlackMessage): Promise<{ status: 'sent' | 'logged'; ts?: string }>;
-  /** TEMPORARY (the Slack engineer replaces it): keep the run's one message current. */
-  progress(summary: RunSummary, seq: number, runUrl: string): Promise<{ status: 'sent' | 'logged' | 'skipped' }>;
+  /** False when no bot token / channel is set: messages are logged instead. */
+  readonly configured: boolean;
+  /** `sent` with the message ts and the channel id Slack answered with, or `logged`. */
+  post(message: SlackMessage): Promise<{ status: 'sent' | 'logged'; ts?: string; channel?: string }>;
+  /** Replaces the message `ts` in `channel` (the channel id from post). */
+  update(channel: string, ts: string, message: SlackMessage): Promise<void>;
 }
 
-export function buildSlackMessage(s: RunSummary, runUrl: string): SlackMessage {
+/** Button action ids; api/slack.ts handles each one. */
+export const SlackAction = {
+  approve: 'ks_approve',
+  deny: 'ks_deny',
+  retry: 'ks_retry',
+  acknowledge: 'ks_acknowledge',
+  falsePositive: 'ks_false_positive',
+  openTemporalUi: 'open_temporal_ui',
+} as const;
+
+/** What a button carries: the run it acts on (never anything secret). */
+export interface SlackButtonValue {
+  w: string;
+  r: string;
+}
+
+/** Which activity renders the message: each milestone, the approval request, the outcome. */
+export type MessageKind = 'progress' | 'approval' | 'outcome';
+
+/** A summary may carry the workflow's current step; without it the step is derived from the milestones. */
+export type SlackSummary = RunSummary & { step?: Step };
+
+interface Phase {
+  /** Shown as the Step field. */
+  label: string;
+  /** Which humans the run waits for: a decision (approval, breaker) or a retry after an escalation. */
+  waiting: 'decision' | 'retry' | null;
+  /** Still moving (not a final outcome). */
+  inFlight: boolean;
+}
+
+/** Slack mrkdwn treats &, < and > as control characters; scanner-supplied text must not inject links or mentions. */
+export function mrkdwnEscape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+const STEP_LABELS: Partial<Record<Step, string>> = {
+  received: 'received',
+  checking_prior: 'checking earlier runs',
+  resolving_owner: 'resolving the owner',
+  deciding: 'applying the policy',
+  awaiting_approval: 'waiting for approval',
+  held_by_breaker: 'held by the mass-leak breaker',
+  revoking: 'revoking',
+  issuing_replacement: 'issuing the replacement',
+  overlap: 'overlap: both values valid until the old one is revoked',
+  expiring_sessions: 'expiring sessions',
+  expiring_user_sessions: 'expiring user sessions',
+  verifying: 'verifying the leaked value is dead',
+  closing_loop: 'telling the scanners',
+  escalating: 'paging PagerDuty',
+  auditing: 'recording the audit row',
+  notifying: 'notifying',
+  awaiting_retry: 'escalated: waiting for a human (retry, acknowledge, false positive)',
+  done: 'done',
+};
+
+function retryWindowOpen(s: RunSummary): boolean {
+  if (s.outcome !== 'escalated' || !s.policy || s.policy.dryRun) return false;
+  try {
+    return durationToMs(s.policy.retryWindow) > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Where the run is, from the activity that renders it and the milestones in the summary. */
+export function phaseOf(s: SlackSummary, kind: MessageKind): Phase {
+  if (kind === 'approval') {
+    return { label: STEP_LABELS[s.heldByBreaker ? 'held_by_breaker' : 'awaiting_approval']!, waiting: 'decision', inFlight: true };
+  }
+  if (kind === 'outcome') {
+    // An escalation with a retry window open keeps the run waiting for a human.
+    if (retryWindowOpen(s)) return { label: STEP_LABELS.awaiting_retry!, waiting: 'retry', inFlight: false };
+    return { label: `done: ${s.outcome.replace(/_/g, ' ')}`, waiting: null, inFlight: false };
+  }
+  // A waiting step named by the workflow wins; otherwise the milestone reached says more than the
+  // step (progress is reported right after a milestone, before the next step is entered).
+  if (s.step === 'awaiting_approval' || s.step === 'held_by_breaker') return { label: STEP_LABELS[s.step]!, waiting: 'decision', inFlight: true };
+  // Progress during the retry window (the failure is still on the summary) waits for a human.
+  if (s.step === 'awaiting_retry' || (!s.step && s.failure && s.outcome === 'escalated')) {
+    return { label: STEP_LABELS.awaiting_retry!, waiting: 'retry', inFlight: false };
+  }
+  const t = s.timeline;
+  const label = t.verifiedDeadAt
+    ? 'verified dead; recording'
+    : t.sessionsExpiredAt || s.sessions
+      ? 'sessions expired; verifying'
+      : t.rotatedAt || t.revokedAt
+        ? `${s.rotation?.mode === 'quarantine' ? 'quarantined' : 'revoked'}; expiring sessions`
+        : s.decidedBy
+          ? `${s.decidedBy.startsWith('approve') ? 'approved' : 'decided'}; containing`
+          : `owner resolved${s.owner ? ` (${s.owner.system})` : ''}; containing`;
+  return { label, waiting: null, inFlight: true };
+}
+
+function button(text: string, actionId: string, value: SlackButtonValue, extra: Record<string, unknown> = {}) {
+  return { type: 'button', text: { type: 'plain_text', text }, action_id: actionId, value: JSON.stringify(value), ...extra };
+}
+
+function confirm(title: string, text: string, yes: string) {
+  return {
+    title: { type: 'plain_text', text: title },
+    text: { type: 'mrkdwn', text },
+    confirm: { type: 'plain_text', text: yes },
+    deny: { type: 'plain_text', text: 'Cancel' },
+  };
+}
+
+/** The run's one message in any state: the same builder for every milestone, the approval request and the outcome. */
+export function buildRunMessage(s: SlackSummary, kind: MessageKind, runUrl: string): SlackMessage {
   const d = s.detection;
   const cred = describeCredential(d);
+  const phase = phaseOf(s, kind);
+  const held = kind === 'approval' && s.heldByBreaker && s.owner;
   const titles: Record<RunSummary['outcome'], string> = {
     contained: `:white_check_mark: Leaked credential contained: ${cred}`,
     escalated: `:rotating_light: Containment failed, escalated: ${cred}`,
@@ -32,60 +149,88 @@ export function buildSlackMessage(s: RunSummary, runUrl: string): SlackMessage {
     ignored: `Ignored by policy: ${cred}`,
     false_positive: `:white_circle: Marked a false positive${s.falsePositiveBy ? ` by ${s.falsePositiveBy}` : ''}, nothing rotated: ${cred}`,
   };
-  const title = titles[s.outcome];
+  const title =
+    kind === 'approval'
+      ? held
+        ? `:rotating_light: Mass-leak breaker tripped for ${s.owner!.system}: approval needed to rotate ${cred}`
+        : `:raised_hand: Approval needed to rotate ${cred}`
+      : kind === 'progress' && phase.inFlight
+        ? `:hourglass_flowing_sand: Containing leaked credential (${phase.label}): ${cred}`
+        : titles[s.outcome];
+
+  const status =
+    kind === 'outcome' || !phase.inFlight
+      ? `${s.outcome}${s.failure ? ` (${s.failure.type} at ${s.failure.step})` : ''}`
+      : kind === 'approval'
+        ? 'waiting for a decision'
+        : 'in progress';
   const fields = [
-    `*Outcome*\n${s.outcome}${s.failure ? ` (${s.failure.type} at ${s.failure.step})` : ''}`,
+    `*Outcome*\n${status}`,
+    `*Step*\n${phase.label}`,
     `*Owner*\n${s.owner?.system ?? 'no owning system found'}`,
-    `*Source*\n${d.source}${d.scanner ? ` / ${d.scanner}` : ''}`,
+    `*Source*\n${d.source}${d.scanner ? ` / ${d.scanner}` : ''} · ${d.severity}`,
     `*Timings*\n${describeTimings(s)}`,
   ];
   const loc = describeLocation(d);
   if (loc) fields.push(`*Found at*\n${loc}`);
-  if (s.sessions) fields.push(`*Sessions terminated*\n${s.sessions.terminated}`);
+  if (s.sessions) fields.push(`*Sessions terminated*\n${s.sessions.terminated}${s.userSessions ? ` (+${s.userSessions.expired} user sessions)` : ''}`);
   if (s.verification) fields.push(`*Verification*\n${s.verification.method}`);
-  if (s.pagerduty) fields.push(`*PagerDuty*\n${s.pagerduty.status} (dedup ${s.pagerduty.dedupKey})`);
+  if (s.pagerduty) fields.push(`*PagerDuty*\n${s.pagerduty.status}${s.resolvedIncident ? ', resolved' : ''} (dedup ${s.pagerduty.dedupKey})`);
   if (s.policy) fields.push(`*Policy*\n${s.policy.action} (${s.policy.rule})${s.policy.dryRun ? ', dry run' : ''}`);
+  const people = [
+    s.decidedBy && `decided: ${s.decidedBy}`,
+    s.acknowledgedBy && `acknowledged by ${s.acknowledgedBy}`,
+    s.retriedBy?.length && `retried by ${s.retriedBy.join(', ')}`,
+    s.falsePositiveBy && `false positive: ${s.falsePositiveBy}`,
+  ].filter((x): x is string => typeof x === 'string');
+  if (people.length) fields.push(`*Humans*\n${people.join('\n')}`);
   if (s.sightings && s.sightings.length > 1) fields.push(`*Sightings*\n${s.sightings.length} (${[...new Set(s.sightings.map((x) => x.scanner ?? x.source))].join(', ')})`);
-  if (s.decidedBy) fields.push(`*Decided*\n${s.decidedBy}`);
+
   const blocks: unknown[] = [
-    { type: 'section', text: { type: 'mrkdwn', text: `*${title}*` } },
-    { type: 'section', fields: fields.slice(0, 10).map((text) => ({ type: 'mrkdwn', text: text.slice(0, 2000) })) },
+    { type: 'section', text: { type: 'mrkdwn', text: `*${mrkdwnEscape(title)}*`.slice(0, 3000) } },
+    { type: 'section', fields: fields.slice(0, 10).map((text) => ({ type: 'mrkdwn', text: mrkdwnEscape(text).slice(0, 2000) })) },
   ];
-  if (s.failure) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `> ${s.failure.message.slice(0, 2900)}` } });
-  if (s.rotation && !s.rotation.newValueDelivered) {
-    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `No new value was delivered: ${s.rotation.note}` }] });
+  if (kind === 'approval') {
+    const why = held
+      ? `Too many detections for ${s.owner!.system} within ${s.owner!.breaker.window}: automatic rotation is paused. Without a decision within ${s.owner!.breaker.holdTimeout} the run escalates to PagerDuty.`
+      : `Policy rule \`${s.policy?.rule ?? 'default'}\`; without a decision within ${s.policy?.approvalTimeout ?? '30m'} the run will ${s.policy?.onTimeout === 'rotate' ? 'rotate anyway' : s.policy?.onTimeout === 'quarantine' ? 'quarantine the credential' : 'escalate to PagerDuty'}.`;
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: mrkdwnEscape(why).slice(0, 2900) } });
   }
-  blocks.push({
-    type: 'actions',
-    elements: [{ type: 'button', text: { type: 'plain_text', text: 'Open in Temporal UI' }, url: runUrl, action_id: 'open_temporal_ui' }],
-  });
-  return { text: `${title}. Run: ${runUrl}`, blocks };
+  if (s.failure) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `> ${mrkdwnEscape(s.failure.message).slice(0, 2900)}` } });
+  if (s.rotation && !s.rotation.newValueDelivered && !phase.inFlight) {
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: mrkdwnEscape(`No new value was delivered: ${s.rotation.note}`).slice(0, 2900) }] });
+  }
+
+  const v: SlackButtonValue = { w: s.workflowId, r: s.runId };
+  const buttons: unknown[] = [];
+  if (phase.waiting === 'decision') {
+    buttons.push(button('Approve', SlackAction.approve, v, { style: 'primary' }));
+    buttons.push(button('Deny', SlackAction.deny, v, { style: 'danger', confirm: confirm('Deny containment?', 'The credential stays as it is and the run ends as *denied*.', 'Deny') }));
+  }
+  if (phase.waiting === 'retry') {
+    buttons.push(button('Retry rotation', SlackAction.retry, v, { style: 'primary' }));
+    if (!s.acknowledgedBy) buttons.push(button('Acknowledge', SlackAction.acknowledge, v));
+  }
+  if (phase.waiting) {
+    buttons.push(
+      button('Mark false positive', SlackAction.falsePositive, v, {
+        confirm: confirm('Mark a false positive?', 'Nothing is rotated; the run ends as *false_positive* with your name on it.', 'Mark false positive'),
+      }),
+    );
+  }
+  buttons.push({ type: 'button', text: { type: 'plain_text', text: 'Open in Temporal UI' }, url: runUrl, action_id: SlackAction.openTemporalUi });
+  blocks.push({ type: 'actions', block_id: 'killswitch_actions', elements: buttons });
+  return { text: `${title}. Step: ${phase.label}. Run: ${runUrl}`.slice(0, 3900), blocks };
 }
 
-/** Asks a human to approve or deny a require_approval run (buttons come with the Slack control surface). */
+/** The outcome message (final state of the run's message). */
+export function buildSlackMessage(s: RunSummary, runUrl: string): SlackMessage {
+  return buildRunMessage(s, 'outcome', runUrl);
+}
+
+/** Asks a human to approve or deny a require_approval run or one held by the breaker. */
 export function buildApprovalMessage(s: RunSummary, runUrl: string): SlackMessage {
-  const d = s.detection;
-  const held = s.heldByBreaker && s.owner;
-  const title = held
-    ? `:rotating_light: Mass-leak breaker tripped for ${s.owner!.system}: approval needed to rotate ${describeCredential(d)}`
-    : `:raised_hand: Approval needed to rotate ${describeCredential(d)}`;
-  const why = held
-    ? `Too many detections for ${s.owner!.system} within ${s.owner!.breaker.window}: automatic rotation is paused. Without a decision within ${s.owner!.breaker.holdTimeout} the run escalates to PagerDuty.`
-    : `Policy rule \`${s.policy?.rule ?? 'default'}\`; without a decision within ${s.policy?.approvalTimeout ?? '30m'} the run will ${s.policy?.onTimeout === 'rotate' ? 'rotate anyway' : 'escalate to PagerDuty'}.`;
-  const loc = describeLocation(d);
-  const text = [
-    `*${title}*`,
-    `Owner: ${s.owner?.system ?? 'none'} · Source: ${d.scanner ?? d.source} · Severity: ${d.severity}${loc ? ` · Found at ${loc}` : ''}`,
-    why,
-    `Decide with: \`temporal workflow update execute --workflow-id ${s.workflowId} --name decide --input '{"decision":"approve","by":"you@example.com"}'\``,
-  ].join('\n');
-  return {
-    text: `${title}. Run: ${runUrl}`,
-    blocks: [
-      { type: 'section', text: { type: 'mrkdwn', text: text.slice(0, 2900) } },
-      { type: 'actions', elements: [{ type: 'button', text: { type: 'plain_text', text: 'Open in Temporal UI' }, url: runUrl, action_id: 'open_temporal_ui' }] },
-    ],
-  };
+  return buildRunMessage(s, 'approval', runUrl);
 }
 
 export function createSlackSender(opts: {
@@ -96,11 +241,14 @@ export function createSlackSender(opts: {
 }): SlackSender {
   if (!opts.token || !opts.channel) {
     return {
+      configured: false,
       post: async (message) => {
         opts.log(message);
         return { status: 'logged' };
       },
-      progress: async () => ({ status: 'skipped' }),
+      update: async (_channel, _ts, message) => {
+        opts.log(message);
+      },
     };
   }
   const client = new webApi.WebClient(opts.token, {
@@ -112,11 +260,18 @@ export function createSlackSender(opts: {
   });
   const channel = opts.channel;
   return {
-    progress: async () => ({ status: 'skipped' }),
+    configured: true,
     async post(message) {
       try {
         const r = await client.chat.postMessage({ channel, text: message.text, blocks: message.blocks as never, unfurl_links: false });
-        return { status: 'sent', ts: r.ts };
+        return { status: 'sent', ts: r.ts, channel: r.channel ?? channel };
+      } catch (err) {
+        throw classifySlackError(err);
+      }
+    },
+    async update(channelId, ts, message) {
+      try {
+        await client.chat.update({ channel: channelId, ts, text: message.text, blocks: message.blocks as never });
       } catch (err) {
         throw classifySlackError(err);
       }
@@ -124,7 +279,7 @@ export function createSlackSender(opts: {
   };
 }
 
-function classifySlackError(err: unknown): Error {
+export function classifySlackError(err: unknown): Error {
   const e = err as { code?: string; retryAfter?: number; data?: { error?: string }; message?: string };
   if (e.code === webApi.ErrorCode.RateLimitedError) {
     return ApplicationFailure.create({
@@ -134,7 +289,19 @@ function classifySlackError(err: unknown): Error {
     });
   }
   if (e.code === webApi.ErrorCode.PlatformError) {
-    const permanent = ['channel_not_found', 'not_in_channel', 'invalid_auth', 'account_inactive', 'token_revoked', 'invalid_blocks', 'missing_scope'];
+    const permanent = [
+      'channel_not_found',
+      'not_in_channel',
+      'invalid_auth',
+      'account_inactive',
+      'token_revoked',
+      'invalid_blocks',
+      'missing_scope',
+      'message_not_found',
+      'cant_update_message',
+      'edit_window_closed',
+      'msg_too_long',
+    ];
     const code = e.data?.error ?? 'unknown';
     return ApplicationFailure.create({
       message: `Slack refused the message: ${code}`,

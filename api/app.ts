@@ -4,12 +4,13 @@
  * body limit, authentication on the raw body, parsing, delivery-id dedupe, reduction of findings
  * (the secret stops there), and dispatch to the killSwitch run of each credential.
  */
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
-import { temporalUiRunUrl } from '../lib/config';
+import { temporalUiRunUrl, type ApiToken } from '../lib/config';
+import type { Db } from '../lib/db';
 import { isTemporalUnavailable, TemporalUnavailableError, type Dispatched, type Dispatcher, type TemporalTarget } from '../lib/dispatch';
 import type { ServerKeys } from '../lib/keys';
 import type { BreakerState } from '../lib/breaker';
@@ -17,7 +18,10 @@ import type { Logger } from '../lib/logger';
 import type { enrichDetection } from '../workflows/enrich';
 import type { EnrichInput } from '../workflows/shared';
 import type { DeliveryLedger, SourceSwitches } from './deliveries';
+import { authenticate, requireAdmin } from './auth';
+import { createCodecRouter, type CodecRouteDeps } from './codec';
 import { HttpProblem, sendProblem } from './problem';
+import { bySchema, createAdminControlRouter, createReadRouter, recordAdminChange } from './read';
 import { reduceFinding } from './sources/finding';
 import type { AcceptFn, Delivery, ParseResult, SourceHandler } from './sources/types';
 
@@ -42,8 +46,18 @@ export interface AppDeps {
   routers?: Array<{ name: string; enabled: boolean; perMinute: number; build: (accept: AcceptFn) => express.Router }>;
   /** The mass-leak breakers, for the admin API. */
   breakers?: { list(): Promise<BreakerState[]>; reset(system: string, by: string): Promise<boolean> };
-  /** Bearer tokens for /admin; the admin API is off when empty. */
+  /** Bearer tokens for /admin (admin role; ADMIN_TOKENS, kept for compatibility). */
   adminTokens?: readonly string[];
+  /** Slack's interactions (buttons, /killswitch) at POST /slack/events; off when undefined (api/slack.ts). */
+  slackEvents?: RequestHandler[];
+  /** Bearer tokens with roles for /api (viewer, admin) and /admin (admin); both APIs are off when none. */
+  apiTokens?: readonly ApiToken[];
+  /** The kill switch's database: the read API, the admin audit and the runtime dry-run switches need it. */
+  db?: Db;
+  /** The config file's dry-run value of a scope (`global` or a source), for /admin/dry-run. */
+  configuredDryRun?: (scope: string) => boolean;
+  /** The codec endpoint for the Temporal UI (POST /codec/encode, /codec/decode); off when undefined. */
+  codec?: CodecRouteDeps;
   now?: () => Date;
 }
 
@@ -61,16 +75,6 @@ async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T, i: numb
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
-}
-
-function tokenMatches(given: string, tokens: readonly string[]): boolean {
-  const g = Buffer.from(given);
-  let ok = false;
-  for (const t of tokens) {
-    const b = Buffer.from(t);
-    if (b.length === g.length && timingSafeEqual(b, g)) ok = true;
-  }
-  return ok;
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -109,6 +113,9 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+
+  if (deps.slackEvents) app.post('/slack/events', ...deps.slackEvents);
+  if (deps.codec) app.use('/codec', createCodecRouter(deps.codec));
 
   /** From parsed findings to dispatched runs; shared by every source, including routers. */
   const accept: AcceptFn = async (source, result, delivery) => {
@@ -216,15 +223,25 @@ export function createApp(deps: AppDeps): express.Express {
     app.use(`/${r.name}`, limiter, router);
   }
 
-  if (deps.adminTokens && deps.adminTokens.length > 0) {
-    const tokens = deps.adminTokens;
+  const tokens: ApiToken[] = [
+    ...(deps.apiTokens ?? []),
+    ...(deps.adminTokens ?? [])
+      .map((token, i) => ({ role: 'admin' as const, token, label: `ADMIN_TOKENS[${i}]` }))
+      .filter((t) => !(deps.apiTokens ?? []).some((a) => a.token === t.token)),
+  ];
+  const db = deps.db;
+  if (tokens.length > 0 && db) app.use('/api', authenticate(tokens), createReadRouter({ db, temporal: deps.temporal }));
+  if (tokens.length > 0) {
     const admin = express.Router();
-    admin.use((req, _res, next) => {
-      const auth = req.headers.authorization ?? '';
-      const m = /^Bearer (.+)$/.exec(auth);
-      if (!m || !tokenMatches(m[1]!, tokens)) return next(new HttpProblem(401, 'unauthorized', 'Unauthorized', 'a valid admin bearer token is required'));
-      next();
-    });
+    admin.use(authenticate(tokens), requireAdmin);
+    const audited = async (req: Request, res: Response, change: Parameters<typeof recordAdminChange>[3]) => {
+      if (db) await recordAdminChange(db, req, res, change);
+    };
+    const byOf = (res: Response, given: unknown) => {
+      const b = bySchema.safeParse(given ?? undefined);
+      if (!b.success) throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'by: at most 200 printable characters', { errors: [{ field: 'by', message: 'at most 200 printable characters' }] });
+      return b.data ?? (res.locals.principal as { label: string }).label;
+    };
     const known = new Map([...deps.sources.map((s) => [s.handler.name, s.enabled] as const), ...(deps.routers ?? []).map((r) => [r.name, r.enabled] as const)]);
     admin.get('/sources', async (_req, res) => {
       const overrides = new Map((await deps.switches.list()).map((o) => [o.source, o]));
@@ -246,8 +263,10 @@ export function createApp(deps: AppDeps): express.Express {
       if (typeof body?.enabled !== 'boolean') {
         throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'enabled: must be true or false', { errors: [{ field: 'enabled', message: 'must be a boolean' }] });
       }
-      const by = typeof body.by === 'string' && body.by.trim() ? body.by.trim().slice(0, 200) : 'admin-api';
+      const by = byOf(res, body.by);
+      const before = await deps.switches.enabled(name, known.get(name)!);
       await deps.switches.set(name, body.enabled, by);
+      await audited(req, res, { action: 'source.set', target: name, before: { enabled: before }, after: { enabled: body.enabled }, by });
       req.log.warn({ source: name, enabled: body.enabled, by }, 'source switched');
       res.json({ name, enabled: body.enabled, changedBy: by });
     });
@@ -259,13 +278,15 @@ export function createApp(deps: AppDeps): express.Express {
       admin.post('/breakers/:system/reset', express.json({ limit: '4kb' }), async (req, res) => {
         const system = String(req.params.system);
         const body = (req.body ?? {}) as { by?: unknown };
-        const by = typeof body.by === 'string' && body.by.trim() ? body.by.trim().slice(0, 200) : 'admin-api';
+        const by = byOf(res, body.by);
         const reset = await breakers.reset(system, by);
         if (!reset) throw new HttpProblem(404, 'breaker-not-tripped', 'Breaker not tripped', `the breaker of ${system} is not tripped`);
+        await audited(req, res, { action: 'breaker.reset', target: system, before: { tripped: true }, after: { tripped: false }, by });
         req.log.warn({ system, by }, 'mass-leak breaker reset');
         res.json({ system, reset: true, by });
       });
     }
+    if (db) admin.use(createAdminControlRouter({ db, sources: [...known.keys()], configuredDryRun: deps.configuredDryRun ?? (() => false) }));
     app.use('/admin', admin);
   }
 

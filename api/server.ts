@@ -13,11 +13,16 @@ import { createPostgresDb, migrate, type Db } from '../lib/db';
 import { createEvidenceStore, type EvidenceStore } from '../lib/evidence';
 import type { ServerKeys } from '../lib/keys';
 import { createLogger, type Logger } from '../lib/logger';
+import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';
+import type { PayloadCodec } from '@temporalio/common';
 import { createApp } from './app';
+import { createSlackEvents } from './slack';
 import { createDeliveryLedger, createSourceSwitches } from './deliveries';
 import { buildSources } from './sources/registry';
 import { createDispatcher, temporalTarget } from '../lib/dispatch';
 import type { Inventory } from '../lib/inventory';
+import { sourceDryRun } from '../lib/policy';
+import { GLOBAL_SCOPE } from '../lib/dry-run';
 
 export function listen(app: Express, port: number, host: string): Promise<http.Server> {
   return new Promise((resolve, reject) => {
@@ -41,6 +46,10 @@ export function createIngressApp(
     genericSecrets: readonly string[];
     inventory: Inventory;
     env: Record<string, string | undefined>;
+    /** The payload codec the client uses; built from config and keys when omitted. */
+    codec?: PayloadCodec;
+    /** npm start's all-in-one: without CODEC_TOKENS, the local UI (loopback, UI origin) may decode. */
+    codecLocalUi?: boolean;
   },
 ): Express {
   const temporal = temporalTarget(config, parts.client);
@@ -55,7 +64,31 @@ export function createIngressApp(
     breakers: { list: () => listBreakers(parts.db), reset: (system, by) => resetBreaker(parts.db, system, by) },
     sources,
     routers,
-    adminTokens: config.adminTokens,
+    codec: {
+      codec: parts.codec ?? codecFromConfig(config, parts.keys),
+      namespace: config.temporal.namespace,
+      uiOrigin: config.temporal.uiOrigin,
+      tokens: config.codec.tokens,
+      allowLocalUi: parts.codecLocalUi ?? false,
+    },
+    // API_TOKENS with roles plus ADMIN_TOKENS as admin tokens (lib/config.ts merges them).
+    apiTokens: config.apiTokens,
+    db: parts.db,
+    configuredDryRun: (scope) =>
+      scope === GLOBAL_SCOPE ? parts.inventory.policy.dryRun : sourceDryRun(parts.inventory.sources, scope),
+    ...(config.slack.token && config.slack.signingSecret
+      ? {
+          slackEvents: createSlackEvents({
+            botToken: config.slack.token,
+            signingSecret: config.slack.signingSecret,
+            apiUrl: config.slack.apiUrl,
+            temporal,
+            db: parts.db,
+            approvers: parts.inventory.policy.approvers,
+            logger: parts.logger,
+          }),
+        }
+      : {}),
   });
 }
 
@@ -69,7 +102,8 @@ async function main(): Promise<void> {
   await migrate(db, logger);
   // Lazy: the ingress starts even while Temporal is down and answers 503 until it is back.
   const connection = Connection.lazy({ address: config.temporal.address ?? 'localhost:7233' });
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const codec = codecFromConfig(config, keys);
+  const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter: killSwitchDataConverter(codec) });
   const inventory = boot.inventory(config, logger);
   const app = createIngressApp(config, {
     logger,
@@ -80,6 +114,7 @@ async function main(): Promise<void> {
     genericSecrets: secrets,
     inventory,
     env: process.env,
+    codec,
   });
   const server = await listen(app, config.port, config.host);
   logger.info({ port: config.port }, 'ingress listening');

@@ -4,6 +4,7 @@
  */
 import { Webhook } from 'standardwebhooks';
 import { z } from 'zod';
+import { parseCodecKeys, type CodecKey } from './codec';
 
 const optionalString = z
   .string()
@@ -46,6 +47,22 @@ const serverKey = z
   .string()
   .refine((v) => Buffer.from(v, 'base64').length >= 32, 'must be base64 of at least 32 random bytes');
 
+export const API_ROLES = ['viewer', 'admin'] as const;
+export type ApiRole = (typeof API_ROLES)[number];
+
+/** A bearer token of the read and admin API; `label` names it in the admin audit, never the token. */
+export interface ApiToken {
+  readonly role: ApiRole;
+  readonly token: string;
+  readonly label: string;
+}
+
+const apiTokenEntry = z
+  .string()
+  .regex(/^(viewer|admin):/, 'each entry must be viewer:<token> or admin:<token>')
+  .transform((v) => ({ role: v.slice(0, v.indexOf(':')) as ApiRole, token: v.slice(v.indexOf(':') + 1) }))
+  .refine((t) => t.token.length >= 24, 'the token after the role must be at least 24 characters');
+
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
 export const envSchema = z.object({
@@ -61,6 +78,31 @@ export const envSchema = z.object({
   TEMPORAL_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60000).default(5000),
   TEMPORAL_DEV_PORT: port(7233),
   TEMPORAL_DEV_UI_PORT: port(8233),
+  /** The Temporal UI's browser origin, allowed by the codec endpoint's CORS; default: the origin of TEMPORAL_UI_URL. */
+  TEMPORAL_UI_ORIGIN: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    url.refine((v) => new URL(v).origin === v.replace(/\/+$/, ''), 'must be an origin only: scheme://host[:port], no path').optional(),
+  ),
+  /** Temporal payload keys, `<id>:<base64 32 bytes>`, comma-separated; the first encodes, all decode. */
+  KILLSWITCH_CODEC_KEYS: z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+    z
+      .string()
+      .transform((v, ctx) => {
+        try {
+          return parseCodecKeys(v);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+          return z.NEVER;
+        }
+      })
+      .optional(),
+  ),
+  /** Bearer tokens for the codec endpoint (/codec/encode, /codec/decode), comma-separated. */
+  CODEC_TOKENS: z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() !== '' ? v.split(/[\s,]+/).filter(Boolean) : undefined),
+    z.array(z.string().min(24, 'each codec token must be at least 24 characters')).optional(),
+  ),
 
   KILLSWITCH_DATA_DIR: z.string().min(1).default('.data'),
   KILLSWITCH_SERVER_KEY: z.preprocess((v) => (v === '' ? undefined : v), serverKey.optional()),
@@ -90,11 +132,21 @@ export const envSchema = z.object({
   SLACK_BOT_TOKEN: optionalString,
   SLACK_CHANNEL: optionalString,
   SLACK_API_URL: url.default('https://slack.com/api/'),
+  /** Verifies Slack's interaction requests (buttons, /killswitch) on /slack/events; the app's Signing Secret. */
+  SLACK_SIGNING_SECRET: z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+    z.string().trim().regex(/^[A-Za-z0-9]{16,128}$/, "must be the Slack app's Signing Secret (Basic Information page), 16-128 letters and digits").optional(),
+  ),
 
   /** Bearer tokens for the admin API (/admin/sources), comma-separated; the admin API is off when unset. */
   ADMIN_TOKENS: z.preprocess(
     (v) => (typeof v === 'string' && v.trim() !== '' ? v.split(/[\s,]+/).filter(Boolean) : undefined),
     z.array(z.string().min(24, 'each admin token must be at least 24 characters')).optional(),
+  ),
+  /** Bearer tokens with roles for the read and admin API: comma-separated `viewer:<token>` or `admin:<token>`. */
+  API_TOKENS: z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() !== '' ? v.split(/[\s,]+/).filter(Boolean) : undefined),
+    z.array(apiTokenEntry).optional(),
   ),
 
   PAGERDUTY_ROUTING_KEY: optionalString,
@@ -116,6 +168,14 @@ export interface Config {
     readonly connectTimeoutMs: number;
     readonly devPort: number;
     readonly devUiPort: number;
+    /** The Temporal UI's browser origin (CORS of the codec endpoint). */
+    readonly uiOrigin: string;
+  };
+  readonly codec: {
+    /** KILLSWITCH_CODEC_KEYS; undefined: one key derived from the server key. */
+    readonly keys: readonly CodecKey[] | undefined;
+    /** CODEC_TOKENS; undefined: no bearer token opens the codec endpoint. */
+    readonly tokens: readonly string[] | undefined;
   };
   readonly dataDir: string;
   readonly serverKey: string | undefined;
@@ -127,7 +187,15 @@ export interface Config {
     readonly bodyLimitBytes: number;
   };
   readonly adminTokens: readonly string[] | undefined;
-  readonly slack: { readonly token: string | undefined; readonly channel: string | undefined; readonly apiUrl: string };
+  /** API_TOKENS with their roles, then every ADMIN_TOKENS entry as an admin token; empty: API off. */
+  readonly apiTokens: readonly ApiToken[];
+  readonly slack: {
+    readonly token: string | undefined;
+    readonly channel: string | undefined;
+    readonly apiUrl: string;
+    /** Verifies Slack's requests to /slack/events (buttons, /killswitch). */
+    readonly signingSecret: string | undefined;
+  };
   readonly pagerduty: { readonly routingKey: string | undefined; readonly eventsUrl: string };
 }
 
@@ -149,6 +217,11 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
   if (e.SLACK_BOT_TOKEN && !e.SLACK_CHANNEL) {
     throw new ConfigError('invalid environment:\n  SLACK_CHANNEL: required when SLACK_BOT_TOKEN is set');
   }
+  if (e.SLACK_BOT_TOKEN && !e.SLACK_SIGNING_SECRET) {
+    throw new ConfigError(
+      'invalid environment:\n  SLACK_SIGNING_SECRET: required when SLACK_BOT_TOKEN is set (the Slack buttons and /killswitch are verified with it)',
+    );
+  }
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
@@ -162,6 +235,11 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       connectTimeoutMs: e.TEMPORAL_CONNECT_TIMEOUT_MS,
       devPort: e.TEMPORAL_DEV_PORT,
       devUiPort: e.TEMPORAL_DEV_UI_PORT,
+      uiOrigin: e.TEMPORAL_UI_ORIGIN ? new URL(e.TEMPORAL_UI_ORIGIN).origin : new URL(e.TEMPORAL_UI_URL).origin,
+    }),
+    codec: Object.freeze({
+      keys: e.KILLSWITCH_CODEC_KEYS ? Object.freeze([...e.KILLSWITCH_CODEC_KEYS]) : undefined,
+      tokens: e.CODEC_TOKENS ? Object.freeze([...e.CODEC_TOKENS]) : undefined,
     }),
     dataDir: e.KILLSWITCH_DATA_DIR,
     serverKey: e.KILLSWITCH_SERVER_KEY,
@@ -173,7 +251,16 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       bodyLimitBytes: e.WEBHOOK_BODY_LIMIT,
     }),
     adminTokens: e.ADMIN_TOKENS ? Object.freeze([...e.ADMIN_TOKENS]) : undefined,
-    slack: Object.freeze({ token: e.SLACK_BOT_TOKEN, channel: e.SLACK_CHANNEL, apiUrl: ensureSlash(e.SLACK_API_URL) }),
+    apiTokens: Object.freeze([
+      ...(e.API_TOKENS ?? []).map((t, i) => Object.freeze({ ...t, label: `API_TOKENS[${i}]` })),
+      ...(e.ADMIN_TOKENS ?? []).map((token, i) => Object.freeze({ role: 'admin' as const, token, label: `ADMIN_TOKENS[${i}]` })),
+    ]),
+    slack: Object.freeze({
+      token: e.SLACK_BOT_TOKEN,
+      channel: e.SLACK_CHANNEL,
+      apiUrl: ensureSlash(e.SLACK_API_URL),
+      signingSecret: e.SLACK_SIGNING_SECRET,
+    }),
     pagerduty: Object.freeze({
       routingKey: e.PAGERDUTY_ROUTING_KEY,
       eventsUrl: e.PAGERDUTY_EVENTS_URL.replace(/\/+$/, ''),

@@ -15,6 +15,8 @@ export interface ServerKeys {
   encrypt(plaintext: string, associatedData: string): Buffer;
   decrypt(sealed: Buffer, associatedData: string): string;
   fingerprintMatches(value: string, fingerprint: string): boolean;
+  /** The Temporal payload key used when KILLSWITCH_CODEC_KEYS is unset; its id is derived from it. */
+  codecKey(): { id: string; key: Buffer };
 }
 
 const EVIDENCE_VERSION = 1;
@@ -25,6 +27,8 @@ export function createServerKeys(serverKeyBase64: string): ServerKeys {
   const derive = (label: string) => Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), label, 32));
   const fpKey = derive('secret-kill-switch/fingerprint/v1');
   const evKey = derive('secret-kill-switch/evidence/v1');
+  const codecKey = derive('secret-kill-switch/payload-codec/v1');
+  const codecKeyId = `sk-${createHmac('sha256', codecKey).update('key-id').digest('hex').slice(0, 12)}`;
 
   const fingerprint = (value: string) => `hmac-sha256:${createHmac('sha256', fpKey).update(value, 'utf8').digest('hex')}`;
 
@@ -50,6 +54,9 @@ export function createServerKeys(serverKeyBase64: string): ServerKeys {
       decipher.setAAD(Buffer.from(associatedData, 'utf8'));
       decipher.setAuthTag(tag);
       return Buffer.concat([decipher.update(sealed.subarray(29)), decipher.final()]).toString('utf8');
+    },
+    codecKey() {
+      return { id: codecKeyId, key: Buffer.from(codecKey) };
     },
     fingerprintMatches(value, fp) {
       const a = Buffer.from(fingerprint(value));

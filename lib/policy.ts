@@ -4,7 +4,9 @@
  * the global switch or the detection's source. Pure: evaluated inside an activity, recorded in the
  * workflow history and the audit row.
  */
+import { CANARY_POLICY_RULE, isCanary } from './canary';
 import type { Detection } from './detection';
+import type { DryRunOverrides } from './dry-run';
 import { glob as globToRegExp } from './systems/common';
 import type { PolicyConfig, SourcesConfig } from './sources-config';
 import type { OwnerRef, PolicyDecision } from '../workflows/shared';
@@ -16,8 +18,20 @@ export function sourceDryRun(sources: SourcesConfig, source: string): boolean {
   return sources.custom.find((c) => c.name === source)?.dryRun ?? false;
 }
 
-export function evaluatePolicy(policy: PolicyConfig, sources: SourcesConfig, d: Detection, owner: Pick<OwnerRef, 'system' | 'kind'> | null): PolicyDecision {
-  const dryRun = policy.dryRun || sourceDryRun(sources, d.source);
+/**
+ * `runtime` holds the admin API's dry-run switches (lib/dry-run.ts): each overrides the config
+ * file's value for its scope (global, this source). The intake canary is always ignored (audit
+ * only): it names no real credential, and its run must end at once without touching anything.
+ */
+export function evaluatePolicy(
+  policy: PolicyConfig,
+  sources: SourcesConfig,
+  d: Detection,
+  owner: Pick<OwnerRef, 'system' | 'kind'> | null,
+  runtime: DryRunOverrides = {},
+): PolicyDecision {
+  const dryRun = (runtime.global ?? policy.dryRun) || (runtime.source ?? sourceDryRun(sources, d.source));
+  if (isCanary(d)) return { action: 'ignore', rule: CANARY_POLICY_RULE, dryRun, approvers: policy.approvers, retryWindow: policy.retryWindow };
   for (const [i, rule] of policy.rules.entries()) {
     const m = rule.match;
     if (m.source && !m.source.includes(d.source)) continue;

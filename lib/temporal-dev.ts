@@ -20,6 +20,8 @@ export interface DevServerOptions {
   namespace?: string;
   logFile?: string;
   readyTimeoutMs?: number;
+  /** The codec endpoint the UI calls to show payloads decoded (`--ui-codec-endpoint`). */
+  uiCodecEndpoint?: string;
 }
 
 export interface DevServer {
@@ -48,6 +50,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   if (opts.namespace && opts.namespace !== 'default') args.push('--namespace', opts.namespace);
   if (opts.headless) args.push('--headless');
   else if (opts.uiPort) args.push('--ui-port', String(opts.uiPort), '--ui-ip', ip);
+  if (!opts.headless && opts.uiCodecEndpoint) args.push('--ui-codec-endpoint', opts.uiCodecEndpoint);
   if (opts.dbFile) {
     mkdirSync(path.dirname(opts.dbFile), { recursive: true });
     args.push('--db-filename', opts.dbFile);

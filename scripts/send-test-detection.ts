@@ -8,10 +8,8 @@
  * the data folder.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Webhook } from 'standardwebhooks';
+import { postSigned, resolveSigningSecret } from '../lib/webhook-client';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -24,9 +22,7 @@ async function main(): Promise<void> {
       file: { type: 'string', default: 'config/database.yml' },
     },
   });
-  const signing =
-    process.env.GENERIC_WEBHOOK_SECRETS?.split(/[\s,]+/).find(Boolean) ??
-    readFileSync(path.join(process.env.KILLSWITCH_DATA_DIR ?? '.data', 'generic-webhook-secret'), 'utf8').trim();
+  const signing = resolveSigningSecret({ env: process.env });
   const detection = {
     scanner: 'send-test-detection',
     findingId: randomUUID(),
@@ -36,22 +32,9 @@ async function main(): Promise<void> {
     location: { repository: values.repository, file: values.file, line: 3 },
     severity: 'high',
   };
-  const body = JSON.stringify(detection);
-  const id = `msg_${randomUUID()}`;
-  const now = new Date();
-  const signature = new Webhook(signing).sign(id, now, body);
-  const res = await fetch(values.url!, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      'webhook-id': id,
-      'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
-      'webhook-signature': signature,
-    },
-    body,
-  });
-  process.stdout.write(`${res.status} ${await res.text()}\n`);
-  if (!res.ok) process.exitCode = 1;
+  const res = await postSigned(values.url!, detection, signing);
+  process.stdout.write(`${res.status} ${res.text}\n`);
+  if (res.status < 200 || res.status >= 300) process.exitCode = 1;
 }
 
 main().catch((err) => {

@@ -13,6 +13,7 @@ import { resolveInventoryEnv } from '../lib/inventory';
 import { startSweeper } from '../lib/sweeper';
 import { temporalTarget } from '../lib/dispatch';
 import { createLogger } from '../lib/logger';
+import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';
 import { installTemporalLogging } from '../lib/temporal-logging';
 import { resolveTemporalCli } from '../lib/temporal-cli';
 import { ensureSearchAttributes, startDevServer, type DevServer } from '../lib/temporal-dev';
@@ -28,6 +29,9 @@ async function main(): Promise<void> {
   const secrets = boot.genericWebhookSecrets(config, mode, logger);
   const inventory = boot.inventory(config, logger);
   resolveInventoryEnv(inventory, process.env); // fail before starting anything
+  const codec = codecFromConfig(config, keys);
+  const dataConverter = killSwitchDataConverter(codec);
+  if (!config.codec.keys) logger.info({ keyId: codec.activeKeyId }, 'KILLSWITCH_CODEC_KEYS unset: Temporal payloads are encrypted with a key derived from the server key');
 
   const cleanups: Array<() => Promise<unknown>> = [];
   const cleanup = async () => {
@@ -47,6 +51,8 @@ async function main(): Promise<void> {
         dbFile: path.resolve(config.dataDir, 'temporal.db'),
         logFile: path.resolve(config.dataDir, 'temporal.log'),
         namespace: config.temporal.namespace,
+        // The UI asks the ingress to decode payloads (browser-side, from the UI's origin).
+        uiCodecEndpoint: `${config.publicBaseUrl?.replace(/\/+$/, '') ?? `http://localhost:${config.port}`}/codec`,
       });
       cleanups.push(() => dev!.stop());
       address = dev.address;
@@ -60,7 +66,7 @@ async function main(): Promise<void> {
       if (sa.error) logger.warn({ error: sa.error }, 'could not check search attributes; register them as README describes');
       else if (sa.added.length) logger.info({ added: sa.added }, 'search attributes registered');
     }
-    const client = new Client({ connection, namespace: config.temporal.namespace });
+    const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter });
 
     const db = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     cleanups.push(() => db.close());
@@ -77,6 +83,7 @@ async function main(): Promise<void> {
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
       deps,
+      dataConverter,
     });
 
     const app = createIngressApp(config, {
@@ -88,6 +95,8 @@ async function main(): Promise<void> {
       genericSecrets: secrets,
       inventory,
       env: process.env,
+      codec,
+      codecLocalUi: true,
     });
     const server = await listen(app, config.port, config.host);
     logger.info(

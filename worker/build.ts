@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { DataConverter } from '@temporalio/common';
 import { Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { createPagerDutySender } from '../activities/pagerduty';
@@ -64,6 +65,8 @@ export async function createKillSwitchWorker(opts: {
   namespace: string;
   taskQueue: string;
   deps: ActivityDeps;
+  /** The encrypting data converter (lib/codec.ts); a prebuilt bundle must use its failureConverterPath. */
+  dataConverter: DataConverter;
   workflowBundle?: WorkflowBundle;
 }): Promise<Worker> {
   return Worker.create({
@@ -71,6 +74,7 @@ export async function createKillSwitchWorker(opts: {
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
     activities: createActivities(opts.deps),
+    dataConverter: opts.dataConverter,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     shutdownGraceTime: '30s',
   });

@@ -9,6 +9,7 @@ import { loadConfig } from '../lib/config';
 import { createPostgresDb, migrate } from '../lib/db';
 import { resolveInventoryEnv } from '../lib/inventory';
 import { createLogger } from '../lib/logger';
+import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';
 import { startSweeper } from '../lib/sweeper';
 import { temporalTarget } from '../lib/dispatch';
 import { installTemporalLogging } from '../lib/temporal-logging';
@@ -27,7 +28,8 @@ async function main(): Promise<void> {
   const address = config.temporal.address ?? 'localhost:7233';
   // The worker's own client dispatches enriched findings (GitHub alerts) to their runs.
   const clientConnection = await Connection.connect({ address });
-  const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
+  const dataConverter = killSwitchDataConverter(codecFromConfig(config, keys));
+  const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace, dataConverter });
   const temporal = temporalTarget(config, client);
   const deps = buildActivityDeps({ config, temporal, db, keys, inventory, env: process.env, logger });
   const connection = await NativeConnection.connect({ address });
@@ -37,6 +39,7 @@ async function main(): Promise<void> {
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
       deps,
+      dataConverter,
     });
     logger.info({ taskQueue: config.temporal.taskQueue }, 'worker running');
     const stopSweeper = startSweeper(db, deps.evidence, logger);

@@ -219,7 +219,10 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
               go = false;
             }
           }
-          if (go) progress();
+          if (go) {
+            enter('approved');
+            progress();
+          }
         }
         if (go && !policy.dryRun && !human) {
           // Many leaks for one system at once: stop rotating automatically and let a human decide.
@@ -316,6 +319,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
 
   function summaryNow(): RunSummary {
     return {
+      step,
       workflowId,
       runId,
       detection,
@@ -412,7 +416,16 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
       enter('awaiting_retry');
       progress();
       const woke = await condition(() => retryAsked !== undefined || falsePositive !== undefined || (acknowledged !== undefined && !result.acknowledgedBy), until - Date.now());
-      if (!woke) break;
+      if (!woke) {
+        // Nobody acted in time: the message loses its Retry button, the run ends escalated.
+        enter('done');
+        try {
+          result.slack = await notify.notifySlack(summaryNow());
+        } catch (err) {
+          log.warn('Slack notification failed', { message: failureFrom(err, step).message });
+        }
+        break;
+      }
       if (acknowledged && !result.acknowledgedBy) {
         result.acknowledgedBy = acknowledged.by;
         try {
@@ -464,7 +477,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     }
 
     enter('done');
-    const { workflowId: _w, runId: _r, detection: _d, ...outcomeFields } = summaryNow();
+    const { workflowId: _w, runId: _r, detection: _d, step: _s, ...outcomeFields } = summaryNow();
     return { ...outcomeFields, slack: result.slack ?? { status: 'skipped' }, audit: result.audit ?? { inserted: false } };
   });
 }

@@ -48,6 +48,7 @@ export type Step =
   | 'deciding'
   | 'awaiting_approval'
   | 'held_by_breaker'
+  | 'approved'
   | 'revoking'
   | 'issuing_replacement'
   | 'overlap'
@@ -189,6 +190,8 @@ export interface StepStatus {
 
 /** Everything audit, Slack and PagerDuty need to describe one run. No secret values by construction. */
 export interface RunSummary {
+  /** The step the run is in when this summary was taken. */
+  step?: Step;
   workflowId: string;
   runId: string;
   detection: Detection;

@@ -58,11 +58,22 @@ describe('migrations', () => {
     try {
       const applied = await Promise.all(dbs.map((db) => migrate(db)));
       expect(applied.filter((a) => a.length > 0)).toHaveLength(1);
-      const tables = await dbs[0]!.query<{ n: number }>(
-        "SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name LIKE 'killswitch_%'",
+      const tables = await dbs[0]!.query<{ table_name: string }>(
+        "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'killswitch_%' ORDER BY table_name",
       );
-      // audit, notifications, evidence, sightings, deliveries, source state, migrations
-      expect(tables.rows[0]!.n).toBe(9);
+      expect(tables.rows.map((r) => r.table_name)).toEqual([
+        'killswitch_admin_audit',
+        'killswitch_audit',
+        'killswitch_breaker_hits',
+        'killswitch_breakers',
+        'killswitch_deliveries',
+        'killswitch_dry_run_state',
+        'killswitch_evidence',
+        'killswitch_migrations',
+        'killswitch_notifications',
+        'killswitch_sightings',
+        'killswitch_source_state',
+      ]);
     } finally {
       await Promise.all(dbs.map((db) => db.close()));
       await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);

@@ -122,7 +122,58 @@ describe('Slack', () => {
     await env.run(acts.notifySlack, s);
     expect(slackFake.messages().filter((m) => m.text.includes(s.workflowId))).toHaveLength(1);
   });
+
+  it('keeps ONE message per run: posts once, then chat.update in scheduling order, skipping a stale state', async () => {
+    const acts = activities();
+    const s = summary('contained');
+    const running = { ...s, outcome: 'contained' as const, owner: null, timeline: { receivedAt: s.timeline.receivedAt } };
+    // The activity id is the run's activity sequence number: it orders the states.
+    const at = (activityId: number) => new MockActivityEnvironment({ activityId: String(activityId) });
+    expect(await at(5).run(acts.slackProgress, { summary: running, seq: 2 })).toEqual({ status: 'sent' });
+    expect(await at(8).run(acts.slackProgress, { summary: { ...running, timeline: { ...running.timeline, rotatedAt: new Date().toISOString() } }, seq: 3 })).toEqual({ status: 'sent' });
+    // An older state arriving late changes nothing.
+    expect(await at(3).run(acts.slackProgress, { summary: running, seq: 1 })).toEqual({ status: 'skipped' });
+    expect(await at(12).run(acts.notifySlack, s)).toEqual({ status: 'sent' });
+    // A retried activity (same id) does not post or edit again.
+    expect(await at(12).run(acts.notifySlack, s)).toEqual({ status: 'sent' });
+    const [message] = slackFake.messages().filter((m) => m.text.includes(s.workflowId));
+    expect(slackFake.historyOf(message!.ts).map((x) => x.method)).toEqual(['chat.postMessage', 'chat.update', 'chat.update']);
+    expect(slackFake.historyOf(message!.ts).map((x) => x.text.split(':')[1])).toEqual(['hourglass_flowing_sand', 'hourglass_flowing_sand', 'white_check_mark']);
+    expect(message!.text).toMatch(/Leaked credential contained/);
+    const ledger = await db.query<{ external_id: string; slack_channel: string; seq: string }>(
+      "SELECT external_id, slack_channel, seq FROM killswitch_notifications WHERE workflow_id = $1 AND kind = 'message'",
+      [s.workflowId],
+    );
+    expect(ledger.rows).toEqual([{ external_id: message!.ts, slack_channel: message!.channelId, seq: '12' }]);
+  });
+
+  it('posts the message again when someone deleted it in Slack', async () => {
+    const acts = activities();
+    const s = summary('contained');
+    await new MockActivityEnvironment({ activityId: '4' }).run(acts.slackProgress, { summary: s, seq: 1 });
+    slackFake.script.push({ status: 200, body: { ok: false, error: 'message_not_found' } });
+    await new MockActivityEnvironment({ activityId: '9' }).run(acts.notifySlack, s);
+    const posts = slackFake.messageRequests().filter((x) => x.method === 'chat.postMessage' && x.text.includes(s.workflowId));
+    expect(posts).toHaveLength(2);
+    expect(posts[1]!.text).toMatch(/Leaked credential contained/);
+  });
 });
+
+function activities() {
+  const keys = createServerKeys(newServerKey());
+  return createActivities({
+    inventory: parseInventory({}),
+    keys,
+    dispatcher: { dispatch: () => Promise.reject(new Error('not used here')) },
+    upstream: { enrich: () => Promise.reject(new Error('not used here')), closeLoop: () => Promise.resolve(false) },
+    providers: createProviderRegistry(parseInventory({}), {}),
+    db,
+    evidence: createEvidenceStore(db, keys, 1),
+    slack: createSlackSender({ token: slackFake.token, channel: '#sec', apiUrl: slackFake.apiUrl, log: () => undefined }),
+    pagerduty: createPagerDutySender({ routingKey: undefined, eventsUrl: pdFake.url, log: () => undefined }),
+    temporalUi: { uiUrl: 'http://localhost:8233', namespace: 'default' },
+  });
+}
 
 describe('PagerDuty Events API v2', () => {
   const sender = () => createPagerDutySender({ routingKey: pdFake.routingKey, eventsUrl: pdFake.url, log: () => undefined });

@@ -132,7 +132,7 @@ describe('AWS kill switch end to end', () => {
     const histories: string[] = [];
     for (const id of runs) {
       const handle = h.client.workflow.getHandle(id);
-      histories.push(deepText(await handle.fetchHistory()));
+      histories.push(deepText(await h.decodedHistory(id)));
       histories.push(JSON.stringify(await handle.describe()));
     }
     const places: Record<string, string> = {

@@ -74,7 +74,7 @@ describe('humans in the loop', () => {
     expect(await d.staticSummary()).toMatch(/^Leaked postgres_password \(role=app_/);
     expect(await d.staticDetails()).toContain('**Found at** acme/prod-api · .env');
     expect(d.searchAttributes).toMatchObject({ KillSwitchPolicyAction: ['require_approval'], KillSwitchOutcome: ['contained'], KillSwitchOwningSystem: ['owned-db'] });
-    const history = await l.handle.fetchHistory();
+    const history = await h.decodedHistory(l.workflowId);
     const summaries = await Promise.all(
       (history.events ?? [])
         .map((e) => e.userMetadata?.summary)

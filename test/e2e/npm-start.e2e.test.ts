@@ -5,13 +5,15 @@
  * second start finds the first run in the persisted dev server.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../lib/temporal-dev';
+import { codecFromConfig, killSwitchDataConverter } from '../../lib/codec';
+import { createServerKeys } from '../../lib/keys';
 import { ownedSystem } from '../helpers/harness';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ks-start-'));
@@ -85,15 +87,32 @@ describe('npm start on embedded defaults', () => {
     expect(sent.stdout).toMatch(/^202 /);
     const { workflowId } = JSON.parse(sent.stdout.slice(4)) as { workflowId: string };
 
+    // Payloads are encrypted with the key derived from the generated server key (no configuration).
+    const keys = createServerKeys(readFileSync(path.join(dataDir, 'server.key'), 'utf8').trim());
+    const dataConverter = killSwitchDataConverter(codecFromConfig({ codec: { keys: undefined } }, keys));
     const connection = await Connection.connect({ address: `127.0.0.1:${tPort}` });
     try {
-      const client = new Client({ connection });
+      await expect(new Client({ connection }).workflow.getHandle(workflowId).result()).rejects.toThrow(/binary\/encrypted/);
+      const client = new Client({ connection, dataConverter });
       const result = await client.workflow.getHandle(workflowId).result();
       expect(result.outcome).toBe('contained');
       expect(await owned.loginFails(role, password)).toBe('28P01');
     } finally {
       await connection.close();
     }
+
+    // The dev UI is pointed at the ingress's codec endpoint, which decodes for the local UI only.
+    const settings = (await (await fetch(`http://127.0.0.1:${uiPort}/api/v1/settings`)).json()) as { Codec?: { Endpoint?: string } };
+    expect(settings.Codec?.Endpoint).toBe(`http://localhost:${port}/codec`);
+    const uiOrigin = `http://localhost:${uiPort}`;
+    const decode = (origin: string) =>
+      fetch(`http://127.0.0.1:${port}/codec/decode`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-namespace': 'default', origin },
+        body: JSON.stringify({ payloads: [] }),
+      });
+    expect((await decode(uiOrigin)).status).toBe(200);
+    expect((await decode('http://evil.example')).status).toBe(403);
 
     expect(await stop(first.child, 'SIGINT')).toBe(0);
     expect(first.output()).toContain('"msg":"stopped"');

@@ -6,15 +6,28 @@ import { randomBytes } from 'node:crypto';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decideUpdate, type KillSwitchResult, type StepStatus } from '../../workflows/shared';
+import { newWebhookSecret } from '../../lib/keys';
 import { rand, startHarness, type Harness, leakedUrl } from '../helpers/harness';
 
 const ADMIN = `admin-${randomBytes(16).toString('hex')}`;
+const SWITCHABLE = newWebhookSecret();
+const SWITCHABLE_NAME = `switchable-${randomBytes(3).toString('hex')}`;
 let h: Harness;
 
 beforeAll(async () => {
   h = await startHarness({
-    env: { ADMIN_TOKENS: ADMIN },
+    env: { ADMIN_TOKENS: ADMIN, SWITCHABLE_SECRETS: SWITCHABLE },
     config: {
+      // Its own source to switch off and on, so other test files posting to generic in parallel never see it off.
+      sources: {
+        custom: [
+          {
+            name: SWITCHABLE_NAME,
+            verify: { scheme: 'standard-webhooks', secretsEnv: 'SWITCHABLE_SECRETS' },
+            mapping: { credentialRef: { role: 'account' }, defaultCredentialType: 'postgres_password' },
+          },
+        ],
+      },
       policy: {
         rules: [
           { name: 'sandbox', match: { repository: 'acme/sandbox-*' }, action: 'ignore' },
@@ -36,6 +49,8 @@ async function leak(repository: string, opts: { superuser?: boolean } = {}) {
   expect(res.status).toBe(202);
   return { role, password, workflowId: res.json.workflowId as string, handle: h.client.workflow.getHandle(res.json.workflowId) };
 }
+
+const postSwitchable = (body: object) => h.post(body, { path: `/webhooks/${SWITCHABLE_NAME}`, secret: SWITCHABLE });
 
 async function audit(workflowId: string) {
   return (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [workflowId])).rows;
@@ -177,20 +192,20 @@ describe('ingress controls', () => {
   it('switches a source off and on at runtime through the admin API', async () => {
     const auth = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
     expect((await fetch(`${h.baseUrl}/admin/sources`, { headers: { authorization: 'Bearer wrong-token-wrong-token-123' } })).status).toBe(401);
-    const off = await fetch(`${h.baseUrl}/admin/sources/generic`, { method: 'PUT', headers: auth, body: JSON.stringify({ enabled: false, by: 'test' }) });
+    const off = await fetch(`${h.baseUrl}/admin/sources/${SWITCHABLE_NAME}`, { method: 'PUT', headers: auth, body: JSON.stringify({ enabled: false, by: 'test' }) });
     expect(off.status).toBe(200);
     try {
-      const refused = await h.post({ credentialType: 'postgres_password', credentialRef: { role: 'x_1' } });
+      const refused = await postSwitchable({ account: 'x_1' });
       expect(refused.status).toBe(403);
       expect(refused.json.type).toBe('urn:secret-kill-switch:problem:source-disabled');
       const list = (await (await fetch(`${h.baseUrl}/admin/sources`, { headers: auth })).json()) as { sources: unknown[] };
-      expect(list.sources).toContainEqual(expect.objectContaining({ name: 'generic', configured: true, enabled: false, changedBy: 'test' }));
-      const bad = await fetch(`${h.baseUrl}/admin/sources/generic`, { method: 'PUT', headers: auth, body: JSON.stringify({ enabled: 'no' }) });
+      expect(list.sources).toContainEqual(expect.objectContaining({ name: SWITCHABLE_NAME, configured: true, enabled: false, changedBy: 'test' }));
+      const bad = await fetch(`${h.baseUrl}/admin/sources/${SWITCHABLE_NAME}`, { method: 'PUT', headers: auth, body: JSON.stringify({ enabled: 'no' }) });
       expect(bad.status).toBe(422);
     } finally {
-      await fetch(`${h.baseUrl}/admin/sources/generic`, { method: 'PUT', headers: auth, body: JSON.stringify({ enabled: true }) });
+      await fetch(`${h.baseUrl}/admin/sources/${SWITCHABLE_NAME}`, { method: 'PUT', headers: auth, body: JSON.stringify({ enabled: true }) });
     }
-    const back = await h.post({ credentialType: 'postgres_password', credentialRef: { role: `orphan_${rand()}` } });
+    const back = await postSwitchable({ account: `orphan_${rand()}` });
     expect(back.status).toBe(202);
   });
 

@@ -1,19 +1,53 @@
 /**
- * Slack Web API fake: `chat.postMessage` as documented (bearer token, form or JSON body, `ok`
- * envelope, 429 with Retry-After when scripted). Records every request.
+ * Slack Web API fake: `chat.postMessage` and `chat.update` as documented (bearer token, form or
+ * JSON body, `ok` envelope, channel ids, `message_not_found`, 429 with Retry-After when scripted),
+ * `users.info` over `users` (id -> e-mail), and the `response_url` endpoint Slack gives every
+ * interaction (`/response/<anything>`). Records every request.
  * `auth.test` and `auth.revoke` work over `live` (tokens that authenticate; the bot token is one):
  * auth.revoke revokes the calling token (`test=1`: only pretends), a revoked token then answers
  * `token_revoked`, an unknown one `invalid_auth`.
  */
+import { randomBytes } from 'node:crypto';
 import { startRecorder, type RecordedRequest, type RecordingServer } from './http-recorder';
+
+export interface SlackMessageState {
+  /** The channel as the poster named it (`#security-incidents`). */
+  channel: string;
+  /** The channel id Slack answers with; chat.update needs it. */
+  channelId: string;
+  ts: string;
+  text: string;
+  blocks: unknown[];
+}
+
+export interface SlackMessageRequest {
+  method: 'chat.postMessage' | 'chat.update';
+  channel: string;
+  ts?: string;
+  text: string;
+  blocks: unknown[];
+}
 
 export interface SlackFake extends RecordingServer {
   apiUrl: string;
   token: string;
+  /** The app's signing secret: what the kill switch verifies interactions with. */
+  signingSecret: string;
   /** Tokens that authenticate auth.test / auth.revoke. */
   live: Set<string>;
   revoked: Set<string>;
-  messages(): Array<{ channel: string; text: string; blocks: unknown[] }>;
+  /** Slack user id -> e-mail, for users.info. */
+  users: Map<string, string>;
+  /** While set, chat.postMessage and chat.update answer `{ ok: false, error }` (a channel that is gone). */
+  refuse: string | null;
+  /** The current state of every message, one entry per message (first post order). */
+  messages(): SlackMessageState[];
+  /** Every accepted chat.postMessage / chat.update, in order. */
+  messageRequests(): SlackMessageRequest[];
+  /** Every accepted state of the message `ts`: its post, then each update. */
+  historyOf(ts: string): SlackMessageRequest[];
+  /** What the kill switch posted to response_urls (ephemeral answers to buttons). */
+  responses(): Array<{ path: string; body: Record<string, unknown> }>;
 }
 
 export function parseSlackBody(r: RecordedRequest): Record<string, unknown> {
@@ -29,7 +63,18 @@ export async function startSlackFake(token = 'xoxb-test-token'): Promise<SlackFa
   let ts = 1_700_000_000;
   const live = new Set<string>([token]);
   const revoked = new Set<string>();
+  const users = new Map<string, string>();
+  const states = new Map<string, SlackMessageState>();
+  const accepted: SlackMessageRequest[] = [];
+  const channelIds = new Map<string, string>();
+  const channelId = (name: string) => {
+    if (/^[CGD][A-Z0-9]{6,}$/.test(name)) return name;
+    if (!channelIds.has(name)) channelIds.set(name, `C${String(1_000_000 + channelIds.size)}`);
+    return channelIds.get(name)!;
+  };
+  const fake = { refuse: null as string | null };
   const rec = await startRecorder((r) => {
+    if (r.method === 'POST' && r.path.startsWith('/response/')) return { status: 200, body: { ok: true } };
     if (r.method === 'POST' && (r.path.startsWith('/api/auth.test') || r.path.startsWith('/api/auth.revoke'))) {
       const body = parseSlackBody(r);
       const caller = /^Bearer (.+)$/.exec(String(r.headers.authorization ?? ''))?.[1] ?? (typeof body.token === 'string' ? body.token : undefined);
@@ -44,22 +89,51 @@ export async function startSlackFake(token = 'xoxb-test-token'): Promise<SlackFa
       return { status: 200, body: { ok: true, revoked: true } };
     }
     if (r.headers.authorization !== `Bearer ${token}`) return { status: 200, body: { ok: false, error: 'invalid_auth' } };
-    if (r.method !== 'POST' || !r.path.startsWith('/api/chat.postMessage')) return { status: 200, body: { ok: false, error: 'unknown_method' } };
+    if (r.method !== 'POST') return { status: 200, body: { ok: false, error: 'unknown_method' } };
     const body = parseSlackBody(r);
+    if (r.path.startsWith('/api/users.info')) {
+      const id = String(body.user ?? '');
+      if (!users.has(id)) return { status: 200, body: { ok: false, error: 'user_not_found' } };
+      return { status: 200, body: { ok: true, user: { id, profile: { email: users.get(id) } } } };
+    }
+    const post = r.path.startsWith('/api/chat.postMessage');
+    const update = r.path.startsWith('/api/chat.update');
+    if (!post && !update) return { status: 200, body: { ok: false, error: 'unknown_method' } };
+    if (fake.refuse) return { status: 200, body: { ok: false, error: fake.refuse } };
     if (!body.channel) return { status: 200, body: { ok: false, error: 'channel_not_found' } };
     if (!body.text && !body.blocks) return { status: 200, body: { ok: false, error: 'no_text' } };
-    ts += 1;
-    return { status: 200, body: { ok: true, channel: body.channel, ts: `${ts}.000100`, message: { text: body.text } } };
+    const text = String(body.text ?? '');
+    const blocks = (body.blocks ?? []) as unknown[];
+    if (post) {
+      ts += 1;
+      const id = channelId(String(body.channel));
+      const state: SlackMessageState = { channel: String(body.channel), channelId: id, ts: `${ts}.000100`, text, blocks };
+      states.set(state.ts, state);
+      accepted.push({ method: 'chat.postMessage', channel: state.channel, ts: state.ts, text, blocks });
+      return { status: 200, body: { ok: true, channel: id, ts: state.ts, message: { text } } };
+    }
+    // chat.update: the channel must be the id Slack gave, the ts one of its messages there.
+    const state = states.get(String(body.ts ?? ''));
+    if (!state || state.channelId !== body.channel) return { status: 200, body: { ok: false, error: 'message_not_found' } };
+    state.text = text;
+    state.blocks = blocks;
+    accepted.push({ method: 'chat.update', channel: String(body.channel), ts: state.ts, text, blocks });
+    return { status: 200, body: { ok: true, channel: state.channelId, ts: state.ts, text } };
   });
-  return {
+  return Object.assign(fake, {
     ...rec,
     apiUrl: `${rec.url}/api/`,
     token,
+    signingSecret: randomBytes(16).toString('hex'),
     live,
     revoked,
-    messages: () =>
+    users,
+    messages: () => [...states.values()].map((m) => ({ ...m })),
+    messageRequests: () => [...accepted],
+    historyOf: (messageTs: string) => accepted.filter((m) => m.ts === messageTs),
+    responses: () =>
       rec.requests
-        .filter((r) => r.path.startsWith('/api/chat.postMessage'))
-        .map((r) => parseSlackBody(r) as { channel: string; text: string; blocks: unknown[] }),
-  };
+        .filter((r) => r.path.startsWith('/response/'))
+        .map((r) => ({ path: r.path, body: JSON.parse(r.body || '{}') as Record<string, unknown> })),
+  });
 }

@@ -8,13 +8,15 @@ import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, bundleWorkflowCode, type Worker, type WorkflowBundle } from '@temporalio/worker';
 import pg from 'pg';
 import { Webhook } from 'standardwebhooks';
 import { expect, inject } from 'vitest';
 import { createIngressApp } from '../../api/server';
 import { loadConfig, type Config } from '../../lib/config';
+import type { DataConverter } from '@temporalio/common';
+import { codecFromConfig, decodeDeep, FAILURE_CONVERTER_PATH, killSwitchDataConverter, type EncryptionCodec } from '../../lib/codec';
 import { createPostgresDb, migrate, type Db } from '../../lib/db';
 import { parseInventory, type Inventory } from '../../lib/inventory';
 import { createServerKeys, newServerKey, newWebhookSecret, type ServerKeys } from '../../lib/keys';
@@ -39,6 +41,8 @@ let bundle: Promise<WorkflowBundle> | undefined;
 function workflowBundle(): Promise<WorkflowBundle> {
   bundle ??= bundleWorkflowCode({
     workflowsPath: WORKFLOWS_PATH,
+    // The workflow side of the encrypting data converter: failure messages travel encoded.
+    failureConverterPath: FAILURE_CONVERTER_PATH,
     logger: { info() {}, warn() {}, error() {}, debug() {}, trace() {}, log() {} } as never,
   });
   return bundle;
@@ -121,6 +125,13 @@ export interface Harness {
   owned: OwnedSystem;
   inventory: Inventory;
   baseUrl: string;
+  /** The payload codec every client and worker of this harness uses (KILLSWITCH_CODEC_KEYS or derived). */
+  codec: EncryptionCodec;
+  dataConverter: DataConverter;
+  /** A bearer token of the codec endpoint (CODEC_TOKENS). */
+  codecToken: string;
+  /** A run's history with every payload decoded by the codec: what the Temporal UI shows through /codec. */
+  decodedHistory(workflowId: string, runId?: string): ReturnType<WorkflowHandle['fetchHistory']>;
   post(body: string | object, opts?: PostOptions): Promise<{ status: number; headers: Headers; json: any }>;
   close(): Promise<void>;
 }
@@ -167,8 +178,10 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     startPagerDutyFake(),
     ownedSystem(),
   ]);
+  const codecToken = `codec-${randomBytes(18).toString('base64url')}`;
   const env: Record<string, string> = {
     LOG_LEVEL: 'debug',
+    CODEC_TOKENS: codecToken,
     TEMPORAL_ADDRESS: opts.temporalAddress ?? inject('temporalAddress'),
     TEMPORAL_TASK_QUEUE: taskQueue,
     TEMPORAL_CONNECT_TIMEOUT_MS: String(opts.deadlineMs ?? 5000),
@@ -177,6 +190,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     // Two active signing secrets, as during a secret rotation.
     GENERIC_WEBHOOK_SECRETS: `${retiredSecret}, ${webhookSecret}`,
     SLACK_BOT_TOKEN: slack.token,
+    SLACK_SIGNING_SECRET: slack.signingSecret,
     SLACK_CHANNEL: '#security-incidents',
     SLACK_API_URL: slack.apiUrl,
     PAGERDUTY_ROUTING_KEY: pagerduty.routingKey,
@@ -206,7 +220,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const connection = opts.temporalAddress
     ? Connection.lazy({ address: config.temporal.address! })
     : await Connection.connect({ address: config.temporal.address! });
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const codec = codecFromConfig(config, keys);
+  const dataConverter = killSwitchDataConverter(codec);
+  const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter });
   const temporal = {
     client,
     namespace: config.temporal.namespace,
@@ -226,6 +242,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       namespace: config.temporal.namespace,
       taskQueue,
       deps,
+      dataConverter,
       workflowBundle: await workflowBundle(),
     });
     running = worker.run();
@@ -240,6 +257,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     genericSecrets: config.webhook.genericSecrets!,
     inventory,
     env,
+    codec,
   });
   const server = http.createServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -257,6 +275,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     owned,
     inventory,
     baseUrl,
+    codec,
+    dataConverter,
+    codecToken,
+    async decodedHistory(workflowId, runId) {
+      return decodeDeep(await client.workflow.getHandle(workflowId, runId).fetchHistory(), codec);
+    },
     async post(body, po = {}) {
       const raw = typeof body === 'string' ? body : JSON.stringify(body);
       const res = await fetch(`${baseUrl}${po.path ?? '/webhooks/generic'}`, {
@@ -328,7 +352,8 @@ export async function secretPlaces(
   const histories: string[] = [];
   for (const workflowId of new Set(workflowIds)) {
     const handle = h.client.workflow.getHandle(workflowId);
-    histories.push(deepText(await handle.fetchHistory()));
+    // Decoded, as the UI shows it through the codec endpoint: encryption must not hide a leak here.
+    histories.push(deepText(await h.decodedHistory(workflowId)));
     histories.push(JSON.stringify(await handle.describe()));
   }
   return {

@@ -23,6 +23,8 @@ describe('loadConfig', () => {
     [{ TEMPORAL_UI_URL: 'ftp://ui' }, 'TEMPORAL_UI_URL'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ SLACK_BOT_TOKEN: 'xoxb-1' }, 'SLACK_CHANNEL'],
+    [{ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_CHANNEL: '#sec' }, 'SLACK_SIGNING_SECRET'],
+    [{ SLACK_SIGNING_SECRET: 'not a secret!' }, 'SLACK_SIGNING_SECRET'],
   ])('names the bad variable: %o', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(new RegExp(`\\b${name}(\\[\\d+\\])?:`));

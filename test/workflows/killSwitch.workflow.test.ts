@@ -38,10 +38,13 @@ describe('killSwitch workflow', () => {
 
   it('completes a containment when Slack refuses the message, and records that', async () => {
     const { role, password } = await h.owned.createRole();
-    h.slack.script.push({ status: 200, body: { ok: false, error: 'channel_not_found' } });
+    // The channel is gone: every post and update of the run's message is refused.
+    h.slack.refuse = 'channel_not_found';
     const res = await h.post({ credentialType: 'postgres_password', secret: leakedUrl(role, password) });
     const handle = h.client.workflow.getHandle(res.json.workflowId);
-    const result: KillSwitchResult = await handle.result();
+    const result: KillSwitchResult = await handle.result().finally(() => {
+      h.slack.refuse = null;
+    });
     finished.push(res.json.workflowId);
     expect(result.outcome).toBe('contained');
     expect(result.slack).toEqual({ status: 'failed' });
@@ -62,7 +65,8 @@ describe('killSwitch workflow', () => {
       finished.map(async (workflowId) => ({ workflowId, history: await h.client.workflow.getHandle(workflowId).fetchHistory() })),
     );
     const results = [];
-    for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH }, histories)) results.push(r);
+    // Histories are encrypted: the replayer decodes them with the same data converter as the worker.
+    for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH, dataConverter: h.dataConverter }, histories)) results.push(r);
     expect(results).toHaveLength(2);
     for (const r of results) expect(r.error, r.workflowId).toBeUndefined();
   });

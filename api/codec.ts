@@ -1,0 +1,134 @@
+/**
+ * The codec endpoint the Temporal UI (and `temporal --codec-endpoint`) calls to show encrypted
+ * payloads decoded: POST /codec/decode and /codec/encode with the codec-server wire format
+ * ({ payloads: [{ metadata: { k: base64 }, data: base64 }] }). Browser calls come from the UI's
+ * origin (CORS with credentials), carry the namespace in X-Namespace and are authenticated.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Payload, PayloadCodec } from '@temporalio/common';
+import { z } from 'zod';
+import { HttpProblem } from './problem';
+
+export interface CodecRouteDeps {
+  codec: PayloadCodec;
+  /** The only namespace whose payloads this endpoint serves (X-Namespace must name it). */
+  namespace: string;
+  /** The Temporal UI's browser origin. */
+  uiOrigin: string;
+  /** Bearer tokens (CODEC_TOKENS). */
+  tokens: readonly string[] | undefined;
+  /**
+   * npm start's all-in-one default, when no token is configured: a request from this machine's
+   * loopback that a browser sent from the UI's origin is the engineer at the local UI.
+   */
+  allowLocalUi?: boolean;
+  bodyLimit?: string;
+}
+
+const MAX_PAYLOADS = 1000;
+const base64 = z.string().regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'must be base64');
+const wirePayload = z.object({ metadata: z.record(z.string(), base64).optional(), data: base64.optional() });
+const wireBody = z.object({ payloads: z.array(wirePayload).max(MAX_PAYLOADS) });
+type WirePayload = z.infer<typeof wirePayload>;
+
+export const CODEC_ALLOWED_HEADERS = ['X-Namespace', 'Authorization', 'Content-Type'];
+
+function fromWire(p: WirePayload): Payload {
+  const metadata: Record<string, Uint8Array> = {};
+  for (const [k, v] of Object.entries(p.metadata ?? {})) metadata[k] = Buffer.from(v, 'base64');
+  return p.data === undefined ? { metadata } : { metadata, data: Buffer.from(p.data, 'base64') };
+}
+
+function toWire(p: Payload): WirePayload {
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of Object.entries(p.metadata ?? {})) if (v) metadata[k] = Buffer.from(v).toString('base64');
+  return p.data ? { metadata, data: Buffer.from(p.data).toString('base64') } : { metadata };
+}
+
+function bearerMatches(header: string | undefined, tokens: readonly string[]): boolean {
+  const m = /^Bearer ([^\s]+)$/.exec(header ?? '');
+  if (!m) return false;
+  const given = Buffer.from(m[1]!);
+  let ok = false;
+  for (const t of tokens) {
+    const b = Buffer.from(t);
+    if (b.length === given.length && timingSafeEqual(b, given)) ok = true;
+  }
+  return ok;
+}
+
+function isLoopback(address: string | undefined): boolean {
+  return !!address && (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.'));
+}
+
+export function createCodecRouter(deps: CodecRouteDeps): express.Router {
+  const router = express.Router();
+  const tokens = deps.tokens ?? [];
+
+  // CORS: only the UI's origin, with credentials (the UI may include cookies or its access token).
+  router.use((req: Request, res: Response, next: NextFunction) => {
+    res.vary('Origin');
+    // Helmet's same-origin resource policy would stop the UI reading answers cross-origin.
+    res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== deps.uiOrigin) {
+      return next(new HttpProblem(403, 'origin-not-allowed', 'Origin not allowed', `the codec endpoint serves the Temporal UI at ${deps.uiOrigin} only`));
+    }
+    if (origin) {
+      res.setHeader('Access-Control-Allow-Origin', origin);
+      res.setHeader('Access-Control-Allow-Credentials', 'true');
+    }
+    if (req.method === 'OPTIONS') {
+      res.setHeader('Access-Control-Allow-Methods', 'POST, OPTIONS');
+      res.setHeader('Access-Control-Allow-Headers', CODEC_ALLOWED_HEADERS.join(', '));
+      res.setHeader('Access-Control-Max-Age', '600');
+      res.status(204).end();
+      return;
+    }
+    next();
+  });
+
+  router.use((req: Request, _res: Response, next: NextFunction) => {
+    const authorised =
+      bearerMatches(req.headers.authorization, tokens) ||
+      (deps.allowLocalUi === true && tokens.length === 0 && req.headers.origin === deps.uiOrigin && isLoopback(req.socket.remoteAddress));
+    if (!authorised) {
+      return next(
+        new HttpProblem(401, 'unauthorized', 'Unauthorized', 'a valid codec bearer token is required (Authorization: Bearer <one of CODEC_TOKENS>)', {}, { 'WWW-Authenticate': 'Bearer realm="codec"' }),
+      );
+    }
+    const ns = req.headers['x-namespace'];
+    if (ns !== deps.namespace) {
+      return next(
+        new HttpProblem(403, 'wrong-namespace', 'Wrong namespace', ns === undefined ? `the X-Namespace header is required (this endpoint serves ${deps.namespace})` : `this endpoint serves namespace ${deps.namespace} only`),
+      );
+    }
+    if (!req.is('application/json')) {
+      return next(new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', 'Content-Type must be application/json'));
+    }
+    next();
+  });
+
+  const json = express.json({ limit: deps.bodyLimit ?? '4mb', strict: true });
+  for (const op of ['encode', 'decode'] as const) {
+    router.post(`/${op}`, json, async (req: Request, res: Response) => {
+      const parsed = wireBody.safeParse(req.body);
+      if (!parsed.success) {
+        throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'expected { payloads: [{ metadata: { key: base64 }, data: base64 }] }', {
+          errors: parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })),
+        });
+      }
+      const payloads = parsed.data.payloads.map(fromWire);
+      let out: Payload[];
+      try {
+        out = op === 'encode' ? await deps.codec.encode(payloads) : await deps.codec.decode(payloads);
+      } catch (err) {
+        throw new HttpProblem(422, `cannot-${op}`, `Cannot ${op}`, (err as Error).message);
+      }
+      req.log?.info({ codec: op, payloads: out.length }, 'codec request served');
+      res.json({ payloads: out.map(toWire) });
+    });
+  }
+  return router;
+}

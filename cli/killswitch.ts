@@ -1,0 +1,349 @@
+#!/usr/bin/env -S npx --no-install tsx
+/**
+ * `killswitch`: the operator's command line.
+ *
+ *   killswitch send-test [--source generic] [--url http://localhost:3000] [--secret-file FILE]
+ *   killswitch status <detection-or-workflow-id> [--wait] [--timeout 300]
+ *   killswitch recent [--limit 20] [--outcome escalated] [--system app-db] [--source github]
+ *
+ * status and recent call the read API with KILLSWITCH_API_TOKEN (a viewer or admin token of
+ * API_TOKENS). KILLSWITCH_URL sets the default --url. Exit codes: 0 ok, 1 failure, 2 usage.
+ */
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { canaryDetection } from '../lib/canary';
+import { postSigned, resolveSigningSecret } from '../lib/webhook-client';
+
+const OUTCOMES = [
+  'contained',
+  'escalated',
+  'already_contained',
+  'dry_run',
+  'notified',
+  'ignored',
+  'denied',
+  'false_positive',
+];
+
+/** A failure the command reports (exit 1); usage errors are CommanderErrors (exit 2). */
+class Failure extends Error {}
+class UsageError extends Error {}
+
+export interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  env: Record<string, string | undefined>;
+  sleep: (ms: number) => Promise<void>;
+}
+
+const intIn = (min: number, max: number) => (v: string) => {
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+    throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
+  return Number(v);
+};
+
+function baseUrl(v: string): string {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new InvalidArgumentError('expected an http(s) URL such as http://localhost:3000');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new InvalidArgumentError('expected an http(s) URL');
+  return u.toString().replace(/\/+$/, '');
+}
+
+/** Fixed-width columns, no dependencies. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows
+    .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
+    .join('\n');
+}
+
+/** The read API's shapes, as far as the CLI prints them. */
+interface AuditRow {
+  workflowId: string;
+  outcome: string;
+  source: string;
+  credentialType: string;
+  credentialRef: Record<string, unknown> | null;
+  owningSystem: string | null;
+  policyAction: string | null;
+  policyRule: string | null;
+  dryRun: boolean;
+  failureType: string | null;
+  failureStep: string | null;
+  failureMessage: string | null;
+  recordedAt: string;
+}
+interface Detail {
+  workflowId: string;
+  live: { status: string; step?: string; outcome?: string; temporalUiUrl?: string } | null;
+  audit: AuditRow[];
+  sightings: unknown[];
+}
+type ApiBody = { detail?: string } & Partial<Detail> & { detections?: AuditRow[] };
+
+async function getJson(io: Io, url: string): Promise<{ status: number; body: ApiBody }> {
+  const token = io.env.KILLSWITCH_API_TOKEN?.trim();
+  if (!token)
+    throw new UsageError('KILLSWITCH_API_TOKEN is not set: export a viewer or admin token of API_TOKENS');
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      signal: AbortSignal.timeout(15_000),
+    });
+  } catch (err) {
+    const cause = reason(err);
+    throw new Failure(`cannot reach ${new URL(url).origin}: ${cause}`);
+  }
+  const text = await res.text();
+  let body: ApiBody = { detail: text };
+  try {
+    body = JSON.parse(text) as ApiBody;
+  } catch {
+    // not JSON: keep the text as the detail
+  }
+  if (res.status === 401 || res.status === 403)
+    throw new Failure(`${res.status}: ${body.detail ?? text} (check KILLSWITCH_API_TOKEN)`);
+  return { status: res.status, body };
+}
+
+/** ECONNREFUSED rather than `fetch failed`. */
+const reason = (err: unknown) => {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (err as Error).message;
+};
+const short = (s: unknown) => (s === null || s === undefined || s === '' ? '-' : String(s));
+const time = (iso: unknown) =>
+  typeof iso === 'string' ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-';
+
+function describeStatus(d: Detail): string {
+  const live = d.live;
+  const audit = d.audit ?? [];
+  const last = audit[audit.length - 1];
+  const rows: string[][] = [
+    ['workflow', d.workflowId],
+    [
+      'run',
+      live
+        ? `${short(live.status)}${live.step ? ` (step ${live.step})` : ''}`
+        : 'not in Temporal any more (retention)',
+    ],
+  ];
+  if (audit.length) rows.push(['outcome', audit.map((a) => a.outcome).join(', ')]);
+  else if (live?.outcome) rows.push(['outcome', `${live.outcome} (not yet audited)`]);
+  if (last) {
+    rows.push([
+      'credential',
+      `${last.credentialType} ${Object.entries(last.credentialRef ?? {})
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(' ')}`,
+    ]);
+    rows.push(['system', short(last.owningSystem)]);
+    rows.push([
+      'policy',
+      `${short(last.policyAction)} (rule ${short(last.policyRule)})${last.dryRun ? ' dry run' : ''}`,
+    ]);
+    if (last.failureType)
+      rows.push([
+        'failure',
+        `${last.failureType} at ${short(last.failureStep)}: ${short(last.failureMessage)}`,
+      ]);
+    rows.push(['recorded', time(last.recordedAt)]);
+  }
+  rows.push(['sightings', String((d.sightings ?? []).length)]);
+  if (live?.temporalUiUrl) rows.push(['temporal', live.temporalUiUrl]);
+  return table(rows);
+}
+
+export async function sendTest(
+  io: Io,
+  opts: { source: string; url: string; secretFile?: string },
+): Promise<void> {
+  const secret = (() => {
+    try {
+      return resolveSigningSecret({ secretFile: opts.secretFile, env: io.env });
+    } catch (err) {
+      throw new UsageError(`${(err as Error).message} (pass --secret-file or set GENERIC_WEBHOOK_SECRETS)`);
+    }
+  })();
+  const canaryId = `canary-${randomUUID()}`;
+  const target = `${opts.url}/webhooks/${opts.source}`;
+  let res: Awaited<ReturnType<typeof postSigned>>;
+  try {
+    res = await postSigned(target, canaryDetection(canaryId), secret);
+  } catch (err) {
+    const cause = reason(err);
+    throw new Failure(`cannot reach ${opts.url}: ${cause}`);
+  }
+  const body = res.body as {
+    workflowId?: string;
+    detectionId?: string;
+    temporalUiUrl?: string;
+    detail?: string;
+  };
+  if (res.status !== 202 || !body.workflowId)
+    throw new Failure(`the ingress refused the canary: ${res.status} ${body.detail ?? res.text}`);
+  io.out(
+    `${table([
+      ['canary', `${canaryId} accepted (${res.status})`],
+      ['workflow', body.workflowId],
+      ['detection', short(body.detectionId)],
+      ['temporal', short(body.temporalUiUrl)],
+    ])}\n`,
+  );
+  io.out(`follow it: killswitch status ${body.workflowId} --wait\n`);
+}
+
+export async function status(
+  io: Io,
+  id: string,
+  opts: { url: string; wait?: boolean; timeout: number; interval: number },
+): Promise<void> {
+  const url = `${opts.url}/api/detections/${encodeURIComponent(id)}`;
+  const deadline = Date.now() + opts.timeout * 1000;
+  let lastStep: string | undefined;
+  for (;;) {
+    const r = await getJson(io, url);
+    if (r.status === 404) throw new Failure(`no detection or workflow with id ${id}`);
+    if (r.status !== 200) throw new Failure(`${r.status}: ${r.body.detail ?? JSON.stringify(r.body)}`);
+    const d = r.body as Detail;
+    const open = d.live?.status === 'RUNNING';
+    if (!opts.wait || (!open && (d.audit ?? []).length > 0) || (!open && d.live?.status !== 'COMPLETED')) {
+      io.out(`${describeStatus(d)}\n`);
+      return;
+    }
+    const step = d.live?.step ?? (open ? 'running' : 'finishing');
+    if (step !== lastStep) {
+      io.out(`${new Date().toISOString().slice(11, 19)}  ${step}\n`);
+      lastStep = step;
+    }
+    if (Date.now() > deadline) {
+      io.out(`${describeStatus(d)}\n`);
+      throw new Failure(`still running after ${opts.timeout}s (step ${step})`);
+    }
+    await io.sleep(opts.interval);
+  }
+}
+
+export async function recent(
+  io: Io,
+  opts: { url: string; limit: number; outcome?: string; system?: string; source?: string },
+): Promise<void> {
+  const q = new URLSearchParams({ limit: String(opts.limit) });
+  if (opts.outcome) q.set('outcome', opts.outcome);
+  if (opts.system) q.set('system', opts.system);
+  if (opts.source) q.set('source', opts.source);
+  const r = await getJson(io, `${opts.url}/api/detections?${q}`);
+  if (r.status === 422) throw new UsageError(r.body.detail ?? 'invalid filter');
+  if (r.status !== 200) throw new Failure(`${r.status}: ${r.body.detail ?? JSON.stringify(r.body)}`);
+  const rows = r.body.detections ?? [];
+  if (rows.length === 0) {
+    io.out('no detections\n');
+    return;
+  }
+  io.out(
+    `${table([
+      ['RECORDED', 'OUTCOME', 'SOURCE', 'TYPE', 'SYSTEM', 'POLICY', 'WORKFLOW'],
+      ...rows.map((x) => [
+        time(x.recordedAt),
+        short(x.outcome),
+        short(x.source),
+        short(x.credentialType),
+        short(x.owningSystem),
+        short(x.policyAction),
+        short(x.workflowId),
+      ]),
+    ])}\n`,
+  );
+}
+
+export function buildProgram(io: Io): Command {
+  const program = new Command('killswitch')
+    .description('Secret Kill Switch: send a canary, follow a run, list recent detections')
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .showHelpAfterError();
+  const urlOption = () =>
+    new Option('--url <url>', 'the kill switch ingress (KILLSWITCH_URL)')
+      .default(io.env.KILLSWITCH_URL || 'http://localhost:3000')
+      .argParser(baseUrl);
+
+  program
+    .command('send-test')
+    .description('send a signed canary detection that proves the intake works end to end (rotates nothing)')
+    .addOption(
+      new Option('--source <source>', 'the source to send through').choices(['generic']).default('generic'),
+    )
+    .addOption(urlOption())
+    .option(
+      '--secret-file <file>',
+      'file holding the whsec_ signing secret (default: GENERIC_WEBHOOK_SECRETS, then .data/generic-webhook-secret)',
+    )
+    .action((o: { source: string; url: string; secretFile?: string }) => sendTest(io, o));
+
+  program
+    .command('status')
+    .description('show a detection or run: audit outcome, live step, Temporal UI link')
+    .argument('<id>', 'a detection id or a workflow id')
+    .addOption(urlOption())
+    .option('--wait', 'follow the run, printing each step, until it finishes')
+    .option('--timeout <seconds>', 'give up waiting after this long', intIn(1, 86_400), 300)
+    .option('--interval <ms>', 'how often to poll while waiting', intIn(100, 60_000), 1000)
+    .action((id: string, o: { url: string; wait?: boolean; timeout: number; interval: number }) => {
+      if (!/^[^\p{Cc}]{1,512}$/u.test(id)) throw new UsageError('id: 1 to 512 printable characters');
+      return status(io, id, o);
+    });
+
+  program
+    .command('recent')
+    .description('list the most recent detections (audit rows), newest first')
+    .addOption(urlOption())
+    .option('--limit <n>', 'how many (1-200)', intIn(1, 200), 20)
+    .addOption(new Option('--outcome <outcome>', 'only this outcome').choices(OUTCOMES))
+    .option('--system <system>', 'only this owning system (none: unowned)')
+    .option('--source <source>', 'only this source')
+    .action((o: { url: string; limit: number; outcome?: string; system?: string; source?: string }) =>
+      recent(io, o),
+    );
+
+  return program;
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function run(argv: string[], io: Io): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof UsageError) {
+      io.err(`killswitch: ${err.message}\n`);
+      return 2;
+    }
+    io.err(`killswitch: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  run(process.argv.slice(2), {
+    out: (s) => process.stdout.write(s),
+    err: (s) => process.stderr.write(s),
+    env: process.env,
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  })
+    .then((code) => {
+      process.exitCode = code;
+    })
+    .catch((err: unknown) => {
+      process.stderr.write(`killswitch: ${String(err)}\n`);
+      process.exit(1);
+    });
+}
