@@ -6,6 +6,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { z } from 'zod';
 import { HttpProblem } from './problem';
@@ -18,6 +19,8 @@ export interface CodecRouteDeps {
   uiOrigin: string;
   /** Bearer tokens (CODEC_TOKENS). */
   tokens: readonly string[] | undefined;
+  /** The signed-in engineer's OIDC access token, as the Temporal UI forwards it (codec.passAccessToken). */
+  jwt?: { jwksUrl: string; issuer: string; audience: string };
   /**
    * npm start's all-in-one default, when no token is configured: a request from this machine's
    * loopback that a browser sent from the UI's origin is the engineer at the local UI.
@@ -62,9 +65,25 @@ function isLoopback(address: string | undefined): boolean {
   return !!address && (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.'));
 }
 
+/** Verifies a bearer JWT against the identity provider's keys, issuer and audience (signature, exp, nbf). */
+function jwtVerifier(cfg: NonNullable<CodecRouteDeps['jwt']>): (header: string | undefined) => Promise<boolean> {
+  const keys = createRemoteJWKSet(new URL(cfg.jwksUrl), { timeoutDuration: 5_000, cooldownDuration: 30_000 });
+  return async (header) => {
+    const m = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(header ?? '');
+    if (!m) return false;
+    try {
+      await jwtVerify(m[1]!, keys, { issuer: cfg.issuer, audience: cfg.audience, algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'], clockTolerance: 30 });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+}
+
 export function createCodecRouter(deps: CodecRouteDeps): express.Router {
   const router = express.Router();
   const tokens = deps.tokens ?? [];
+  const jwtValid = deps.jwt ? jwtVerifier(deps.jwt) : undefined;
 
   // CORS: only the UI's origin, with credentials (the UI may include cookies or its access token).
   router.use((req: Request, res: Response, next: NextFunction) => {
@@ -89,13 +108,14 @@ export function createCodecRouter(deps: CodecRouteDeps): express.Router {
     next();
   });
 
-  router.use((req: Request, _res: Response, next: NextFunction) => {
+  router.use(async (req: Request, _res: Response, next: NextFunction) => {
     const authorised =
       bearerMatches(req.headers.authorization, tokens) ||
-      (deps.allowLocalUi === true && tokens.length === 0 && req.headers.origin === deps.uiOrigin && isLoopback(req.socket.remoteAddress));
+      (jwtValid !== undefined && (await jwtValid(req.headers.authorization))) ||
+      (deps.allowLocalUi === true && tokens.length === 0 && !jwtValid && req.headers.origin === deps.uiOrigin && isLoopback(req.socket.remoteAddress));
     if (!authorised) {
       return next(
-        new HttpProblem(401, 'unauthorized', 'Unauthorized', 'a valid codec bearer token is required (Authorization: Bearer <one of CODEC_TOKENS>)', {}, { 'WWW-Authenticate': 'Bearer realm="codec"' }),
+        new HttpProblem(401, 'unauthorized', 'Unauthorized', 'a valid codec bearer token is required (Authorization: Bearer <one of CODEC_TOKENS, or your identity provider access token>)', {}, { 'WWW-Authenticate': 'Bearer realm="codec"' }),
       );
     }
     const ns = req.headers['x-namespace'];

@@ -69,6 +69,7 @@ export function createIngressApp(
       namespace: config.temporal.namespace,
       uiOrigin: config.temporal.uiOrigin,
       tokens: config.codec.tokens,
+      ...(config.codec.jwt ? { jwt: config.codec.jwt } : {}),
       allowLocalUi: parts.codecLocalUi ?? false,
     },
     // API_TOKENS with roles plus ADMIN_TOKENS as admin tokens (lib/config.ts merges them).

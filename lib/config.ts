@@ -104,6 +104,14 @@ export const envSchema = z.object({
     z.array(z.string().min(24, 'each codec token must be at least 24 characters')).optional(),
   ),
 
+  /**
+   * The Temporal UI forwards the signed-in engineer's access token (codec.passAccessToken): the
+   * codec endpoint accepts a JWT signed by a key of this JWKS, with this issuer and audience.
+   */
+  CODEC_JWT_JWKS_URL: z.preprocess((v) => (v === '' ? undefined : v), z.url({ protocol: /^https?$/ }).optional()),
+  CODEC_JWT_ISSUER: optionalString,
+  CODEC_JWT_AUDIENCE: optionalString,
+
   KILLSWITCH_DATA_DIR: z.string().min(1).default('.data'),
   KILLSWITCH_SERVER_KEY: z.preprocess((v) => (v === '' ? undefined : v), serverKey.optional()),
   INVENTORY_FILE: optionalString,
@@ -176,6 +184,8 @@ export interface Config {
     readonly keys: readonly CodecKey[] | undefined;
     /** CODEC_TOKENS; undefined: no bearer token opens the codec endpoint. */
     readonly tokens: readonly string[] | undefined;
+    /** CODEC_JWT_*: accept the UI's forwarded OIDC access tokens. */
+    readonly jwt: { readonly jwksUrl: string; readonly issuer: string; readonly audience: string } | undefined;
   };
   readonly dataDir: string;
   readonly serverKey: string | undefined;
@@ -214,6 +224,12 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     throw new ConfigError(`invalid environment:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  const jwtVars = { CODEC_JWT_JWKS_URL: e.CODEC_JWT_JWKS_URL, CODEC_JWT_ISSUER: e.CODEC_JWT_ISSUER, CODEC_JWT_AUDIENCE: e.CODEC_JWT_AUDIENCE };
+  const jwtSet = Object.entries(jwtVars).filter(([, v]) => v);
+  if (jwtSet.length > 0 && jwtSet.length < 3) {
+    const missing = Object.entries(jwtVars).filter(([, v]) => !v).map(([k]) => k);
+    throw new ConfigError(`invalid environment:\n${missing.map((k) => `  ${k}: required when ${jwtSet.map(([n]) => n).join(' and ')} ${jwtSet.length === 1 ? 'is' : 'are'} set`).join('\n')}`);
+  }
   if (e.SLACK_BOT_TOKEN && !e.SLACK_CHANNEL) {
     throw new ConfigError('invalid environment:\n  SLACK_CHANNEL: required when SLACK_BOT_TOKEN is set');
   }
@@ -240,6 +256,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     codec: Object.freeze({
       keys: e.KILLSWITCH_CODEC_KEYS ? Object.freeze([...e.KILLSWITCH_CODEC_KEYS]) : undefined,
       tokens: e.CODEC_TOKENS ? Object.freeze([...e.CODEC_TOKENS]) : undefined,
+      jwt: e.CODEC_JWT_JWKS_URL ? Object.freeze({ jwksUrl: e.CODEC_JWT_JWKS_URL, issuer: e.CODEC_JWT_ISSUER!, audience: e.CODEC_JWT_AUDIENCE! }) : undefined,
     }),
     dataDir: e.KILLSWITCH_DATA_DIR,
     serverKey: e.KILLSWITCH_SERVER_KEY,

@@ -231,13 +231,14 @@ describe('RedisProvider: error classification', () => {
   it('an unknown user is UnknownCredential (non-retryable), and is not created by the attempt', async () => {
     const ghost = `app_ghost_${rand()}`;
     const sink = recordingSink();
-    for (const p of [
-      provider.revoke({ ...req(ghost), mode: 'emergency' }),
-      provider.revoke({ ...req(ghost), mode: 'graceful', leakedValue: 'x' }),
-      provider.issueReplacement({ ...req(ghost), mode: 'graceful' }, sink),
-      provider.expireSessions(req(ghost)),
+    // One at a time: a call started before the previous one is awaited could reject unobserved.
+    for (const call of [
+      () => provider.revoke({ ...req(ghost), mode: 'emergency' }),
+      () => provider.revoke({ ...req(ghost), mode: 'graceful', leakedValue: 'x' }),
+      () => provider.issueReplacement({ ...req(ghost), mode: 'graceful' }, sink),
+      () => provider.expireSessions(req(ghost)),
     ]) {
-      expect(await failureOf(p)).toMatchObject({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+      expect(await failureOf(call())).toMatchObject({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
     }
     expect(await fx.su.call('ACL', ['GETUSER', ghost])).toBeNull();
     expect(sink.versions.size).toBe(0);

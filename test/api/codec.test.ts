@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createIngressApp } from '../../api/server';
 import { CodecError, codecFromConfig, EncryptionCodec, ENCRYPTED_ENCODING, KEY_ID_METADATA } from '../../lib/codec';
@@ -15,6 +16,7 @@ import { createEvidenceStore } from '../../lib/evidence';
 import { createServerKeys, newServerKey } from '../../lib/keys';
 import { startHarness, testLogger, type Harness } from '../helpers/harness';
 
+type JoseKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
 const key = () => randomBytes(32);
 const k1 = { id: 'k1', key: key() };
 const k2 = { id: 'k2', key: key() };
@@ -264,5 +266,75 @@ describe('codec endpoint', () => {
     } finally {
       for (const s of servers) await new Promise<void>((r) => s.close(() => r()));
     }
+  });
+});
+
+describe('codec endpoint with the UI forwarding the engineer access token (OIDC JWT)', () => {
+  // The identity provider is a third party: a loopback JWKS server stands in for it.
+  let idp: http.Server;
+  let jwksUrl: string;
+  let signingKey: JoseKey;
+  let strangerKey: JoseKey;
+  let h: Harness;
+  const ISSUER = 'https://idp.example.com/';
+  const AUDIENCE = 'temporal-ui';
+
+  beforeAll(async () => {
+    const pair = await generateKeyPair('ES256');
+    signingKey = pair.privateKey;
+    strangerKey = (await generateKeyPair('ES256')).privateKey;
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'idp-1', alg: 'ES256', use: 'sig' };
+    idp = http.createServer((req, res) => {
+      if (req.url !== '/.well-known/jwks.json') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+    });
+    await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
+    jwksUrl = `http://127.0.0.1:${(idp.address() as AddressInfo).port}/.well-known/jwks.json`;
+    h = await startHarness({ worker: false, env: { CODEC_JWT_JWKS_URL: jwksUrl, CODEC_JWT_ISSUER: ISSUER, CODEC_JWT_AUDIENCE: AUDIENCE } });
+  });
+  afterAll(async () => {
+    await h?.close();
+    await new Promise<void>((r) => idp?.close(() => r()));
+  });
+
+  const token = (opts: { key?: JoseKey; aud?: string; iss?: string; exp?: string } = {}) =>
+    new SignJWT({ email: 'alice@example.com' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'idp-1' })
+      .setIssuer(opts.iss ?? ISSUER)
+      .setAudience(opts.aud ?? AUDIENCE)
+      .setSubject('alice')
+      .setIssuedAt()
+      .setExpirationTime(opts.exp ?? '5m')
+      .sign(opts.key ?? signingKey);
+
+  const decode = async (authorization: string) => {
+    const body = JSON.stringify({ payloads: (await h.codec.encode([defaultPayloadConverter.toPayload(detection)])).map(wire) });
+    return fetch(`${h.baseUrl}/codec/decode`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-namespace': 'default', origin: 'http://localhost:8233', authorization },
+      body,
+    });
+  };
+
+  it('decodes for a valid access token of the configured issuer and audience', async () => {
+    const res = await decode(`Bearer ${await token()}`);
+    expect(res.status).toBe(200);
+    const [p] = ((await res.json()) as { payloads: Array<{ data: string }> }).payloads;
+    expect(JSON.parse(Buffer.from(p!.data, 'base64').toString())).toEqual(detection);
+  });
+
+  it.each([
+    ['another audience', () => token({ aud: 'someone-else' })],
+    ['another issuer', () => token({ iss: 'https://evil.example.com/' })],
+    ['an expired token', () => token({ exp: '-10m' })],
+    ['a key the identity provider never published', () => token({ key: strangerKey })],
+  ])('refuses %s with 401', async (_what, make) => {
+    expect((await decode(`Bearer ${await make()}`)).status).toBe(401);
+  });
+
+  it('still accepts a CODEC_TOKENS bearer, and requires all three CODEC_JWT_* variables together', async () => {
+    expect((await decode(`Bearer ${h.codecToken}`)).status).toBe(200);
+    expect(() => loadConfig({ CODEC_JWT_JWKS_URL: jwksUrl })).toThrow(/CODEC_JWT_ISSUER: required when CODEC_JWT_JWKS_URL is set/);
+    expect(() => loadConfig({ CODEC_JWT_JWKS_URL: 'ftp://x', CODEC_JWT_ISSUER: ISSUER, CODEC_JWT_AUDIENCE: AUDIENCE })).toThrow(/CODEC_JWT_JWKS_URL/);
   });
 });
