@@ -11,20 +11,10 @@ import { temporalUiRunUrl } from '../lib/config';
 import type { Db } from '../lib/db';
 import { isTemporalUnavailable, type TemporalTarget } from '../lib/dispatch';
 import { GLOBAL_SCOPE, listDryRun, setDryRun } from '../lib/dry-run';
-import { currentStepQuery, type Outcome } from '../workflows/shared';
+import { currentStepQuery, OUTCOMES } from '../workflows/shared';
 import { principalOf, requireAdmin } from './auth';
 import { HttpProblem } from './problem';
 
-const OUTCOMES = [
-  'contained',
-  'escalated',
-  'already_contained',
-  'dry_run',
-  'notified',
-  'ignored',
-  'denied',
-  'false_positive',
-] as const satisfies readonly Outcome[];
 
 /** Non-secret columns of killswitch_audit the API returns (fingerprints and evidence stay inside). */
 const AUDIT_COLUMNS = [

@@ -14,17 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { canaryDetection } from '../lib/canary';
 import { postSigned, resolveSigningSecret } from '../lib/webhook-client';
+import { OUTCOMES } from '../workflows/shared';
 
-const OUTCOMES = [
-  'contained',
-  'escalated',
-  'already_contained',
-  'dry_run',
-  'notified',
-  'ignored',
-  'denied',
-  'false_positive',
-];
 
 /** A failure the command reports (exit 1); usage errors are CommanderErrors (exit 2). */
 class Failure extends Error {}

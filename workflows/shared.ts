@@ -62,7 +62,8 @@ export type Step =
   | 'awaiting_retry'
   | 'done';
 
-export type Outcome = 'contained' | 'escalated' | 'already_contained' | 'dry_run' | 'notified' | 'ignored' | 'denied' | 'false_positive';
+export const OUTCOMES = ['contained', 'escalated', 'already_contained', 'dry_run', 'notified', 'ignored', 'denied', 'false_positive'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
 
 export type PolicyActionName = 'rotate' | 'require_approval' | 'notify_only' | 'ignore';
 
