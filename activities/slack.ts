@@ -259,35 +259,45 @@ export function createSlackSender(opts: {
     timeout: 10_000,
   });
   const channel = opts.channel;
+  /**
+   * After a 429 no activity of this worker calls Slack until Retry-After has passed (Slack's limits
+   * are per workspace and channel, not per call): the others wait the remaining time, as a retry.
+   */
+  let quietUntil = 0;
+  const call = async <T>(fn: () => Promise<T>): Promise<T> => {
+    const wait = quietUntil - Date.now();
+    if (wait > 0) throw rateLimited(Math.ceil(wait / 1000));
+    try {
+      return await fn();
+    } catch (err) {
+      const e = err as { code?: string; retryAfter?: number };
+      if (e.code === webApi.ErrorCode.RateLimitedError) quietUntil = Math.max(quietUntil, Date.now() + Math.max(1, e.retryAfter ?? 1) * 1000);
+      throw classifySlackError(err);
+    }
+  };
   return {
     configured: true,
     async post(message) {
-      try {
-        const r = await client.chat.postMessage({ channel, text: message.text, blocks: message.blocks as never, unfurl_links: false });
-        return { status: 'sent', ts: r.ts, channel: r.channel ?? channel };
-      } catch (err) {
-        throw classifySlackError(err);
-      }
+      const r = await call(() => client.chat.postMessage({ channel, text: message.text, blocks: message.blocks as never, unfurl_links: false }));
+      return { status: 'sent', ts: r.ts, channel: r.channel ?? channel };
     },
     async update(channelId, ts, message) {
-      try {
-        await client.chat.update({ channel: channelId, ts, text: message.text, blocks: message.blocks as never });
-      } catch (err) {
-        throw classifySlackError(err);
-      }
+      await call(() => client.chat.update({ channel: channelId, ts, text: message.text, blocks: message.blocks as never }));
     },
   };
 }
 
+function rateLimited(retryAfterSeconds: number): ApplicationFailure {
+  return ApplicationFailure.create({
+    message: 'Slack rate limited the message',
+    type: 'SlackRateLimited',
+    nextRetryDelay: `${Math.max(1, retryAfterSeconds)}s`,
+  });
+}
+
 export function classifySlackError(err: unknown): Error {
   const e = err as { code?: string; retryAfter?: number; data?: { error?: string }; message?: string };
-  if (e.code === webApi.ErrorCode.RateLimitedError) {
-    return ApplicationFailure.create({
-      message: 'Slack rate limited the message',
-      type: 'SlackRateLimited',
-      nextRetryDelay: `${Math.max(1, e.retryAfter ?? 1)}s`,
-    });
-  }
+  if (e.code === webApi.ErrorCode.RateLimitedError) return rateLimited(e.retryAfter ?? 1);
   if (e.code === webApi.ErrorCode.PlatformError) {
     const permanent = [
       'channel_not_found',

@@ -159,6 +159,14 @@ export const envSchema = z.object({
 
   PAGERDUTY_ROUTING_KEY: optionalString,
   PAGERDUTY_EVENTS_URL: url.default('https://events.pagerduty.com'),
+
+  /** Worker tuning (README "Performance"); unset: the Temporal SDK's defaults. */
+  WORKER_MAX_CACHED_WORKFLOWS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(100_000).optional()),
+  WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(1).max(10_000).optional()),
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASK_EXECUTIONS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(2).max(10_000).optional()),
+  WORKER_MAX_CONCURRENT_ACTIVITY_TASK_POLLS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(1).max(1_000).optional()),
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(2).max(1_000).optional()),
+  WORKER_REUSE_V8_CONTEXT: z.preprocess((v) => (v === '' ? undefined : v), z.enum(['true', 'false']).transform((v) => v === 'true').optional()),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -207,6 +215,17 @@ export interface Config {
     readonly signingSecret: string | undefined;
   };
   readonly pagerduty: { readonly routingKey: string | undefined; readonly eventsUrl: string };
+  /** WORKER_* tuning; every field unset means the SDK's default. */
+  readonly worker: WorkerTuning;
+}
+
+export interface WorkerTuning {
+  readonly maxCachedWorkflows?: number;
+  readonly maxConcurrentActivityTaskExecutions?: number;
+  readonly maxConcurrentWorkflowTaskExecutions?: number;
+  readonly maxConcurrentActivityTaskPolls?: number;
+  readonly maxConcurrentWorkflowTaskPolls?: number;
+  readonly reuseV8Context?: boolean;
 }
 
 export class ConfigError extends Error {
@@ -282,6 +301,18 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       routingKey: e.PAGERDUTY_ROUTING_KEY,
       eventsUrl: e.PAGERDUTY_EVENTS_URL.replace(/\/+$/, ''),
     }),
+    worker: Object.freeze(
+      Object.fromEntries(
+        Object.entries({
+          maxCachedWorkflows: e.WORKER_MAX_CACHED_WORKFLOWS,
+          maxConcurrentActivityTaskExecutions: e.WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS,
+          maxConcurrentWorkflowTaskExecutions: e.WORKER_MAX_CONCURRENT_WORKFLOW_TASK_EXECUTIONS,
+          maxConcurrentActivityTaskPolls: e.WORKER_MAX_CONCURRENT_ACTIVITY_TASK_POLLS,
+          maxConcurrentWorkflowTaskPolls: e.WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS,
+          reuseV8Context: e.WORKER_REUSE_V8_CONTEXT,
+        }).filter(([, v]) => v !== undefined),
+      ) as WorkerTuning,
+    ),
   });
 }
 

@@ -22,6 +22,8 @@ export interface DevServerOptions {
   readyTimeoutMs?: number;
   /** The codec endpoint the UI calls to show payloads decoded (`--ui-codec-endpoint`). */
   uiCodecEndpoint?: string;
+  /** SQLite pragmas of the persistence store (`--sqlite-pragma journal_mode=wal`); unset: SQLite's defaults. */
+  sqlitePragmas?: Record<string, string>;
 }
 
 export interface DevServer {
@@ -56,6 +58,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     args.push('--db-filename', opts.dbFile);
   }
   for (const sa of SEARCH_ATTRIBUTE_DEFINITIONS) args.push('--search-attribute', `${sa.name}=${sa.type}`);
+  for (const [k, v] of Object.entries(opts.sqlitePragmas ?? {})) args.push('--sqlite-pragma', `${k}=${v}`);
 
   const child = spawn(opts.cli, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: false });
   if (opts.logFile) {

@@ -84,6 +84,7 @@ async function main(): Promise<void> {
       taskQueue: config.temporal.taskQueue,
       deps,
       dataConverter,
+      tuning: config.worker,
     });
 
     const app = createIngressApp(config, {

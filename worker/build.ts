@@ -12,7 +12,7 @@ import { createProviderRegistry, type ProviderRegistry } from '../activities/pro
 import { createSlackSender } from '../activities/slack';
 import { createUpstreamClients } from '../activities/upstream';
 import { createDispatcher, type TemporalTarget } from '../lib/dispatch';
-import type { Config } from '../lib/config';
+import type { Config, WorkerTuning } from '../lib/config';
 import type { Db } from '../lib/db';
 import { createEvidenceStore } from '../lib/evidence';
 import { resolveInventoryEnv, type Inventory } from '../lib/inventory';
@@ -68,7 +68,10 @@ export async function createKillSwitchWorker(opts: {
   /** The encrypting data converter (lib/codec.ts); a prebuilt bundle must use its failureConverterPath. */
   dataConverter: DataConverter;
   workflowBundle?: WorkflowBundle;
+  /** WORKER_* settings (lib/config.ts); unset fields keep the SDK's defaults. */
+  tuning?: WorkerTuning;
 }): Promise<Worker> {
+  const t = opts.tuning ?? {};
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace,
@@ -77,5 +80,11 @@ export async function createKillSwitchWorker(opts: {
     dataConverter: opts.dataConverter,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     shutdownGraceTime: '30s',
+    ...(t.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: t.maxCachedWorkflows } : {}),
+    ...(t.maxConcurrentActivityTaskExecutions !== undefined ? { maxConcurrentActivityTaskExecutions: t.maxConcurrentActivityTaskExecutions } : {}),
+    ...(t.maxConcurrentWorkflowTaskExecutions !== undefined ? { maxConcurrentWorkflowTaskExecutions: t.maxConcurrentWorkflowTaskExecutions } : {}),
+    ...(t.maxConcurrentActivityTaskPolls !== undefined ? { activityTaskPollerBehavior: { type: 'simple-maximum' as const, maximum: t.maxConcurrentActivityTaskPolls } } : {}),
+    ...(t.maxConcurrentWorkflowTaskPolls !== undefined ? { workflowTaskPollerBehavior: { type: 'simple-maximum' as const, maximum: t.maxConcurrentWorkflowTaskPolls } } : {}),
+    ...(t.reuseV8Context !== undefined ? { reuseV8Context: t.reuseV8Context } : {}),
   });
 }

@@ -40,6 +40,7 @@ async function main(): Promise<void> {
       taskQueue: config.temporal.taskQueue,
       deps,
       dataConverter,
+      tuning: config.worker,
     });
     logger.info({ taskQueue: config.temporal.taskQueue }, 'worker running');
     const stopSweeper = startSweeper(db, deps.evidence, logger);

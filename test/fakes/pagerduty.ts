@@ -8,11 +8,21 @@ import { startRecorder, type RecordingServer } from './http-recorder';
 export interface PagerDutyFake extends RecordingServer {
   routingKey: string;
   events(): Array<Record<string, any>>;
+  /** How many events were answered 429 by `perMinute`. */
+  rateLimited(): number;
+}
+
+export interface PagerDutyFakeOptions {
+  /** PagerDuty's Events API limit: about 120 events a minute per routing key; beyond it 429. Unset: no limit. */
+  perMinute?: number;
 }
 
 const SEVERITIES = new Set(['critical', 'error', 'warning', 'info']);
 
-export async function startPagerDutyFake(routingKey = 'R0UT1NGKEY00000000000000000000AB'): Promise<PagerDutyFake> {
+export async function startPagerDutyFake(routingKey = 'R0UT1NGKEY00000000000000000000AB', opts: PagerDutyFakeOptions = {}): Promise<PagerDutyFake> {
+  /** Accepted event times per routing key (a sliding one-minute window). */
+  const accepted = new Map<string, number[]>();
+  let rateLimited = 0;
   const rec = await startRecorder((r) => {
     if (r.method !== 'POST' || r.path !== '/v2/enqueue') return { status: 404, body: { status: 'not found' } };
     let e: Record<string, any>;
@@ -31,11 +41,22 @@ export async function startPagerDutyFake(routingKey = 'R0UT1NGKEY000000000000000
       if (!SEVERITIES.has(e.payload?.severity)) errors.push("'payload.severity' is invalid");
     } else if (!e.dedup_key) errors.push("'dedup_key' is required for acknowledge and resolve");
     if (errors.length) return { status: 400, body: { status: 'invalid event', message: 'Event object is invalid', errors } };
+    if (opts.perMinute) {
+      const now = Date.now();
+      const recent = (accepted.get(e.routing_key) ?? []).filter((t) => now - t < 60_000);
+      accepted.set(e.routing_key, recent);
+      if (recent.length >= opts.perMinute) {
+        rateLimited += 1;
+        return { status: 429, headers: { 'retry-after': String(Math.max(1, Math.ceil((recent[0]! + 60_000 - now) / 1000))) }, body: { status: 'throttled', message: 'Too many requests for this routing key' } };
+      }
+      recent.push(now);
+    }
     return { status: 202, body: { status: 'success', message: 'Event processed', dedup_key: e.dedup_key ?? 'generated' } };
   });
   return {
     ...rec,
     routingKey,
     events: () => rec.requests.filter((r) => r.path === '/v2/enqueue').map((r) => JSON.parse(r.body) as Record<string, any>),
+    rateLimited: () => rateLimited,
   };
 }

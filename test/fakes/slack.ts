@@ -26,6 +26,16 @@ export interface SlackMessageRequest {
   ts?: string;
   text: string;
   blocks: unknown[];
+  /** When the fake accepted it (ms since the epoch). */
+  at: number;
+}
+
+export interface SlackFakeOptions {
+  /**
+   * Slack's documented chat.postMessage limit: about one message per second per channel, short
+   * bursts tolerated. Beyond it: HTTP 429 `ratelimited` with Retry-After. Unset: no limit.
+   */
+  postMessagePerSecond?: number;
 }
 
 export interface SlackFake extends RecordingServer {
@@ -48,6 +58,8 @@ export interface SlackFake extends RecordingServer {
   historyOf(ts: string): SlackMessageRequest[];
   /** What the kill switch posted to response_urls (ephemeral answers to buttons). */
   responses(): Array<{ path: string; body: Record<string, unknown> }>;
+  /** How many chat.postMessage calls were answered 429 by `postMessagePerSecond`. */
+  rateLimited(): number;
 }
 
 export function parseSlackBody(r: RecordedRequest): Record<string, unknown> {
@@ -59,7 +71,10 @@ export function parseSlackBody(r: RecordedRequest): Record<string, unknown> {
   return out;
 }
 
-export async function startSlackFake(token = 'xoxb-test-token'): Promise<SlackFake> {
+export async function startSlackFake(token = 'xoxb-test-token', opts: SlackFakeOptions = {}): Promise<SlackFake> {
+  /** Accepted chat.postMessage times per channel, for the rate limit (a sliding one-second window). */
+  const posted = new Map<string, number[]>();
+  let rateLimited = 0;
   let ts = 1_700_000_000;
   const live = new Set<string>([token]);
   const revoked = new Set<string>();
@@ -104,12 +119,23 @@ export async function startSlackFake(token = 'xoxb-test-token'): Promise<SlackFa
     if (!body.text && !body.blocks) return { status: 200, body: { ok: false, error: 'no_text' } };
     const text = String(body.text ?? '');
     const blocks = (body.blocks ?? []) as unknown[];
+    if (post && opts.postMessagePerSecond) {
+      const now = Date.now();
+      const recent = (posted.get(String(body.channel)) ?? []).filter((t) => now - t < 1000);
+      posted.set(String(body.channel), recent);
+      if (recent.length >= opts.postMessagePerSecond) {
+        rateLimited += 1;
+        const retryAfter = Math.max(1, Math.ceil((recent[0]! + 1000 - now) / 1000));
+        return { status: 429, headers: { 'retry-after': String(retryAfter) }, body: { ok: false, error: 'ratelimited' } };
+      }
+      recent.push(now);
+    }
     if (post) {
       ts += 1;
       const id = channelId(String(body.channel));
       const state: SlackMessageState = { channel: String(body.channel), channelId: id, ts: `${ts}.000100`, text, blocks };
       states.set(state.ts, state);
-      accepted.push({ method: 'chat.postMessage', channel: state.channel, ts: state.ts, text, blocks });
+      accepted.push({ method: 'chat.postMessage', channel: state.channel, ts: state.ts, text, blocks, at: Date.now() });
       return { status: 200, body: { ok: true, channel: id, ts: state.ts, message: { text } } };
     }
     // chat.update: the channel must be the id Slack gave, the ts one of its messages there.
@@ -117,7 +143,7 @@ export async function startSlackFake(token = 'xoxb-test-token'): Promise<SlackFa
     if (!state || state.channelId !== body.channel) return { status: 200, body: { ok: false, error: 'message_not_found' } };
     state.text = text;
     state.blocks = blocks;
-    accepted.push({ method: 'chat.update', channel: String(body.channel), ts: state.ts, text, blocks });
+    accepted.push({ method: 'chat.update', channel: String(body.channel), ts: state.ts, text, blocks, at: Date.now() });
     return { status: 200, body: { ok: true, channel: state.channelId, ts: state.ts, text } };
   });
   return Object.assign(fake, {
@@ -131,6 +157,7 @@ export async function startSlackFake(token = 'xoxb-test-token'): Promise<SlackFa
     messages: () => [...states.values()].map((m) => ({ ...m })),
     messageRequests: () => [...accepted],
     historyOf: (messageTs: string) => accepted.filter((m) => m.ts === messageTs),
+    rateLimited: () => rateLimited,
     responses: () =>
       rec.requests
         .filter((r) => r.path.startsWith('/response/'))

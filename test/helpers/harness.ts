@@ -130,6 +130,10 @@ export interface Harness {
   dataConverter: DataConverter;
   /** A bearer token of the codec endpoint (CODEC_TOKENS). */
   codecToken: string;
+  /** The environment the harness's ingress and worker were configured from (for a worker in its own process). */
+  env: Record<string, string>;
+  /** The config-file document the inventory was parsed from (written to INVENTORY_FILE for such a worker). */
+  inventoryDoc: Record<string, unknown>;
   /** A run's history with every payload decoded by the codec: what the Temporal UI shows through /codec. */
   decodedHistory(workflowId: string, runId?: string): ReturnType<WorkflowHandle['fetchHistory']>;
   post(body: string | object, opts?: PostOptions): Promise<{ status: number; headers: Headers; json: any }>;
@@ -200,7 +204,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   };
   const config = loadConfig(env);
   const keys = createServerKeys(config.serverKey!);
-  const inventory = parseInventory({
+  const inventoryDoc: Record<string, unknown> = {
     systems: [
       {
         name: 'owned-db',
@@ -213,7 +217,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     ...(opts.config ?? {}),
     // Escalated runs end at once unless a test asks them to wait for a human retry.
     policy: { retryWindow: '0s', ...((opts.config?.policy as Record<string, unknown> | undefined) ?? {}) },
-  });
+  };
+  const inventory = parseInventory(inventoryDoc);
   const db = createPostgresDb(config.databaseUrl!);
   await migrate(db);
 
@@ -278,6 +283,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     codec,
     dataConverter,
     codecToken,
+    env,
+    inventoryDoc,
     async decodedHistory(workflowId, runId) {
       return decodeDeep(await client.workflow.getHandle(workflowId, runId).fetchHistory(), codec);
     },

@@ -15,6 +15,10 @@ export interface ScramCluster {
   socketDir: string;
   /** Superuser over the unix socket (trust): for test fixtures only. */
   superuserConfig: { host: string; port: number; user: string; database: string };
+  /** Stops the server (fast shutdown: connections are cut) and keeps its data, for outage tests. */
+  pause(): void;
+  /** Starts the paused server again on the same port, with the same data. */
+  resume(): void;
   stop(): void;
 }
 
@@ -56,23 +60,29 @@ export async function startScramCluster(): Promise<ScramCluster> {
     chownSync(path.join(data, 'pg_hba.conf'), uid, uid === 0 ? 0 : Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()));
   }
   const port = await freePort();
-  asPostgres(path.join(bin, 'pg_ctl'), [
-    '-D',
-    data,
-    '-l',
-    path.join(dir, 'server.log'),
-    '-w',
-    '-t',
-    '60',
-    '-o',
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c password_encryption=scram-sha-256 -c max_connections=200`,
-    'start',
-  ]);
+  const start = () =>
+    asPostgres(path.join(bin, 'pg_ctl'), [
+      '-D',
+      data,
+      '-l',
+      path.join(dir, 'server.log'),
+      '-w',
+      '-t',
+      '60',
+      '-o',
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c password_encryption=scram-sha-256 -c max_connections=200`,
+      'start',
+    ]);
+  start();
   return {
     host: '127.0.0.1',
     port,
     socketDir: dir,
     superuserConfig: { host: dir, port, user: 'postgres', database: 'postgres' },
+    pause() {
+      asPostgres(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop']);
+    },
+    resume: start,
     stop() {
       try {
         asPostgres(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']);

@@ -1,0 +1,842 @@
+/**
+ * `npm run bench`: N signed detections through the whole kill switch (ingress → Temporal workflow →
+ * revoke → expire sessions → verify dead → audit → Slack fake) against real PostgreSQL roles and
+ * Redis ACL users made for the run, plus an inline baseline that makes the same provider calls
+ * without Temporal. Figures come from the timestamps the system records (audit table) and the
+ * ingress's 202 answers; results go to results/bench-<timestamp>.json, results/latest.json and
+ * results/latest.svg. Everything it creates is removed at the end, also on Ctrl-C or failure.
+ *
+ *   npm run bench -- --n 1000 --concurrency 32 --mix postgres=70,redis=30 --sqlite both
+ *
+ * WORKER_* variables (lib/config.ts) in the environment are passed to the worker process.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Connection } from '@temporalio/client';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { Webhook } from 'standardwebhooks';
+import { stringify as toYaml } from 'yaml';
+import type { CredentialRef } from '../lib/detection';
+import { parseInventory } from '../lib/inventory';
+import { newServerKey, newWebhookSecret } from '../lib/keys';
+import { resolveTemporalCli, PROJECT_ROOT } from '../lib/temporal-cli';
+import { freePort, startDevServer, type DevServer } from '../lib/temporal-dev';
+import { createProviderRegistry, type ProviderRegistry } from '../activities/providers';
+import { startScramCluster, type ScramCluster } from '../test/helpers/pg-cluster';
+import { startSlackFake, type SlackFake } from '../test/fakes/slack';
+import { startPagerDutyFake, type PagerDutyFake } from '../test/fakes/pagerduty';
+import { cdfSvg } from './bench-chart';
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+type SqliteMode = 'default' | 'wal';
+
+interface Options {
+  n: number;
+  concurrency: number;
+  mix: { postgres: number; redis: number };
+  sqlite: SqliteMode[];
+  baseline: boolean;
+  slackPerSecond: number;
+  pagerDutyPerMinute: number;
+  slackDrainSeconds: number;
+  timeoutSeconds: number;
+  outDir: string;
+  auditUrl: string;
+  redisUrl: string;
+  label: string | undefined;
+}
+
+function usage(): never {
+  process.stderr.write(`usage: npm run bench -- [--n 1000] [--concurrency 32] [--mix postgres=70,redis=30]
+       [--sqlite default|wal|both] [--no-baseline] [--slack-per-second 1] [--pagerduty-per-minute 120]
+       [--slack-drain-seconds 90] [--timeout-seconds 300] [--out results] [--label text]
+env: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL
+     (default redis://127.0.0.1:6379), WORKER_* (passed to the worker)
+`);
+  process.exit(2);
+}
+
+export function parseArgs(argv: string[], env = process.env): Options {
+  const o: Options = {
+    n: 1000,
+    concurrency: 32,
+    mix: { postgres: 70, redis: 30 },
+    sqlite: ['default', 'wal'],
+    baseline: true,
+    slackPerSecond: 1,
+    pagerDutyPerMinute: 120,
+    slackDrainSeconds: 90,
+    timeoutSeconds: 300,
+    outDir: path.join(PROJECT_ROOT, 'results'),
+    auditUrl: env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+    redisUrl: env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    label: undefined,
+  };
+  const int = (v: string | undefined, name: string, min: number, max: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer from ${min} to ${max}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [flag, inline] = a.includes('=') && a.startsWith('--') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = () => inline ?? argv[++i];
+    switch (flag) {
+      case '--n':
+        o.n = int(value(), '--n', 1, 100_000);
+        break;
+      case '--concurrency':
+        o.concurrency = int(value(), '--concurrency', 1, 1000);
+        break;
+      case '--mix': {
+        const m = { postgres: 0, redis: 0 };
+        for (const part of (value() ?? '').split(',')) {
+          const [k, v] = part.split('=');
+          if (k !== 'postgres' && k !== 'redis') throw new Error(`--mix: unknown system kind "${k}" (postgres, redis)`);
+          m[k] = int(v, `--mix ${k}`, 0, 1_000_000);
+        }
+        if (m.postgres + m.redis === 0) throw new Error('--mix: at least one weight must be positive');
+        o.mix = m;
+        break;
+      }
+      case '--sqlite': {
+        const v = value();
+        if (v === 'both') o.sqlite = ['default', 'wal'];
+        else if (v === 'default' || v === 'wal') o.sqlite = [v];
+        else throw new Error('--sqlite must be default, wal or both');
+        break;
+      }
+      case '--no-baseline':
+        o.baseline = false;
+        break;
+      case '--slack-per-second':
+        o.slackPerSecond = int(value(), '--slack-per-second', 0, 10_000);
+        break;
+      case '--pagerduty-per-minute':
+        o.pagerDutyPerMinute = int(value(), '--pagerduty-per-minute', 0, 1_000_000);
+        break;
+      case '--slack-drain-seconds':
+        o.slackDrainSeconds = int(value(), '--slack-drain-seconds', 0, 3600);
+        break;
+      case '--timeout-seconds':
+        o.timeoutSeconds = int(value(), '--timeout-seconds', 10, 3600);
+        break;
+      case '--out':
+        o.outDir = path.resolve(value() ?? usage());
+        break;
+      case '--label':
+        o.label = value();
+        break;
+      case '--help':
+      case '-h':
+        usage();
+        break;
+      default:
+        throw new Error(`unknown option ${a} (--help lists them)`);
+    }
+  }
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const runId = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+/** Every leaked value starts with this, so one search proves none reached a log. */
+const SECRET_MARK = 'kspw';
+const newPassword = () => `${SECRET_MARK}${randomBytes(18).toString('base64url')}`;
+
+export function percentile(sorted: number[], p: number): number {
+  if (!sorted.length) return NaN;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx]!;
+}
+
+export function stats(values: number[]) {
+  const v = [...values].sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x * 10) / 10;
+  return {
+    count: v.length,
+    p50: r(percentile(v, 50)),
+    p95: r(percentile(v, 95)),
+    p99: r(percentile(v, 99)),
+    max: r(v[v.length - 1] ?? NaN),
+    mean: r(v.reduce((a, b) => a + b, 0) / (v.length || 1)),
+  };
+}
+
+function fmtMs(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`;
+}
+
+/** A progress bar on stderr (only when it is a terminal, else a line every few seconds). */
+function progress(label: string, total: number) {
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  const t0 = Date.now();
+  return {
+    update(done: number, extra = '') {
+      const now = Date.now();
+      if (!tty && now - last < 5000 && done < total) return;
+      last = now;
+      const width = 30;
+      const filled = Math.round((Math.min(done, total) / total) * width);
+      const line = `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${((now - t0) / 1000).toFixed(1)}s ${extra}`;
+      process.stderr.write(tty ? `\r${line.padEnd(110)}` : `${line}\n`);
+    },
+    done() {
+      if (tty) process.stderr.write('\n');
+    },
+  };
+}
+
+/** Peak resident set (VmHWM) and current RSS of a process, in MiB. */
+function memoryOf(pid: number | undefined): { peakRssMiB: number; rssMiB: number } | null {
+  if (!pid) return null;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    return { peakRssMiB: Math.round(kb('VmHWM') / 102.4) / 10, rssMiB: Math.round(kb('VmRSS') / 102.4) / 10 };
+  } catch {
+    return null;
+  }
+}
+
+/** SQLite's journal mode as the file header records it: bytes 18/19 are 2 in WAL mode, 1 otherwise. */
+function sqliteJournalMode(file: string): string {
+  try {
+    const fd = openSync(file, 'r');
+    const b = Buffer.alloc(20);
+    readSync(fd, b, 0, 20, 0);
+    closeSync(fd);
+    return b[18] === 2 && b[19] === 2 ? 'wal' : 'delete (rollback journal)';
+  } catch {
+    return 'unknown';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup registry: everything created is undone in reverse order, on success, failure or Ctrl-C.
+
+const cleanups: Array<{ what: string; fn: () => Promise<unknown> | unknown }> = [];
+let cleaning: Promise<void> | undefined;
+function onCleanup(what: string, fn: () => Promise<unknown> | unknown) {
+  cleanups.push({ what, fn });
+}
+function cleanupAll(): Promise<void> {
+  cleaning ??= (async () => {
+    while (cleanups.length) {
+      const c = cleanups.pop()!;
+      try {
+        await Promise.race([Promise.resolve(c.fn()), sleep(30_000).then(() => Promise.reject(new Error('timed out after 30 s')))]);
+      } catch (err) {
+        process.stderr.write(`cleanup: ${c.what} failed: ${(err as Error).message}\n`);
+      }
+    }
+  })();
+  return cleaning;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The owned systems: a password-enforcing PostgreSQL cluster and the machine's Redis.
+
+interface Credential {
+  kind: 'postgres' | 'redis';
+  name: string;
+  password: string;
+  leakedUrl: string;
+}
+
+interface OwnedSystems {
+  pg: ScramCluster;
+  pgSu: pg.Client;
+  pgAdminUrl: string;
+  redis: Redis;
+  redisAdminUrl: string;
+  /** Creates `count` credentials of the mix, named with `tag`; each is removed at cleanup. */
+  create(count: number, tag: string, mix: Options['mix']): Promise<Credential[]>;
+}
+
+async function ownedSystems(opts: Options): Promise<OwnedSystems> {
+  // The machine's PostgreSQL trusts every local login, so a leaked password would still "work"
+  // after rotation and verify-dead could never pass: the roles live in a throwaway cluster that
+  // enforces scram-sha-256 (the tests' owned system), started on a free loopback port.
+  const cluster = await startScramCluster();
+  onCleanup('stop the throwaway PostgreSQL cluster', () => cluster.stop());
+  const su = new pg.Client(cluster.superuserConfig);
+  await su.connect();
+  onCleanup('close the cluster connection', () => su.end());
+  const adminRole = `ksbench_admin_${runId}`;
+  const adminPassword = randomBytes(18).toString('hex');
+  await su.query(`CREATE ROLE ${adminRole} LOGIN CREATEROLE PASSWORD '${adminPassword}'`);
+  await su.query(`GRANT pg_signal_backend TO ${adminRole}`);
+  const pgAdminUrl = `postgres://${adminRole}:${adminPassword}@${cluster.host}:${cluster.port}/postgres`;
+
+  const redis = new Redis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  onCleanup('close the Redis connection', () => redis.quit());
+  const redisUsers: string[] = [];
+  onCleanup('delete the Redis ACL users made for the run', async () => {
+    for (let i = 0; i < redisUsers.length; i += 200) await redis.call('ACL', ['DELUSER', ...redisUsers.slice(i, i + 200)]);
+  });
+
+  return {
+    pg: cluster,
+    pgSu: su,
+    pgAdminUrl,
+    redis,
+    redisAdminUrl: opts.redisUrl,
+    async create(count, tag, mix) {
+      const total = mix.postgres + mix.redis;
+      const creds: Credential[] = [];
+      for (let i = 0; i < count; i++) {
+        // Deterministic interleaving that honours the mix at every prefix of the sequence.
+        const kind: Credential['kind'] = Math.floor(((i + 1) * mix.postgres) / total) > Math.floor((i * mix.postgres) / total) ? 'postgres' : 'redis';
+        const name = `ksb_${runId}_${tag}_${i}`;
+        const password = newPassword();
+        const leakedUrl =
+          kind === 'postgres'
+            ? `postgres://${name}:${encodeURIComponent(password)}@${cluster.host}:${cluster.port}/postgres`
+            : `redis://${name}:${encodeURIComponent(password)}@127.0.0.1:${new URL(opts.redisUrl).port || 6379}`;
+        creds.push({ kind, name, password, leakedUrl });
+      }
+      const roles = creds.filter((c) => c.kind === 'postgres');
+      for (let i = 0; i < roles.length; i += 100) {
+        const batch = roles.slice(i, i + 100);
+        await su.query(batch.map((c) => `CREATE ROLE ${su.escapeIdentifier(c.name)} LOGIN PASSWORD ${su.escapeLiteral(c.password)};`).join('\n'));
+      }
+      const users = creds.filter((c) => c.kind === 'redis');
+      const pipe = redis.pipeline();
+      for (const c of users) {
+        redisUsers.push(c.name);
+        pipe.call('ACL', ['SETUSER', c.name, 'reset', 'on', `>${c.password}`, '+ping']);
+      }
+      if (users.length) {
+        const r = await pipe.exec();
+        const failed = (r ?? []).find(([err]) => err);
+        if (failed) throw new Error(`creating Redis users failed: ${(failed[0] as Error).message.split(SECRET_MARK)[0]}`);
+      }
+      return creds;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kill switch under test: its own Temporal dev server, audit database, worker and ingress.
+
+interface Scenario {
+  sqlite: SqliteMode;
+  pragmas: Record<string, string>;
+  journalModeOnDisk: string;
+  n: number;
+  concurrency: number;
+  outcomes: Record<string, number>;
+  ack: ReturnType<typeof stats>;
+  ackStatus: Record<string, number>;
+  timeToContain: ReturnType<typeof stats>;
+  timeToRevoke: ReturnType<typeof stats>;
+  byKind: Record<string, ReturnType<typeof stats>>;
+  /** contained per second between the first receipt and the last verified death. */
+  containedPerSecond: number;
+  offeredPerSecond: number;
+  wallSeconds: number;
+  slack: {
+    perSecondLimit: number;
+    messages: number;
+    outcomeShown: number;
+    rateLimited429: number;
+    lagAfterVerifiedDeadMs: ReturnType<typeof stats> | null;
+    lastOutcomeShownAfterLastDeathSeconds: number | null;
+    /** Runs whose workflow completed without its Slack message showing the outcome. */
+    outcomeLost: number;
+    /** Runs still open (retrying Slack) when the drain window closed. */
+    stillRetrying: number;
+  };
+  pagerduty: { events: number; rateLimited429: number };
+  memory: { worker: ReturnType<typeof memoryOf>; ingress: ReturnType<typeof memoryOf>; temporal: ReturnType<typeof memoryOf> };
+  workerTuning: Record<string, string>;
+  secretMarkInLogs: boolean;
+  /** Raw samples for the chart (ms). */
+  samples: { ack: number[]; contain: number[] };
+}
+
+function spawnNode(entry: string, env: Record<string, string>, logFile: string): ChildProcess {
+  // `node --import tsx` runs the entry in this one process, so its pid is the one to measure.
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+    cwd: PROJECT_ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = createWriteStream(logFile, { flags: 'a' });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  return child;
+}
+
+async function stopChild(child: ChildProcess, name: string): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const done = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => {
+    process.stderr.write(`${name} did not stop within 20 s; killing it\n`);
+    child.kill('SIGKILL');
+  }, 20_000);
+  await done;
+  clearTimeout(t);
+}
+
+async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode, workDir: string): Promise<Scenario> {
+  const tag = `t${mode === 'wal' ? 'w' : 'd'}`;
+  const dir = path.join(workDir, mode);
+  mkdirSync(dir, { recursive: true });
+  const scenarioCleanups = cleanups.length;
+
+  // Fresh audit database on the machine's PostgreSQL.
+  const dbName = `ks_bench_${runId}_${mode}`;
+  const root = new pg.Client({ connectionString: opts.auditUrl });
+  await root.connect();
+  await root.query(`CREATE DATABASE ${dbName}`);
+  onCleanup(`drop the audit database ${dbName}`, async () => {
+    await root.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await root.end();
+  });
+  const auditUrlObj = new URL(opts.auditUrl);
+  auditUrlObj.pathname = `/${dbName}`;
+  const auditUrl = auditUrlObj.toString();
+
+  // Fakes with Slack's and PagerDuty's documented rate limits.
+  const slack: SlackFake = await startSlackFake('xoxb-bench-token', opts.slackPerSecond ? { postMessagePerSecond: opts.slackPerSecond } : {});
+  const pagerduty: PagerDutyFake = await startPagerDutyFake(undefined, opts.pagerDutyPerMinute ? { perMinute: opts.pagerDutyPerMinute } : {});
+  onCleanup('stop the Slack and PagerDuty fakes', () => Promise.all([slack.close(), pagerduty.close()]));
+
+  // Temporal dev server with a db file, default SQLite settings or WAL.
+  const pragmas: Record<string, string> = mode === 'wal' ? { journal_mode: 'wal', synchronous: 'normal' } : {};
+  const dbFile = path.join(dir, 'temporal.db');
+  const dev: DevServer = await startDevServer({
+    cli: resolveTemporalCli({ log: (m) => process.stderr.write(`${m}\n`) }),
+    headless: true,
+    dbFile,
+    logFile: path.join(dir, 'temporal.log'),
+    sqlitePragmas: pragmas,
+  });
+  onCleanup('stop the Temporal dev server', () => dev.stop());
+
+  // The owned credentials of this scenario.
+  const creds = await owned.create(opts.n, tag, opts.mix);
+
+  // Inventory and environment shared by the worker and the ingress.
+  const inventory = {
+    systems: [
+      {
+        name: 'bench-pg',
+        kind: 'postgres',
+        adminUrlEnv: 'BENCH_PG_ADMIN_URL',
+        roles: ['ksb_*'],
+        hosts: ['127.0.0.1'],
+        // Pacing and the mass-leak breaker would (by design) hold a burst of 1,000 leaks of one
+        // system for a human; the benchmark measures the machinery, so both are opened wide.
+        limits: { concurrency: 32, perMinute: 100_000 },
+        breaker: { threshold: 100_000, window: '5m' },
+      },
+      {
+        name: 'bench-redis',
+        kind: 'redis',
+        adminUrlEnv: 'BENCH_REDIS_ADMIN_URL',
+        users: ['ksb_*'],
+        hosts: ['127.0.0.1'],
+        persist: 'none',
+        limits: { concurrency: 32, perMinute: 100_000 },
+        breaker: { threshold: 100_000, window: '5m' },
+      },
+    ],
+    sources: { generic: { rateLimit: { perMinute: 1_000_000 } } },
+    policy: { retryWindow: '0s' },
+  };
+  parseInventory(inventory); // fail here, not in a child
+  const inventoryFile = path.join(dir, 'inventory.yaml');
+  writeFileSync(inventoryFile, toYaml(inventory));
+  const webhookSecret = newWebhookSecret();
+  const port = await freePort();
+  const taskQueue = `kill-switch-bench-${runId}`;
+  const workerTuning = Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.startsWith('WORKER_') && v) as Array<[string, string]>);
+  const env: Record<string, string> = {
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'info',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    TEMPORAL_ADDRESS: dev.address,
+    TEMPORAL_TASK_QUEUE: taskQueue,
+    TEMPORAL_CONNECT_TIMEOUT_MS: '10000',
+    DATABASE_URL: auditUrl,
+    KILLSWITCH_SERVER_KEY: newServerKey(),
+    GENERIC_WEBHOOK_SECRETS: webhookSecret,
+    INVENTORY_FILE: inventoryFile,
+    BENCH_PG_ADMIN_URL: owned.pgAdminUrl,
+    BENCH_REDIS_ADMIN_URL: owned.redisAdminUrl,
+    SLACK_BOT_TOKEN: slack.token,
+    SLACK_SIGNING_SECRET: slack.signingSecret,
+    SLACK_CHANNEL: '#security-incidents',
+    SLACK_API_URL: slack.apiUrl,
+    PAGERDUTY_ROUTING_KEY: pagerduty.routingKey,
+    PAGERDUTY_EVENTS_URL: pagerduty.url,
+    ...workerTuning,
+  };
+  const workerLog = path.join(dir, 'worker.log');
+  const ingressLog = path.join(dir, 'ingress.log');
+  // The ingress first: it runs the migrations on the fresh database before the worker does.
+  const ingress = spawnNode('api/server.ts', env, ingressLog);
+  onCleanup('stop the ingress', () => stopChild(ingress, 'ingress'));
+  const base = `http://127.0.0.1:${port}`;
+  const readyBy = Date.now() + 60_000;
+  for (;;) {
+    if (ingress.exitCode !== null) throw new Error(`the ingress exited (${ingress.exitCode}); see ${ingressLog}`);
+    const ok = await fetch(`${base}/healthz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > readyBy) throw new Error(`the ingress was not ready within 60 s; see ${ingressLog}`);
+    await sleep(200);
+  }
+  const worker = spawnNode('worker/index.ts', env, workerLog);
+  onCleanup('stop the worker', () => stopChild(worker, 'worker'));
+  const conn = await Connection.connect({ address: dev.address });
+  onCleanup('close the Temporal connection', () => conn.close());
+  for (;;) {
+    if (worker.exitCode !== null) throw new Error(`the worker exited (${worker.exitCode}); see ${workerLog}`);
+    const d = await conn.workflowService.describeTaskQueue({ namespace: 'default', taskQueue: { name: taskQueue }, taskQueueType: 1 }).catch(() => null);
+    const a = await conn.workflowService.describeTaskQueue({ namespace: 'default', taskQueue: { name: taskQueue }, taskQueueType: 2 }).catch(() => null);
+    if ((d?.pollers?.length ?? 0) > 0 && (a?.pollers?.length ?? 0) > 0) break;
+    if (Date.now() > readyBy + 60_000) throw new Error(`the worker did not poll within 120 s; see ${workerLog}`);
+    await sleep(250);
+  }
+
+  // The burst: N signed deliveries, `concurrency` in flight.
+  const wh = new Webhook(webhookSecret);
+  const acks: number[] = [];
+  const ackStatus: Record<string, number> = {};
+  const audit = new pg.Client({ connectionString: auditUrl });
+  await audit.connect();
+  onCleanup('close the audit connection', () => audit.end());
+  const bar = progress(`${mode.padEnd(7)} contained`, opts.n);
+  let next = 0;
+  let acked = 0;
+  const sendStart = Date.now();
+  let lastAckAt = sendStart;
+  const sender = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= creds.length) return;
+      const c = creds[i]!;
+      const body = JSON.stringify({
+        credentialType: c.kind === 'postgres' ? 'postgres_password' : 'redis_password',
+        secret: c.leakedUrl,
+        scanner: 'bench',
+        findingId: `${runId}-${tag}-${i}`,
+        location: { repository: 'acme/bench', file: `config/${i}.env`, line: 1 },
+      });
+      const id = `msg_${runId}_${tag}_${i}`;
+      const ts = new Date();
+      const t0 = performance.now();
+      let status = 'error';
+      for (let attempt = 0; attempt < 5; attempt++) {
+        try {
+          const r = await fetch(`${base}/webhooks/generic`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(Math.floor(ts.getTime() / 1000)), 'webhook-signature': wh.sign(id, ts, body) },
+            body,
+            signal: AbortSignal.timeout(30_000),
+          });
+          await r.arrayBuffer();
+          status = String(r.status);
+          if (r.status !== 503 && r.status !== 429) break;
+        } catch (err) {
+          status = (err as Error).name;
+        }
+        await sleep(500 * (attempt + 1));
+      }
+      acks.push(performance.now() - t0);
+      ackStatus[status] = (ackStatus[status] ?? 0) + 1;
+      acked++;
+      lastAckAt = Date.now();
+    }
+  };
+  const senders = Promise.all(Array.from({ length: Math.min(opts.concurrency, creds.length) }, sender));
+
+  // Wait for every audit row (bounded), with the bar.
+  const deadline = Date.now() + opts.timeoutSeconds * 1000;
+  let audited = 0;
+  let sendDone = false;
+  void senders.then(() => (sendDone = true));
+  while (Date.now() < deadline) {
+    audited = Number((await audit.query('SELECT count(*)::int AS n FROM killswitch_audit')).rows[0].n);
+    bar.update(audited, `acked ${acked}`);
+    if (sendDone && audited >= opts.n) break;
+    await sleep(250);
+  }
+  bar.done();
+  await Promise.race([senders, sleep(1000)]);
+  if (audited < opts.n) process.stderr.write(`warning: only ${audited}/${opts.n} runs recorded an outcome within ${opts.timeoutSeconds} s\n`);
+
+  const rows = (
+    await audit.query<{ workflow_id: string; outcome: string; owning_system: string | null; received_at: Date; revoked_at: Date | null; verified_dead_at: Date | null; recorded_at: Date }>(
+      'SELECT workflow_id, outcome, owning_system, received_at, revoked_at, verified_dead_at, recorded_at FROM killswitch_audit',
+    )
+  ).rows;
+  const outcomes: Record<string, number> = {};
+  for (const r of rows) outcomes[r.outcome] = (outcomes[r.outcome] ?? 0) + 1;
+  const contained = rows.filter((r) => r.outcome === 'contained' && r.verified_dead_at);
+  const contain = contained.map((r) => r.verified_dead_at!.getTime() - r.received_at.getTime());
+  const revoke = contained.filter((r) => r.revoked_at).map((r) => r.revoked_at!.getTime() - r.received_at.getTime());
+  const byKind: Record<string, ReturnType<typeof stats>> = {};
+  for (const sys of ['bench-pg', 'bench-redis']) {
+    const v = contained.filter((r) => r.owning_system === sys).map((r) => r.verified_dead_at!.getTime() - r.received_at.getTime());
+    if (v.length) byKind[sys] = stats(v);
+  }
+  const firstReceived = Math.min(...rows.map((r) => r.received_at.getTime()));
+  const lastDead = Math.max(...contained.map((r) => r.verified_dead_at!.getTime()));
+  const containedPerSecond = contained.length / Math.max(0.001, (lastDead - firstReceived) / 1000);
+
+  // Slack: how far behind the people are, and whether any outcome never reached them.
+  const deadAt = new Map(contained.map((r) => [r.workflow_id, r.verified_dead_at!.getTime()]));
+  const wfOf = (text: string) => {
+    const m = /\/workflows\/([^/]+)\//.exec(text);
+    return m ? decodeURIComponent(m[1]!) : undefined;
+  };
+  const outcomeShownAt = () => {
+    const shown = new Map<string, number>();
+    for (const m of slack.messageRequests()) {
+      if (!m.text.startsWith(':white_check_mark: Leaked credential contained')) continue;
+      const wf = wfOf(m.text);
+      if (wf && !shown.has(wf)) shown.set(wf, m.at);
+    }
+    return shown;
+  };
+  const drainBy = Date.now() + opts.slackDrainSeconds * 1000;
+  const slackBar = progress(`${mode.padEnd(7)} Slack    `, contained.length);
+  let shown = outcomeShownAt();
+  let open = Infinity;
+  while (Date.now() < drainBy) {
+    shown = outcomeShownAt();
+    const listed = await conn.workflowService
+      .countWorkflowExecutions({ namespace: 'default', query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })
+      .catch(() => null);
+    open = listed ? Number(listed.count ?? 0) : open;
+    slackBar.update(shown.size, `runs still open ${Number.isFinite(open) ? open : '?'}`);
+    if (shown.size >= contained.length || open === 0) break;
+    await sleep(1000);
+  }
+  slackBar.done();
+  shown = outcomeShownAt();
+  const lags = [...shown.entries()].filter(([wf]) => deadAt.has(wf)).map(([wf, at]) => at - deadAt.get(wf)!);
+  const runsWithMessage = new Set(slack.messageRequests().map((m) => wfOf(m.text)).filter(Boolean)).size;
+  const lostOrOpen = contained.filter((r) => !shown.has(r.workflow_id));
+  let stillRetrying = 0;
+  let outcomeLost = 0;
+  for (const r of lostOrOpen) {
+    const d = await conn.workflowService
+      .describeWorkflowExecution({ namespace: 'default', execution: { workflowId: r.workflow_id } })
+      .catch(() => null);
+    if (d?.workflowExecutionInfo?.status === 1) stillRetrying++;
+    else outcomeLost++;
+  }
+
+  // Peak memory, then stop the processes of this scenario.
+  const memory = { worker: memoryOf(worker.pid), ingress: memoryOf(ingress.pid), temporal: memoryOf(dev.process.pid) };
+  const logs = [workerLog, ingressLog, path.join(dir, 'temporal.log')].map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : '')).join('\n');
+  const scenario: Scenario = {
+    sqlite: mode,
+    pragmas,
+    journalModeOnDisk: sqliteJournalMode(dbFile),
+    n: opts.n,
+    concurrency: opts.concurrency,
+    outcomes,
+    ack: stats(acks),
+    ackStatus,
+    timeToContain: stats(contain),
+    timeToRevoke: stats(revoke),
+    byKind,
+    containedPerSecond: Math.round(containedPerSecond * 10) / 10,
+    offeredPerSecond: Math.round((opts.n / Math.max(0.001, (lastAckAt - sendStart) / 1000)) * 10) / 10,
+    wallSeconds: Math.round((lastDead - firstReceived) / 100) / 10,
+    slack: {
+      perSecondLimit: opts.slackPerSecond,
+      messages: runsWithMessage,
+      outcomeShown: shown.size,
+      rateLimited429: slack.rateLimited(),
+      lagAfterVerifiedDeadMs: lags.length ? stats(lags) : null,
+      lastOutcomeShownAfterLastDeathSeconds: shown.size ? Math.round((Math.max(...shown.values()) - lastDead) / 100) / 10 : null,
+      outcomeLost,
+      stillRetrying,
+    },
+    pagerduty: { events: pagerduty.events().length, rateLimited429: pagerduty.rateLimited() },
+    memory,
+    workerTuning,
+    secretMarkInLogs: logs.includes(SECRET_MARK),
+    samples: { ack: acks, contain },
+  };
+  // Undo this scenario's resources now (the owned systems stay for the next scenario).
+  while (cleanups.length > scenarioCleanups) {
+    const c = cleanups.pop()!;
+    try {
+      await c.fn();
+    } catch (err) {
+      process.stderr.write(`cleanup: ${c.what} failed: ${(err as Error).message}\n`);
+    }
+  }
+  return scenario;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Baseline: the same provider calls, inline, no Temporal, no ingress, no audit.
+
+async function runBaseline(opts: Options, owned: OwnedSystems) {
+  const creds = await owned.create(opts.n, 'b', opts.mix);
+  const inventory = parseInventory({
+    systems: [
+      { name: 'bench-pg', kind: 'postgres', adminUrlEnv: 'A', roles: ['ksb_*'], limits: { concurrency: 32, perMinute: 100_000 } },
+      { name: 'bench-redis', kind: 'redis', adminUrlEnv: 'B', users: ['ksb_*'], persist: 'none', limits: { concurrency: 32, perMinute: 100_000 } },
+    ],
+  });
+  const registry: ProviderRegistry = createProviderRegistry(inventory, { A: owned.pgAdminUrl, B: owned.redisAdminUrl });
+  onCleanup('close the baseline providers', () => registry.closeAll());
+  const times: number[] = [];
+  const failures: string[] = [];
+  let next = 0;
+  const bar = progress('baseline contained', creds.length);
+  const t0 = Date.now();
+  const loop = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= creds.length) return;
+      const c = creds[i]!;
+      const rt = registry.get(c.kind === 'postgres' ? 'bench-pg' : 'bench-redis')!;
+      const ref: CredentialRef = c.kind === 'postgres' ? { role: c.name, host: '127.0.0.1' } : { user: c.name, host: '127.0.0.1' };
+      const req = { workflowId: `baseline-${i}`, credentialRef: ref };
+      const start = performance.now();
+      try {
+        await rt.provider.revoke({ ...req, mode: 'emergency', leakedValue: c.password });
+        await rt.provider.expireSessions(req);
+        const v = await rt.provider.verifyDead(req, c.password);
+        if (!v.verifiedDeadAt) throw new Error(`not verified: ${v.method}`);
+        times.push(performance.now() - start);
+      } catch (err) {
+        failures.push(((err as Error).message ?? '').split(SECRET_MARK)[0]!);
+      }
+      bar.update(times.length + failures.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.concurrency, creds.length) }, loop));
+  bar.done();
+  const wall = (Date.now() - t0) / 1000;
+  return {
+    n: creds.length,
+    contained: times.length,
+    failures: failures.length,
+    firstFailure: failures[0],
+    timeToContain: stats(times),
+    containedPerSecond: Math.round((times.length / Math.max(0.001, wall)) * 10) / 10,
+    samples: times,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  let opts: Options;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    usage();
+  }
+  let interrupted = false;
+  const onSignal = (sig: string) => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`\n${sig}: cleaning up (roles, users, databases, processes)…\n`);
+    void cleanupAll().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'ks-bench-'));
+  onCleanup('remove the work folder', () => rmSync(workDir, { recursive: true, force: true }));
+  const started = new Date();
+  process.stderr.write(`bench ${runId}: N=${opts.n}, concurrency ${opts.concurrency}, mix postgres=${opts.mix.postgres},redis=${opts.mix.redis}, sqlite ${opts.sqlite.join('+')}; work folder ${workDir}\n`);
+  const owned = await ownedSystems(opts);
+
+  const scenarios: Scenario[] = [];
+  for (const mode of opts.sqlite) scenarios.push(await runScenario(opts, owned, mode, workDir));
+  const baseline = opts.baseline ? await runBaseline(opts, owned) : null;
+
+  const result = {
+    benchmark: 'secret-kill-switch end-to-end containment',
+    label: opts.label ?? null,
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    options: { n: opts.n, concurrency: opts.concurrency, mix: opts.mix, sqlite: opts.sqlite, slackPerSecond: opts.slackPerSecond, pagerDutyPerMinute: opts.pagerDutyPerMinute },
+    scenarios: scenarios.map(({ samples: _s, ...s }) => s),
+    baseline: baseline ? (({ samples: _s, ...b }) => b)(baseline) : null,
+    priceOfDurability: baseline
+      ? Object.fromEntries(scenarios.map((s) => [s.sqlite, Math.round((s.timeToContain.p50 / baseline.timeToContain.p50) * 10) / 10]))
+      : null,
+  };
+
+  mkdirSync(opts.outDir, { recursive: true });
+  const stamp = started.toISOString().replace(/[:.]/g, '-');
+  const json = `${JSON.stringify(result, null, 2)}\n`;
+  writeFileSync(path.join(opts.outDir, `bench-${stamp}.json`), json);
+  writeFileSync(path.join(opts.outDir, 'latest.json'), json);
+  const colors = ['#d62728', '#1f77b4'];
+  const svg = cdfSvg(`Kill switch, N=${opts.n}, concurrency ${opts.concurrency}: CDF of latency`, [
+    ...scenarios.map((s, i) => ({ label: `time to contain (sqlite ${s.sqlite})`, color: colors[i % 2]!, values: s.samples.contain })),
+    ...(baseline ? [{ label: 'inline baseline (no Temporal)', color: '#2ca02c', values: baseline.samples }] : []),
+    ...scenarios.map((s, i) => ({ label: `ingress 202 ack (sqlite ${s.sqlite})`, color: colors[i % 2]!, values: s.samples.ack, dashed: true })),
+  ]);
+  writeFileSync(path.join(opts.outDir, 'latest.svg'), svg);
+
+  // The summary.
+  const lines: string[] = [];
+  lines.push(`\nSecret Kill Switch benchmark: N=${opts.n}, concurrency ${opts.concurrency}, mix postgres ${opts.mix.postgres} / redis ${opts.mix.redis}`);
+  for (const s of scenarios) {
+    lines.push(`\n[Temporal dev server SQLite: ${s.sqlite}; pragmas ${Object.keys(s.pragmas).length ? Object.entries(s.pragmas).map(([k, v]) => `${k}=${v}`).join(' ') : 'none (SQLite defaults: journal_mode=delete, synchronous=full)'}; on disk: ${s.journalModeOnDisk}]`);
+    lines.push(`  outcomes              ${JSON.stringify(s.outcomes)}   ingress answers ${JSON.stringify(s.ackStatus)}`);
+    lines.push(`  ingress 202 ack       p50 ${fmtMs(s.ack.p50)}  p95 ${fmtMs(s.ack.p95)}  p99 ${fmtMs(s.ack.p99)}`);
+    lines.push(`  time to contain       p50 ${fmtMs(s.timeToContain.p50)}  p95 ${fmtMs(s.timeToContain.p95)}  p99 ${fmtMs(s.timeToContain.p99)}  (received → verified dead)`);
+    lines.push(`  time to revoke        p50 ${fmtMs(s.timeToRevoke.p50)}  p95 ${fmtMs(s.timeToRevoke.p95)}  p99 ${fmtMs(s.timeToRevoke.p99)}`);
+    for (const [k, v] of Object.entries(s.byKind)) lines.push(`    ${k.padEnd(18)}  p50 ${fmtMs(v.p50)}  p95 ${fmtMs(v.p95)}  p99 ${fmtMs(v.p99)}  (n=${v.count})`);
+    lines.push(`  sustained             ${s.containedPerSecond} contained/s over ${s.wallSeconds} s (offered ${s.offeredPerSecond}/s)`);
+    lines.push(`  peak RSS              worker ${s.memory.worker?.peakRssMiB ?? '?'} MiB, ingress ${s.memory.ingress?.peakRssMiB ?? '?'} MiB, temporal dev server ${s.memory.temporal?.peakRssMiB ?? '?'} MiB`);
+    const l = s.slack.lagAfterVerifiedDeadMs;
+    lines.push(
+      `  Slack (${s.slack.perSecondLimit}/s/channel) outcome shown for ${s.slack.outcomeShown}/${s.outcomes.contained ?? 0}; messages ${s.slack.messages}; 429s ${s.slack.rateLimited429}; lost ${s.slack.outcomeLost}; still retrying ${s.slack.stillRetrying}` +
+        (l ? `; lag after death p50 ${fmtMs(l.p50)} p95 ${fmtMs(l.p95)} max ${fmtMs(l.max)}` : ''),
+    );
+    lines.push(`  secret values in worker/ingress/Temporal logs: ${s.secretMarkInLogs ? 'FOUND' : 'none'}`);
+  }
+  if (baseline) {
+    lines.push(`\n[inline baseline: the providers' revoke → expireSessions → verifyDead, no Temporal]`);
+    lines.push(`  contained ${baseline.contained}/${baseline.n}${baseline.failures ? ` (failures ${baseline.failures}: ${baseline.firstFailure})` : ''}`);
+    lines.push(`  time to contain       p50 ${fmtMs(baseline.timeToContain.p50)}  p95 ${fmtMs(baseline.timeToContain.p95)}  p99 ${fmtMs(baseline.timeToContain.p99)}; ${baseline.containedPerSecond} contained/s`);
+    for (const s of scenarios) lines.push(`  price of durability (sqlite ${s.sqlite}): median time to contain ×${result.priceOfDurability![s.sqlite]}`);
+  }
+  lines.push(`\nwritten: ${path.relative(process.cwd(), path.join(opts.outDir, `bench-${stamp}.json`))}, latest.json, latest.svg`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+  const leaked = scenarios.some((s) => s.secretMarkInLogs);
+  const incomplete = scenarios.some((s) => (s.outcomes.contained ?? 0) < opts.n);
+  if (leaked || incomplete) process.exitCode = 1;
+}
+
+main()
+  .catch((err) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack?.split(SECRET_MARK)[0] ?? String(err)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => cleanupAll().finally(() => process.exit(process.exitCode ?? 0)));
