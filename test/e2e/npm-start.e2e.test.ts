@@ -104,6 +104,9 @@ describe('npm start on embedded defaults', () => {
     // The dev UI is pointed at the ingress's codec endpoint, which decodes for the local UI only.
     const settings = (await (await fetch(`http://127.0.0.1:${uiPort}/api/v1/settings`)).json()) as { Codec?: { Endpoint?: string } };
     expect(settings.Codec?.Endpoint).toBe(`http://localhost:${port}/codec`);
+    // The dev server's store runs in WAL mode (bytes 18/19 of the SQLite header are 2).
+    const header = readFileSync(path.join(dataDir, 'temporal.db')).subarray(0, 20);
+    expect([header[18], header[19]]).toEqual([2, 2]);
     const uiOrigin = `http://localhost:${uiPort}`;
     const decode = (origin: string) =>
       fetch(`http://127.0.0.1:${port}/codec/decode`, {
