@@ -10,10 +10,10 @@
  * moto does not check a key's Active/Inactive status (real AWS does).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, PutUserPolicyCommand } from '@aws-sdk/client-iam';
-import { freePort } from './temporal-dev';
+import { captureOutput, freePort } from './temporal-dev';
 import { PROJECT_ROOT } from './temporal-cli';
 
 export const MOTO_VERSION = '5.2.5';
@@ -63,15 +63,7 @@ export async function startMoto(opts: MotoOptions = {}): Promise<MotoServer> {
       INITIAL_NO_AUTH_ACTION_COUNT: 'inf',
     },
   });
-  if (opts.logFile) {
-    mkdirSync(path.dirname(opts.logFile), { recursive: true });
-    const out = createWriteStream(opts.logFile, { flags: 'a' });
-    child.stdout?.pipe(out);
-    child.stderr?.pipe(out);
-  } else {
-    child.stdout?.resume();
-    child.stderr?.resume();
-  }
+  captureOutput(child, opts.logFile);
   let exited: string | undefined;
   child.once('exit', (code, signal) => {
     exited = `moto server exited (code ${code}, signal ${signal})`;

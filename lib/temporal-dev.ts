@@ -45,6 +45,19 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+/** Appends a child's stdout and stderr to a log file, or drains them so the child never blocks on a full pipe. */
+export function captureOutput(child: ChildProcess, logFile: string | undefined): void {
+  if (logFile) {
+    mkdirSync(path.dirname(logFile), { recursive: true });
+    const out = createWriteStream(logFile, { flags: 'a' });
+    child.stdout?.pipe(out);
+    child.stderr?.pipe(out);
+  } else {
+    child.stdout?.resume();
+    child.stderr?.resume();
+  }
+}
+
 export async function startDevServer(opts: DevServerOptions): Promise<DevServer> {
   const ip = opts.ip ?? '127.0.0.1';
   const port = opts.port ?? (await freePort(ip));
@@ -61,15 +74,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   for (const [k, v] of Object.entries(opts.sqlitePragmas ?? {})) args.push('--sqlite-pragma', `${k}=${v}`);
 
   const child = spawn(opts.cli, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: false });
-  if (opts.logFile) {
-    mkdirSync(path.dirname(opts.logFile), { recursive: true });
-    const out = createWriteStream(opts.logFile, { flags: 'a' });
-    child.stdout?.pipe(out);
-    child.stderr?.pipe(out);
-  } else {
-    child.stdout?.resume();
-    child.stderr?.resume();
-  }
+  captureOutput(child, opts.logFile);
   let exited: string | undefined;
   child.once('exit', (code, signal) => {
     exited = `temporal dev server exited (code ${code}, signal ${signal})`;

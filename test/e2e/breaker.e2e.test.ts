@@ -5,8 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decideUpdate, type KillSwitchResult, type StepStatus } from '../../workflows/shared';
-import { leakedUrl, startHarness, type Harness } from '../helpers/harness';
+import { decideUpdate, type KillSwitchResult } from '../../workflows/shared';
+import { leakedUrl, startHarness, type Harness, waitForStep } from '../helpers/harness';
 
 const ADMIN = `admin-${randomBytes(16).toString('hex')}`;
 const SYSTEM = `breaker-db-${randomBytes(3).toString('hex')}`;
@@ -31,15 +31,6 @@ async function leak() {
   return { role, password, workflowId: res.json.workflowId as string, handle: h.client.workflow.getHandle(res.json.workflowId) };
 }
 
-async function waitForStep(handle: { query: <T>(name: string) => Promise<T> }, step: string) {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const s = await handle.query<StepStatus>('currentStep');
-    if (s.step === step) return s;
-    if (Date.now() > deadline) throw new Error(`never reached ${step}; at ${s.step}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const admin = (path: string, init: RequestInit = {}) =>
   fetch(`${h.baseUrl}/admin${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' } });

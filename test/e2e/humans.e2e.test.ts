@@ -13,7 +13,7 @@ import {
   type KillSwitchResult,
   type StepStatus,
 } from '../../workflows/shared';
-import { leakedUrl, startHarness, type Harness } from '../helpers/harness';
+import { leakedUrl, startHarness, type Harness, waitForStep } from '../helpers/harness';
 
 const APPROVER = 'U0APPROVER1';
 let h: Harness;
@@ -43,15 +43,6 @@ async function leak(repository: string, opts: { superuser?: boolean } = {}) {
   return { role, password, workflowId: res.json.workflowId as string, handle: h.client.workflow.getHandle(res.json.workflowId) };
 }
 
-async function waitForStep(handle: { query: <T>(name: string) => Promise<T> }, step: string) {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const s = await handle.query<StepStatus>('currentStep');
-    if (s.step === step) return s;
-    if (Date.now() > deadline) throw new Error(`never reached ${step}; at ${s.step}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const audit = async (workflowId: string) =>
   (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1 ORDER BY id', [workflowId])).rows;

@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decideUpdate, type KillSwitchResult, type StepStatus } from '../../workflows/shared';
+import { decideUpdate, type KillSwitchResult } from '../../workflows/shared';
 import { newWebhookSecret } from '../../lib/keys';
-import { rand, startHarness, type Harness, leakedUrl } from '../helpers/harness';
+import { rand, startHarness, type Harness, leakedUrl, waitForStep } from '../helpers/harness';
 
 const ADMIN = `admin-${randomBytes(16).toString('hex')}`;
 const SWITCHABLE = newWebhookSecret();
@@ -56,15 +56,6 @@ async function audit(workflowId: string) {
   return (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [workflowId])).rows;
 }
 
-async function waitForStep(handle: { query: <T>(name: string) => Promise<T> }, step: string) {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const s = await handle.query<StepStatus>('currentStep');
-    if (s.step === step) return s;
-    if (Date.now() > deadline) throw new Error(`never reached ${step}; at ${s.step}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('policy', () => {
   it('ignore: records the decision and touches nothing', async () => {

@@ -22,6 +22,7 @@ import { parseInventory, type Inventory } from '../../lib/inventory';
 import { createServerKeys, newServerKey, newWebhookSecret, type ServerKeys } from '../../lib/keys';
 import { createLogger, type Logger } from '../../lib/logger';
 import { installTemporalLogging } from '../../lib/temporal-logging';
+import type { Step, StepStatus } from '../../workflows/shared';
 import { buildActivityDeps, createKillSwitchWorker, WORKFLOWS_PATH } from '../../worker/build';
 import { startPagerDutyFake, type PagerDutyFake } from '../fakes/pagerduty';
 import { parseSlackBody, startSlackFake, type SlackFake } from '../fakes/slack';
@@ -393,5 +394,16 @@ export function expectNowhere(places: Record<string, string>, secrets: readonly 
     ];
     for (const [place, text] of Object.entries(places))
       for (const form of forms) expect(text.includes(form), `secret found in ${place}`).toBe(false);
+  }
+}
+
+/** Polls a run's currentStep query until it reaches `step` (20 s at most). */
+export async function waitForStep(handle: { query: <T>(name: string) => Promise<T> }, step: Step): Promise<StepStatus> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const s = await handle.query<StepStatus>('currentStep');
+    if (s.step === step) return s;
+    if (Date.now() > deadline) throw new Error(`never reached ${step}; at ${s.step}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
