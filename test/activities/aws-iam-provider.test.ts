@@ -14,8 +14,7 @@ import {
   PutUserPolicyCommand,
 } from '@aws-sdk/client-iam';
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AWS_KEY_LIMIT } from '../../activities/providers/aws-errors';
 import { AwsIamProvider, QUARANTINE_POLICY, revokedTag, SESSIONS_POLICY } from '../../activities/providers/aws-iam';
 import { noSink, createSink } from '../../activities/sinks';
@@ -26,11 +25,10 @@ import { matchOwner, parseInventory } from '../../lib/inventory';
 import type { AwsIamSystem } from '../../lib/systems';
 import { ErrorType } from '../../workflows/shared';
 import { rand } from '../helpers/harness';
+import { motoConnection, whoAmI } from '../helpers/aws';
 
-const endpoint = inject('awsEndpoint');
-const admin = inject('awsAdmin');
-const env = { AWS_ADMIN_KEY_ID: admin.accessKeyId, AWS_ADMIN_SECRET: admin.secretAccessKey };
-const aws = { region: 'us-east-1', endpointUrl: endpoint, accessKeyIdEnv: 'AWS_ADMIN_KEY_ID', secretAccessKeyEnv: 'AWS_ADMIN_SECRET' };
+const { endpoint, admin, env: awsEnv, aws } = motoConnection('AWS_ADMIN_KEY_ID', 'AWS_ADMIN_SECRET');
+const env = awsEnv;
 const prefix = `ks-${rand()}`;
 
 let iam: IAMClient;
@@ -58,17 +56,6 @@ async function leakedUser(name = `${prefix}-app-${rand()}`): Promise<{ user: str
   await iam.send(new CreateUserCommand({ UserName: name }));
   const k = (await iam.send(new CreateAccessKeyCommand({ UserName: name }))).AccessKey!;
   return { user: name, keyId: k.AccessKeyId!, secret: k.SecretAccessKey! };
-}
-/** The ARN the key authenticates as, or the error code AWS answers. */
-async function whoAmI(accessKeyId: string, secretAccessKey: string): Promise<string> {
-  const sts = new STSClient({ region: 'us-east-1', endpoint, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 });
-  try {
-    return (await sts.send(new GetCallerIdentityCommand({}))).Arn!;
-  } catch (err) {
-    return `refused:${(err as Error).name}`;
-  } finally {
-    sts.destroy();
-  }
 }
 async function keysOf(user: string) {
   return (await iam.send(new ListAccessKeysCommand({ UserName: user }))).AccessKeyMetadata ?? [];

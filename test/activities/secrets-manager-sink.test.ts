@@ -12,17 +12,15 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { CreateAccessKeyCommand, CreateUserCommand, IAMClient } from '@aws-sdk/client-iam';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import { SecretsManagerSink } from '../../activities/sinks/aws-secrets-manager';
 import { createSink } from '../../activities/sinks';
 import { parseInventory } from '../../lib/inventory';
 import { ErrorType } from '../../workflows/shared';
 import { rand } from '../helpers/harness';
+import { motoConnection } from '../helpers/aws';
 
-const endpoint = inject('awsEndpoint');
-const admin = inject('awsAdmin');
-const env = { SINK_KEY_ID: admin.accessKeyId, SINK_SECRET: admin.secretAccessKey };
-const aws = { region: 'us-east-1', endpointUrl: endpoint, accessKeyIdEnv: 'SINK_KEY_ID', secretAccessKeyEnv: 'SINK_SECRET' };
+const { endpoint, admin, env: awsEnv, aws } = motoConnection('SINK_KEY_ID', 'SINK_SECRET');
+const env = awsEnv;
 let sm: SecretsManagerClient;
 const sinks: SecretsManagerSink[] = [];
 

@@ -6,18 +6,16 @@
  */
 import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, ListAccessKeysCommand, ListUserPoliciesCommand } from '@aws-sdk/client-iam';
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SESSIONS_POLICY } from '../../activities/providers/aws-iam';
 import type { KillSwitchResult } from '../../workflows/shared';
 import { parseSlackBody } from '../fakes/slack';
 import { capturedLogs, deepText, rand, startHarness, type Harness } from '../helpers/harness';
+import { motoConnection, whoAmI } from '../helpers/aws';
 
-const endpoint = inject('awsEndpoint');
-const admin = inject('awsAdmin');
+const { endpoint, admin, env: awsEnv, aws } = motoConnection('AWS_KS_ADMIN_KEY_ID', 'AWS_KS_ADMIN_SECRET');
 const prefix = `ks-e2e-${rand()}`;
 const secretName = `${prefix}/payments/aws-key`;
-const aws = { region: 'us-east-1', endpointUrl: endpoint, accessKeyIdEnv: 'AWS_KS_ADMIN_KEY_ID', secretAccessKeyEnv: 'AWS_KS_ADMIN_SECRET' };
 
 let h: Harness;
 let iam: IAMClient;
@@ -26,23 +24,13 @@ let sm: SecretsManagerClient;
 const planted: string[] = [];
 const runs: string[] = [];
 
-async function whoAmI(accessKeyId: string, secretAccessKey: string): Promise<string> {
-  const sts = new STSClient({ region: 'us-east-1', endpoint, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 });
-  try {
-    return (await sts.send(new GetCallerIdentityCommand({}))).Arn!;
-  } catch (err) {
-    return `refused:${(err as Error).name}`;
-  } finally {
-    sts.destroy();
-  }
-}
 
 beforeAll(async () => {
   iam = new IAMClient({ region: 'us-east-1', endpoint, credentials: admin });
   sm = new SecretsManagerClient({ region: 'us-east-1', endpoint, credentials: admin });
   await sm.send(new CreateSecretCommand({ Name: secretName, SecretString: '{}' }));
   h = await startHarness({
-    env: { AWS_KS_ADMIN_KEY_ID: admin.accessKeyId, AWS_KS_ADMIN_SECRET: admin.secretAccessKey },
+    env: awsEnv,
     config: {
       systems: [
         {

@@ -4,14 +4,13 @@
  * durable timer, then the leaked password dies. The audit records when each happened.
  */
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KillSwitchResult, StepStatus } from '../../workflows/shared';
 import { capturedLogs, deepText, leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
+import { motoConnection } from '../helpers/aws';
 
-const endpoint = inject('awsEndpoint');
-const admin = inject('awsAdmin');
+const { endpoint, admin, env: awsEnv, aws } = motoConnection('AWS_KS_ADMIN_KEY_ID', 'AWS_KS_ADMIN_SECRET');
 const secretName = `ks-graceful-${rand()}/app-db`;
-const aws = { region: 'us-east-1', endpointUrl: endpoint, accessKeyIdEnv: 'AWS_KS_ADMIN_KEY_ID', secretAccessKeyEnv: 'AWS_KS_ADMIN_SECRET' };
 let h: Harness;
 let sm: SecretsManagerClient;
 
@@ -19,7 +18,7 @@ beforeAll(async () => {
   sm = new SecretsManagerClient({ region: 'us-east-1', endpoint, credentials: admin });
   await sm.send(new CreateSecretCommand({ Name: secretName, SecretString: '{}' }));
   h = await startHarness({
-    env: { AWS_KS_ADMIN_KEY_ID: admin.accessKeyId, AWS_KS_ADMIN_SECRET: admin.secretAccessKey },
+    env: awsEnv,
     config: {
       systems: [
         {
