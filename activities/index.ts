@@ -27,6 +27,7 @@ import { insertAuditRow } from './audit';
 import { breakerDedupKey, checkBreaker } from '../lib/breaker';
 import { buildRunMessage, type MessageKind, type SlackSender, type SlackSummary } from './slack';
 import { upsertRunMessage } from './slack-message';
+import { buildDigestLine, needsOwnMessage, type DigestSettings } from './slack-digest';
 import type { PagerDutySender } from './pagerduty';
 import type { ProviderRegistry } from './providers';
 import type { ExpireResult, IssueResult, RevokeResult, VerifyResult } from './providers/types';
@@ -43,6 +44,8 @@ export interface ActivityDeps {
   slack: SlackSender;
   pagerduty: PagerDutySender;
   temporalUi: { uiUrl: string; namespace: string };
+  /** Burst digests in the configured channel (SLACK_DIGEST_*); unset: every run gets its own message. */
+  slackDigest?: { settings: DigestSettings; channel: string };
 }
 
 export interface ContainmentRequest {
@@ -319,8 +322,22 @@ export function createActivities(deps: ActivityDeps) {
   function upsertMessage(summary: SlackSummary, kind: MessageKind, fallback: number) {
     const id = Number(Context.current().info.activityId);
     const order = Number.isSafeInteger(id) ? id : fallback;
-    return upsertRunMessage(deps, summary, order, () => buildRunMessage(summary, kind, runUrl(summary)), {
+    const url = runUrl(summary);
+    return upsertRunMessage(deps, summary, order, () => buildRunMessage(summary, kind, url), {
       logWhenUnconfigured: kind !== 'progress',
+      ...(deps.slackDigest
+        ? {
+            digest: {
+              ...deps.slackDigest,
+              ownMessage: needsOwnMessage(summary, kind),
+              line: () => buildDigestLine(summary, kind, url),
+              runsUrl: (since: Date, until: Date) =>
+                `${deps.temporalUi.uiUrl}/namespaces/${encodeURIComponent(deps.temporalUi.namespace)}/workflows?query=${encodeURIComponent(
+                  `WorkflowType = 'killSwitch' AND StartTime BETWEEN '${since.toISOString()}' AND '${until.toISOString()}'`,
+                )}`,
+            },
+          }
+        : {}),
     });
   }
 }

@@ -15,6 +15,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Db } from '../lib/db';
 import type { SlackMessage, SlackSender } from './slack';
+import { currentDigest, inBurst, renderDigest, upsertDigestLine, type DigestLine, type DigestSettings } from './slack-digest';
 
 export interface RunKey {
   workflowId: string;
@@ -47,6 +48,7 @@ async function serialised<T>(key: string, order: number, fn: (superseded: () => 
 }
 
 interface LedgerRow {
+  digest_id: string | number | null;
   external_id: string | null;
   slack_channel: string | null;
   seq: string | number | null;
@@ -55,12 +57,24 @@ interface LedgerRow {
 
 export type UpsertStatus = 'sent' | 'logged' | 'skipped';
 
+/** Burst digests (slack-digest.ts): when set, a routine run may be shown as a digest line instead. */
+export interface DigestOption {
+  settings: DigestSettings;
+  /** The configured channel (digests are per channel). */
+  channel: string;
+  /** This state needs a human: it gets (or is promoted to) a message of its own. */
+  ownMessage: boolean;
+  line: () => DigestLine;
+  /** The Temporal UI's list of runs started within a digest's window. */
+  runsUrl: (since: Date, until: Date) => string;
+}
+
 export async function upsertRunMessage(
   deps: { db: Db; slack: SlackSender },
   run: RunKey,
   order: number,
   build: () => SlackMessage,
-  opts: { logWhenUnconfigured: boolean },
+  opts: { logWhenUnconfigured: boolean; digest?: DigestOption },
 ): Promise<{ status: UpsertStatus; ts?: string }> {
   if (!deps.slack.configured) {
     if (!opts.logWhenUnconfigured) return { status: 'skipped' };
@@ -73,7 +87,7 @@ export async function upsertRunMessage(
     if (superseded()) return { status: 'skipped' };
     const where = [run.workflowId, run.runId];
     const rows = await deps.db.query<LedgerRow>(
-      `SELECT external_id, slack_channel, seq, created_at FROM killswitch_notifications
+      `SELECT digest_id, external_id, slack_channel, seq, created_at FROM killswitch_notifications
         WHERE workflow_id = $1 AND run_id = $2 AND channel = 'slack' AND kind = 'message'`,
       where,
     );
@@ -101,6 +115,45 @@ export async function upsertRunMessage(
       );
       return { status: 'sent' as const, ...(r.ts ? { ts: r.ts } : {}) };
     };
+
+    const digest = opts.digest;
+    const showInDigest = async (digestId: string, line: DigestLine) => {
+      const version = await upsertDigestLine(deps.db, run, digestId, order, line);
+      if (version === null) return { status: 'skipped' as const };
+      return { status: await renderDigest(deps, digestId, version, digest!.settings, { runsUrl: digest!.runsUrl }) };
+    };
+
+    // The run is a line of a digest.
+    if (row?.digest_id != null && !row.external_id) {
+      const digestId = String(row.digest_id);
+      if (digest && !digest.ownMessage) return showInDigest(digestId, digest.line());
+      // It needs a human now (or digests were switched off since): its line says so, and it gets a
+      // message of its own (a fresh claim).
+      const v = digest ? await upsertDigestLine(deps.db, run, digestId, order, digest.line()) : null;
+      const promoted = await deps.db.query(
+        `UPDATE killswitch_notifications SET digest_id = NULL, created_at = now()
+          WHERE workflow_id = $1 AND run_id = $2 AND channel = 'slack' AND kind = 'message' AND digest_id = $3 AND external_id IS NULL
+          RETURNING 1 AS promoted`,
+        [...where, digestId],
+      );
+      if (promoted.rows.length === 0) throw pending();
+      const sent = await postAndRecord('new');
+      // The digest's line changed too; a failure here is retried by the activity (the post is done).
+      if (digest && v !== null) await renderDigest(deps, digestId, v, digest.settings, { runsUrl: digest.runsUrl });
+      return sent;
+    }
+
+    // A new run during a burst: a digest line, unless it needs a human.
+    if (!row && digest && !digest.ownMessage && (await inBurst(deps.db, deps.slack, digest.settings))) {
+      const { id: digestId } = await currentDigest(deps.db, digest.channel, digest.settings);
+      const placed = await deps.db.query(
+        `INSERT INTO killswitch_notifications (workflow_id, run_id, channel, kind, external_id, seq, digest_id)
+         VALUES ($1, $2, 'slack', 'message', NULL, $3, $4) ON CONFLICT DO NOTHING RETURNING 1 AS placed`,
+        [...where, order, digestId],
+      );
+      if (placed.rows.length === 0) throw pending();
+      return showInDigest(digestId, digest.line());
+    }
 
     if (!row) {
       const claim = await deps.db.query(

@@ -22,6 +22,8 @@ export interface SlackSender {
   post(message: SlackMessage): Promise<{ status: 'sent' | 'logged'; ts?: string; channel?: string }>;
   /** Replaces the message `ts` in `channel` (the channel id from post). */
   update(channel: string, ts: string, message: SlackMessage): Promise<void>;
+  /** How long this worker still holds back chat.postMessage after a 429 (0: not throttled). */
+  throttledForMs?(): number;
 }
 
 /** Button action ids; api/slack.ts handles each one. */
@@ -260,30 +262,35 @@ export function createSlackSender(opts: {
   });
   const channel = opts.channel;
   /**
-   * After a 429 no activity of this worker calls Slack until Retry-After has passed (Slack's limits
-   * are per workspace and channel, not per call): the others wait the remaining time, as a retry.
+   * After a 429 no activity of this worker calls that Slack method until Retry-After has passed
+   * (Slack's limits are per method and workspace, chat.postMessage's also per channel, not per
+   * call): the others wait the remaining time, as a retry. chat.update has a limit of its own, so a
+   * throttled chat.postMessage does not hold back the updates (burst digests rely on them).
    */
-  let quietUntil = 0;
-  const call = async <T>(fn: () => Promise<T>): Promise<T> => {
-    const wait = quietUntil - Date.now();
+  const quietUntil = { post: 0, update: 0 };
+  const call = async <T>(method: keyof typeof quietUntil, fn: () => Promise<T>): Promise<T> => {
+    const wait = quietUntil[method] - Date.now();
     if (wait > 0) throw rateLimited(Math.ceil(wait / 1000));
     try {
       return await fn();
     } catch (err) {
       const e = err as { code?: string; retryAfter?: number };
-      if (e.code === webApi.ErrorCode.RateLimitedError) quietUntil = Math.max(quietUntil, Date.now() + Math.max(1, e.retryAfter ?? 1) * 1000);
+      if (e.code === webApi.ErrorCode.RateLimitedError) {
+        quietUntil[method] = Math.max(quietUntil[method], Date.now() + Math.max(1, e.retryAfter ?? 1) * 1000);
+      }
       throw classifySlackError(err);
     }
   };
   return {
     configured: true,
     async post(message) {
-      const r = await call(() => client.chat.postMessage({ channel, text: message.text, blocks: message.blocks as never, unfurl_links: false }));
+      const r = await call('post', () => client.chat.postMessage({ channel, text: message.text, blocks: message.blocks as never, unfurl_links: false }));
       return { status: 'sent', ts: r.ts, channel: r.channel ?? channel };
     },
     async update(channelId, ts, message) {
-      await call(() => client.chat.update({ channel: channelId, ts, text: message.text, blocks: message.blocks as never }));
+      await call('update', () => client.chat.update({ channel: channelId, ts, text: message.text, blocks: message.blocks as never }));
     },
+    throttledForMs: () => Math.max(0, quietUntil.post - Date.now()),
   };
 }
 

@@ -26,6 +26,21 @@ export function parseByteSize(value: string): number {
   return n * factor;
 }
 
+/** A duration such as 3s or 10m (ms, s, m, h), as milliseconds within [min, max]. */
+function slackDuration(fallback: string, min: number, max: number) {
+  return z
+    .string()
+    .trim()
+    .default(fallback)
+    .transform((v) => (v === '' ? fallback : v))
+    .refine((v) => /^\d+(ms|s|m|h)$/.test(v), 'expected a duration such as 3s, 500ms or 10m')
+    .transform((v) => {
+      const m = /^(\d+)(ms|s|m|h)$/.exec(v)!;
+      return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+    })
+    .refine((ms) => ms >= min && ms <= max, `must be between ${min} ms and ${max} ms`);
+}
+
 const byteSize = z
   .string()
   .refine((v) => /^(\d+)\s*(b|kb|kib|mb|mib)?$/i.test(v.trim()), 'expected a size such as 1mb, 512kb or 1048576')
@@ -146,6 +161,19 @@ export const envSchema = z.object({
     z.string().trim().regex(/^[A-Za-z0-9]{16,128}$/, "must be the Slack app's Signing Secret (Basic Information page), 16-128 letters and digits").optional(),
   ),
 
+  /**
+   * Burst digests: once this many run messages were posted within a minute (or Slack answers 429),
+   * routine runs become lines of one digest message per channel; `off` gives every run its own message.
+   */
+  SLACK_DIGEST_AFTER: z.preprocess(
+    (v) => (v === undefined || v === '' ? '10' : v),
+    z.union([z.literal('off'), z.coerce.number().int().min(1).max(10_000)], { error: 'must be off or a whole number from 1 to 10000' }),
+  ),
+  /** Least time between two chat.update calls of one digest. */
+  SLACK_DIGEST_UPDATE_INTERVAL: slackDuration('3s', 500, 60_000),
+  /** How long one digest message gathers runs before the next one starts. */
+  SLACK_DIGEST_WINDOW: slackDuration('10m', 60_000, 86_400_000),
+
   /** Bearer tokens for the admin API (/admin/sources), comma-separated; the admin API is off when unset. */
   ADMIN_TOKENS: z.preprocess(
     (v) => (typeof v === 'string' && v.trim() !== '' ? v.split(/[\s,]+/).filter(Boolean) : undefined),
@@ -213,6 +241,8 @@ export interface Config {
     readonly apiUrl: string;
     /** Verifies Slack's requests to /slack/events (buttons, /killswitch). */
     readonly signingSecret: string | undefined;
+    /** Burst digests; null when SLACK_DIGEST_AFTER=off. */
+    readonly digest: { readonly after: number; readonly updateIntervalMs: number; readonly windowMs: number } | null;
   };
   readonly pagerduty: { readonly routingKey: string | undefined; readonly eventsUrl: string };
   /** WORKER_* tuning; every field unset means the SDK's default. */
@@ -296,6 +326,10 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       channel: e.SLACK_CHANNEL,
       apiUrl: ensureSlash(e.SLACK_API_URL),
       signingSecret: e.SLACK_SIGNING_SECRET,
+      digest:
+        e.SLACK_DIGEST_AFTER === 'off'
+          ? null
+          : Object.freeze({ after: e.SLACK_DIGEST_AFTER, updateIntervalMs: e.SLACK_DIGEST_UPDATE_INTERVAL, windowMs: e.SLACK_DIGEST_WINDOW }),
     }),
     pagerduty: Object.freeze({
       routingKey: e.PAGERDUTY_ROUTING_KEY,

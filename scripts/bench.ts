@@ -350,7 +350,11 @@ interface Scenario {
   wallSeconds: number;
   slack: {
     perSecondLimit: number;
+    /** Runs given a message of their own. */
     messages: number;
+    /** Burst digest messages, and how many times they were posted or updated. */
+    digests: number;
+    digestRenders: number;
     outcomeShown: number;
     rateLimited429: number;
     lagAfterVerifiedDeadMs: ReturnType<typeof stats> | null;
@@ -413,7 +417,7 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   const auditUrl = auditUrlObj.toString();
 
   // Fakes with Slack's and PagerDuty's documented rate limits.
-  const slack: SlackFake = await startSlackFake('xoxb-bench-token', opts.slackPerSecond ? { postMessagePerSecond: opts.slackPerSecond } : {});
+  const slack: SlackFake = await startSlackFake('xoxb-bench-token', opts.slackPerSecond ? { postMessagePerSecond: opts.slackPerSecond, updatePerMinute: 50 } : {});
   const pagerduty: PagerDutyFake = await startPagerDutyFake(undefined, opts.pagerDutyPerMinute ? { perMinute: opts.pagerDutyPerMinute } : {});
   onCleanup('stop the Slack and PagerDuty fakes', () => Promise.all([slack.close(), pagerduty.close()]));
 
@@ -608,21 +612,50 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     const m = /\/workflows\/([^/]+)\//.exec(text);
     return m ? decodeURIComponent(m[1]!) : undefined;
   };
-  const outcomeShownAt = () => {
+  /**
+   * When each contained run's outcome became visible in the channel: its own message showing
+   * "contained", or (a run folded into a burst digest) the first digest render whose contained
+   * count includes it, the digest's contained lines taken in the order the kill switch recorded them.
+   */
+  const outcomeShownAt = async () => {
     const shown = new Map<string, number>();
+    const digestCounts = new Map<string, Array<{ at: number; n: number }>>();
     for (const m of slack.messageRequests()) {
+      if (m.text.startsWith(':zap: Burst digest:')) {
+        const n = Number(/(?:: |, )(\d+) contained/.exec(m.text)?.[1] ?? 0);
+        const list = digestCounts.get(m.ts!) ?? [];
+        list.push({ at: m.at, n });
+        digestCounts.set(m.ts!, list);
+        continue;
+      }
       if (!m.text.startsWith(':white_check_mark: Leaked credential contained')) continue;
       const wf = wfOf(m.text);
       if (wf && !shown.has(wf)) shown.set(wf, m.at);
     }
-    return shown;
+    if (digestCounts.size) {
+      const items = await audit.query<{ workflow_id: string; ts: string | null }>(
+        `SELECT i.workflow_id, d.ts FROM killswitch_slack_digest_items i JOIN killswitch_slack_digests d ON d.id = i.digest_id
+          WHERE i.state = 'contained' ORDER BY i.changed_at, i.workflow_id`,
+      );
+      const rank = new Map<string, number>();
+      for (const it of items.rows) {
+        if (!it.ts) continue;
+        const k = (rank.get(it.ts) ?? 0) + 1;
+        rank.set(it.ts, k);
+        const at = digestCounts.get(it.ts)?.find((c) => c.n >= k)?.at;
+        if (at !== undefined && !shown.has(it.workflow_id)) shown.set(it.workflow_id, at);
+      }
+    }
+    return { shown, digests: digestCounts.size, digestRenders: [...digestCounts.values()].reduce((a, l) => a + l.length, 0) };
   };
   const drainBy = Date.now() + opts.slackDrainSeconds * 1000;
   const slackBar = progress(`${mode.padEnd(7)} Slack    `, contained.length);
-  let shown = outcomeShownAt();
+  let view = await outcomeShownAt();
+  let shown = view.shown;
   let open = Infinity;
   while (Date.now() < drainBy) {
-    shown = outcomeShownAt();
+    view = await outcomeShownAt();
+    shown = view.shown;
     const listed = await conn.workflowService
       .countWorkflowExecutions({ namespace: 'default', query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })
       .catch(() => null);
@@ -632,9 +665,16 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     await sleep(1000);
   }
   slackBar.done();
-  shown = outcomeShownAt();
+  view = await outcomeShownAt();
+  shown = view.shown;
   const lags = [...shown.entries()].filter(([wf]) => deadAt.has(wf)).map(([wf, at]) => at - deadAt.get(wf)!);
-  const runsWithMessage = new Set(slack.messageRequests().map((m) => wfOf(m.text)).filter(Boolean)).size;
+  const runsWithMessage = new Set(
+    slack
+      .messageRequests()
+      .filter((m) => !m.text.startsWith(':zap: Burst digest:'))
+      .map((m) => wfOf(m.text))
+      .filter(Boolean),
+  ).size;
   const lostOrOpen = contained.filter((r) => !shown.has(r.workflow_id));
   let stillRetrying = 0;
   let outcomeLost = 0;
@@ -667,6 +707,8 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     slack: {
       perSecondLimit: opts.slackPerSecond,
       messages: runsWithMessage,
+      digests: view.digests,
+      digestRenders: view.digestRenders,
       outcomeShown: shown.size,
       rateLimited429: slack.rateLimited(),
       lagAfterVerifiedDeadMs: lags.length ? stats(lags) : null,
@@ -816,7 +858,7 @@ async function main(): Promise<void> {
     lines.push(`  peak RSS              worker ${s.memory.worker?.peakRssMiB ?? '?'} MiB, ingress ${s.memory.ingress?.peakRssMiB ?? '?'} MiB, temporal dev server ${s.memory.temporal?.peakRssMiB ?? '?'} MiB`);
     const l = s.slack.lagAfterVerifiedDeadMs;
     lines.push(
-      `  Slack (${s.slack.perSecondLimit}/s/channel) outcome shown for ${s.slack.outcomeShown}/${s.outcomes.contained ?? 0}; messages ${s.slack.messages}; 429s ${s.slack.rateLimited429}; lost ${s.slack.outcomeLost}; still retrying ${s.slack.stillRetrying}` +
+      `  Slack (${s.slack.perSecondLimit}/s/channel) outcome shown for ${s.slack.outcomeShown}/${s.outcomes.contained ?? 0}; own messages ${s.slack.messages}; digests ${s.slack.digests ?? 0} (${s.slack.digestRenders ?? 0} renders); 429s ${s.slack.rateLimited429}; lost ${s.slack.outcomeLost}; still retrying ${s.slack.stillRetrying}` +
         (l ? `; lag after death p50 ${fmtMs(l.p50)} p95 ${fmtMs(l.p95)} max ${fmtMs(l.max)}` : ''),
     );
     lines.push(`  secret values in worker/ingress/Temporal logs: ${s.secretMarkInLogs ? 'FOUND' : 'none'}`);

@@ -57,6 +57,9 @@ export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { prov
       log: (e) => notifyLog.warn({ pagerduty: e }, 'PagerDuty is not configured; trigger logged instead'),
     }),
     temporalUi: { uiUrl: config.temporal.uiUrl, namespace: config.temporal.namespace },
+    ...(config.slack.digest && config.slack.token && config.slack.channel
+      ? { slackDigest: { settings: config.slack.digest, channel: config.slack.channel } }
+      : {}),
   };
 }
 

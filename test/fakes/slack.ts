@@ -36,6 +36,11 @@ export interface SlackFakeOptions {
    * bursts tolerated. Beyond it: HTTP 429 `ratelimited` with Retry-After. Unset: no limit.
    */
   postMessagePerSecond?: number;
+  /**
+   * chat.update's documented tier (Tier 3: about 50 calls per minute per workspace). Beyond it: 429
+   * with Retry-After. Unset: no limit.
+   */
+  updatePerMinute?: number;
 }
 
 export interface SlackFake extends RecordingServer {
@@ -58,7 +63,7 @@ export interface SlackFake extends RecordingServer {
   historyOf(ts: string): SlackMessageRequest[];
   /** What the kill switch posted to response_urls (ephemeral answers to buttons). */
   responses(): Array<{ path: string; body: Record<string, unknown> }>;
-  /** How many chat.postMessage calls were answered 429 by `postMessagePerSecond`. */
+  /** How many chat.postMessage / chat.update calls were answered 429 by the rate limits. */
   rateLimited(): number;
 }
 
@@ -74,6 +79,8 @@ export function parseSlackBody(r: RecordedRequest): Record<string, unknown> {
 export async function startSlackFake(token = 'xoxb-test-token', opts: SlackFakeOptions = {}): Promise<SlackFake> {
   /** Accepted chat.postMessage times per channel, for the rate limit (a sliding one-second window). */
   const posted = new Map<string, number[]>();
+  /** Accepted chat.update times (the workspace's sliding one-minute window). */
+  const updated: number[] = [];
   let rateLimited = 0;
   let ts = 1_700_000_000;
   const live = new Set<string>([token]);
@@ -129,6 +136,16 @@ export async function startSlackFake(token = 'xoxb-test-token', opts: SlackFakeO
         return { status: 429, headers: { 'retry-after': String(retryAfter) }, body: { ok: false, error: 'ratelimited' } };
       }
       recent.push(now);
+    }
+    if (update && opts.updatePerMinute) {
+      const now = Date.now();
+      while (updated.length && now - updated[0]! >= 60_000) updated.shift();
+      if (updated.length >= opts.updatePerMinute) {
+        rateLimited += 1;
+        const retryAfter = Math.max(1, Math.ceil((updated[0]! + 60_000 - now) / 1000));
+        return { status: 429, headers: { 'retry-after': String(retryAfter) }, body: { ok: false, error: 'ratelimited' } };
+      }
+      updated.push(now);
     }
     if (post) {
       ts += 1;

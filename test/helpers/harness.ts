@@ -25,7 +25,7 @@ import { installTemporalLogging } from '../../lib/temporal-logging';
 import type { Step, StepStatus } from '../../workflows/shared';
 import { buildActivityDeps, createKillSwitchWorker, WORKFLOWS_PATH } from '../../worker/build';
 import { startPagerDutyFake, type PagerDutyFake } from '../fakes/pagerduty';
-import { parseSlackBody, startSlackFake, type SlackFake } from '../fakes/slack';
+import { parseSlackBody, startSlackFake, type SlackFake, type SlackFakeOptions } from '../fakes/slack';
 
 /** Everything every logger in this test process wrote. */
 export const capturedLogs: string[] = [];
@@ -166,6 +166,8 @@ export function signedHeaders(secret: string, body: string, opts: PostOptions = 
 }
 
 export interface HarnessOptions {
+  /** Rate limits for the Slack fake (Slack's documented ones), e.g. to test burst digests. */
+  slack?: SlackFakeOptions;
   worker?: boolean;
   temporalAddress?: string;
   deadlineMs?: number;
@@ -179,7 +181,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const webhookSecret = newWebhookSecret();
   const retiredSecret = newWebhookSecret();
   const [slack, pagerduty, owned] = await Promise.all([
-    startSlackFake(),
+    startSlackFake(undefined, opts.slack),
     startPagerDutyFake(),
     ownedSystem(),
   ]);
@@ -201,6 +203,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     PAGERDUTY_ROUTING_KEY: pagerduty.routingKey,
     PAGERDUTY_EVENTS_URL: pagerduty.url,
     OWNED_DB_ADMIN_URL: owned.adminUrl,
+    // Test files share one database: the burst count (run messages in the last minute) would see
+    // every file's runs. Burst digests are switched on by the tests that are about them.
+    SLACK_DIGEST_AFTER: 'off',
     ...opts.env,
   };
   const config = loadConfig(env);
@@ -372,6 +377,7 @@ export async function secretPlaces(
       : '',
     'audit table': JSON.stringify((await h.db.query('SELECT * FROM killswitch_audit')).rows),
     'notification ledger': JSON.stringify((await h.db.query('SELECT * FROM killswitch_notifications')).rows),
+    'Slack digest lines': JSON.stringify((await h.db.query('SELECT * FROM killswitch_slack_digest_items')).rows),
     'Slack requests': h.slack.requests
       .map((r) => `${JSON.stringify(r.headers)}\n${r.body}\n${JSON.stringify(parseSlackBody(r))}`)
       .join('\n'),

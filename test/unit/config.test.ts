@@ -25,6 +25,11 @@ describe('loadConfig', () => {
     [{ SLACK_BOT_TOKEN: 'xoxb-1' }, 'SLACK_CHANNEL'],
     [{ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_CHANNEL: '#sec' }, 'SLACK_SIGNING_SECRET'],
     [{ SLACK_SIGNING_SECRET: 'not a secret!' }, 'SLACK_SIGNING_SECRET'],
+    [{ SLACK_DIGEST_AFTER: 'sometimes' }, 'SLACK_DIGEST_AFTER'],
+    [{ SLACK_DIGEST_AFTER: '0' }, 'SLACK_DIGEST_AFTER'],
+    [{ SLACK_DIGEST_UPDATE_INTERVAL: '3 seconds' }, 'SLACK_DIGEST_UPDATE_INTERVAL'],
+    [{ SLACK_DIGEST_UPDATE_INTERVAL: '100ms' }, 'SLACK_DIGEST_UPDATE_INTERVAL'],
+    [{ SLACK_DIGEST_WINDOW: '2d' }, 'SLACK_DIGEST_WINDOW'],
   ])('names the bad variable: %o', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(new RegExp(`\\b${name}(\\[\\d+\\])?:`));
@@ -35,6 +40,16 @@ describe('loadConfig', () => {
     const b = 'whsec_' + Buffer.alloc(24, 2).toString('base64');
     expect(loadConfig({ GENERIC_WEBHOOK_SECRETS: `${a}, ${b}` }).webhook.genericSecrets).toEqual([a, b]);
     expect(loadConfig({ GENERIC_WEBHOOK_SECRETS: `${a} ${b}` }).webhook.genericSecrets).toEqual([a, b]);
+  });
+
+  it('burst digests: on by default, tunable, and off with SLACK_DIGEST_AFTER=off', () => {
+    expect(loadConfig({}).slack.digest).toEqual({ after: 10, updateIntervalMs: 3000, windowMs: 600_000 });
+    expect(loadConfig({ SLACK_DIGEST_AFTER: '3', SLACK_DIGEST_UPDATE_INTERVAL: '500ms', SLACK_DIGEST_WINDOW: '1h' }).slack.digest).toEqual({
+      after: 3,
+      updateIntervalMs: 500,
+      windowMs: 3_600_000,
+    });
+    expect(loadConfig({ SLACK_DIGEST_AFTER: 'off' }).slack.digest).toBeNull();
   });
 
   it('parses byte sizes', () => {
