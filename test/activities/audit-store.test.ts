@@ -72,6 +72,8 @@ describe('migrations', () => {
         'killswitch_migrations',
         'killswitch_notifications',
         'killswitch_sightings',
+        'killswitch_slack_digest_items',
+        'killswitch_slack_digests',
         'killswitch_source_state',
       ]);
     } finally {

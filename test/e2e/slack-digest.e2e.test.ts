@@ -15,6 +15,11 @@ beforeAll(async () => {
     slack: { postMessagePerSecond: 1, updatePerMinute: 50 },
     // One run message within the last minute makes a burst; renders at most every second.
     env: { SLACK_DIGEST_AFTER: '1', SLACK_DIGEST_UPDATE_INTERVAL: '1s' },
+    // A system of its own: the mass-leak breaker counts detections per system name in the shared
+    // test database, and this burst must not trip the default breaker of other files' `owned-db`.
+    config: {
+      systems: [{ name: 'burst-db', kind: 'postgres', adminUrlEnv: 'OWNED_DB_ADMIN_URL', roles: ['app_*', 'dba_*'], breaker: { threshold: 1000, window: '5m' } }],
+    },
   });
 });
 afterAll(async () => {
