@@ -5,18 +5,14 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createActivities } from '../../activities';
 import { createPagerDutySender } from '../../activities/pagerduty';
-import { createProviderRegistry } from '../../activities/providers';
 import { buildSlackMessage, createSlackSender } from '../../activities/slack';
 import { createPostgresDb, migrate, type Db } from '../../lib/db';
-import { createEvidenceStore } from '../../lib/evidence';
-import { parseInventory } from '../../lib/inventory';
-import { createServerKeys, newServerKey } from '../../lib/keys';
 import type { RunSummary } from '../../workflows/shared';
 import { startPagerDutyFake, type PagerDutyFake } from '../fakes/pagerduty';
 import { startSlackFake, type SlackFake } from '../fakes/slack';
 import { rand } from '../helpers/harness';
+import { notificationActivities } from '../helpers/activities';
 
 let slackFake: SlackFake;
 let pdFake: PagerDutyFake;
@@ -103,19 +99,7 @@ describe('Slack', () => {
   });
 
   it('notifySlack posts once per run outcome even when the activity is retried', async () => {
-    const keys = createServerKeys(newServerKey());
-    const acts = createActivities({
-      inventory: parseInventory({}),
-      keys,
-      dispatcher: { dispatch: () => Promise.reject(new Error('not used here')) },
-      upstream: { enrich: () => Promise.reject(new Error('not used here')), closeLoop: () => Promise.resolve(false) },
-      providers: createProviderRegistry(parseInventory({}), {}),
-      db,
-      evidence: createEvidenceStore(db, keys, 1),
-      slack: sender(),
-      pagerduty: createPagerDutySender({ routingKey: undefined, eventsUrl: pdFake.url, log: () => undefined }),
-      temporalUi: { uiUrl: 'http://localhost:8233', namespace: 'default' },
-    });
+    const acts = activities();
     const s = summary('contained');
     const env = new MockActivityEnvironment();
     await env.run(acts.notifySlack, s);
@@ -160,19 +144,7 @@ describe('Slack', () => {
 });
 
 function activities() {
-  const keys = createServerKeys(newServerKey());
-  return createActivities({
-    inventory: parseInventory({}),
-    keys,
-    dispatcher: { dispatch: () => Promise.reject(new Error('not used here')) },
-    upstream: { enrich: () => Promise.reject(new Error('not used here')), closeLoop: () => Promise.resolve(false) },
-    providers: createProviderRegistry(parseInventory({}), {}),
-    db,
-    evidence: createEvidenceStore(db, keys, 1),
-    slack: createSlackSender({ token: slackFake.token, channel: '#sec', apiUrl: slackFake.apiUrl, log: () => undefined }),
-    pagerduty: createPagerDutySender({ routingKey: undefined, eventsUrl: pdFake.url, log: () => undefined }),
-    temporalUi: { uiUrl: 'http://localhost:8233', namespace: 'default' },
-  });
+  return notificationActivities({ db, slack: slackFake, channel: '#sec', pagerDutyUrl: pdFake.url });
 }
 
 describe('PagerDuty Events API v2', () => {

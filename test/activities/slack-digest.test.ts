@@ -6,19 +6,16 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createActivities } from '../../activities';
-import { createPagerDutySender } from '../../activities/pagerduty';
-import { createProviderRegistry } from '../../activities/providers';
-import { createSlackSender } from '../../activities/slack';
 import { buildDigestLine, buildDigestMessage, DIGEST_MAX_LINES } from '../../activities/slack-digest';
-import { createPostgresDb, migrate, type Db } from '../../lib/db';
-import { createEvidenceStore } from '../../lib/evidence';
-import { parseInventory } from '../../lib/inventory';
-import { createServerKeys, newServerKey } from '../../lib/keys';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createPgliteDb, createPostgresDb, migrate, type Db } from '../../lib/db';
 import type { RunSummary } from '../../workflows/shared';
 import { startPagerDutyFake, type PagerDutyFake } from '../fakes/pagerduty';
 import { startSlackFake, type SlackFake } from '../fakes/slack';
 import { deepText, rand } from '../helpers/harness';
+import { notificationActivities } from '../helpers/activities';
 
 let slackFake: SlackFake;
 let pdFake: PagerDutyFake;
@@ -55,24 +52,18 @@ function summary(outcome: 'contained' | 'escalated', role = `app_${rand()}`): Ru
 }
 
 /** Activities whose channel is this test's own; `after: 1` and a message just posted: a burst. */
-async function burstActivities() {
+async function burstActivities(on: Db = db) {
   const channel = `#sec-digest-${rand()}`;
+  const db = on;
   await db.query(
     `INSERT INTO killswitch_notifications (workflow_id, run_id, channel, kind, external_id, slack_channel, seq) VALUES ($1, 'r', 'slack', 'message', '1.1', 'C1', 1)`,
     [`earlier-${rand()}`],
   );
-  const keys = createServerKeys(newServerKey());
-  const acts = createActivities({
-    inventory: parseInventory({}),
-    keys,
-    dispatcher: { dispatch: () => Promise.reject(new Error('not used here')) },
-    upstream: { enrich: () => Promise.reject(new Error('not used here')), closeLoop: () => Promise.resolve(false) },
-    providers: createProviderRegistry(parseInventory({}), {}),
+  const acts = notificationActivities({
     db,
-    evidence: createEvidenceStore(db, keys, 1),
-    slack: createSlackSender({ token: slackFake.token, channel, apiUrl: slackFake.apiUrl, log: () => undefined }),
-    pagerduty: createPagerDutySender({ routingKey: undefined, eventsUrl: pdFake.url, log: () => undefined }),
-    temporalUi: { uiUrl: 'http://localhost:8233', namespace: 'default' },
+    slack: slackFake,
+    channel,
+    pagerDutyUrl: pdFake.url,
     slackDigest: { settings: { after: 1, updateIntervalMs: 500, windowMs: 600_000 }, channel },
   });
   const inChannel = () => slackFake.messages().filter((m) => m.channel === channel);
@@ -129,6 +120,25 @@ describe('burst digests', () => {
     for (const s of runs) expect(JSON.stringify(d.blocks)).toContain(encodeURIComponent(s.workflowId));
     // Far fewer Slack calls than runs: the renders collapsed.
     expect(slackFake.historyOf(d.ts).length).toBeLessThan(runs.length);
+  });
+
+  it('works on the embedded database (PGlite) too', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ks-digest-'));
+    const lite = await createPgliteDb(dir);
+    try {
+      await migrate(lite);
+      const { acts, inChannel, digests } = await burstActivities(lite);
+      const runs = [summary('contained'), summary('contained')];
+      await Promise.all(runs.map((s) => at(12).run(acts.notifySlack, s)));
+      await at(12).run(acts.notifySlack, runs[0]!);
+      expect(inChannel()).toHaveLength(1);
+      expect(digests()[0]!.text).toMatch(/: 2 contained$/);
+      const rows = await lite.query<{ version: string | number; shown_version: string | number }>('SELECT version, shown_version FROM killswitch_slack_digests');
+      expect(rows.rows.map((r) => [Number(r.version), Number(r.shown_version)])).toEqual([[2, 2]]);
+    } finally {
+      await lite.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a run that needs a human leaves the digest for a message of its own', async () => {
