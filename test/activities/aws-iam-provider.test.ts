@@ -2,7 +2,6 @@
  * The AWS IAM provider against moto with IAM authentication enforced: real SDK v3 calls, keys that
  * really stop authenticating when deleted. Each test makes its own users and secrets.
  */
-import { ApplicationFailure } from '@temporalio/common';
 import {
   CreateAccessKeyCommand,
   CreateUserCommand,
@@ -26,6 +25,7 @@ import type { AwsIamSystem } from '../../lib/systems';
 import { ErrorType } from '../../workflows/shared';
 import { rand } from '../helpers/harness';
 import { motoConnection, whoAmI } from '../helpers/aws';
+import { failureProbe } from '../helpers/failure';
 
 const { endpoint, admin, env: awsEnv, aws } = motoConnection('AWS_ADMIN_KEY_ID', 'AWS_ADMIN_SECRET');
 const env = awsEnv;
@@ -66,15 +66,7 @@ async function tagsOf(user: string) {
 async function current(name: string): Promise<Record<string, string>> {
   return JSON.parse((await sm.send(new GetSecretValueCommand({ SecretId: name }))).SecretString!);
 }
-async function failure(p: Promise<unknown>): Promise<{ type?: string; nonRetryable?: boolean }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApplicationFailure) return { type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined };
-    return { type: 'plain' };
-  }
-  throw new Error('expected a failure');
-}
+const failure = failureProbe();
 const ref = (keyId: string) => ({ workflowId: `killswitch-aws_access_key-${rand()}${rand()}`, credentialRef: { accessKeyId: keyId } });
 
 beforeAll(() => {

@@ -3,7 +3,6 @@
  * idempotent revocation, verification by GET /user, batching of concurrent revocations, the
  * hourly rate limit (ours and GitHub's), and typed errors that never carry the token.
  */
-import { ApplicationFailure } from '@temporalio/common';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GitHubProvider } from '../../activities/providers/github';
 import { RATE_LIMITED } from '../../activities/providers/token-http';
@@ -14,6 +13,7 @@ import { parseInventory } from '../../lib/inventory';
 import { ErrorType } from '../../workflows/shared';
 import { fakeGitHubToken, startGitHubRevocationFake, type GitHubRevocationFake, type GitHubRevocationFakeOptions } from '../fakes/github-revocation';
 import { rand } from '../helpers/harness';
+import { failureProbe } from '../helpers/failure';
 
 const open: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
@@ -39,19 +39,7 @@ const rev = (leakedValue?: string, dryRun = false) => ({
   dryRun,
 });
 
-/** The failure's type, retryability and delay; asserts the token is nowhere in it. */
-async function failure(p: Promise<unknown>, secret?: string): Promise<{ type?: string; nonRetryable?: boolean; nextRetryDelay?: unknown }> {
-  try {
-    await p;
-  } catch (err) {
-    if (secret) expect(JSON.stringify({ m: (err as Error).message, s: (err as Error).stack, c: String((err as Error).cause) })).not.toContain(secret);
-    if (err instanceof ApplicationFailure) {
-      return { type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined, ...(err.nextRetryDelay !== undefined ? { nextRetryDelay: err.nextRetryDelay } : {}) };
-    }
-    return { type: 'plain' };
-  }
-  throw new Error('expected a failure');
-}
+const failure = failureProbe({ with: ['nextRetryDelay'] });
 
 describe('github system kind', () => {
   it('defaults to api.github.com, GitHub\'s 1000-token batches and 60 requests an hour, and refuses graceful, quarantine and a sink', () => {

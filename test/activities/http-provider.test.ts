@@ -5,7 +5,6 @@
  * carries a rendered secret, and an issued replacement reaches a real (moto) Secrets Manager only.
  */
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { HttpProvider, readPath, retryAfterSeconds } from '../../activities/providers/http';
@@ -17,6 +16,7 @@ import type { HttpSystem } from '../../lib/systems';
 import { ErrorType } from '../../workflows/shared';
 import { startHomegrownFake, type HomegrownFake } from '../fakes/homegrown-admin';
 import { rand } from '../helpers/harness';
+import { failureProbe } from '../helpers/failure';
 
 let api: HomegrownFake;
 let env: Record<string, string>;
@@ -43,15 +43,7 @@ const provider = (over: Record<string, unknown> = {}, e: Record<string, string> 
 const req = (keyPrefix: string) => ({ workflowId: `wf-${rand()}`, credentialRef: { keyPrefix } });
 const rev = (keyPrefix: string, leakedValue?: string) => ({ ...req(keyPrefix), mode: 'emergency' as const, ...(leakedValue ? { leakedValue } : {}) });
 
-async function failure(p: Promise<unknown>): Promise<{ type?: string; nonRetryable?: boolean; message: string; nextRetryDelay?: unknown }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApplicationFailure) return { type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined, message: err.message, nextRetryDelay: err.nextRetryDelay };
-    return { type: 'plain', message: (err as Error).message };
-  }
-  throw new Error('expected a failure');
-}
+const failure = failureProbe({ with: ['message', 'nextRetryDelay'] });
 
 beforeAll(async () => {
   api = await startHomegrownFake();

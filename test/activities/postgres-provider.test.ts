@@ -2,13 +2,13 @@
  * The PostgreSQL provider against a real, password-enforcing PostgreSQL: every operation is
  * idempotent, the leaked password is proven dead, and errors are classified by type.
  */
-import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresProvider } from '../../activities/providers/postgres';
 import type { SecretSink, SecretValue } from '../../activities/providers/types';
 import { parseInventory, type PostgresSystem } from '../../lib/inventory';
 import { ErrorType } from '../../workflows/shared';
 import { ownedSystem, rand, type OwnedSystem } from '../helpers/harness';
+import { failureProbe } from '../helpers/failure';
 
 let owned: OwnedSystem;
 let provider: PostgresProvider;
@@ -22,15 +22,7 @@ function keepingSink(): SecretSink & { versions: SecretValue[] } {
   return { kind: 'test_keeping', versions, put: async (v) => (versions.push(v), { ref: `test#${versions.length}` }), close: async () => undefined };
 }
 
-async function failureType(p: Promise<unknown>): Promise<{ type?: string; nonRetryable?: boolean }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApplicationFailure) return { type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined };
-    return { type: 'plain' };
-  }
-  throw new Error('expected a failure');
-}
+const failureType = failureProbe();
 
 beforeAll(async () => {
   owned = await ownedSystem();

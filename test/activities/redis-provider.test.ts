@@ -4,7 +4,6 @@
  * operation is idempotent, the leaked password is proven dead, and errors are classified by type.
  */
 import { randomBytes } from 'node:crypto';
-import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisProvider, sha256 } from '../../activities/providers/redis';
 import type { SecretSink, SecretValue } from '../../activities/providers/types';
@@ -12,6 +11,7 @@ import { noSink } from '../../activities/sinks';
 import { redisSystemSchema, type RedisSystem } from '../../lib/systems';
 import { ErrorType } from '../../workflows/shared';
 import { ADMIN_RULES, redisFixtures, redisUrl, type RedisFixtures } from '../helpers/redis';
+import { failureProbe } from '../helpers/failure';
 
 const rand = () => randomBytes(4).toString('hex');
 const SYSTEM_NAME = `cache-${rand()}`;
@@ -43,15 +43,7 @@ function recordingSink(): SecretSink & { current(): SecretValue | undefined; ver
   };
 }
 
-async function failureOf(p: Promise<unknown>): Promise<{ type?: string; nonRetryable?: boolean; message: string }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApplicationFailure) return { type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined, message: err.message };
-    return { type: 'plain', message: (err as Error).message };
-  }
-  throw new Error('expected a failure');
-}
+const failureOf = failureProbe({ with: ['message'] });
 
 beforeAll(async () => {
   fx = await redisFixtures();

@@ -3,7 +3,6 @@
  * AWSCURRENT and the previous value AWSPREVIOUS, a retry with the same token and value adds no
  * version, a new value under the same token does not collide, and errors are classified by type.
  */
-import { ApplicationFailure } from '@temporalio/common';
 import {
   CreateSecretCommand,
   GetSecretValueCommand,
@@ -18,6 +17,7 @@ import { parseInventory } from '../../lib/inventory';
 import { ErrorType } from '../../workflows/shared';
 import { rand } from '../helpers/harness';
 import { motoConnection } from '../helpers/aws';
+import { failureProbe } from '../helpers/failure';
 
 const { endpoint, admin, env: awsEnv, aws } = motoConnection('SINK_KEY_ID', 'SINK_SECRET');
 const env = awsEnv;
@@ -36,15 +36,7 @@ async function newSecret(): Promise<{ name: string; arn: string }> {
   return { name, arn: r.ARN! };
 }
 
-async function failure(p: Promise<unknown>): Promise<{ type?: string; nonRetryable?: boolean }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApplicationFailure) return { type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined };
-    return { type: 'plain' };
-  }
-  throw new Error('expected a failure');
-}
+const failure = failureProbe();
 
 beforeAll(() => {
   sm = new SecretsManagerClient({ region: 'us-east-1', endpoint, credentials: admin });

@@ -5,7 +5,6 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ApplicationFailure } from '@temporalio/common';
 import connectPgSimple from 'connect-pg-simple';
 import express from 'express';
 import session from 'express-session';
@@ -17,16 +16,9 @@ import type { SessionTargetConfig } from '../../lib/systems';
 import { ErrorType } from '../../workflows/shared';
 import { startOktaFake, type OktaFake } from '../fakes/okta';
 import { rand } from '../helpers/harness';
+import { failureProbe } from '../helpers/failure';
 
-async function failure(p: Promise<unknown>): Promise<{ type?: string; nonRetryable?: boolean; nextRetryDelay?: unknown; message: string }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApplicationFailure) return { type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined, nextRetryDelay: err.nextRetryDelay, message: err.message };
-    return { type: 'plain', message: (err as Error).message };
-  }
-  throw new Error('expected a failure');
-}
+const failure = failureProbe({ with: ['message', 'nextRetryDelay'] });
 
 /** Parses a target the way the inventory does (defaults and all), attached to a minimal system. */
 function targetConfig(t: Record<string, unknown>): SessionTargetConfig {

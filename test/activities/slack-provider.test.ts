@@ -4,7 +4,6 @@
  * typed errors that never carry the token.
  */
 import { randomBytes } from 'node:crypto';
-import { ApplicationFailure } from '@temporalio/common';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SlackProvider } from '../../activities/providers/slack';
 import { RATE_LIMITED } from '../../activities/providers/token-http';
@@ -15,6 +14,7 @@ import { slackSystemSchema, slackTokenPrefix } from '../../lib/systems/slack';
 import { ErrorType } from '../../workflows/shared';
 import { parseSlackBody, startSlackFake, type SlackFake } from '../fakes/slack';
 import { rand } from '../helpers/harness';
+import { failureProbe } from '../helpers/failure';
 
 const open: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
@@ -39,18 +39,7 @@ const rev = (leakedValue?: string, dryRun = false) => ({
   dryRun,
 });
 
-async function failure(p: Promise<unknown>, secret?: string): Promise<{ type?: string; nonRetryable?: boolean; nextRetryDelay?: unknown }> {
-  try {
-    await p;
-  } catch (err) {
-    if (secret) expect(JSON.stringify({ m: (err as Error).message, s: (err as Error).stack })).not.toContain(secret);
-    if (err instanceof ApplicationFailure) {
-      return { type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined, ...(err.nextRetryDelay !== undefined ? { nextRetryDelay: err.nextRetryDelay } : {}) };
-    }
-    return { type: 'plain' };
-  }
-  throw new Error('expected a failure');
-}
+const failure = failureProbe({ with: ['nextRetryDelay'] });
 
 describe('slack system kind', () => {
   it('defaults to slack.com/api and bot and user tokens, and refuses graceful, quarantine and a sink', () => {
