@@ -1,8 +1,17 @@
 /** Audit rows in PostgreSQL: one per run, insert-only, a retried insert is a no-op. */
 import type { Db } from '../lib/db';
 import type { RunSummary } from '../workflows/shared';
+import { wellFormed } from './boundary';
 
-export async function insertAuditRow(db: Db, s: RunSummary): Promise<{ inserted: boolean }> {
+/** The note of a run that did not rotate itself: an early escalation contained by its credential's run. */
+function handOverNote(s: RunSummary): string | null {
+  const e = s.enrichedRun;
+  return e ? `finding fetched late; run ${e.workflowId}/${e.runId} of its credential: ${e.outcome}` : null;
+}
+
+export async function insertAuditRow(db: Db, summary: RunSummary): Promise<{ inserted: boolean }> {
+  // Scanner text is stored in text and jsonb columns: no lone surrogate, no U+0000 (see boundary.ts).
+  const s = wellFormed(summary);
   const d = s.detection;
   const r = await db.query(
     `INSERT INTO killswitch_audit (
@@ -32,7 +41,7 @@ export async function insertAuditRow(db: Db, s: RunSummary): Promise<{ inserted:
       s.failure?.type ?? null,
       s.failure?.message ?? null,
       s.rotation?.newValueDelivered ?? false,
-      s.rotation?.note ?? null,
+      s.rotation?.note ?? handOverNote(s),
       s.sessions?.terminated ?? null,
       s.verification?.method ?? null,
       s.pagerduty?.dedupKey ?? null,

@@ -19,11 +19,13 @@ import { kindOf } from '../lib/systems';
 import {
   ErrorType,
   type EnrichInput,
+  type Outcome,
   type OwnerRef,
   type PolicyDecision,
   type RunSummary,
 } from '../workflows/shared';
 import { insertAuditRow } from './audit';
+import { atBoundary, classifyFailure, wellFormed } from './boundary';
 import { breakerDedupKey, checkBreaker } from '../lib/breaker';
 import { buildRunMessage, type MessageKind, type SlackSender, type SlackSummary } from './slack';
 import { upsertRunMessage } from './slack-message';
@@ -57,26 +59,6 @@ export interface ContainmentRequest {
   quarantine?: boolean;
 }
 
-/** Errors from upstream API clients carry `permanent` (401/403/404) and `retryAfterSeconds` (429). */
-function upstreamFailure(err: unknown, what: string): Error {
-  const e = err as { permanent?: boolean; retryAfterSeconds?: number; message?: string };
-  if (e.permanent) {
-    return ApplicationFailure.create({
-      type: ErrorType.UPSTREAM_REFUSED,
-      message: `${what}: ${e.message ?? String(err)}`,
-      nonRetryable: true,
-    });
-  }
-  if (e.retryAfterSeconds && e.retryAfterSeconds > 0) {
-    return ApplicationFailure.create({
-      type: 'UpstreamRateLimited',
-      message: `${what}: ${e.message ?? ''}`,
-      nextRetryDelay: `${Math.ceil(e.retryAfterSeconds)}s`,
-    });
-  }
-  return err instanceof Error ? err : new Error(String(err));
-}
-
 export function createActivities(deps: ActivityDeps) {
   const runtime = (system: string) => {
     const p = deps.providers.get(system);
@@ -92,7 +74,8 @@ export function createActivities(deps: ActivityDeps) {
   const runUrl = (s: { workflowId: string; runId: string }) =>
     temporalUiRunUrl(deps.temporalUi.uiUrl, deps.temporalUi.namespace, s.workflowId, s.runId);
 
-  return {
+  // Every activity: well-formed input in, classified failure out (./boundary.ts).
+  return atBoundary({
     async resolveOwner(detection: Detection): Promise<{ owner: OwnerRef | null; reason?: string }> {
       const m = matchOwner(deps.inventory, detection);
       if (m.kind === 'owned') {
@@ -234,17 +217,16 @@ export function createActivities(deps: ActivityDeps) {
       try {
         done = await deps.upstream.closeLoop(req.ref, runUrl(req));
       } catch (err) {
-        throw upstreamFailure(err, `close ${req.ref.kind}`);
+        throw classifyFailure(err, `close ${req.ref.kind}`);
       }
       const what = req.ref.kind === 'github_alert' ? `github_alert ${req.ref.url}` : `gitguardian_incident ${req.ref.incidentId}`;
       return done ? `resolved ${what}` : `not resolved (not configured) ${what}`;
     },
 
     /**
-     * Fetches a finding a webhook only named, reduces it at once (the value is sealed, never
-     * returned) and dispatches it to the run of its credential.
+     * A finding that could not be fetched (or not yet: `error` says which) is dispatched without its
+     * value; its run escalates to a human.
      */
-    /** A finding that could not be fetched is dispatched without its value; its run escalates to a human. */
     async dispatchUnenriched(input: EnrichInput & { error: string }): Promise<Dispatched> {
       const r = input.request;
       const sighting = reduceFinding(
@@ -260,18 +242,42 @@ export function createActivities(deps: ActivityDeps) {
         deps.keys,
         new Date(input.receivedAt),
       );
-      return deps.dispatcher.dispatch(sighting, new Date(input.receivedAt));
+      // A retry may follow an attempt that dispatched and then died: join, never start twice.
+      return deps.dispatcher.dispatch(sighting, new Date(input.receivedAt), { redelivery: Context.current().info.attempt > 1 });
     },
 
+    /**
+     * The first recorded outcome of a run (its audit row), for the enrichment run that escalated
+     * early and must tell that escalation how the credential's own run ended. Not recorded yet: a
+     * retryable failure, so the profile's retry policy is the polling loop.
+     */
+    async runOutcome(req: { workflowId: string; runId: string }): Promise<{ outcome: Outcome }> {
+      const r = await deps.db.query<{ outcome: Outcome }>(
+        `SELECT outcome FROM killswitch_audit WHERE workflow_id = $1 AND run_id = $2 ORDER BY recorded_at ASC, id ASC LIMIT 1`,
+        [req.workflowId, req.runId],
+      );
+      if (!r.rows[0]) throw ApplicationFailure.create({ type: 'RunInProgress', message: `${req.workflowId} has no outcome yet` });
+      return { outcome: r.rows[0].outcome };
+    },
+
+    /**
+     * Fetches a finding a webhook only named, reduces it at once (the value is sealed, never
+     * returned) and dispatches it to the run of its credential. A finding our own rules refuse
+     * (reduceFinding's 422) fails non-retryable: refetching it changes nothing.
+     */
     async enrichAndDispatch(input: EnrichInput): Promise<Dispatched & { detectionId: string }> {
-      let finding: RawFinding;
+      let fetched: RawFinding;
       try {
-        finding = await deps.upstream.enrich(input.request);
+        fetched = await deps.upstream.enrich(input.request);
       } catch (err) {
-        throw upstreamFailure(err, `fetch ${input.request.kind}`);
+        throw classifyFailure(err, `fetch ${input.request.kind}`);
       }
+      // The scanner's fields are stored and shown: made well formed like every activity input. The
+      // value itself is only fingerprinted and sealed, so it stays as found.
+      const { secret, ...fields } = fetched;
+      const finding: RawFinding = { ...wellFormed(fields), ...(secret !== undefined ? { secret } : {}) };
       const sighting = reduceFinding(finding, deps.keys, new Date(input.receivedAt));
-      const dispatched = await deps.dispatcher.dispatch(sighting, new Date(input.receivedAt));
+      const dispatched = await deps.dispatcher.dispatch(sighting, new Date(input.receivedAt), { redelivery: Context.current().info.attempt > 1 });
       return { ...dispatched, detectionId: sighting.detection.id };
     },
 
@@ -312,7 +318,7 @@ export function createActivities(deps: ActivityDeps) {
       const r = await upsertMessage(summary, 'outcome', Number.MAX_SAFE_INTEGER);
       return { status: r.status === 'logged' ? 'logged' : 'sent' };
     },
-  };
+  });
 
   /**
    * Upserts the run's one message. Its order is the activity's sequence number in the run (the

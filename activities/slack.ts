@@ -199,6 +199,15 @@ export function buildRunMessage(s: SlackSummary, kind: MessageKind, runUrl: stri
     blocks.push({ type: 'section', text: { type: 'mrkdwn', text: mrkdwnEscape(why).slice(0, 2900) } });
   }
   if (s.failure) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `> ${mrkdwnEscape(s.failure.message).slice(0, 2900)}` } });
+  if (s.enrichedRun) {
+    // An early escalation of a finding fetched late: the credential's own run took over.
+    const e = s.enrichedRun;
+    const text = `:link: The finding was fetched late and joined <${mrkdwnEscape(e.temporalUiUrl.replace(/\|/g, '%7C'))}|the run of its credential>: ${mrkdwnEscape(e.outcome.replace(/_/g, ' '))}.`;
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: text.slice(0, 2900) } });
+  }
+  if (s.auditError) {
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: mrkdwnEscape(`:warning: The audit row could not be written: ${s.auditError}`).slice(0, 2900) }] });
+  }
   if (s.rotation && !s.rotation.newValueDelivered && !phase.inFlight) {
     blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: mrkdwnEscape(`No new value was delivered: ${s.rotation.note}`).slice(0, 2900) }] });
   }

@@ -4,11 +4,12 @@
  * body limit, authentication on the raw body, parsing, delivery-id dedupe, reduction of findings
  * (the secret stops there), and dispatch to the killSwitch run of each credential.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { temporalUiRunUrl, type ApiToken } from '../lib/config';
 import type { Db } from '../lib/db';
 import { isTemporalUnavailable, TemporalUnavailableError, type Dispatched, type Dispatcher, type TemporalTarget } from '../lib/dispatch';
@@ -19,6 +20,7 @@ import type { enrichDetection } from '../workflows/enrich';
 import type { EnrichInput } from '../workflows/shared';
 import type { DeliveryLedger, SourceSwitches } from './deliveries';
 import { authenticate, requireAdmin } from './auth';
+import { bodyReadProblem, readJsonBody, readRawBody } from './body';
 import { createCodecRouter, type CodecRouteDeps } from './codec';
 import { HttpProblem, sendProblem } from './problem';
 import { bySchema, createAdminControlRouter, createReadRouter, recordAdminChange } from './read';
@@ -64,6 +66,8 @@ export interface AppDeps {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const DISPATCH_CONCURRENCY = 8;
 
+type Accepted = { status: number; body: Record<string, unknown> };
+
 async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
@@ -97,7 +101,8 @@ export function createApp(deps: AppDeps): express.Express {
         req: (req: { id: unknown; method: string; url: string; headers: Record<string, unknown> }) => ({
           id: req.id,
           method: req.method,
-          url: req.url,
+          // The path only: a query string is the sender's and may carry anything, a secret included.
+          url: req.url.split('?')[0],
           webhookId: req.headers['webhook-id'],
           githubDelivery: req.headers['x-github-delivery'],
           userAgent: req.headers['user-agent'],
@@ -117,59 +122,102 @@ export function createApp(deps: AppDeps): express.Express {
   if (deps.slackEvents) app.post('/slack/events', ...deps.slackEvents);
   if (deps.codec) app.use('/codec', createCodecRouter(deps.codec));
 
-  /** From parsed findings to dispatched runs; shared by every source, including routers. */
-  const accept: AcceptFn = async (source, result, delivery) => {
+  /**
+   * From parsed findings to dispatched runs; shared by every source, including routers. Idempotent:
+   * a `redelivery` (a delivery id claimed before and never answered) joins the runs its first
+   * attempt may have started instead of starting others.
+   */
+  const accept = async (source: string, result: ParseResult, delivery: Delivery, redelivery: boolean): Promise<Accepted> => {
     if (result.kind === 'recorded') {
       return { status: 202, body: { status: 'recorded', reason: result.reason } };
     }
-    if (result.kind === 'enrich') {
-      const workflowId = `enrich-${source}-${result.deliveryId}`;
-      const input: EnrichInput = { source, deliveryId: result.deliveryId, request: result.request, receivedAt: delivery.receivedAt.toISOString() };
-      try {
-        const handle = await deps.temporal.client.connection.withDeadline(Date.now() + deps.temporal.deadlineMs, () =>
-          deps.temporal.client.workflow.start<typeof enrichDetection>('enrichDetection', {
-            taskQueue: deps.temporal.taskQueue,
-            workflowId,
-            args: [input],
-            workflowIdConflictPolicy: 'USE_EXISTING',
-            staticSummary: `Fetch ${result.request.kind} ${result.request.repository}#${result.request.alertNumber} and contain it`,
-          }),
-        );
-        const temporalUiUrl = temporalUiRunUrl(deps.temporal.uiUrl, deps.temporal.namespace, workflowId, handle.firstExecutionRunId);
-        return { status: 202, body: { status: 'enriching', workflowId, runId: handle.firstExecutionRunId, temporalUiUrl } };
-      } catch (err) {
-        if (isTemporalUnavailable(err)) throw new TemporalUnavailableError((err as Error).message);
-        throw err;
-      }
-    }
+    if (result.kind === 'enrich') return { ...(await startEnrichment(source, result, delivery)), status: 202 };
     if (result.findings.length === 0) return { status: 202, body: { status: 'no_findings', runs: [] } };
     // Reduce everything before dispatching anything: one bad finding refuses the whole delivery.
     const sightings = result.findings.map((f, i) => reduceFinding(f, deps.keys, delivery.receivedAt, result.findings.length > 1 ? `[${i}]` : ''));
-    const runs = await mapLimited(sightings, DISPATCH_CONCURRENCY, async (s): Promise<Dispatched & { detectionId: string }> => ({
-      ...(await deps.dispatcher.dispatch(s, delivery.receivedAt)),
-      detectionId: s.detection.id,
-    }));
-    const body = runs.length === 1 ? { status: 'accepted', ...runs[0]!, runs } : { status: 'accepted', runs };
+    let dispatched = 0;
+    let failed: unknown;
+    const runs = await mapLimited(sightings, DISPATCH_CONCURRENCY, async (s): Promise<(Dispatched & { detectionId: string }) | undefined> => {
+      try {
+        const r = { ...(await deps.dispatcher.dispatch(s, delivery.receivedAt, { redelivery })), detectionId: s.detection.id };
+        dispatched += 1;
+        return r;
+      } catch (err) {
+        failed ??= err;
+        return undefined;
+      }
+    });
+    if (failed !== undefined) throw Object.assign(failed as object, { dispatchedSome: dispatched > 0 });
+    const done = runs as Array<Dispatched & { detectionId: string }>;
+    const body = done.length === 1 ? { status: 'accepted', ...done[0]!, runs: done } : { status: 'accepted', runs: done };
     return { status: 202, body };
   };
 
-  /** Runs a parsed delivery through dedupe and accept, and answers. */
-  const settle = async (source: string, result: ParseResult, delivery: Delivery, acceptedStatus?: number) => {
-    const deliveryId = result.deliveryId;
-    if (deliveryId) {
-      const claim = await deps.deliveries.claim(source, deliveryId);
-      if (claim.kind === 'seen') {
-        const body = claim.response && typeof claim.response === 'object' ? claim.response : {};
-        return { status: claim.status ?? 202, body: { ...body, duplicate: true, status: claim.status ? (body as { status?: string }).status : 'in_progress' } };
-      }
-    }
+  /**
+   * A delivery that names a finding without its value: one enrichment run per delivery id. A
+   * finished one is answered, never started again (REJECT_DUPLICATE): a re-sent delivery must not
+   * fetch and dispatch its finding twice.
+   */
+  const startEnrichment = async (source: string, result: Extract<ParseResult, { kind: 'enrich' }>, delivery: Delivery) => {
+    const t = deps.temporal;
+    const workflowId = `enrich-${source}-${result.deliveryId}`;
+    const input: EnrichInput = {
+      source,
+      deliveryId: result.deliveryId,
+      request: result.request,
+      receivedAt: delivery.receivedAt.toISOString(),
+      ...(result.escalateAfter ? { escalateAfter: result.escalateAfter } : {}),
+    };
+    const answer = (runId: string) => ({ body: { status: 'enriching', workflowId, runId, temporalUiUrl: temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, runId) } });
     try {
-      const answer = await accept(source, result, delivery);
-      const status = acceptedStatus && answer.status === 202 ? acceptedStatus : answer.status;
-      if (deliveryId) await deps.deliveries.complete(source, deliveryId, status, answer.body);
-      return { status, body: answer.body };
+      return await t.client.connection.withDeadline(Date.now() + t.deadlineMs, async () => {
+        try {
+          const handle = await t.client.workflow.start<typeof enrichDetection>('enrichDetection', {
+            taskQueue: t.taskQueue,
+            workflowId,
+            args: [input],
+            workflowIdConflictPolicy: 'USE_EXISTING',
+            workflowIdReusePolicy: 'REJECT_DUPLICATE',
+            staticSummary: `Fetch ${result.request.kind} ${result.request.repository}#${result.request.alertNumber} and contain it`,
+          });
+          return answer(handle.firstExecutionRunId);
+        } catch (err) {
+          if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+          const d = await t.client.workflow.getHandle(workflowId).describe();
+          return answer(d.runId);
+        }
+      });
     } catch (err) {
-      if (deliveryId) await deps.deliveries.release(source, deliveryId).catch(() => undefined);
+      if (isTemporalUnavailable(err)) throw new TemporalUnavailableError((err as Error).message);
+      throw err;
+    }
+  };
+
+  /**
+   * Runs a parsed delivery through the ledger and accept, and answers. No crash window: the ledger
+   * row is claimed before anything is dispatched and answered after; a row left unanswered (its
+   * request still running, or its process killed) is processed again by the sender's re-send, with
+   * its first receipt time, idempotently. A 2xx therefore always names runs that exist.
+   */
+  const settle = async (source: string, result: ParseResult, delivery: Delivery, acceptedStatus?: number) => {
+    // A sender with no delivery id of its own (GitLab's revocation API) re-sends the same bytes.
+    const deliveryId = result.deliveryId ?? `body-sha256:${createHash('sha256').update(delivery.rawBody).digest('hex')}`;
+    const claim = await deps.deliveries.claim(source, deliveryId);
+    if (claim.kind === 'answered') {
+      const body = claim.response && typeof claim.response === 'object' ? claim.response : {};
+      return { status: claim.status, body: { ...body, duplicate: true } };
+    }
+    const redelivery = claim.kind === 'unfinished';
+    if (claim.kind === 'unfinished') delivery = { ...delivery, receivedAt: claim.receivedAt };
+    try {
+      const answer = await accept(source, result, delivery, redelivery);
+      const status = acceptedStatus && answer.status === 202 ? acceptedStatus : answer.status;
+      await deps.deliveries.complete(source, deliveryId, status, answer.body);
+      return { status, body: redelivery ? { ...answer.body, duplicate: true } : answer.body };
+    } catch (err) {
+      // Freed only when nothing was dispatched: otherwise the sender's retry must join those runs.
+      const dispatchedSome = (err as { dispatchedSome?: boolean } | null)?.dispatchedSome === true;
+      if (!redelivery && !dispatchedSome) await deps.deliveries.release(source, deliveryId).catch(() => undefined);
       throw err;
     }
   };
@@ -190,11 +238,15 @@ export function createApp(deps: AppDeps): express.Express {
         return next(new HttpProblem(403, 'source-disabled', 'Source disabled', `the ${h.name} source is disabled`));
       }
       if (!req.is(types)) {
-        return next(new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', `Content-Type must be one of ${types.join(', ')}; got ${req.headers['content-type'] ?? 'none'}`));
+        return next(new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', `Content-Type must be one of ${types.join(', ')}; got ${mediaTypeShown(req.headers['content-type'])}`));
       }
       next();
     };
-    const rawBody = express.raw({ type: () => true, limit: h.bodyLimitBytes });
+    // Charset (415), Content-Encoding (415/400), size (413) and UTF-8 (400) before authentication:
+    // the signature libraries sign the decoded string, so a non-UTF-8 body could only fail as a
+    // misleading 401 (the sender would chase its secret); and telling an unauthenticated caller
+    // "not UTF-8" reveals nothing.
+    const rawBody = readRawBody({ limit: h.bodyLimitBytes, utf8: true });
     app.post(`/webhooks/${h.name}`, gate, limiter, rawBody, async (req: Request, res: Response) => {
       const delivery: Delivery = { rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), headers: req.headers, receivedAt: now() };
       await h.authenticate(delivery);
@@ -256,9 +308,9 @@ export function createApp(deps: AppDeps): express.Express {
         ),
       });
     });
-    admin.put('/sources/:name', express.json({ limit: '4kb' }), async (req, res) => {
+    admin.put('/sources/:name', readJsonBody({ limit: '4kb', known: ['enabled', 'by'] }), async (req, res) => {
       const name = String(req.params.name);
-      if (!known.has(name)) throw new HttpProblem(404, 'unknown-source', 'Unknown source', `no configured source named ${name}`);
+      if (!known.has(name)) throw new HttpProblem(404, 'unknown-source', 'Unknown source', 'no configured source has this name');
       const body = req.body as { enabled?: unknown; by?: unknown };
       if (typeof body?.enabled !== 'boolean') {
         throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'enabled: must be true or false', { errors: [{ field: 'enabled', message: 'must be a boolean' }] });
@@ -275,7 +327,7 @@ export function createApp(deps: AppDeps): express.Express {
       admin.get('/breakers', async (_req, res) => {
         res.json({ breakers: await breakers.list() });
       });
-      admin.post('/breakers/:system/reset', express.json({ limit: '4kb' }), async (req, res) => {
+      admin.post('/breakers/:system/reset', readJsonBody({ limit: '4kb', known: ['by'] }), async (req, res) => {
         const system = String(req.params.system);
         const body = (req.body ?? {}) as { by?: unknown };
         const by = byOf(res, body.by);
@@ -295,12 +347,11 @@ export function createApp(deps: AppDeps): express.Express {
   // One error middleware maps everything to problem+json; no stack traces leave the process.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     let problem: HttpProblem;
+    const bodyProblem = bodyReadProblem(err, req);
     if (err instanceof HttpProblem) problem = err;
-    else if (isBodyParserError(err) && err.type === 'entity.too.large') {
-      problem = new HttpProblem(413, 'body-too-large', 'Body too large', `the body exceeds the ${(err as { limit?: number }).limit ?? ''}-byte limit of this source`);
-    } else if (isBodyParserError(err) && err.status && err.status < 500) {
-      problem = new HttpProblem(err.status, 'bad-request', 'Bad request', 'the request body could not be read');
-    } else if (isTemporalUnavailable(err)) {
+    // Any body parser's error (a route's own, a router's): a client's bytes never make a 5xx.
+    else if (bodyProblem) problem = bodyProblem;
+    else if (isTemporalUnavailable(err)) {
       problem = new HttpProblem(503, 'temporal-unavailable', 'Workflow engine unavailable', 'the delivery was not accepted because Temporal could not be reached; retry later', {}, { 'Retry-After': '5' });
     } else {
       req.log?.error({ err }, 'unhandled error');
@@ -314,6 +365,12 @@ export function createApp(deps: AppDeps): express.Express {
   return app;
 }
 
-function isBodyParserError(err: unknown): err is { type?: string; status?: number; message: string } {
-  return !!err && typeof err === 'object' && 'type' in err && 'status' in err;
+/** Media types worth naming back to a sender; anything else is the sender's own text (it may be anything). */
+const COMMON_TYPES = new Set(['application/json', 'text/plain', 'text/html', 'text/xml', 'application/xml', 'application/x-www-form-urlencoded', 'multipart/form-data', 'application/octet-stream', 'application/x-ndjson', 'application/jsonl']);
+
+/** A Content-Type as it may be repeated back: a common media type by name, never the sender's raw text. */
+function mediaTypeShown(header: string | undefined): string {
+  if (header === undefined) return 'none';
+  const type = header.split(';')[0]!.trim().toLowerCase();
+  return COMMON_TYPES.has(type) ? type : 'another media type';
 }

@@ -2,14 +2,18 @@
  * The codec endpoint the Temporal UI (and `temporal --codec-endpoint`) calls to show encrypted
  * payloads decoded: POST /codec/decode and /codec/encode with the codec-server wire format
  * ({ payloads: [{ metadata: { k: base64 }, data: base64 }] }). Browser calls come from the UI's
- * origin (CORS with credentials), carry the namespace in X-Namespace and are authenticated.
+ * origin (CORS with credentials), carry the namespace in X-Namespace and are authenticated: a
+ * bearer token, an OIDC access token, or the local UI's session cookie. The Origin header is never
+ * a credential (any local process can send it).
  */
 import { timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { z } from 'zod';
+import { readJsonBody } from './body';
 import { HttpProblem } from './problem';
+import { issuesOf } from './sources/validate';
 
 export interface CodecRouteDeps {
   codec: PayloadCodec;
@@ -22,10 +26,10 @@ export interface CodecRouteDeps {
   /** The signed-in engineer's OIDC access token, as the Temporal UI forwards it (codec.passAccessToken). */
   jwt?: { jwksUrl: string; issuer: string; audience: string };
   /**
-   * npm start's all-in-one default, when no token is configured: a request from this machine's
-   * loopback that a browser sent from the UI's origin is the engineer at the local UI.
+   * npm start's local UI gateway (api/local-ui.ts): the HttpOnly cookie its login link sets in the
+   * browser, which the UI sends along because the codec is served on the UI's own origin.
    */
-  allowLocalUi?: boolean;
+  session?: { cookie: string; value: string };
   bodyLimit?: string;
 }
 
@@ -49,20 +53,35 @@ function toWire(p: Payload): WirePayload {
   return p.data ? { metadata, data: Buffer.from(p.data).toString('base64') } : { metadata };
 }
 
-function bearerMatches(header: string | undefined, tokens: readonly string[]): boolean {
-  const m = /^Bearer ([^\s]+)$/.exec(header ?? '');
-  if (!m) return false;
-  const given = Buffer.from(m[1]!);
+/** Constant-time: whether `given` equals one of `secrets`. */
+export function matchesOneOf(given: string, secrets: readonly string[]): boolean {
+  const g = Buffer.from(given);
   let ok = false;
-  for (const t of tokens) {
+  for (const t of secrets) {
     const b = Buffer.from(t);
-    if (b.length === given.length && timingSafeEqual(b, given)) ok = true;
+    if (b.length === g.length && timingSafeEqual(b, g)) ok = true;
   }
   return ok;
 }
 
-function isLoopback(address: string | undefined): boolean {
-  return !!address && (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.'));
+function bearerMatches(header: string | undefined, tokens: readonly string[]): boolean {
+  const m = /^Bearer ([^\s]+)$/.exec(header ?? '');
+  return !!m && matchesOneOf(m[1]!, tokens);
+}
+
+/** The value of one cookie of a Cookie header (RFC 6265 `name=value; name2=value2`). */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+function sessionMatches(header: string | undefined, session: CodecRouteDeps['session']): boolean {
+  if (!session) return false;
+  const given = cookieValue(header, session.cookie);
+  return given !== undefined && matchesOneOf(given, [session.value]);
 }
 
 /** Verifies a bearer JWT against the identity provider's keys, issuer and audience (signature, exp, nbf). */
@@ -84,6 +103,7 @@ export function createCodecRouter(deps: CodecRouteDeps): express.Router {
   const router = express.Router();
   const tokens = deps.tokens ?? [];
   const jwtValid = deps.jwt ? jwtVerifier(deps.jwt) : undefined;
+  const needToken = 'a valid codec bearer token is required (Authorization: Bearer <one of CODEC_TOKENS, or your identity provider access token>)';
 
   // CORS: only the UI's origin, with credentials (the UI may include cookies or its access token).
   router.use((req: Request, res: Response, next: NextFunction) => {
@@ -111,11 +131,11 @@ export function createCodecRouter(deps: CodecRouteDeps): express.Router {
   router.use(async (req: Request, _res: Response, next: NextFunction) => {
     const authorised =
       bearerMatches(req.headers.authorization, tokens) ||
-      (jwtValid !== undefined && (await jwtValid(req.headers.authorization))) ||
-      (deps.allowLocalUi === true && tokens.length === 0 && !jwtValid && req.headers.origin === deps.uiOrigin && isLoopback(req.socket.remoteAddress));
+      sessionMatches(req.headers.cookie, deps.session) ||
+      (jwtValid !== undefined && (await jwtValid(req.headers.authorization)));
     if (!authorised) {
       return next(
-        new HttpProblem(401, 'unauthorized', 'Unauthorized', 'a valid codec bearer token is required (Authorization: Bearer <one of CODEC_TOKENS, or your identity provider access token>)', {}, { 'WWW-Authenticate': 'Bearer realm="codec"' }),
+        new HttpProblem(401, 'unauthorized', 'Unauthorized', deps.session ? `${needToken}, or the session cookie of the local UI's login link` : needToken, {}, { 'WWW-Authenticate': 'Bearer realm="codec"' }),
       );
     }
     const ns = req.headers['x-namespace'];
@@ -130,13 +150,14 @@ export function createCodecRouter(deps: CodecRouteDeps): express.Router {
     next();
   });
 
-  const json = express.json({ limit: deps.bodyLimit ?? '4mb', strict: true });
+  // The ingress's one body reader: charset, Content-Encoding, strict UTF-8, storable strings.
+  const json = readJsonBody({ limit: deps.bodyLimit ?? '4mb', known: wireBody });
   for (const op of ['encode', 'decode'] as const) {
     router.post(`/${op}`, json, async (req: Request, res: Response) => {
       const parsed = wireBody.safeParse(req.body);
       if (!parsed.success) {
         throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'expected { payloads: [{ metadata: { key: base64 }, data: base64 }] }', {
-          errors: parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })),
+          errors: issuesOf(parsed.error, { doc: req.body, known: wireBody }),
         });
       }
       const payloads = parsed.data.payloads.map(fromWire);

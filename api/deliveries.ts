@@ -1,15 +1,26 @@
 /**
- * Delivery-id dedupe that survives a restart: the first request with a (source, delivery id)
- * claims it; a re-delivery gets the stored answer back instead of being processed again. A claim
- * whose processing failed is released, so the sender's retry is processed.
+ * Delivery-id dedupe that survives a restart, with no crash window. The first request with a
+ * (source, delivery id) claims it; once its runs are started (or joined) the answer is stored and a
+ * re-delivery gets it back. A claim with no stored answer is *unfinished*: its first request may
+ * still be running, or the process died somewhere between the claim and the answer (a SIGKILL
+ * throws nothing). Either way a re-delivery processes it again, idempotently (the dispatcher joins
+ * the credential's run, or answers the finished run that already holds the detection), so every
+ * delivery answered 2xx has its run, and a re-send after any crash ends in exactly one run.
  */
 import { createHash } from 'node:crypto';
 import type { Db } from '../lib/db';
 
-export type Claim = { kind: 'new' } | { kind: 'seen'; status: number | null; response: unknown };
+export type Claim =
+  /** First sight of this delivery id. */
+  | { kind: 'new' }
+  /** Claimed before and never answered (in flight elsewhere, or its process died): process it again, idempotently. */
+  | { kind: 'unfinished'; receivedAt: Date }
+  /** Answered before: the stored answer. */
+  | { kind: 'answered'; status: number; response: unknown };
 
 export interface DeliveryLedger {
   claim(source: string, deliveryId: string): Promise<Claim>;
+  /** Stores the answer; the first answer stored wins (a concurrent re-delivery answers the same runs). */
   complete(source: string, deliveryId: string, status: number, response: unknown): Promise<void>;
   release(source: string, deliveryId: string): Promise<void>;
 }
@@ -27,20 +38,26 @@ export function createDeliveryLedger(db: Db): DeliveryLedger {
   return {
     async claim(source, rawId) {
       const deliveryId = ledgerKey(rawId);
-      const inserted = await db.query(
-        `INSERT INTO killswitch_deliveries (source, delivery_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING delivery_id`,
-        [source, deliveryId],
-      );
-      if (inserted.rows.length === 1) return { kind: 'new' };
-      const r = await db.query<{ status: number | null; response: unknown }>(
-        'SELECT status, response FROM killswitch_deliveries WHERE source = $1 AND delivery_id = $2',
-        [source, deliveryId],
-      );
-      return { kind: 'seen', status: r.rows[0]?.status ?? null, response: r.rows[0]?.response ?? null };
+      // Two statements, so a row released (deleted) between them is simply claimed on the next turn.
+      for (;;) {
+        const inserted = await db.query(
+          `INSERT INTO killswitch_deliveries (source, delivery_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING delivery_id`,
+          [source, deliveryId],
+        );
+        if (inserted.rows.length === 1) return { kind: 'new' };
+        const r = await db.query<{ status: number | null; response: unknown; received_at: Date }>(
+          'SELECT status, response, received_at FROM killswitch_deliveries WHERE source = $1 AND delivery_id = $2',
+          [source, deliveryId],
+        );
+        const row = r.rows[0];
+        if (!row) continue;
+        if (row.status === null) return { kind: 'unfinished', receivedAt: new Date(row.received_at) };
+        return { kind: 'answered', status: row.status, response: row.response ?? null };
+      }
     },
     async complete(source, rawId, status, response) {
       const deliveryId = ledgerKey(rawId);
-      await db.query('UPDATE killswitch_deliveries SET status = $3, response = $4::jsonb WHERE source = $1 AND delivery_id = $2', [
+      await db.query('UPDATE killswitch_deliveries SET status = $3, response = $4::jsonb WHERE source = $1 AND delivery_id = $2 AND status IS NULL', [
         source,
         deliveryId,
         status,

@@ -13,7 +13,9 @@ import { isTemporalUnavailable, type TemporalTarget } from '../lib/dispatch';
 import { GLOBAL_SCOPE, listDryRun, setDryRun } from '../lib/dry-run';
 import { currentStepQuery, OUTCOMES } from '../workflows/shared';
 import { principalOf, requireAdmin } from './auth';
+import { readJsonBody } from './body';
 import { HttpProblem } from './problem';
+import { issuesOf } from './sources/validate';
 
 
 /** Non-secret columns of killswitch_audit the API returns (fingerprints and evidence stay inside). */
@@ -124,14 +126,12 @@ const listQuery = z
   })
   .strict();
 
-/** Parses or throws 422 naming every bad field. */
+/** Parses or throws 422 naming every bad field; an unknown one by position, never echoed. */
 function parseOr422<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value ?? {});
+  const doc = value ?? {};
+  const r = schema.safeParse(doc);
   if (r.success) return r.data;
-  const errors = r.error.issues.map((i) => ({
-    field: i.code === 'unrecognized_keys' ? i.keys.join(', ') : i.path.map(String).join('.') || what,
-    message: i.code === 'unrecognized_keys' ? 'unknown parameter' : i.message,
-  }));
+  const errors = issuesOf(r.error, { doc, known: schema }).map((e) => ({ field: e.field === '(body)' ? what : e.field, message: e.message }));
   throw new HttpProblem(
     422,
     'invalid-request',
@@ -380,7 +380,7 @@ export function createAdminControlRouter(deps: AdminControlDeps): express.Router
     res.json({ scopes: await state() });
   });
 
-  router.put('/dry-run', express.json({ limit: '4kb' }), async (req, res) => {
+  router.put('/dry-run', readJsonBody({ limit: '4kb', known: dryRunBody }), async (req, res) => {
     const body = parseOr422(dryRunBody, req.body, 'body');
     if (!scopes().includes(body.scope)) {
       throw new HttpProblem(

@@ -48,8 +48,6 @@ export function createIngressApp(
     env: Record<string, string | undefined>;
     /** The payload codec the client uses; built from config and keys when omitted. */
     codec?: PayloadCodec;
-    /** npm start's all-in-one: without CODEC_TOKENS, the local UI (loopback, UI origin) may decode. */
-    codecLocalUi?: boolean;
   },
 ): Express {
   const temporal = temporalTarget(config, parts.client);
@@ -70,7 +68,6 @@ export function createIngressApp(
       uiOrigin: config.temporal.uiOrigin,
       tokens: config.codec.tokens,
       ...(config.codec.jwt ? { jwt: config.codec.jwt } : {}),
-      allowLocalUi: parts.codecLocalUi ?? false,
     },
     // API_TOKENS with roles plus ADMIN_TOKENS as admin tokens (lib/config.ts merges them).
     apiTokens: config.apiTokens,
@@ -98,14 +95,14 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel, name: 'kill-switch-api' });
   const mode = { embedded: false };
   const keys = boot.serverKeys(config, mode, logger);
-  const secrets = boot.genericWebhookSecrets(config, mode, logger);
+  const inventory = boot.inventory(config, logger);
+  const secrets = boot.genericWebhookSecrets(config, mode, logger, inventory.sources.generic);
   const db = createPostgresDb(boot.requireSharedDatabase(config, 'API'));
   await migrate(db, logger);
   // Lazy: the ingress starts even while Temporal is down and answers 503 until it is back.
   const connection = Connection.lazy({ address: config.temporal.address ?? 'localhost:7233' });
   const codec = codecFromConfig(config, keys);
   const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter: killSwitchDataConverter(codec) });
-  const inventory = boot.inventory(config, logger);
   const app = createIngressApp(config, {
     logger,
     client,

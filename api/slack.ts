@@ -13,7 +13,7 @@
 import { App, verifySlackRequest, type BlockAction, type Logger as BoltLogger, type LogLevel } from '@slack/bolt';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
-import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import type { Db } from '../lib/db';
 import { isTemporalUnavailable, type TemporalTarget } from '../lib/dispatch';
@@ -28,7 +28,9 @@ import {
   retryUpdate,
   type StepStatus,
 } from '../workflows/shared';
+import { readRawBody } from './body';
 import { HttpProblem } from './problem';
+import { assertStorable, parseJsonText } from './sources/validate';
 
 export interface SlackControlDeps {
   botToken: string;
@@ -272,7 +274,8 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
     return { text: text.slice(0, 3900), blocks: [{ type: 'section', text: { type: 'mrkdwn', text: text.slice(0, 2900) } }] };
   }
 
-  const rawBody = express.raw({ type: () => true, limit: '256kb' });
+  // Strict UTF-8 before the signature: Bolt's verifier signs the decoded string (see app.ts).
+  const rawBody = readRawBody({ limit: '256kb', utf8: true });
 
   const verify: RequestHandler = (req, _res, next) => {
     const sig = req.headers['x-slack-signature'];
@@ -297,23 +300,19 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
   const dispatch = async (req: Request, res: Response, next: NextFunction) => {
     const raw = (req.body as Buffer).toString('utf8');
     let body: Record<string, unknown>;
-    if (req.is('application/x-www-form-urlencoded')) {
-      const form = Object.fromEntries(new URLSearchParams(raw));
-      if (typeof form.payload === 'string') {
-        try {
-          body = JSON.parse(form.payload) as Record<string, unknown>;
-        } catch {
-          return next(new HttpProblem(400, 'malformed-payload', 'Malformed payload', 'the payload field is not JSON'));
-        }
-      } else body = form;
-    } else if (req.is('application/json')) {
-      try {
-        body = JSON.parse(raw) as Record<string, unknown>;
-      } catch {
-        return next(new HttpProblem(400, 'malformed-json', 'Malformed JSON', 'the signed body is not JSON'));
+    // The ingress's rules for strings: none PostgreSQL or Slack cannot store (422), none echoed.
+    try {
+      if (req.is('application/x-www-form-urlencoded')) {
+        const form = Object.fromEntries(new URLSearchParams(raw));
+        assertStorable(form);
+        body = typeof form.payload === 'string' ? (parseJsonText(form.payload, 'the payload field') as Record<string, unknown>) : form;
+      } else if (req.is('application/json')) {
+        body = parseJsonText(raw, 'the signed body') as Record<string, unknown>;
+      } else {
+        return next(new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', 'Slack sends application/x-www-form-urlencoded or application/json'));
       }
-    } else {
-      return next(new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', 'Slack sends application/x-www-form-urlencoded or application/json'));
+    } catch (problem) {
+      return next(problem);
     }
     if (!body || typeof body !== 'object' || Array.isArray(body)) return next(new HttpProblem(400, 'malformed-payload', 'Malformed payload', 'not a Slack request'));
     if (body.ssl_check) return void res.status(200).end();

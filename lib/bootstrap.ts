@@ -8,6 +8,7 @@ import { ConfigError, type Config } from './config';
 import { parseInventory, loadInventoryFile, type Inventory } from './inventory';
 import { createServerKeys, loadOrCreateLocalSecret, newServerKey, newWebhookSecret, type ServerKeys } from './keys';
 import type { Logger } from './logger';
+import { DEFAULT_GENERIC_SECRETS_ENV } from './sources-config';
 
 export const DEFAULT_INVENTORY_FILE = 'config/inventory.yaml';
 
@@ -24,7 +25,12 @@ export function serverKeys(config: Config, mode: BootMode, logger: Logger): Serv
   return createServerKeys(key);
 }
 
-export function genericWebhookSecrets(config: Config, mode: BootMode, logger: Logger): readonly string[] {
+/**
+ * `generic` is the inventory's `sources.generic`: when its secretsEnv names another variable, the
+ * source registry reads and checks that one, and GENERIC_WEBHOOK_SECRETS is not needed.
+ */
+export function genericWebhookSecrets(config: Config, mode: BootMode, logger: Logger, generic?: { secretsEnv: string }): readonly string[] {
+  if (generic && generic.secretsEnv !== DEFAULT_GENERIC_SECRETS_ENV) return [];
   if (config.webhook.genericSecrets) return config.webhook.genericSecrets;
   if (!mode.embedded) throw new ConfigError('invalid environment:\n  GENERIC_WEBHOOK_SECRETS: required (one or more whsec_<base64> secrets, comma-separated)');
   const file = path.join(config.dataDir, 'generic-webhook-secret');

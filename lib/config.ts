@@ -89,7 +89,8 @@ export const envSchema = z.object({
   TEMPORAL_ADDRESS: optionalString,
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('kill-switch'),
-  TEMPORAL_UI_URL: url.default('http://localhost:8233'),
+  /** Base of the run links; default: the UI `npm start` serves, http://127.0.0.1:<TEMPORAL_DEV_UI_PORT>. */
+  TEMPORAL_UI_URL: z.preprocess((v) => (v === '' ? undefined : v), url.optional()),
   TEMPORAL_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60000).default(5000),
   TEMPORAL_DEV_PORT: port(7233),
   TEMPORAL_DEV_UI_PORT: port(8233),
@@ -287,6 +288,8 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       'invalid environment:\n  SLACK_SIGNING_SECRET: required when SLACK_BOT_TOKEN is set (the Slack buttons and /killswitch are verified with it)',
     );
   }
+  // One origin everywhere: the address npm start's UI gateway listens on (loopback only, api/local-ui.ts).
+  const uiUrl = e.TEMPORAL_UI_URL ?? `http://127.0.0.1:${e.TEMPORAL_DEV_UI_PORT}`;
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
@@ -296,11 +299,11 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       address: e.TEMPORAL_ADDRESS,
       namespace: e.TEMPORAL_NAMESPACE,
       taskQueue: e.TEMPORAL_TASK_QUEUE,
-      uiUrl: e.TEMPORAL_UI_URL.replace(/\/+$/, ''),
+      uiUrl: uiUrl.replace(/\/+$/, ''),
       connectTimeoutMs: e.TEMPORAL_CONNECT_TIMEOUT_MS,
       devPort: e.TEMPORAL_DEV_PORT,
       devUiPort: e.TEMPORAL_DEV_UI_PORT,
-      uiOrigin: e.TEMPORAL_UI_ORIGIN ? new URL(e.TEMPORAL_UI_ORIGIN).origin : new URL(e.TEMPORAL_UI_URL).origin,
+      uiOrigin: e.TEMPORAL_UI_ORIGIN ? new URL(e.TEMPORAL_UI_ORIGIN).origin : new URL(uiUrl).origin,
     }),
     codec: Object.freeze({
       keys: e.KILLSWITCH_CODEC_KEYS ? Object.freeze([...e.KILLSWITCH_CODEC_KEYS]) : undefined,

@@ -75,8 +75,18 @@ export function isTemporalUnavailable(err: unknown): boolean {
   return false;
 }
 
+export interface DispatchOptions {
+  /**
+   * This sighting may have been dispatched before by an attempt whose answer was lost (a delivery
+   * re-sent after a crash, a retried activity). If a finished run of its credential already holds
+   * the detection, that run is the answer: nothing new starts. (A later, separate delivery of the
+   * same detection does start a short re-verifying run: that is a new sighting, not a re-send.)
+   */
+  redelivery?: boolean;
+}
+
 export interface Dispatcher {
-  dispatch(sighting: Sighting, receivedAt: Date): Promise<Dispatched>;
+  dispatch(sighting: Sighting, receivedAt: Date, opts?: DispatchOptions): Promise<Dispatched>;
 }
 
 export function createDispatcher(deps: {
@@ -86,8 +96,18 @@ export function createDispatcher(deps: {
 }): Dispatcher {
   const t = deps.temporal;
   return {
-    async dispatch({ detection, leakedValue, credentialKey }, receivedAt) {
+    async dispatch({ detection, leakedValue, credentialKey }, receivedAt, opts = {}) {
       const workflowId = killSwitchWorkflowId(detection.credentialType, credentialKey);
+      if (opts.redelivery) {
+        // A run that is still open joins the re-sent sighting (the workflow dedupes by detection id);
+        // a finished one is found here by its audit row, which lists every sighting it took.
+        const done = await deps.db.query<{ run_id: string }>(
+          `SELECT run_id FROM killswitch_audit WHERE workflow_id = $1 AND sightings @> $2::jsonb ORDER BY recorded_at DESC LIMIT 1`,
+          [workflowId, JSON.stringify([{ detectionId: detection.id }])],
+        );
+        const runId = done.rows[0]?.run_id;
+        if (runId) return { workflowId, runId, temporalUiUrl: temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, runId) };
+      }
       let sealed = false;
       if (leakedValue !== undefined && detection.fingerprint) {
         sealed = await deps.evidence.put(workflowId, detection.fingerprint, leakedValue);

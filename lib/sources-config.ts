@@ -2,8 +2,12 @@
  * The `sources:` and `policy:` sections of the config file (the inventory file). Secrets are never
  * in the file: each source names the env vars that hold them.
  */
+import { Webhook } from 'standardwebhooks';
 import { z } from 'zod';
 import { CREDENTIAL_TYPES, SEVERITIES } from './detection';
+
+/** The generic source's secrets variable unless `sources.generic.secretsEnv` names another. */
+export const DEFAULT_GENERIC_SECRETS_ENV = 'GENERIC_WEBHOOK_SECRETS';
 
 const envVarName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
 
@@ -51,6 +55,18 @@ export const githubSourceSchema = z
     apiUrl: z.url().default('https://api.github.com'),
     /** Resolve the alert as `revoked` with a comment linking the run once the credential is dead. */
     resolveAlerts: z.boolean().default(true),
+    /**
+     * While GitHub's API keeps failing, page a human after this long (the alert is escalated without
+     * its value; the fetch goes on and the value joins when it comes). 10s to 1h.
+     */
+    escalateAfter: z
+      .string()
+      .regex(/^\d{1,4}(s|m|h)$/, 'a duration such as 30s, 2m or 1h')
+      .refine((v) => {
+        const n = Number(v.slice(0, -1)) * { s: 1, m: 60, h: 3600 }[v.slice(-1) as 's' | 'm' | 'h'];
+        return n >= 10 && n <= 3600;
+      }, 'between 10s and 1h')
+      .default('2m'),
   })
   .strict();
 
@@ -112,9 +128,12 @@ export const customSourceSchema = z
         items: jsonPath.optional(),
         secret: jsonPath.optional(),
         credentialType: jsonPath.optional(),
-        /** Sender's type names to ours; unmapped names become `generic`. */
+        /**
+         * Sender's type names to ours. A name not in the map is taken as is when it is one of ours,
+         * else recognised by its wording or the value (a postgres:// URL); else the default below.
+         */
         typeMap: z.record(z.string(), z.enum(CREDENTIAL_TYPES)).default({}),
-        /** Used when credentialType is not mapped from the payload. */
+        /** The type of a finding whose type is neither mapped nor recognised (or not sent at all). */
         defaultCredentialType: z.enum(CREDENTIAL_TYPES).default('generic'),
         credentialRef: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/), jsonPath).default({}),
         severity: jsonPath.optional(),
@@ -133,11 +152,11 @@ export const customSourceSchema = z
 
 export const sourcesSchema = z
   .object({
-    generic: standardWebhooksSource.extend({ secretsEnv: envVarName.default('GENERIC_WEBHOOK_SECRETS') }).strict().default({
+    generic: standardWebhooksSource.extend({ secretsEnv: envVarName.default(DEFAULT_GENERIC_SECRETS_ENV) }).strict().default({
       enabled: true,
       dryRun: false,
       rateLimit: { perMinute: 600 },
-      secretsEnv: 'GENERIC_WEBHOOK_SECRETS',
+      secretsEnv: DEFAULT_GENERIC_SECRETS_ENV,
     }),
     github: githubSourceSchema.optional(),
     github_partner: githubPartnerSourceSchema.optional(),
@@ -208,3 +227,76 @@ export type PolicyRule = z.infer<typeof policyRuleSchema>;
 export type CustomSourceConfig = z.infer<typeof customSourceSchema>;
 export type StandardWebhooksSourceConfig = z.infer<typeof standardWebhooksSource>;
 export type GitHubSourceConfig = z.infer<typeof githubSourceSchema>;
+
+/** The built-in sources, by the name their detections carry (and their route). */
+export const BUILTIN_SOURCES = ['generic', 'github', 'github_partner', 'gitguardian', 'trufflehog', 'gitleaks', 'kingfisher', 'gitlab'] as const;
+
+/**
+ * A policy rule that names a source no detection can come from (a typo: `gitleak`) would never
+ * match, silently: refused, naming the field.
+ */
+export function policySourceProblems(sources: SourcesConfig, policy: PolicyConfig): string[] {
+  const known = new Set<string>([...BUILTIN_SOURCES, ...sources.custom.map((c) => c.name)]);
+  const problems: string[] = [];
+  policy.rules.forEach((r, i) =>
+    r.match.source?.forEach((name, j) => {
+      if (!known.has(name)) problems.push(`  policy.rules[${i}].match.source[${j}]: no such source (the built-in ones, or a sources.custom name)`);
+    }),
+  );
+  return problems;
+}
+
+/** The secrets a variable holds: comma- or space-separated, several at once during a rotation. */
+export function secretList(value: string | undefined): string[] {
+  return (value ?? '').split(/[\s,]+/).filter(Boolean);
+}
+
+function standardWebhooksSecretProblem(secret: string): string | undefined {
+  if (!/^whsec_[A-Za-z0-9+/=]{16,}$/.test(secret)) return 'each secret must look like whsec_<base64>, at least 12 bytes';
+  try {
+    new Webhook(secret);
+    return undefined;
+  } catch {
+    return 'each secret must be valid base64 after whsec_';
+  }
+}
+
+/**
+ * What the file cannot check: every environment variable the `sources:` section names is set (and,
+ * for Standard Webhooks, holds whsec_ secrets). One line per problem, naming the field and the
+ * variable, never a value. The default generic variable is resolved by the boot code instead (it
+ * may fall back to a generated local secret), so it is not listed here.
+ */
+export function sourcesEnvProblems(sources: SourcesConfig, env: Record<string, string | undefined>): string[] {
+  const problems: string[] = [];
+  const need = (path: string, name: string | undefined, opts: { standardWebhooks?: boolean; optional?: boolean } = {}) => {
+    if (name === undefined) return;
+    const list = secretList(env[name]);
+    if (list.length === 0) {
+      problems.push(`  ${path}: environment variable ${name} is not set${opts.optional ? ' (remove the field, or set the variable)' : ''}`);
+      return;
+    }
+    if (opts.standardWebhooks) {
+      const bad = list.map(standardWebhooksSecretProblem).find(Boolean);
+      if (bad) problems.push(`  ${path}: ${name}: ${bad}`);
+    }
+  };
+  if (sources.generic.secretsEnv !== DEFAULT_GENERIC_SECRETS_ENV) need('sources.generic.secretsEnv', sources.generic.secretsEnv, { standardWebhooks: true });
+  for (const name of ['trufflehog', 'gitleaks', 'kingfisher'] as const) {
+    const s = sources[name];
+    if (s) need(`sources.${name}.secretsEnv`, s.secretsEnv, { standardWebhooks: true });
+  }
+  if (sources.github) {
+    need('sources.github.secretsEnv', sources.github.secretsEnv);
+    // Every alert names a finding the source must fetch with this token: without it none can be acted on.
+    need('sources.github.apiTokenEnv', sources.github.apiTokenEnv);
+  }
+  if (sources.github_partner) need('sources.github_partner.keysTokenEnv', sources.github_partner.keysTokenEnv, { optional: true });
+  if (sources.gitguardian) {
+    need('sources.gitguardian.secretsEnv', sources.gitguardian.secretsEnv);
+    need('sources.gitguardian.apiTokenEnv', sources.gitguardian.apiTokenEnv, { optional: true });
+  }
+  if (sources.gitlab) need('sources.gitlab.tokensEnv', sources.gitlab.tokensEnv);
+  sources.custom.forEach((c, i) => need(`sources.custom[${i}].verify.secretsEnv`, c.verify.secretsEnv, { standardWebhooks: c.verify.scheme === 'standard-webhooks' }));
+  return problems;
+}

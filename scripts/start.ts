@@ -1,13 +1,15 @@
 /**
  * `npm start`: the whole kill switch in one process on embedded defaults. Starts a Temporal dev
- * server (unless TEMPORAL_ADDRESS is set), opens the audit store (PGlite unless DATABASE_URL is
- * set), runs the worker and the ingress. Ctrl-C drains the worker and stops everything it started.
+ * server (unless TEMPORAL_ADDRESS is set) with its UI behind the local UI gateway, opens the audit
+ * store (PGlite unless DATABASE_URL is set), runs the worker and the ingress. Ctrl-C drains the
+ * worker and stops everything it started.
  */
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import * as boot from '../lib/bootstrap';
-import { loadConfig } from '../lib/config';
+import { ConfigError, loadConfig, type Config } from '../lib/config';
 import { migrate, openDb } from '../lib/db';
 import { resolveInventoryEnv } from '../lib/inventory';
 import { startSweeper } from '../lib/sweeper';
@@ -16,18 +18,39 @@ import { createLogger } from '../lib/logger';
 import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';
 import { installTemporalLogging } from '../lib/temporal-logging';
 import { resolveTemporalCli } from '../lib/temporal-cli';
-import { ensureSearchAttributes, startDevServer, type DevServer } from '../lib/temporal-dev';
+import { ensureSearchAttributes, freePort, startDevServer, type DevServer } from '../lib/temporal-dev';
+import { loadOrCreateLocalSecret } from '../lib/keys';
 import { createIngressApp, listen } from '../api/server';
+import { createLocalUiGateway, type LocalUiGateway } from '../api/local-ui';
 import { buildActivityDeps, createKillSwitchWorker } from '../worker/build';
 
+/**
+ * The one origin of the local UI: where the gateway answers, what the browser is sent to, and the
+ * origin the codec endpoint serves. It must be a bare origin the UI can live at the root of.
+ */
+function localUiOrigin(config: Config): string {
+  const ui = new URL(config.temporal.uiUrl);
+  if (ui.pathname !== '/' || ui.search || ui.hash) {
+    throw new ConfigError(`invalid environment:\n  TEMPORAL_UI_URL: npm start serves the dev server's UI at the root of an origin (default http://127.0.0.1:${config.temporal.devUiPort}); remove the path`);
+  }
+  if (config.temporal.uiOrigin !== ui.origin) {
+    throw new ConfigError('invalid environment:\n  TEMPORAL_UI_ORIGIN: npm start serves the codec on the UI\'s own origin (that of TEMPORAL_UI_URL); unset it or make the two equal');
+  }
+  return ui.origin;
+}
+
 async function main(): Promise<void> {
-  const config = loadConfig(process.env);
+  const loaded = loadConfig(process.env);
+  // A local codec token, kept like the server key: a bearer of /codec (the CLI), and what logs a
+  // browser into the local UI gateway. Added to CODEC_TOKENS for this process only.
+  const codecToken = loadOrCreateLocalSecret(loaded.dataDir, 'codec-token', () => randomBytes(32).toString('base64url'));
+  const config: Config = Object.freeze({ ...loaded, codec: Object.freeze({ ...loaded.codec, tokens: Object.freeze([...(loaded.codec.tokens ?? []), codecToken]) }) });
   const logger = createLogger({ level: config.logLevel });
   installTemporalLogging(logger);
   const mode = { embedded: true };
   const keys = boot.serverKeys(config, mode, logger);
-  const secrets = boot.genericWebhookSecrets(config, mode, logger);
   const inventory = boot.inventory(config, logger);
+  const secrets = boot.genericWebhookSecrets(config, mode, logger, inventory.sources.generic);
   resolveInventoryEnv(inventory, process.env); // fail before starting anything
   const codec = codecFromConfig(config, keys);
   const dataConverter = killSwitchDataConverter(codec);
@@ -41,13 +64,30 @@ async function main(): Promise<void> {
   try {
     let address = config.temporal.address;
     let dev: DevServer | undefined;
+    let gateway: LocalUiGateway | undefined;
     if (!address) {
       const cli = resolveTemporalCli({ log: (m) => logger.info(m) });
+      const uiOrigin = localUiOrigin(config);
+      // The dev server's own UI listens on an internal loopback port; the gateway takes the UI port
+      // (loopback only) and serves the codec on the UI's origin, where the browser's cookie goes.
+      const upstream = { host: '127.0.0.1', port: await freePort('127.0.0.1') };
+      gateway = createLocalUiGateway({
+        origin: uiOrigin,
+        upstream,
+        token: codecToken,
+        codec: { codec, namespace: config.temporal.namespace, tokens: config.codec.tokens, ...(config.codec.jwt ? { jwt: config.codec.jwt } : {}) },
+        logger,
+      });
+      await gateway.listen(config.temporal.devUiPort, '127.0.0.1').catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EADDRINUSE') throw err;
+        throw new Error(`the Temporal UI port 127.0.0.1:${config.temporal.devUiPort} (TEMPORAL_DEV_UI_PORT) is in use: is another npm start or temporal server start-dev running?`);
+      });
+      cleanups.push(() => gateway!.close());
       dev = await startDevServer({
         cli,
         ip: '127.0.0.1',
         port: config.temporal.devPort,
-        uiPort: config.temporal.devUiPort,
+        uiPort: upstream.port,
         dbFile: path.resolve(config.dataDir, 'temporal.db'),
         // Measured by `npm run bench`: WAL with synchronous=normal contains a burst ~46 % faster than
         // SQLite's defaults (rollback journal, synchronous=full). It survives a crash of the process;
@@ -55,12 +95,13 @@ async function main(): Promise<void> {
         sqlitePragmas: { journal_mode: 'wal', synchronous: 'normal' },
         logFile: path.resolve(config.dataDir, 'temporal.log'),
         namespace: config.temporal.namespace,
-        // The UI asks the ingress to decode payloads (browser-side, from the UI's origin).
-        uiCodecEndpoint: `${config.publicBaseUrl?.replace(/\/+$/, '') ?? `http://localhost:${config.port}`}/codec`,
+        // Same origin as the UI: the browser sends the gateway's session cookie along. No secret here:
+        // the UI publishes this URL at /api/v1/settings.
+        uiCodecEndpoint: `${uiOrigin}/codec`,
       });
       cleanups.push(() => dev!.stop());
       address = dev.address;
-      logger.info({ address, ui: dev.uiUrl }, 'Temporal dev server started');
+      logger.info({ address, ui: config.temporal.uiUrl }, 'Temporal dev server started');
     }
 
     const connection = await Connection.connect({ address });
@@ -101,11 +142,17 @@ async function main(): Promise<void> {
       inventory,
       env: process.env,
       codec,
-      codecLocalUi: true,
     });
     const server = await listen(app, config.port, config.host);
     logger.info(
-      { ingress: `http://localhost:${config.port}/webhooks/generic`, temporalUi: config.temporal.uiUrl, taskQueue: config.temporal.taskQueue },
+      {
+        ingress: `http://localhost:${config.port}/webhooks/generic`,
+        temporalUi: config.temporal.uiUrl,
+        // Opens the UI with payloads decoded: a one-time link that logs this browser in (an HttpOnly cookie).
+        ...(gateway ? { temporalUiLogin: gateway.loginUrl() } : {}),
+        codecTokenFile: path.resolve(config.dataDir, 'codec-token'),
+        taskQueue: config.temporal.taskQueue,
+      },
       'kill switch ready',
     );
     const stopSweeper = startSweeper(db, deps.evidence, logger);

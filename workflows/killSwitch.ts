@@ -43,10 +43,12 @@ import {
   acknowledgeSignal,
   decideUpdate,
   durationToMs,
+  enrichedSignal,
   falsePositiveUpdate,
   retryUpdate,
   sightingOf,
   sightingSignal,
+  type EnrichedRun,
   type FailureInfo,
   type HumanAction,
   type HumanDecision,
@@ -95,6 +97,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
   let retryAsked: HumanAction | undefined;
   let falsePositive: HumanAction | undefined;
   let acknowledged: HumanAction | undefined;
+  let enriched: EnrichedRun | undefined;
   let progressSeq = 0;
   const result: Partial<KillSwitchResult> = {};
 
@@ -157,6 +160,10 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
   );
   setHandler(acknowledgeSignal, (a) => {
     if (typeof a?.by === 'string' && a.by.trim() && !acknowledged) acknowledged = a;
+  });
+  // An early escalation of a finding fetched late (workflows/enrich.ts): its credential's run ended.
+  setHandler(enrichedSignal, (e) => {
+    if (!enriched && typeof e?.workflowId === 'string' && typeof e.outcome === 'string') enriched = e;
   });
 
   const enter = (next: Step) => {
@@ -335,6 +342,8 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
       ...(result.retriedBy?.length ? { retriedBy: [...result.retriedBy] } : {}),
       ...(result.falsePositiveBy ? { falsePositiveBy: result.falsePositiveBy } : {}),
       ...(result.resolvedIncident ? { resolvedIncident: true } : {}),
+      ...(result.enrichedRun ? { enrichedRun: result.enrichedRun } : {}),
+      ...(result.audit?.error ? { auditError: result.audit.error } : {}),
       verification: result.verification,
       pagerduty: result.pagerduty,
       policy,
@@ -385,7 +394,15 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     }
 
     enter('auditing');
-    result.audit = await audit.recordAudit(summaryNow());
+    try {
+      result.audit = await audit.recordAudit(summaryNow());
+    } catch (err) {
+      // Transient store faults are retried until the database is back; what ends here is permanent
+      // (StoreRejected): the run still tells Slack instead of dying on its record.
+      const f = failureFrom(err, step);
+      log.error('audit row refused', { type: f.type, message: f.message });
+      result.audit = { inserted: false, error: `${f.type}: ${f.message}` };
+    }
 
     if (outcome !== 'ignored' && outcome !== 'already_contained') {
       enter('notifying');
@@ -415,7 +432,11 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     while (outcome === 'escalated' && Date.now() < until) {
       enter('awaiting_retry');
       progress();
-      const woke = await condition(() => retryAsked !== undefined || falsePositive !== undefined || (acknowledged !== undefined && !result.acknowledgedBy), until - Date.now());
+      const handedOver = () => enriched !== undefined && !result.enrichedRun;
+      const woke = await condition(
+        () => retryAsked !== undefined || falsePositive !== undefined || (acknowledged !== undefined && !result.acknowledgedBy) || handedOver(),
+        until - Date.now(),
+      );
       if (!woke) {
         // Nobody acted in time: the message loses its Retry button, the run ends escalated.
         enter('done');
@@ -435,7 +456,22 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
         }
         continue;
       }
-      if (falsePositive) {
+      if (handedOver()) {
+        result.enrichedRun = enriched;
+        if (enriched!.outcome !== 'contained' && enriched!.outcome !== 'already_contained') {
+          // The credential's run decided otherwise (it escalated itself, a policy, a human): the
+          // message says where to look, and this run keeps waiting.
+          try {
+            result.slack = await notify.notifySlack(summaryNow());
+          } catch (err) {
+            log.warn('Slack notification failed', { message: failureFrom(err, step).message });
+          }
+          continue;
+        }
+        // Contained by the credential's own run: this escalation is over.
+        outcome = 'contained';
+        failure = undefined;
+      } else if (falsePositive) {
         outcome = 'false_positive';
         result.falsePositiveBy = falsePositive.by;
       } else if (retryAsked) {

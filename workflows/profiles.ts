@@ -67,6 +67,20 @@ export const ActivityProfiles = {
       nonRetryableErrorTypes: [ErrorType.UPSTREAM_REFUSED],
     },
   },
+  /**
+   * Handing a finding that could not be fetched to a run that pages a human: the only way that leak
+   * reaches anyone, so retried until it lands (a permanent refusal still stops at once).
+   */
+  handOff: {
+    startToCloseTimeout: '30s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
+  },
+  /** Waiting for a run's first recorded outcome: the retry policy is the polling loop, bounded by a day. */
+  awaitOutcome: {
+    startToCloseTimeout: '10s',
+    scheduleToCloseTimeout: '25h',
+    retry: { initialInterval: '1s', backoffCoefficient: 1.5, maximumInterval: '30s' },
+  },
   /** Reporting back to a scanner after a kill: useful, never essential. */
   closeLoop: {
     startToCloseTimeout: '15s',
@@ -84,3 +98,9 @@ export const ActivityProfiles = {
   },
 } satisfies Record<string, ActivityOptions>;
 
+/**
+ * How long enrichDetection lets a finding's fetch fail before it escalates the finding without its
+ * value (a human is paged within minutes, not after the `enrich` profile's hour of retries); the
+ * fetch goes on and the late value joins the credential's run. EnrichInput.escalateAfter overrides.
+ */
+export const ENRICH_ESCALATE_AFTER = '2m';

@@ -31,6 +31,12 @@ export const ErrorType = {
   CREDENTIAL_LIMIT: 'AccessKeyLimitExceeded',
   /** The mass-leak breaker held the run and nobody released it in time. */
   MASS_LEAK_HOLD: 'MassLeakHold',
+  /** An activity's input can never be processed (a finding our own checks refuse, 4xx of the ingress's rules). */
+  INVALID_INPUT: 'InvalidInput',
+  /** PostgreSQL refused the data or the statement (SQLSTATE classes 22, 23, 42): a retry fails the same way. */
+  STORE_REJECTED: 'StoreRejected',
+  /** A finding could not be fetched in time: its run escalated while the fetch goes on (enrichDetection). */
+  ENRICHMENT_DELAYED: 'EnrichmentDelayed',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -173,10 +179,13 @@ export interface KillSwitchResult {
   falsePositiveBy?: string;
   /** The run escalated first and a later retry contained it: the PagerDuty incident was resolved. */
   resolvedIncident?: boolean;
+  /** An early escalation of a finding fetched late: the run of its credential and that run's outcome. */
+  enrichedRun?: EnrichedRun;
   verification?: { method: string };
   pagerduty?: { status: 'sent' | 'logged' | 'failed'; dedupKey: string };
   slack?: { status: 'sent' | 'logged' | 'failed' | 'skipped' };
-  audit: { inserted: boolean };
+  /** `error`: the row could not be written (a permanent store failure); the run still notified. */
+  audit: { inserted: boolean; error?: string };
 }
 
 export interface StepStatus {
@@ -208,6 +217,9 @@ export interface RunSummary {
   retriedBy?: string[];
   falsePositiveBy?: string;
   resolvedIncident?: boolean;
+  enrichedRun?: EnrichedRun;
+  /** The audit row was refused for good (KillSwitchResult.audit.error): the message says so. */
+  auditError?: string;
   verification?: KillSwitchResult['verification'];
   pagerduty?: KillSwitchResult['pagerduty'];
   policy?: PolicyDecision;
@@ -238,7 +250,28 @@ export interface EnrichInput {
   deliveryId: string;
   request: EnrichmentRequest;
   receivedAt: string;
+  /**
+   * How long the fetch may keep failing before the finding is escalated without its value (a human
+   * is paged) while the fetch goes on; default ENRICH_ESCALATE_AFTER (workflows/profiles.ts).
+   */
+  escalateAfter?: string;
 }
+
+/** The run a late-enriched finding joined, told to the run that escalated it early. */
+export interface EnrichedRun {
+  workflowId: string;
+  runId: string;
+  temporalUiUrl: string;
+  /** That run's first recorded outcome. */
+  outcome: Outcome;
+}
+
+/**
+ * Sent by enrichDetection to the run that escalated a finding it could not fetch in time, once the
+ * fetch succeeded and the credential's own run recorded its outcome: a contained credential ends
+ * the escalation (the PagerDuty incident is resolved, Slack and the audit say by which run).
+ */
+export const enrichedSignal = defineSignal<[EnrichedRun]>('enriched');
 
 /** Milliseconds of a duration string (500ms, 30s, 10m, 2h, 1d); pure, for workflow code. */
 export function durationToMs(d: string): number {

@@ -12,7 +12,7 @@ import { credentialTypeOf } from './credential-types';
 import type { RawFinding } from './finding';
 import { verifyStandardWebhook } from './generic';
 import type { Delivery, SourceContext, SourceHandler } from './types';
-import { fieldPath, parseJsonBody } from './validate';
+import { decodeUtf8, parseJsonBody, parseJsonText, schemaKeys, validateWith } from './validate';
 
 export const MAX_FINDINGS_PER_DELIVERY = 1000;
 
@@ -26,21 +26,38 @@ function invalid(field: string, message: string): HttpProblem {
   return new HttpProblem(422, 'invalid-report', 'Invalid report', `${field}: ${message}`, { errors: [{ field, message }] });
 }
 
-function zodProblem(prefix: string, err: z.ZodError): HttpProblem {
-  const errors = err.issues.map((i) => ({ field: fieldPath(i.path, prefix), message: i.message }));
-  return new HttpProblem(422, 'invalid-report', 'Invalid report', errors.map((e) => `${e.field}: ${e.message}`).join('; '), { errors });
-}
+/** A finding checked against its schema: 422 naming the field, never a value or an unknown key. */
+const validateFinding = <S extends z.ZodType>(schema: S, doc: unknown, prefix: string): z.infer<S> =>
+  validateWith(schema, doc, { slug: 'invalid-report', title: 'Invalid report', prefix });
 
 function repositoryHeader(d: Delivery): string | undefined {
   const v = d.headers['x-scan-repository'];
   return typeof v === 'string' && /^[\w.-]+\/[\w.-]+$/.test(v) ? v : undefined;
 }
 
-/** `https://github.com/acme/api.git` → `acme/api`; anything else is kept as given. */
+/**
+ * The repository a report names, only when it names a remote: `https://github.com/acme/api.git`,
+ * `ssh://git@host/acme/api`, `git@github.com:acme/api.git` → `acme/api` (GitLab subgroups kept:
+ * `group/sub/api`). A local scan's `.`, a relative or absolute path or a file:// URL names no
+ * repository: undefined, so the X-Scan-Repository header is used instead.
+ */
 export function repoName(url: string | undefined): string | undefined {
-  if (!url) return undefined;
-  const m = /^(?:https?:\/\/|git@)[^/:]+[/:]([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url);
-  return (m?.[1] ?? url).slice(0, 512);
+  const v = url?.trim();
+  if (!v) return undefined;
+  let path: string;
+  const scp = /^[\w.-]+@[^/:\s]+:(?!\/)(\S+)$/.exec(v);
+  if (scp) path = scp[1]!;
+  else if (/^(?:https?|ssh|git):\/\//i.test(v)) {
+    try {
+      const u = new URL(v);
+      if (!u.hostname) return undefined;
+      path = decodeURIComponent(u.pathname);
+    } catch {
+      return undefined;
+    }
+  } else return undefined;
+  const name = path.replace(/^\/+|\/+$/g, '').replace(/\.git$/i, '');
+  return /^[^/\s]+(?:\/[^/\s]+)+$/.test(name) ? name.slice(0, 512) : undefined;
 }
 
 const str = z.string().max(16 * 1024);
@@ -76,23 +93,17 @@ export const truffleHogFindingSchema = z
   .loose();
 
 export function parseTruffleHog(body: Buffer, repoHint?: string): RawFinding[] {
-  const lines = body
-    .toString('utf8')
+  const lines = decodeUtf8(body)
     .split(/\r?\n/)
     .map((l) => l.trim())
     .filter(Boolean);
   if (lines.length === 0) throw invalid('(body)', 'no findings: expected one JSON object a line');
   if (lines.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('(body)', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
-  return lines.map((line, i) => {
-    let doc: unknown;
-    try {
-      doc = JSON.parse(line);
-    } catch {
-      throw new HttpProblem(400, 'malformed-json', 'Malformed JSON', `line ${i + 1} is not valid JSON`);
-    }
-    const r = truffleHogFindingSchema.safeParse(doc);
-    if (!r.success) throw zodProblem(`line[${i + 1}]`, r.error);
-    const f = r.data;
+  const known = new Set([...schemaKeys(truffleHogFindingSchema), ...schemaKeys(truffleHogV2FindingSchema)]);
+  const findings = lines.flatMap((line, i) => {
+    const doc = parseJsonText(line, `line ${i + 1}`, { known, prefix: `line[${i + 1}]` });
+    if (isTruffleHogV2(doc)) return truffleHogV2Findings(validateFinding(truffleHogV2FindingSchema, doc, `line[${i + 1}]`), repoHint);
+    const f = validateFinding(truffleHogFindingSchema, doc, `line[${i + 1}]`);
     // RawV2 carries the whole credential when the detector needs two parts (id + secret, URL).
     const secret = f.RawV2 && f.RawV2.length > 0 ? f.RawV2 : f.Raw;
     if (!secret) throw invalid(`line[${i + 1}].Raw`, 'empty');
@@ -115,6 +126,61 @@ export function parseTruffleHog(body: Buffer, repoHint?: string): RawFinding[] {
       validity: f.Verified ? 'verified' : 'unverified',
     } satisfies RawFinding;
   });
+  if (findings.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('(body)', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
+  return findings;
+}
+
+/**
+ * TruffleHog v2 (`trufflehog --json`, the PyPI package `truffleHog` 2.x): one object a line, keyed
+ * by commit and file, the matched strings in `stringsFound` and the rule in `reason` (a regex name
+ * such as "AWS API Key", "Password in URL", or "High Entropy"). `diff` and `printDiff` carry the
+ * whole changed text, other secrets included: never read, never kept.
+ */
+export const truffleHogV2FindingSchema = z
+  .object({
+    branch: str.optional(),
+    commit: str.optional(),
+    commitHash: str.optional(),
+    date: str.optional(),
+    path: str.optional(),
+    reason: z.string().min(1).max(200),
+    stringsFound: z.array(z.string().max(16 * 1024)).min(1).max(MAX_FINDINGS_PER_DELIVERY),
+  })
+  .loose();
+
+const isTruffleHogV2 = (doc: unknown): boolean =>
+  !!doc && typeof doc === 'object' && !('DetectorName' in doc) && ('stringsFound' in doc || 'reason' in doc);
+
+/**
+ * The credential in a v2 match. Most of v2's regexes match a whole assignment (`github…"<token>"`,
+ * `secret…'<value>'`): the quoted value is the credential. "Password in URL" ends on the quote or
+ * white space after the URL: trimmed off.
+ */
+function truffleHogV2Value(reason: string, found: string): string {
+  const s = found.trim();
+  if (/password in url/i.test(reason)) return s.replace(/["'\s]+$/, '');
+  return /['"]([^'"\s]{8,})['"]$/.exec(s)?.[1] ?? s;
+}
+
+function truffleHogV2Findings(f: z.infer<typeof truffleHogV2FindingSchema>, repoHint?: string): RawFinding[] {
+  const commit = f.commitHash && /^[0-9a-fA-F]{7,64}$/.test(f.commitHash) ? f.commitHash : undefined;
+  return f.stringsFound
+    .map((found) => truffleHogV2Value(f.reason, found))
+    .filter((v) => v.length > 0)
+    .map((secret) => {
+      const credentialType = credentialTypeOf(f.reason, secret);
+      return {
+        source: 'trufflehog',
+        scanner: 'trufflehog-v2',
+        credentialType,
+        secret,
+        ...(credentialType === 'generic' ? { credentialRef: { detector: f.reason.slice(0, 200) } } : {}),
+        location: { repository: repoHint, file: f.path, commit },
+        severity: 'high',
+        // v2 never checks whether a secret is live.
+        validity: 'unknown',
+      } satisfies RawFinding;
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,13 +203,11 @@ export const gitleaksFindingSchema = z
   .loose();
 
 export function parseGitleaks(body: Buffer, repoHint?: string): RawFinding[] {
-  const doc = parseJsonBody(body, 'the report');
+  const doc = parseJsonBody(body, 'the report', { known: gitleaksFindingSchema });
   if (!Array.isArray(doc)) throw invalid('(body)', 'expected the JSON array gitleaks writes with --report-format json');
   if (doc.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('(body)', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
   return doc.map((item, i) => {
-    const r = gitleaksFindingSchema.safeParse(item);
-    if (!r.success) throw zodProblem(`[${i}]`, r.error);
-    const f = r.data;
+    const f = validateFinding(gitleaksFindingSchema, item, `[${i}]`);
     // Gitleaks' Secret is the captured group; a PostgreSQL URL may only be whole in Match.
     // A quote closes the URL only at its end ('…' in YAML); inside, it may be part of the password.
     const urlInMatch = f.Match ? /postgres(?:ql)?:\/\/[^\s"`]+/i.exec(f.Match)?.[0]?.replace(/['),;]+$/, '') : undefined;
@@ -179,6 +243,8 @@ const kingfisherFindingSchema = z
     finding: z
       .object({
         snippet: z.string().min(1).max(16 * 1024),
+        /** Other parts of the credential a rule captured with it, e.g. the AWS secret access key. */
+        dependent_captures: z.record(z.string().max(200), str).optional(),
         path: str.optional(),
         line: lineNo.optional(),
         validation: z.object({ outcome: str.optional(), status: str.optional() }).loose().optional(),
@@ -194,30 +260,28 @@ const kingfisherFindingSchema = z
 
 export function parseKingfisher(body: Buffer, repoHint?: string): RawFinding[] {
   const docs: unknown[] = [];
-  for (const [i, line] of body.toString('utf8').split(/\r?\n/).entries()) {
+  for (const [i, line] of decodeUtf8(body, 'the report').split(/\r?\n/).entries()) {
     if (!line.trim()) continue;
-    try {
-      docs.push(JSON.parse(line));
-    } catch {
-      throw new HttpProblem(400, 'malformed-json', 'Malformed JSON', `line ${i + 1} of the report is not valid JSON`);
-    }
+    docs.push(parseJsonText(line, `line ${i + 1} of the report`, { known: kingfisherFindingSchema, prefix: `line[${i + 1}]` }));
   }
   const report = docs.find((d): d is { findings: unknown[] } => !!d && typeof d === 'object' && Array.isArray((d as { findings?: unknown }).findings));
   if (!report) throw invalid('findings', 'no report with a findings array (kingfisher scan --format json)');
   if (report.findings.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('findings', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
   return report.findings.map((item, i) => {
-    const r = kingfisherFindingSchema.safeParse(item);
-    if (!r.success) throw zodProblem(`findings[${i}]`, r.error);
-    const { rule, finding: f } = r.data;
+    const { rule, finding: f } = validateFinding(kingfisherFindingSchema, item, `findings[${i}]`);
     const uri = f.validate_command ? /postgres(?:ql)?:\/\/[^\s'"]+/i.exec(f.validate_command)?.[0] : undefined;
     const credentialType = credentialTypeOf(rule.id, uri ?? f.snippet);
     const outcome = (f.validation?.outcome ?? '').toLowerCase();
     const commit = f.git_metadata?.commit?.id;
+    // An AWS key pair: the snippet is the access key id, the secret access key is a dependent
+    // capture. Sent as `id:secret`, like TruffleHog's RawV2, so the pair is split where every pair is
+    // (reduceFinding) and the secret is kept as evidence to prove the key dead.
+    const awsSecret = credentialType === 'aws_access_key' ? Object.entries(f.dependent_captures ?? {}).find(([k, v]) => /SECRET/i.test(k) && /^[A-Za-z0-9/+]{40}$/.test(v))?.[1] : undefined;
     return {
       source: 'kingfisher',
       scanner: 'kingfisher',
       credentialType,
-      secret: credentialType === 'postgres_password' && uri ? uri : f.snippet,
+      secret: credentialType === 'postgres_password' && uri ? uri : awsSecret ? `${f.snippet}:${awsSecret}` : f.snippet,
       ...(credentialType === 'generic' ? { credentialRef: { rule: rule.id.slice(0, 200) } } : {}),
       location: {
         repository: repoName(f.git_metadata?.repository_url) ?? repoHint,

@@ -40,6 +40,12 @@ function verifyHmac(secrets: readonly string[], d: Delivery, header: string, pre
   if (!ok) throw new HttpProblem(401, 'invalid-signature', 'Invalid webhook signature', `no active secret produced a matching ${header}`);
 }
 
+/** The type the name or the value shows (a postgres:// URL); else the configured default, never a silent `generic`. */
+function recognisedOr(typeName: string | undefined, secret: string | undefined, fallback: CredentialType): CredentialType {
+  const recognised = typeName || secret ? credentialTypeOf(typeName, secret) : 'generic';
+  return recognised === 'generic' ? fallback : recognised;
+}
+
 export function mapFindings(config: CustomSourceConfig, doc: unknown): RawFinding[] {
   const m = config.mapping;
   const items = m.items ? getPath(doc, m.items) : [doc];
@@ -51,7 +57,7 @@ export function mapFindings(config: CustomSourceConfig, doc: unknown): RawFindin
     const typeName = m.credentialType ? asText(getPath(item, m.credentialType)) : undefined;
     const mapped = typeName ? m.typeMap[typeName] : undefined;
     const credentialType: CredentialType =
-      mapped ?? (typeName && (CREDENTIAL_TYPES as readonly string[]).includes(typeName) ? (typeName as CredentialType) : undefined) ?? (typeName || secret ? credentialTypeOf(typeName, secret) : m.defaultCredentialType);
+      mapped ?? (typeName && (CREDENTIAL_TYPES as readonly string[]).includes(typeName) ? (typeName as CredentialType) : undefined) ?? recognisedOr(typeName, secret, m.defaultCredentialType);
     const credentialRef: Record<string, string> = {};
     for (const [k, p] of Object.entries(m.credentialRef)) {
       const v = asText(getPath(item, p));
@@ -91,12 +97,17 @@ export function mapFindings(config: CustomSourceConfig, doc: unknown): RawFindin
 export function createCustomSource(config: CustomSourceConfig, ctx: SourceContext, defaultLimit: number): SourceHandler {
   const v = config.verify;
   const secrets = secretsFromEnv(ctx.env, v.secretsEnv);
+  // The configured paths' keys are this source's own words: errors may name them.
+  const m = config.mapping;
+  const known = [m.items, m.secret, m.credentialType, m.severity, m.verified, m.dedupeId, ...Object.values(m.credentialRef), ...Object.values(m.location)]
+    .filter((p): p is string => typeof p === 'string')
+    .flatMap((p) => p.match(/[^.[\]]+/g) ?? []);
   return {
     name: config.name,
     bodyLimitBytes: config.bodyLimit ?? defaultLimit,
     authenticate: (d) => (v.scheme === 'standard-webhooks' ? verifyStandardWebhook(secrets, d.rawBody, d.headers) : verifyHmac(secrets, d, v.header, v.prefix, v.encoding)),
     parse: (d) => {
-      const doc = parseJsonBody(d.rawBody);
+      const doc = parseJsonBody(d.rawBody, 'the body', { known });
       const id = d.headers['webhook-id'];
       const deliveryId = v.scheme === 'standard-webhooks' && typeof id === 'string' ? id : createHash('sha256').update(d.rawBody).digest('hex');
       return { kind: 'findings', deliveryId, findings: mapFindings(config, doc) };

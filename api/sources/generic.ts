@@ -7,7 +7,7 @@ import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 import { genericDetectionSchema, type GenericDetectionPayload } from '../../lib/detection';
 import { reduceFinding, type Sighting } from './finding';
 import type { SourceHandler } from './types';
-import { parseJsonBody, validateWith } from './validate';
+import { headerId, parseJsonBody, validateJsonBody, validateWith } from './validate';
 import type { ServerKeys } from '../../lib/keys';
 import { HttpProblem } from '../problem';
 
@@ -24,6 +24,12 @@ export function verifyStandardWebhook(secrets: readonly string[], rawBody: Buffe
   if (missing.length) {
     throw new HttpProblem(401, 'missing-signature', 'Missing signature headers', `missing header(s): ${missing.join(', ')}`);
   }
+  // The library parses the timestamp with parseInt, so `1700000000xyz` would pass as 1700000000.
+  if (!/^\d{1,12}$/.test(h['webhook-timestamp']!)) {
+    throw new HttpProblem(400, 'invalid-signature-headers', 'Malformed signature headers', 'webhook-timestamp must be a Unix time in seconds (digits only)');
+  }
+  // The id keys the delivery ledger: printable ASCII, so it is stored and logged as sent.
+  headerId(h, 'webhook-id');
   let lastError: unknown;
   for (const secret of secrets) {
     try {
@@ -63,7 +69,7 @@ export function createGenericSource(opts: { secrets: readonly string[]; bodyLimi
     bodyLimitBytes: opts.bodyLimitBytes,
     authenticate: (d) => verifyStandardWebhook(opts.secrets, d.rawBody, d.headers),
     parse: (d) => {
-      const payload = validateGeneric(parseJsonBody(d.rawBody));
+      const payload = validateJsonBody(genericDetectionSchema, d.rawBody, { slug: 'invalid-detection', title: 'Invalid detection' });
       const webhookId = d.headers['webhook-id'];
       return {
         kind: 'findings',

@@ -15,7 +15,7 @@ import { secretsFromEnv } from './ci-reports';
 import { credentialTypeOf } from './credential-types';
 import type { RawFinding } from './finding';
 import type { Delivery, SourceContext, SourceHandler } from './types';
-import { parseJsonBody, validateWith } from './validate';
+import { validateJsonBody } from './validate';
 
 export type GitGuardianSourceConfig = z.infer<typeof gitguardianSourceSchema>;
 
@@ -84,7 +84,7 @@ function findKnown(known: readonly KnownSecret[], secretHash?: string | null, hm
 }
 
 export function parseGitGuardian(body: Buffer, known: readonly KnownSecret[]): { deliveryId: string; findings: RawFinding[] } | { deliveryId: string; recorded: string } {
-  const e = validateWith(gitguardianEventSchema, parseJsonBody(body), { slug: 'invalid-event', title: 'Invalid GitGuardian event' });
+  const e = validateJsonBody(gitguardianEventSchema, body, { slug: 'invalid-event', title: 'Invalid GitGuardian event' });
   const deliveryId = `${e.action}:${e.incident.id}:${createHash('sha256').update(body).digest('hex').slice(0, 32)}`;
   if (!GG_ACTED_ON.has(e.action)) return { deliveryId, recorded: `action ${e.action} is recorded, not acted on` };
   const inc = e.incident;

@@ -13,7 +13,7 @@ import { MAX_FINDINGS_PER_DELIVERY } from './ci-reports';
 import { credentialTypeOf } from './credential-types';
 import type { RawFinding } from './finding';
 import type { Delivery, SourceContext, SourceHandler } from './types';
-import { parseJsonBody, validateWith } from './validate';
+import { validateJsonBody } from './validate';
 
 export type GitHubPartnerSourceConfig = z.infer<typeof githubPartnerSourceSchema>;
 
@@ -105,7 +105,7 @@ export function createGitHubPartnerSource(config: GitHubPartnerSourceConfig, ctx
       if (!ok) throw new HttpProblem(401, 'invalid-signature', 'Invalid signature', 'the ECDSA signature does not verify with the named key');
     },
     parse(d: Delivery) {
-      const batch = validateWith(partnerSchema, parseJsonBody(d.rawBody), { slug: 'invalid-detection', title: 'Invalid partner batch' });
+      const batch = validateJsonBody(partnerSchema, d.rawBody, { slug: 'invalid-detection', title: 'Invalid partner batch' });
       const findings: RawFinding[] = batch.map((t) => {
         const credentialType = credentialTypeOf(t.type, t.token);
         return {

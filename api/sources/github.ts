@@ -12,7 +12,7 @@ import { secretsFromEnv } from './ci-reports';
 import { credentialTypeOf } from './credential-types';
 import type { RawFinding } from './finding';
 import type { EnrichmentRequest, SourceContext, SourceHandler } from './types';
-import { parseJsonBody, validateWith } from './validate';
+import { validateJsonBody } from './validate';
 
 export const ACTED_ON = new Set(['created', 'reopened', 'publicly_leaked']);
 const API_VERSION = '2022-11-28';
@@ -63,7 +63,7 @@ export function createGitHubSource(config: GitHubSourceConfig, ctx: SourceContex
       if (!deliveryId || !/^[\w-]{1,100}$/.test(deliveryId)) throw new HttpProblem(400, 'missing-delivery', 'Missing delivery id', 'X-GitHub-Delivery is required');
       if (event === 'ping') return { kind: 'recorded', deliveryId, reason: 'ping' };
       if (event !== 'secret_scanning_alert') return { kind: 'recorded', deliveryId, reason: `event ${event} is not acted on` };
-      const p = validateWith(webhookSchema, parseJsonBody(d.rawBody), { slug: 'invalid-event', title: 'Invalid secret_scanning_alert' });
+      const p = validateJsonBody(webhookSchema, d.rawBody, { slug: 'invalid-event', title: 'Invalid secret_scanning_alert' });
       if (!ACTED_ON.has(p.action)) return { kind: 'recorded', deliveryId, reason: `action ${p.action} is recorded, not acted on` };
       const request: EnrichmentRequest = {
         kind: 'github_alert',
@@ -72,7 +72,7 @@ export function createGitHubSource(config: GitHubSourceConfig, ctx: SourceContex
         action: p.action,
         ...(p.alert.url ? { alertUrl: p.alert.url } : {}),
       };
-      return { kind: 'enrich', deliveryId, request };
+      return { kind: 'enrich', deliveryId, request, escalateAfter: config.escalateAfter };
     },
   };
 }

@@ -10,22 +10,65 @@ import { z } from 'zod';
 import type { gitlabSourceSchema } from '../../lib/sources-config';
 import { HttpProblem, sendProblem } from '../problem';
 import { MAX_FINDINGS_PER_DELIVERY, secretsFromEnv } from './ci-reports';
-import { credentialTypeOf } from './credential-types';
+import type { CredentialType } from '../../lib/detection';
+import { POSTGRES_URL_WITH_PASSWORD, REDIS_URL_WITH_PASSWORD } from './credential-types';
 import type { RawFinding } from './finding';
 import type { AcceptFn, SourceContext } from './types';
-import { parseJsonBody, validateWith } from './validate';
+import { readRawBody } from '../body';
+import { validateJsonBody } from './validate';
 
 export type GitLabSourceConfig = z.infer<typeof gitlabSourceSchema>;
 
-/** GitLab's token type names we accept, and what they are to us. */
-export const GITLAB_TOKEN_TYPES: Record<string, RawFinding['credentialType']> = {
+/**
+ * The `type` GitLab sends is the secrets analyzer's primary identifier, type and value joined:
+ * `(type + '_' + value.tr(' ', '_')).downcase` (GitLab's ScanSecurityReportSecretsWorker#revocation_type,
+ * ee/app/workers/scan_security_report_secrets_worker.rb). The identifier type is `gitleaks_rule_id`;
+ * its value is the rule's ID in GitLab's "Detected secrets" table
+ * (doc/user/application_security/secret_detection/detected_secrets.md): `AWS`, `Slack token`,
+ * `Github Personal Access Token`, `Password in URL`, `gitlab_personal_access_token`, …
+ * `by_value`: the token decides (a postgres:// or redis:// URL with a password; anything else generic).
+ */
+type GitLabMapping = CredentialType | 'by_value';
+export const GITLAB_TOKEN_TYPES: Readonly<Record<string, GitLabMapping>> = {
+  gitleaks_rule_id_aws: 'aws_access_key',
+  gitleaks_rule_id_github_personal_access_token: 'github_token',
+  gitleaks_rule_id_githubfinegrainedpersonalaccesstoken: 'github_token',
+  gitleaks_rule_id_github_oauth_access_token: 'github_token',
+  gitleaks_rule_id_github_app_token: 'github_token',
+  gitleaks_rule_id_githubappinstallationtoken: 'github_token',
+  gitleaks_rule_id_github_refresh_token: 'github_token',
+  gitleaks_rule_id_slack_token: 'slack_token',
+  gitleaks_rule_id_slackappleveltoken: 'slack_token',
+  gitleaks_rule_id_password_in_url: 'by_value',
+  // GitLab's own example type; no system here revokes GitLab tokens, so it is escalated to a human
+  // (or matched by an inventory rule on credentialRef.tokenType).
+  gitleaks_rule_id_gitlab_personal_access_token: 'generic',
+};
+
+/** The names this API took before it spoke GitLab's: still accepted, no longer listed. */
+export const GITLAB_TYPE_ALIASES: Readonly<Record<string, GitLabMapping>> = {
   postgres_connection_string: 'postgres_password',
   aws_access_key: 'aws_access_key',
   github_token: 'github_token',
   slack_token: 'slack_token',
   redis_connection_string: 'redis_password',
-  generic_secret: 'generic',
+  generic_secret: 'by_value',
 };
+
+/** GitLab's normalisation, applied again so a type sent by hand with capitals or spaces still matches. */
+const normaliseType = (t: string) => t.trim().replace(/ /g, '_').toLowerCase();
+
+function mappingOf(type: string): GitLabMapping | undefined {
+  const t = normaliseType(type);
+  return Object.hasOwn(GITLAB_TOKEN_TYPES, t) ? GITLAB_TOKEN_TYPES[t] : Object.hasOwn(GITLAB_TYPE_ALIASES, t) ? GITLAB_TYPE_ALIASES[t] : undefined;
+}
+
+/** A leaked URL with a password names its system; any other token of a by-value type is generic. */
+function byValue(token: string): CredentialType {
+  if (POSTGRES_URL_WITH_PASSWORD.test(token)) return 'postgres_password';
+  if (REDIS_URL_WITH_PASSWORD.test(token)) return 'redis_password';
+  return 'generic';
+}
 
 const bodySchema = z
   .array(
@@ -49,6 +92,30 @@ function authorised(header: unknown, tokens: readonly string[]): boolean {
   return ok;
 }
 
+/**
+ * GitLab's `location` is the blob URL of the finding (`https://HOST/GROUP/PROJECT/-/blob/SHA/PATH#L21`):
+ * the repository, commit, file and line are read from it; any other URL is kept as the URL only.
+ */
+export function locationOf(location: string | undefined): NonNullable<RawFinding['location']> {
+  if (!location || !/^https?:\/\//.test(location)) return {};
+  let url: URL;
+  try {
+    url = new URL(location);
+  } catch {
+    return {};
+  }
+  const m = /^\/(.+?)\/-\/blob\/([0-9a-f]{7,64})\/(.+)$/.exec(url.pathname);
+  if (!m) return { url: location };
+  let file: string;
+  try {
+    file = decodeURIComponent(m[3]!);
+  } catch {
+    return { url: location };
+  }
+  const line = /^#L(\d{1,9})/.exec(url.hash)?.[1];
+  return { url: location, repository: m[1]!.slice(0, 512), commit: m[2]!, file: file.slice(0, 2048), ...(line ? { line: Number(line) } : {}) };
+}
+
 export function createGitLabRouter(config: GitLabSourceConfig, ctx: SourceContext, accept: AcceptFn, defaultLimit: number): express.Router {
   const tokens = secretsFromEnv(ctx.env, config.tokensEnv);
   const router = express.Router();
@@ -57,25 +124,28 @@ export function createGitLabRouter(config: GitLabSourceConfig, ctx: SourceContex
     next();
   });
   router.get('/v1/revocable_token_types', (_req, res) => {
+    // GitLab sends only the types listed here; our older names (GITLAB_TYPE_ALIASES) are still taken.
     res.json({ types: Object.keys(GITLAB_TOKEN_TYPES) });
   });
-  router.post('/v1/revoke_tokens', express.raw({ type: () => true, limit: config.bodyLimit ?? defaultLimit }), async (req, res) => {
+  router.post('/v1/revoke_tokens', readRawBody({ limit: config.bodyLimit ?? defaultLimit }), async (req, res) => {
     const receivedAt = new Date();
     const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     // GitLab's contract answers every malformed request with 400.
-    const tokens = validateWith(bodySchema, parseJsonBody(raw), { status: 400, slug: 'invalid-request', title: 'Invalid request' });
-    const unknown = tokens.findIndex((t) => !(t.type in GITLAB_TOKEN_TYPES));
-    if (unknown >= 0) throw new HttpProblem(400, 'unknown-token-type', 'Unknown token type', `[${unknown}].type: ${tokens[unknown]!.type.slice(0, 100)} is not revocable here`);
+    const tokens = validateJsonBody(bodySchema, raw, { status: 400, slug: 'invalid-request', title: 'Invalid request' });
+    const unknown = tokens.findIndex((t) => mappingOf(t.type) === undefined);
+    if (unknown >= 0) throw new HttpProblem(400, 'unknown-token-type', 'Unknown token type', `[${unknown}].type: not a token type revocable here (GET /v1/revocable_token_types lists them)`);
     const findings: RawFinding[] = tokens.map((t) => {
-      const mapped = GITLAB_TOKEN_TYPES[t.type]!;
-      const credentialType = mapped === 'generic' ? credentialTypeOf(t.type, t.token) : mapped;
+      const mapped = mappingOf(t.type)!;
+      // A URL type whose token is no URL of ours, like any generic one, keeps GitLab's type name as
+      // its reference: that is what an inventory rule or a human can match on.
+      const credentialType = mapped === 'by_value' ? byValue(t.token.trim()) : mapped;
       return {
         source: 'gitlab',
         scanner: 'gitlab',
         credentialType,
-        secret: t.token,
-        ...(credentialType === 'generic' || (credentialType !== 'postgres_password' && credentialType !== mapped) ? { credentialRef: { tokenType: t.type } } : {}),
-        location: t.location && /^https?:\/\//.test(t.location) ? { url: t.location } : {},
+        secret: mapped === 'by_value' ? t.token.trim() : t.token,
+        ...(credentialType === 'generic' ? { credentialRef: { tokenType: normaliseType(t.type).slice(0, 100) } } : {}),
+        location: locationOf(t.location),
         severity: 'critical',
         validity: 'unknown',
       };

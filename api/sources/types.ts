@@ -24,7 +24,7 @@ export type ParseResult =
    * durably starts an enrichment workflow that fetches the finding (an activity), reduces it, and
    * dispatches it like any other. The delivery is acknowledged once that workflow has started.
    */
-  | { kind: 'enrich'; deliveryId: string; request: EnrichmentRequest };
+  | { kind: 'enrich'; deliveryId: string; request: EnrichmentRequest; /** Page a human after this long if the fetch keeps failing. */ escalateAfter?: string };
 
 /** What an enrichment activity needs to fetch one finding. Carries no secret. */
 export type EnrichmentRequest = {

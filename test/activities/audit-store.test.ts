@@ -134,6 +134,16 @@ describe.each(engines)('audit store on %s', (_name, open) => {
       expect(swept.deliveries).toBeGreaterThanOrEqual(1);
       const left = await db.query<{ delivery_id: string }>("SELECT delivery_id FROM killswitch_deliveries WHERE source = 't' AND delivery_id LIKE $1", [`%-${wf}`]);
       expect(left.rows.map((r) => r.delivery_id)).toEqual([`new-${wf}`]);
+
+      // A delivery claimed and never answered for over ten minutes (its ingress died, its sender has
+      // not re-sent it) is reported for a human, by source and id; an answered or recent one is not.
+      await db.query(
+        `INSERT INTO killswitch_deliveries (source, delivery_id, received_at, status) VALUES
+           ('t', $1, now() - interval '11 minutes', NULL), ('t', $2, now() - interval '11 minutes', 202), ('t', $3, now() - interval '1 minute', NULL)`,
+        [`abandoned-${wf}`, `answered-${wf}`, `recent-${wf}`],
+      );
+      const reported = (await sweepOnce(db, store)).abandoned.filter((x) => x.deliveryId.endsWith(`-${wf}`));
+      expect(reported.map((x) => [x.source, x.deliveryId])).toEqual([['t', `abandoned-${wf}`]]);
     } finally {
       await db.close();
     }

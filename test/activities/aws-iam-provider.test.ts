@@ -26,6 +26,7 @@ import { ErrorType } from '../../workflows/shared';
 import { rand } from '../helpers/harness';
 import { motoConnection, whoAmI } from '../helpers/aws';
 import { failureProbe } from '../helpers/failure';
+import { ISO_TIME } from '../helpers/matchers';
 
 const { endpoint, admin, env: awsEnv, aws } = motoConnection('AWS_ADMIN_KEY_ID', 'AWS_ADMIN_SECRET');
 const env = awsEnv;
@@ -87,7 +88,7 @@ describe('AwsIamProvider', () => {
     const r = { ...ref(keyId), mode: 'emergency' as const };
 
     const first = await p.revoke(r);
-    expect(first.revokedAt).toBeTruthy();
+    expect(first.revokedAt).toMatch(ISO_TIME);
     expect(await keysOf(user)).toHaveLength(0);
     expect(await whoAmI(keyId, secret)).toBe('refused:InvalidClientTokenId');
     // A re-run (a fresh worker: nothing cached) finds the record on the user and succeeds unchanged.

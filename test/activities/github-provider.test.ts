@@ -14,6 +14,7 @@ import { ErrorType } from '../../workflows/shared';
 import { fakeGitHubToken, startGitHubRevocationFake, type GitHubRevocationFake, type GitHubRevocationFakeOptions } from '../fakes/github-revocation';
 import { rand } from '../helpers/harness';
 import { failureProbe } from '../helpers/failure';
+import { ISO_TIME } from '../helpers/matchers';
 
 const open: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
@@ -76,20 +77,20 @@ describe('GitHubProvider', () => {
     expect(await failure(provider.verifyDead(rev(), token), token)).toEqual({ type: ErrorType.CREDENTIAL_STILL_VALID, nonRetryable: false });
 
     const first = await provider.revoke(rev(token));
-    expect(first.revokedAt).toBeTruthy();
+    expect(first.revokedAt).toMatch(ISO_TIME);
     expect(first.note).not.toContain(token);
     expect(fake.live.has(token)).toBe(false);
     expect(fake.revoked.has(token)).toBe(true);
     expect(fake.live.has(bystander)).toBe(true);
 
     const second = await provider.revoke(rev(token));
-    expect(second.revokedAt).toBeTruthy();
+    expect(second.revokedAt).toMatch(ISO_TIME);
     expect(fake.revoked.has(token)).toBe(true);
     expect(fake.revokeCalls()).toEqual([[token], [token]]);
 
     const dead = await provider.verifyDead(rev(), token);
     expect(dead.method).toBe('login_rejected');
-    expect(dead.verifiedDeadAt).toBeTruthy();
+    expect(dead.verifiedDeadAt).toMatch(ISO_TIME);
     expect((await provider.verifyDead(rev(), undefined)).method).toBe('not_verifiable_no_leaked_value');
 
     // The documented wire contract: unauthenticated JSON POST, the versioned media type, a User-Agent.
@@ -98,7 +99,7 @@ describe('GitHubProvider', () => {
     expect(post.headers['content-type']).toBe('application/json');
     expect(post.headers.accept).toBe('application/vnd.github+json');
     expect(post.headers['x-github-api-version']).toBe('2022-11-28');
-    expect(post.headers['user-agent']).toBeTruthy();
+    expect(post.headers['user-agent']).toBe('secret-kill-switch');
     const get = fake.requests.find((r) => r.method === 'GET')!;
     expect(get.path).toBe('/user');
     expect(get.headers.authorization).toBe(`Bearer ${token}`);
@@ -199,7 +200,7 @@ describe('GitHubProvider', () => {
     const { provider } = await setup();
     const r = await provider.expireSessions(rev());
     expect(r).toMatchObject({ terminated: 0 });
-    expect(r.sessionsExpiredAt).toBeTruthy();
+    expect(r.sessionsExpiredAt).toMatch(ISO_TIME);
     expect(provider.canIssueReplacement).toBe(false);
     expect(await failure(provider.issueReplacement())).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
   });

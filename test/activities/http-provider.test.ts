@@ -17,6 +17,7 @@ import { ErrorType } from '../../workflows/shared';
 import { startHomegrownFake, type HomegrownFake } from '../fakes/homegrown-admin';
 import { rand } from '../helpers/harness';
 import { failureProbe } from '../helpers/failure';
+import { ISO_TIME } from '../helpers/matchers';
 
 let api: HomegrownFake;
 let env: Record<string, string>;
@@ -120,7 +121,7 @@ describe('HttpProvider against the homegrown admin API', () => {
     const before = api.requests.length;
 
     const first = await p.revoke(rev(key.prefix, key.value));
-    expect(first.revokedAt).toBeTruthy();
+    expect(first.revokedAt).toMatch(ISO_TIME);
     expect(first.note).toBe('revoked through 2 HTTP step(s)');
     expect(api.keys.get(key.id)!.revoked).toBe(true);
     expect(api.keys.get(bystander.id)!.revoked).toBe(false);
@@ -148,7 +149,7 @@ describe('HttpProvider against the homegrown admin API', () => {
     await p.revoke(rev(key.prefix));
     const dead = await p.verifyDead(req(key.prefix), key.value);
     expect(dead).toMatchObject({ method: 'login_rejected' });
-    expect(dead.verifiedDeadAt).toBeTruthy();
+    expect(dead.verifiedDeadAt).toMatch(ISO_TIME);
     expect(await p.verifyDead(req(key.prefix), undefined)).toEqual({ verifiedDeadAt: null, method: 'not_verifiable_no_leaked_value' });
     expect(await p.verifyDead({ ...req(key.prefix), dryRun: true }, key.value)).toEqual({ verifiedDeadAt: null, method: 'dry_run' });
     // A verify recipe that asks the owner (no leaked value) reports revoked_by_owner.
@@ -170,7 +171,7 @@ describe('HttpProvider against the homegrown admin API', () => {
     await p.revoke(rev(key.prefix));
     const r = await p.expireSessions(req(key.prefix));
     expect(r.terminated).toBe(3);
-    expect(r.sessionsExpiredAt).toBeTruthy();
+    expect(r.sessionsExpiredAt).toMatch(ISO_TIME);
     expect((await p.expireSessions(req(key.prefix))).terminated).toBe(0);
   });
 

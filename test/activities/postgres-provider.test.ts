@@ -9,6 +9,7 @@ import { parseInventory, type PostgresSystem } from '../../lib/inventory';
 import { ErrorType } from '../../workflows/shared';
 import { ownedSystem, rand, type OwnedSystem } from '../helpers/harness';
 import { failureProbe } from '../helpers/failure';
+import { ISO_TIME } from '../helpers/matchers';
 
 let owned: OwnedSystem;
 let provider: PostgresProvider;
@@ -39,8 +40,10 @@ describe('PostgresProvider', () => {
     expect(await owned.loginFails(role, password)).toBeNull();
     const verifierBefore = (await owned.su.query('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [role])).rows[0].rolpassword;
 
+    const before = new Date().toISOString();
     const first = await provider.revoke(rev(role));
-    expect(first.revokedAt).toBeTruthy();
+    expect(first).toEqual({ revokedAt: expect.stringMatching(ISO_TIME), note: `password of ${role} replaced by a random value nobody holds` });
+    expect(first.revokedAt! >= before && first.revokedAt! <= new Date().toISOString()).toBe(true);
     expect(await owned.loginFails(role, password)).toBe('28P01');
     const afterFirst = (await owned.su.query('SELECT rolpassword, rolcanlogin FROM pg_authid WHERE rolname = $1', [role])).rows[0];
     expect(afterFirst.rolpassword).not.toBe(verifierBefore);
@@ -78,9 +81,10 @@ describe('PostgresProvider', () => {
     const live = await failureType(provider.verifyDead(req(role), password));
     expect(live).toEqual({ type: ErrorType.CREDENTIAL_STILL_VALID, nonRetryable: false });
     await provider.revoke(rev(role));
+    const before = new Date().toISOString();
     const dead = await provider.verifyDead(req(role), password);
-    expect(dead.method).toBe('login_rejected');
-    expect(dead.verifiedDeadAt).toBeTruthy();
+    expect(dead).toEqual({ verifiedDeadAt: expect.stringMatching(ISO_TIME), method: 'login_rejected' });
+    expect(dead.verifiedDeadAt! >= before && dead.verifiedDeadAt! <= new Date().toISOString()).toBe(true);
     expect((await provider.verifyDead(req(role), password)).method).toBe('login_rejected');
     expect((await provider.verifyDead(req(role), undefined)).method).toBe('not_verifiable_no_leaked_value');
   });
@@ -138,7 +142,8 @@ describe('PostgresProvider', () => {
     expect(clone.username).toBe(`${role}_ks`);
     expect(await owned.loginFails(role, password)).toBeNull();
     const asClone = await owned.connectAs(clone.username!, clone.password!);
-    await expect(asClone.query('SELECT count(*) FROM graceful_probe')).resolves.toBeTruthy(); // inherits the leaked role's grants
+    // Inherits the leaked role's grants (nobody writes to the probe table).
+    expect((await asClone.query('SELECT count(*)::int AS n FROM graceful_probe')).rows).toEqual([{ n: 0 }]);
 
     await provider.issueReplacement(r, sink); // retried: still one clone, with the newest password
     expect((await owned.su.query('SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1', [clone.username])).rows[0].n).toBe(1);

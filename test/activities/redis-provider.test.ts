@@ -12,6 +12,7 @@ import { redisSystemSchema, type RedisSystem } from '../../lib/systems';
 import { ErrorType } from '../../workflows/shared';
 import { ADMIN_RULES, redisFixtures, redisUrl, type RedisFixtures } from '../helpers/redis';
 import { failureProbe } from '../helpers/failure';
+import { ISO_TIME } from '../helpers/matchers';
 
 const rand = () => randomBytes(4).toString('hex');
 const SYSTEM_NAME = `cache-${rand()}`;
@@ -63,7 +64,7 @@ describe('RedisProvider: emergency', () => {
     expect(await fx.authFails(user, password)).toBeNull();
 
     const first = await provider.revoke({ ...req(user), mode: 'emergency', leakedValue: password });
-    expect(first.revokedAt).toBeTruthy();
+    expect(first.revokedAt).toMatch(ISO_TIME);
     expect(first.note).toContain('in memory only');
     expect(JSON.stringify(first)).not.toContain(password);
     expect(await fx.authFails(user, password)).toBe('WRONGPASS');
@@ -91,7 +92,7 @@ describe('RedisProvider: emergency', () => {
     await provider.revoke({ ...r, mode: 'emergency', leakedValue: password });
     const issued = await provider.issueReplacement({ ...r, mode: 'emergency' }, sink);
     expect(issued).toMatchObject({ delivered: true, sinkRef: `test_store:${r.workflowId}-issue` });
-    expect(issued.issuedAt).toBeTruthy();
+    expect(issued.issuedAt).toMatch(ISO_TIME);
     const first = sink.current()!;
     expect(first).toMatchObject({ engine: 'redis', username: user, host: '127.0.0.1', port: '6379' });
     expect(JSON.stringify(issued)).not.toContain(first.password);
@@ -139,7 +140,7 @@ describe('RedisProvider: graceful', () => {
     expect(await fx.authFails(user, firstTry)).toBe('WRONGPASS');
 
     const revoked = await provider.revoke({ ...r, mode: 'graceful', leakedValue: leaked });
-    expect(revoked.revokedAt).toBeTruthy();
+    expect(revoked.revokedAt).toMatch(ISO_TIME);
     expect(JSON.stringify(revoked)).not.toContain(leaked);
     expect(await fx.authFails(user, leaked)).toBe('WRONGPASS');
     expect(await fx.authFails(user, replacement)).toBeNull();
@@ -188,7 +189,7 @@ describe('RedisProvider: sessions and verification', () => {
 
     const first = await provider.expireSessions(req(user));
     expect(first.terminated).toBe(3);
-    expect(first.sessionsExpiredAt).toBeTruthy();
+    expect(first.sessionsExpiredAt).toMatch(ISO_TIME);
     await Promise.all(closed);
     for (const c of victims) expect(c.status).toBe('end');
     expect(await other.ping()).toBe('PONG');
@@ -201,7 +202,7 @@ describe('RedisProvider: sessions and verification', () => {
     await provider.revoke({ ...req(user), mode: 'emergency', leakedValue: password });
     const dead = await provider.verifyDead(req(user), password);
     expect(dead.method).toBe('login_rejected');
-    expect(dead.verifiedDeadAt).toBeTruthy();
+    expect(dead.verifiedDeadAt).toMatch(ISO_TIME);
     expect((await provider.verifyDead(req(user), password)).method).toBe('login_rejected');
     expect(await provider.verifyDead(req(user), undefined)).toEqual({ verifiedDeadAt: null, method: 'not_verifiable_no_leaked_value' });
     expect(await provider.verifyDead({ ...req(user), dryRun: true }, password)).toEqual({ verifiedDeadAt: null, method: 'dry_run' });

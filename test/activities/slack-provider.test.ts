@@ -15,6 +15,7 @@ import { ErrorType } from '../../workflows/shared';
 import { parseSlackBody, startSlackFake, type SlackFake } from '../fakes/slack';
 import { rand } from '../helpers/harness';
 import { failureProbe } from '../helpers/failure';
+import { ISO_TIME } from '../helpers/matchers';
 
 const open: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
@@ -71,7 +72,7 @@ describe('SlackProvider', () => {
     expect(await failure(provider.verifyDead(rev(), token), token)).toEqual({ type: ErrorType.CREDENTIAL_STILL_VALID, nonRetryable: false });
 
     const first = await provider.revoke(rev(token));
-    expect(first.revokedAt).toBeTruthy();
+    expect(first.revokedAt).toMatch(ISO_TIME);
     expect(first.note).toMatch(/revoked by auth.revoke/);
     expect(fake.live.has(token)).toBe(false);
     expect(fake.revoked.has(token)).toBe(true);
@@ -79,13 +80,13 @@ describe('SlackProvider', () => {
     expect(fake.live.has(fake.token)).toBe(true);
 
     const second = await provider.revoke(rev(token));
-    expect(second.revokedAt).toBeTruthy();
+    expect(second.revokedAt).toMatch(ISO_TIME);
     expect(second.note).toMatch(/already dead \(auth.revoke: token_revoked\)/);
     expect(fake.revoked.has(token)).toBe(true);
 
     const dead = await provider.verifyDead(rev(), token);
     expect(dead).toMatchObject({ method: 'login_rejected' });
-    expect(dead.verifiedDeadAt).toBeTruthy();
+    expect(dead.verifiedDeadAt).toMatch(ISO_TIME);
 
     const revokes = fake.requests.filter((r) => r.path === '/api/auth.revoke');
     expect(revokes).toHaveLength(2);

@@ -5,15 +5,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLocalUiGateway, LOGIN_PATH, UI_SESSION_COOKIE, uiSessionValue, type LocalUiGateway } from '../../api/local-ui';
 import { createIngressApp } from '../../api/server';
 import { CodecError, codecFromConfig, EncryptionCodec, ENCRYPTED_ENCODING, KEY_ID_METADATA } from '../../lib/codec';
-import { loadConfig } from '../../lib/config';
+import { ConfigError, loadConfig } from '../../lib/config';
 import { createEvidenceStore } from '../../lib/evidence';
 import { createServerKeys, newServerKey } from '../../lib/keys';
+import { freePort } from '../../lib/temporal-dev';
 import { startHarness, testLogger, type Harness } from '../helpers/harness';
 
 type JoseKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
@@ -22,6 +24,15 @@ const k1 = { id: 'k1', key: key() };
 const k2 = { id: 'k2', key: key() };
 const detection = { credentialType: 'postgres_password', credentialRef: { role: 'app_reporting' }, location: { repository: 'acme/payments' } };
 const text = (b: Uint8Array | null | undefined) => Buffer.from(b ?? new Uint8Array()).toString('utf8');
+/** The error `fn` throws; fails the test when it throws nothing. */
+function thrown(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a throw, got none');
+}
 const wire = (p: Payload) => ({
   metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v!).toString('base64')])),
   ...(p.data ? { data: Buffer.from(p.data).toString('base64') } : {}),
@@ -87,12 +98,10 @@ describe('codec configuration', () => {
 
   it('never echoes key material in its errors', () => {
     const secretish = b64(randomBytes(20));
-    try {
-      loadConfig({ KILLSWITCH_CODEC_KEYS: `k1:${secretish}` });
-      expect.unreachable();
-    } catch (err) {
-      expect((err as Error).message).not.toContain(secretish);
-    }
+    const err = thrown(() => loadConfig({ KILLSWITCH_CODEC_KEYS: `k1:${secretish}` }));
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toMatch(/KILLSWITCH_CODEC_KEYS: key k1: must be 32 bytes/);
+    expect(err.message).not.toContain(secretish);
   });
 
   it('derives one key from the server key when unset: stable id, same key in every process', async () => {
@@ -109,7 +118,10 @@ describe('codec configuration', () => {
   });
 
   it('validates TEMPORAL_UI_ORIGIN and CODEC_TOKENS, defaulting the origin to the UI URL', () => {
-    expect(loadConfig({}).temporal.uiOrigin).toBe('http://localhost:8233');
+    // One origin by default: the loopback address npm start's UI gateway listens on.
+    expect(loadConfig({}).temporal).toMatchObject({ uiUrl: 'http://127.0.0.1:8233', uiOrigin: 'http://127.0.0.1:8233' });
+    expect(loadConfig({ TEMPORAL_DEV_UI_PORT: '9233' }).temporal).toMatchObject({ uiUrl: 'http://127.0.0.1:9233', uiOrigin: 'http://127.0.0.1:9233' });
+    expect(loadConfig({ TEMPORAL_UI_URL: '' }).temporal.uiUrl).toBe('http://127.0.0.1:8233');
     expect(loadConfig({ TEMPORAL_UI_URL: 'https://temporal.acme.io/ui' }).temporal.uiOrigin).toBe('https://temporal.acme.io');
     expect(loadConfig({ TEMPORAL_UI_ORIGIN: 'https://temporal.acme.io' }).temporal.uiOrigin).toBe('https://temporal.acme.io');
     expect(() => loadConfig({ TEMPORAL_UI_ORIGIN: 'https://temporal.acme.io/ui' })).toThrow(/TEMPORAL_UI_ORIGIN: must be an origin only/);
@@ -119,7 +131,7 @@ describe('codec configuration', () => {
 
 describe('codec endpoint', () => {
   let h: Harness;
-  const UI = 'http://localhost:8233';
+  const UI = 'http://127.0.0.1:8233';
   const samples = [defaultPayloadConverter.toPayload(detection), defaultPayloadConverter.toPayload('escalated: permission denied')];
 
   beforeAll(async () => {
@@ -228,44 +240,180 @@ describe('codec endpoint', () => {
     expect((await call('/codec/decode', { headers: authed({ 'content-type': 'text/plain' }), body: '{}' })).status).toBe(415);
   });
 
-  it("npm start's local default: without CODEC_TOKENS, only the UI origin on loopback decodes", async () => {
+  it('without CODEC_TOKENS nobody decodes: the UI origin from loopback is no credential', async () => {
     const config = loadConfig({ TEMPORAL_ADDRESS: h.config.temporal.address, DATABASE_URL: h.config.databaseUrl, KILLSWITCH_SERVER_KEY: newServerKey() });
     const keys = createServerKeys(config.serverKey!);
     const codec = codecFromConfig(config, keys);
-    const build = (codecLocalUi: boolean) =>
-      createIngressApp(config, {
-        logger: testLogger,
-        client: h.client,
-        keys,
-        db: h.db,
-        evidence: createEvidenceStore(h.db, keys, 24),
-        genericSecrets: h.config.webhook.genericSecrets!,
-        inventory: h.inventory,
-        env: {},
-        codec,
-        codecLocalUi,
-      });
-    const servers: http.Server[] = [];
-    const listen = async (codecLocalUi: boolean) => {
-      const server = http.createServer(build(codecLocalUi));
-      servers.push(server);
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    };
+    const app = createIngressApp(config, {
+      logger: testLogger,
+      client: h.client,
+      keys,
+      db: h.db,
+      evidence: createEvidenceStore(h.db, keys, 24),
+      genericSecrets: h.config.webhook.genericSecrets!,
+      inventory: h.inventory,
+      env: {},
+      codec,
+    });
+    const server = http.createServer(app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
-      const local = await listen(true);
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const body = JSON.stringify({ payloads: (await codec.encode(samples)).map(wire) });
-      const fromUi = await call('/codec/decode', { headers: { 'content-type': 'application/json', 'x-namespace': 'default', origin: UI }, body }, local);
-      expect(fromUi.status).toBe(200);
-      expect(((await fromUi.json()) as { payloads: unknown }).payloads).toEqual(samples.map(wire));
-      // Not a browser at the UI (no Origin): a token is required.
-      expect((await call('/codec/decode', { headers: { 'content-type': 'application/json', 'x-namespace': 'default' }, body }, local)).status).toBe(401);
-      // The split ingress (codecLocalUi off) without tokens decodes for nobody.
-      const split = await listen(false);
-      expect((await call('/codec/decode', { headers: { 'content-type': 'application/json', 'x-namespace': 'default', origin: UI }, body }, split)).status).toBe(401);
+      for (const origin of [config.temporal.uiOrigin, undefined]) {
+        const res = await call('/codec/decode', { headers: { 'content-type': 'application/json', 'x-namespace': 'default', ...(origin ? { origin } : {}) }, body }, base);
+        expect(res.status, origin).toBe(401);
+        expect(await res.text()).not.toContain('app_reporting');
+      }
     } finally {
-      for (const s of servers) await new Promise<void>((r) => s.close(() => r()));
+      await new Promise<void>((r) => server.close(() => r()));
     }
+  });
+});
+
+describe("local UI gateway (npm start's Temporal UI and its codec on one origin)", () => {
+  // The Temporal dev server's UI is the upstream; this loopback server stands in for it so the
+  // gateway's pass-through can be checked byte for byte (npm-start.e2e drives the real one).
+  let upstream: http.Server;
+  let gateway: LocalUiGateway;
+  let origin: string;
+  const seen: Array<{ url: string; cookie: string | undefined; host: string | undefined }> = [];
+  const codec = new EncryptionCodec([k1]);
+  const token = randomBytes(32).toString('base64url');
+  const samples = [defaultPayloadConverter.toPayload(detection)];
+
+  beforeAll(async () => {
+    upstream = http.createServer((req, res) => {
+      seen.push({ url: req.url!, cookie: req.headers.cookie, host: req.headers.host });
+      if (req.url === '/stream') {
+        // A server-sent event stream that stays open: the first event must arrive at once.
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: first\n\n');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': '_csrf=abc; Path=/' }).end(JSON.stringify({ Codec: { Endpoint: `${origin}/codec` } }));
+    });
+    upstream.on('upgrade', (req, socket) => {
+      seen.push({ url: req.url!, cookie: req.headers.cookie, host: req.headers.host });
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      socket.on('data', (d: Buffer) => socket.write(`echo:${d.toString()}`));
+      socket.on('end', () => socket.end());
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const port = await freePort();
+    origin = `http://127.0.0.1:${port}`;
+    gateway = createLocalUiGateway({
+      origin,
+      upstream: { host: '127.0.0.1', port: (upstream.address() as AddressInfo).port },
+      token,
+      codec: { codec, namespace: 'default', tokens: [token] },
+      logger: testLogger,
+    });
+    await gateway.listen(port, '127.0.0.1');
+  });
+  afterAll(async () => {
+    await gateway?.close();
+    upstream?.closeAllConnections();
+    await new Promise<void>((r) => upstream?.close(() => r()));
+  });
+
+  const decode = async (headers: Record<string, string>) =>
+    fetch(`${origin}/codec/decode`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-namespace': 'default', ...headers },
+      body: JSON.stringify({ payloads: (await codec.encode(samples)).map(wire) }),
+    });
+  const login = (t: string) => fetch(`${origin}${LOGIN_PATH}?token=${encodeURIComponent(t)}`, { redirect: 'manual' });
+  const sessionCookie = (res: Response) => /^(killswitch_ui=[^;]+)/.exec(res.headers.get('set-cookie') ?? '')?.[1];
+
+  it('refuses the codec without the session cookie or the token, whatever the Origin: 401', async () => {
+    for (const origin_ of [origin, undefined]) {
+      const res = await decode(origin_ ? { origin: origin_ } : {});
+      expect(res.status, origin_).toBe(401);
+      expect(await res.text()).not.toContain('app_reporting');
+    }
+    expect((await decode({ origin, cookie: `${UI_SESSION_COOKIE}=${uiSessionValue('another-token-another-token-123')}` })).status).toBe(401);
+    expect((await decode({ origin, cookie: `${UI_SESSION_COOKIE}=${token}` })).status).toBe(401);
+    expect((await decode({ origin: 'http://localhost:8233', authorization: `Bearer ${token}` })).status).toBe(403);
+  });
+
+  it('logs a browser in with a one-time link: an HttpOnly, SameSite=Strict cookie that decodes; the link is then used up', async () => {
+    const url = new URL(gateway.loginUrl());
+    expect(url.origin).toBe(origin);
+    expect(url.pathname).toBe(LOGIN_PATH);
+    const code = url.searchParams.get('token')!;
+    expect(code).not.toBe(token);
+
+    const first = await login(code);
+    expect(first.status).toBe(303);
+    expect(first.headers.get('location')).toBe('/');
+    expect(first.headers.get('set-cookie')).toBe(`${UI_SESSION_COOKIE}=${uiSessionValue(token)}; Path=/; HttpOnly; SameSite=Strict`);
+    const cookie = sessionCookie(first)!;
+
+    const res = await decode({ origin, cookie: `_csrf=abc; ${cookie}` });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('access-control-allow-origin')).toBe(origin);
+    const [p] = ((await res.json()) as { payloads: Array<{ data: string }> }).payloads;
+    expect(JSON.parse(Buffer.from(p!.data, 'base64').toString())).toEqual(detection);
+
+    const again = await login(code);
+    expect(again.status).toBe(401);
+    expect(again.headers.get('set-cookie')).toBeNull();
+    expect(await again.text()).not.toContain(code);
+    expect((await login('wrong')).status).toBe(401);
+    expect((await login('')).status).toBe(401);
+    // The token kept in the data folder logs in again (another browser, a lost cookie).
+    expect(sessionCookie(await login(token))).toBe(cookie);
+  });
+
+  it('decodes for the local codec token as a bearer (the temporal CLI)', async () => {
+    expect((await decode({ authorization: `Bearer ${token}` })).status).toBe(200);
+  });
+
+  it('passes the UI through, keeping its cookies but never handing it the session cookie', async () => {
+    const res = await fetch(`${origin}/api/v1/settings?x=1`, { headers: { cookie: `_csrf=abc; ${UI_SESSION_COOKIE}=s3ss10n; theme=dark` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('set-cookie')).toBe('_csrf=abc; Path=/');
+    expect(await res.json()).toEqual({ Codec: { Endpoint: `${origin}/codec` } });
+    expect(seen.at(-1)).toEqual({ url: '/api/v1/settings?x=1', cookie: '_csrf=abc; theme=dark', host: new URL(origin).host });
+    await fetch(`${origin}/namespaces`, { headers: { cookie: `${UI_SESSION_COOKIE}=s3ss10n` } });
+    expect(seen.at(-1)).toEqual({ url: '/namespaces', cookie: undefined, host: new URL(origin).host });
+  });
+
+  it('streams an open event stream as it comes', async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${origin}/stream`, { signal: ac.signal });
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    const { value } = await res.body!.getReader().read();
+    expect(Buffer.from(value!).toString()).toBe('data: first\n\n');
+    ac.abort();
+  });
+
+  it('passes a WebSocket upgrade through, without the session cookie', async () => {
+    const port = Number(new URL(origin).port);
+    const sock = net.connect(port, '127.0.0.1');
+    let got = '';
+    const answered = new Promise<void>((resolve) =>
+      sock.on('data', (d: Buffer) => {
+        got += d.toString();
+        if (got.includes('\r\n\r\n') && !got.includes('echo:')) sock.write('ping');
+        if (got.includes('echo:ping')) resolve();
+      }),
+    );
+    sock.write(`GET /ws HTTP/1.1\r\nHost: ${new URL(origin).host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nCookie: ${UI_SESSION_COOKIE}=s3ss10n; a=b\r\n\r\n`);
+    await answered;
+    sock.destroy();
+    expect(got).toMatch(/^HTTP\/1\.1 101 /);
+    expect(seen.at(-1)).toEqual({ url: '/ws', cookie: 'a=b', host: new URL(origin).host });
+  });
+
+  it('keeps one origin: another host name is redirected to it (GET) or refused', async () => {
+    const port = new URL(origin).port;
+    const get = await fetch(`http://localhost:${port}/namespaces/default/workflows?x=1`, { redirect: 'manual' });
+    expect(get.status).toBe(308);
+    expect(get.headers.get('location')).toBe(`${origin}/namespaces/default/workflows?x=1`);
+    const post = await fetch(`http://localhost:${port}/codec/decode`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-namespace': 'default' }, body: '{"payloads":[]}' });
+    expect(post.status).toBe(421);
   });
 });
 
@@ -311,7 +459,7 @@ describe('codec endpoint with the UI forwarding the engineer access token (OIDC 
     const body = JSON.stringify({ payloads: (await h.codec.encode([defaultPayloadConverter.toPayload(detection)])).map(wire) });
     return fetch(`${h.baseUrl}/codec/decode`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-namespace': 'default', origin: 'http://localhost:8233', authorization },
+      headers: { 'content-type': 'application/json', 'x-namespace': 'default', origin: h.config.temporal.uiOrigin, authorization },
       body,
     });
   };

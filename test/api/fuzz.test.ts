@@ -1,7 +1,8 @@
 /**
  * Fuzzing the ingress over loopback: at least 10,000 mutated bodies and headers across every
  * source. Invariants: never a 5xx; a request whose authentication was broken by the mutation is
- * never accepted; every workflow that exists afterwards was answered to an authenticated request.
+ * never accepted; neither is one holding U+0000 or a lone surrogate; every workflow that exists
+ * afterwards was answered to an authenticated request.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capturedLogs, startHarness, type Harness } from '../helpers/harness';
@@ -36,7 +37,8 @@ afterAll(async () => {
   await Promise.all(servers.map((s) => s.close()));
 });
 
-type Mutant = { body: Buffer; headers: Record<string, string>; authenticated: boolean; path: string };
+/** `unstorable`: the body holds U+0000 or a lone surrogate (JSON escapes), which no source may accept. */
+type Mutant = { body: Buffer; headers: Record<string, string>; authenticated: boolean; path: string; unstorable?: boolean };
 
 function mutate(sample: FuzzSample, next: () => number): Mutant {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
@@ -69,7 +71,9 @@ function mutate(sample: FuzzSample, next: () => number): Mutant {
     }
     case 3: {
       // Odd content types and header noise; the signature stays valid, so 2xx is allowed.
-      headers['content-type'] = pick(['application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1', '', 'multipart/form-data; boundary=x']);
+      headers['content-type'] = pick(['application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1', 'application/json; charset=utf-16', '', 'multipart/form-data; boundary=x']);
+      // A Content-Encoding the body does not have (the body is never compressed here).
+      if (next() < 0.3) headers['content-encoding'] = pick(['gzip', 'deflate', 'br', 'x-snappy', 'gzip, br']);
       headers['x-request-id'] = pick(['ok-1', '../../etc/passwd', 'a'.repeat(300), '%00']);
       return { body, headers, authenticated: true, path: sample.path };
     }
@@ -82,7 +86,7 @@ function mutate(sample: FuzzSample, next: () => number): Mutant {
       } catch {
         doc = base.body;
       }
-      const weird: unknown[] = [null, 0, -1, 1e308, true, '', 'x'.repeat(10_000), [], {}, [[[[[[[[[[]]]]]]]]]], { __proto__: { polluted: 1 } }, '\u0000', '😀', { constructor: { prototype: { x: 1 } } }];
+      const weird: unknown[] = [null, 0, -1, 1e308, true, '', 'x'.repeat(10_000), [], {}, [[[[[[[[[[]]]]]]]]]], { __proto__: { polluted: 1 } }, '\u0000', '😀', { constructor: { prototype: { x: 1 } } }, 'x\ud800', '\udc00', { 'k\ud800': 1, 'n\u0000': 'x\u0000' }];
       const walk = (v: unknown, depth: number): unknown => {
         if (depth > 6) return v;
         if (Array.isArray(v)) return next() < 0.2 ? pick(weird) : v.map((x) => walk(x, depth + 1));
@@ -100,7 +104,7 @@ function mutate(sample: FuzzSample, next: () => number): Mutant {
       };
       const mutated = sample.serialize ? sample.serialize(walk(doc, 0)) : JSON.stringify(walk(doc, 0));
       const signed = sample.sign(mutated);
-      return { body: Buffer.from(mutated), headers: { ...headers, ...signed }, authenticated: true, path: sample.path };
+      return { body: Buffer.from(mutated), headers: { ...headers, ...signed }, authenticated: true, path: sample.path, unstorable: /\\u0000|\\ud[89a-f][0-9a-f]{2}/.test(mutated) };
     }
     default: {
       // Random bytes, properly signed.
@@ -141,6 +145,7 @@ describe(`fuzzing every source (${ITERATIONS} requests, seed ${SEED})`, () => {
           violations.push(`#${n} ${sample.name}: ${res.status} ${cause}`);
         }
         if (!m.authenticated && res.status < 300) violations.push(`#${n} ${sample.name}: accepted an unauthenticated request (${res.status})`);
+        if (m.unstorable && res.status < 300) violations.push(`#${n} ${sample.name}: accepted a string PostgreSQL cannot store (${res.status})`);
         if (res.status === 204) {
           // Sources that answer 204 name no run: bound their runs by the findings they accepted.
           try {

@@ -12,6 +12,7 @@ import type { KillSwitchResult } from '../../workflows/shared';
 import { parseSlackBody } from '../fakes/slack';
 import { capturedLogs, deepText, rand, startHarness, type Harness } from '../helpers/harness';
 import { motoConnection, whoAmI } from '../helpers/aws';
+import { ISO_TIME } from '../helpers/matchers';
 
 const { endpoint, admin, env: awsEnv, aws } = motoConnection('AWS_KS_ADMIN_KEY_ID', 'AWS_KS_ADMIN_SECRET');
 const prefix = `ks-e2e-${rand()}`;
@@ -76,7 +77,7 @@ describe('AWS kill switch end to end', () => {
     expect(result.outcome).toBe('contained');
     expect(result.owner).toMatchObject({ system: 'aws-prod', kind: 'aws_iam', mode: 'emergency', sink: 'aws_secrets_manager', replacement: true });
     expect(result.verification?.method).toBe('login_rejected');
-    expect(result.timeline.revokedAt).toBeTruthy();
+    expect(result.timeline.revokedAt).toMatch(ISO_TIME);
 
     // The leaked key is gone and refused; the user holds exactly the replacement, which works.
     expect(await whoAmI(leaked.AccessKeyId!, leaked.SecretAccessKey!)).toBe('refused:InvalidClientTokenId');

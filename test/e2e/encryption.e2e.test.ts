@@ -144,7 +144,7 @@ describe('encrypted Temporal history', () => {
     const sealed = codecPayloads(rawHistory).find((p) => p.path.includes('workflowExecutionStartedEventAttributes.input'))!.payload;
     const res = await fetch(`${h2.baseUrl}/codec/decode`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${h2.codecToken}`, 'x-namespace': 'default', origin: 'http://localhost:8233' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${h2.codecToken}`, 'x-namespace': 'default', origin: h2.config.temporal.uiOrigin },
       body: JSON.stringify({
         payloads: [{ metadata: Object.fromEntries(Object.entries(sealed.metadata!).map(([k, v]) => [k, Buffer.from(v!).toString('base64')])), data: Buffer.from(sealed.data!).toString('base64') }],
       }),

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killSwitchWorkflowId, type KillSwitchResult } from '../../workflows/shared';
 import { expectNowhere, secretPlaces, rand, startHarness, type Harness, leakedUrl } from '../helpers/harness';
+import { ISO_TIME, UUID } from '../helpers/matchers';
 
 let h: Harness;
 /** Every secret planted by this file; none may appear anywhere the kill switch writes. */
@@ -45,9 +46,9 @@ describe('kill switch end to end', () => {
     });
     expect(res.status).toBe(202);
     expect(res.json.workflowId).toMatch(/^killswitch-postgres_password-[0-9a-f]{32}$/);
-    expect(res.json.runId).toBeTruthy();
+    expect(res.json.runId).toMatch(UUID);
     expect(res.json.temporalUiUrl).toBe(
-      `http://localhost:8233/namespaces/default/workflows/${res.json.workflowId}/${res.json.runId}/history`,
+      `http://127.0.0.1:8233/namespaces/default/workflows/${res.json.workflowId}/${res.json.runId}/history`,
     );
     expect(res.headers.get('location')).toBe(res.json.temporalUiUrl);
     runIds.push(res.json);
@@ -61,7 +62,7 @@ describe('kill switch end to end', () => {
       sink: 'none',
       replacement: false,
     });
-    expect(result.timeline.revokedAt).toBeTruthy();
+    expect(result.timeline.revokedAt).toMatch(ISO_TIME);
     expect(result.verification?.method).toBe('login_rejected');
     expect(result.sessions?.terminated).toBeGreaterThanOrEqual(1);
 
@@ -251,8 +252,8 @@ describe('kill switch end to end', () => {
     expect(status.step).toBe('notifying');
     expect(status.outcome).toBe('contained');
     expect(status.owner?.system).toBe('owned-db');
-    expect(status.timeline.rotatedAt).toBeTruthy();
-    expect(status.timeline.verifiedDeadAt).toBeTruthy();
+    expect(status.timeline.rotatedAt).toMatch(ISO_TIME);
+    expect(status.timeline.verifiedDeadAt).toMatch(ISO_TIME);
     await handle.result();
     expect((await handle.query<Status>('currentStep')).step).toBe('done');
   });

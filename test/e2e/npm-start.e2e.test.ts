@@ -5,21 +5,22 @@
  * second start finds the first run in the persisted dev server.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../lib/temporal-dev';
-import { codecFromConfig, killSwitchDataConverter } from '../../lib/codec';
+import { codecFromConfig, collectPayloads, killSwitchDataConverter } from '../../lib/codec';
 import { createServerKeys } from '../../lib/keys';
 import { ownedSystem } from '../helpers/harness';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ks-start-'));
 const children: ChildProcess[] = [];
 afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  // The whole process group: a failed test must not leave the dev server behind.
+  for (const c of children) if (c.exitCode === null && c.pid) process.kill(-c.pid, 'SIGKILL');
   rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -28,6 +29,7 @@ async function start(env: Record<string, string>): Promise<{ child: ChildProcess
   const child = spawn(path.resolve('node_modules/.bin/tsx'), ['scripts/start.ts'], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
   children.push(child);
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -39,6 +41,12 @@ async function start(env: Record<string, string>): Promise<{ child: ChildProcess
     await new Promise((r) => setTimeout(r, 200));
   }
   return { child, output: () => out };
+}
+
+/** The fields of the 'kill switch ready' log line. */
+function readyLine(output: string): { temporalUi?: string; temporalUiLogin?: string } {
+  const line = output.split('\n').find((l) => l.includes('"msg":"kill switch ready"'));
+  return JSON.parse(line!) as { temporalUi?: string; temporalUiLogin?: string };
 }
 
 async function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<number | null> {
@@ -67,7 +75,6 @@ describe('npm start on embedded defaults', () => {
       PORT: String(port),
       TEMPORAL_DEV_PORT: String(tPort),
       TEMPORAL_DEV_UI_PORT: String(uiPort),
-      TEMPORAL_UI_URL: `http://localhost:${uiPort}`,
       INVENTORY_FILE: inventoryFile,
       OWNED_DB_ADMIN_URL: owned.adminUrl,
       ...(process.env.TEMPORAL_CLI ? { TEMPORAL_CLI: process.env.TEMPORAL_CLI } : {}),
@@ -75,7 +82,11 @@ describe('npm start on embedded defaults', () => {
 
     const first = await start(env);
     expect(first.output()).toContain('"store":"pglite"');
-    expect((await fetch(`http://127.0.0.1:${uiPort}/`)).status).toBe(200);
+    // One UI origin, printed once and used everywhere: the banner, run links, the codec endpoint.
+    const ready = readyLine(first.output());
+    const ui = `http://127.0.0.1:${uiPort}`;
+    expect(ready.temporalUi).toBe(ui);
+    expect((await fetch(`${ui}/`)).status).toBe(200);
     expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
 
     const leaked = `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`;
@@ -85,14 +96,17 @@ describe('npm start on embedded defaults', () => {
     });
     expect(sent.status, sent.stderr).toBe(0);
     expect(sent.stdout).toMatch(/^202 /);
-    const { workflowId } = JSON.parse(sent.stdout.slice(4)) as { workflowId: string };
+    const { workflowId, runId, temporalUiUrl } = JSON.parse(sent.stdout.slice(4)) as { workflowId: string; runId: string; temporalUiUrl: string };
+    expect(temporalUiUrl).toBe(`${ui}/namespaces/default/workflows/${workflowId}/${runId}/history`);
 
     // Payloads are encrypted with the key derived from the generated server key (no configuration).
     const keys = createServerKeys(readFileSync(path.join(dataDir, 'server.key'), 'utf8').trim());
     const dataConverter = killSwitchDataConverter(codecFromConfig({ codec: { keys: undefined } }, keys));
     const connection = await Connection.connect({ address: `127.0.0.1:${tPort}` });
+    let rawHistory: unknown;
     try {
       await expect(new Client({ connection }).workflow.getHandle(workflowId).result()).rejects.toThrow(/binary\/encrypted/);
+      rawHistory = await new Client({ connection }).workflow.getHandle(workflowId).fetchHistory();
       const client = new Client({ connection, dataConverter });
       const result = await client.workflow.getHandle(workflowId).result();
       expect(result.outcome).toBe('contained');
@@ -101,21 +115,55 @@ describe('npm start on embedded defaults', () => {
       await connection.close();
     }
 
-    // The dev UI is pointed at the ingress's codec endpoint, which decodes for the local UI only.
-    const settings = (await (await fetch(`http://127.0.0.1:${uiPort}/api/v1/settings`)).json()) as { Codec?: { Endpoint?: string } };
-    expect(settings.Codec?.Endpoint).toBe(`http://localhost:${port}/codec`);
+    // The dev UI calls the codec on its own origin (the gateway), and nothing secret is in that URL.
+    const settings = (await (await fetch(`${ui}/api/v1/settings`)).json()) as { Codec?: { Endpoint?: string } };
+    expect(settings.Codec?.Endpoint).toBe(`${ui}/codec`);
     // The dev server's store runs in WAL mode (bytes 18/19 of the SQLite header are 2).
     const header = readFileSync(path.join(dataDir, 'temporal.db')).subarray(0, 20);
     expect([header[18], header[19]]).toEqual([2, 2]);
-    const uiOrigin = `http://localhost:${uiPort}`;
-    const decode = (origin: string) =>
-      fetch(`http://127.0.0.1:${port}/codec/decode`, {
+
+    // The UI's Origin is no credential: without the login cookie or the token, nobody decodes,
+    // neither at the UI's codec nor at the ingress's.
+    const sealed = collectPayloads(rawHistory)
+      .filter((p) => p.path.includes('workflowExecutionStartedEventAttributes.input'))
+      .map(({ payload }) => ({ metadata: Object.fromEntries(Object.entries(payload.metadata!).map(([k, v]) => [k, Buffer.from(v!).toString('base64')])), data: Buffer.from(payload.data!).toString('base64') }));
+    expect(sealed).toHaveLength(1);
+    const decode = (base: string, headers: Record<string, string>) =>
+      fetch(`${base}/codec/decode`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-namespace': 'default', origin },
-        body: JSON.stringify({ payloads: [] }),
+        headers: { 'content-type': 'application/json', 'x-namespace': 'default', ...headers },
+        body: JSON.stringify({ payloads: sealed }),
       });
-    expect((await decode(uiOrigin)).status).toBe(200);
-    expect((await decode('http://evil.example')).status).toBe(403);
+    for (const base of [ui, `http://127.0.0.1:${port}`]) {
+      const refused = await decode(base, { origin: ui });
+      expect(refused.status, base).toBe(401);
+      expect(await refused.text()).not.toContain(role);
+      expect((await decode(base, { origin: 'http://evil.example' })).status, base).toBe(403);
+    }
+    // The printed one-time login link sets an HttpOnly, SameSite=Strict cookie on the UI's origin;
+    // with it the UI's codec answers decoded payloads.
+    const link = new URL(ready.temporalUiLogin!);
+    expect(link.origin).toBe(ui);
+    const login = await fetch(link, { redirect: 'manual' });
+    expect(login.status).toBe(303);
+    const setCookie = login.headers.get('set-cookie')!;
+    expect(setCookie).toMatch(/; HttpOnly/);
+    expect(setCookie).toMatch(/; SameSite=Strict/);
+    const decoded = await decode(ui, { origin: ui, cookie: setCookie.split(';')[0]! });
+    expect(decoded.status).toBe(200);
+    expect(decoded.headers.get('access-control-allow-origin')).toBe(ui);
+    const [plain] = ((await decoded.json()) as { payloads: Array<{ data: string }> }).payloads;
+    expect(Buffer.from(plain!.data, 'base64').toString()).toContain(role);
+    expect((await fetch(link, { redirect: 'manual' })).status).toBe(401); // one-time
+    // The local codec token (0600 in the data folder) is the bearer for the CLI, at either codec.
+    const tokenFile = path.join(dataDir, 'codec-token');
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    const token = readFileSync(tokenFile, 'utf8').trim();
+    expect((await decode(`http://127.0.0.1:${port}`, { authorization: `Bearer ${token}` })).status).toBe(200);
+    // Another host name for the UI is sent to the one origin.
+    const other = await fetch(`http://localhost:${uiPort}/namespaces/default/workflows`, { redirect: 'manual' });
+    expect(other.status).toBe(308);
+    expect(other.headers.get('location')).toBe(`${ui}/namespaces/default/workflows`);
 
     expect(await stop(first.child, 'SIGINT')).toBe(0);
     expect(first.output()).toContain('"msg":"stopped"');

@@ -216,6 +216,6 @@ describe('ingress controls', () => {
     const res = await fetch(`${h.baseUrl}/healthz`);
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
-    expect(res.headers.get('strict-transport-security')).toBeTruthy();
+    expect(res.headers.get('strict-transport-security')).toBe('max-age=31536000; includeSubDomains');
   });
 });

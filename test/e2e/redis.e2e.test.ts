@@ -16,6 +16,7 @@ import type { KillSwitchResult } from '../../workflows/shared';
 import { expectNowhere, secretPlaces, startHarness, type Harness } from '../helpers/harness';
 import { redisFixtures, redisUrl, type RedisFixtures } from '../helpers/redis';
 import { startSessionApp, type SessionApp } from '../helpers/session-app';
+import { ISO_TIME } from '../helpers/matchers';
 
 const rand = () => randomBytes(4).toString('hex');
 let h: Harness;
@@ -127,7 +128,7 @@ describe('kill switch end to end: Redis', () => {
       replacement: false,
       userSessionTargets: 1,
     });
-    expect(result.timeline.revokedAt).toBeTruthy();
+    expect(result.timeline.revokedAt).toMatch(ISO_TIME);
     expect(result.sessions?.terminated).toBe(2);
     expect(result.userSessions?.expired).toBe(2);
     expect(result.verification?.method).toBe('login_rejected');

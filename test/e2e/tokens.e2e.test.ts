@@ -15,6 +15,7 @@ import {
 } from '../fakes/github-revocation';
 import { startSlackFake, type SlackFake } from '../fakes/slack';
 import { secretPlaces, rand, startHarness, type Harness } from '../helpers/harness';
+import { ISO_TIME } from '../helpers/matchers';
 
 let h: Harness;
 /** The owners: GitHub's revocation API and the Slack workspace whose tokens leak (not the notification Slack). */
@@ -90,7 +91,7 @@ describe('revoke-only token kinds end to end', () => {
       replacement: false,
     });
     expect(result.rotation).toMatchObject({ mode: 'emergency', newValueDelivered: false });
-    expect(result.timeline.revokedAt).toBeTruthy();
+    expect(result.timeline.revokedAt).toMatch(ISO_TIME);
     expect(result.sessions).toEqual({ terminated: 0 });
     expect(result.verification).toEqual({ method: 'login_rejected' });
 

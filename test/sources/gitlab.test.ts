@@ -21,13 +21,81 @@ const call = (base: string, path: string, init: RequestInit & { token?: string }
   fetch(`${base}/gitlab${path}`, { ...init, headers: { authorization: init.token ?? TOKEN, 'content-type': 'application/json', ...(init.headers ?? {}) } });
 
 describe('GitLab token revocation API', () => {
-  it('lists the token types it revokes', async () => {
+  it("lists GitLab's own type names: the secrets analyzer's primary identifier, type and value joined", async () => {
     const res = await call(h.baseUrl, '/v1/revocable_token_types');
     expect(res.status).toBe(200);
-    expect(((await res.json()) as any).types).toContain('postgres_connection_string');
+    const types: string[] = ((await res.json()) as any).types;
+    // The example of GitLab's "Token Revocation API" docs (doc/development/sec/token_revocation_api.md).
+    expect(types).toContain('gitleaks_rule_id_gitlab_personal_access_token');
+    // GitLab's spec of the worker that builds the type (ee/spec/workers/scan_security_report_secrets_worker_spec.rb):
+    // identifier type `gitleaks_rule_id`, value `AWS` -> `gitleaks_rule_id_aws`.
+    expect(types).toContain('gitleaks_rule_id_aws');
+    // Rule IDs of GitLab's "Detected secrets" table, joined the same way (`Github Personal Access Token`,
+    // `Slack token`, `Password in URL`).
+    expect(types).toEqual(expect.arrayContaining(['gitleaks_rule_id_github_personal_access_token', 'gitleaks_rule_id_slack_token', 'gitleaks_rule_id_password_in_url']));
+    // Our older names are still taken, but GitLab never sends them: not listed.
+    expect(types).not.toContain('postgres_connection_string');
   });
 
-  it('takes a leaked token with 204 and contains it', async () => {
+  it("takes GitLab's type names and maps each to the credential it is", async () => {
+    const { role, password } = await h.owned.createRole();
+    const o = inject('owned');
+    const tag = rand();
+    const blob = (kind: string) => `https://gitlab.example.com/acme/api/-/blob/0123456789abcdef0123456789abcdef01234567/config/${kind}-${tag}.yml#L21`;
+    const keyId = `AKIA${rand().toUpperCase()}${rand().toUpperCase()}`;
+    const res = await call(h.baseUrl, '/v1/revoke_tokens', {
+      method: 'POST',
+      body: JSON.stringify([
+        // GitLab sends what the rule matched: `Password in URL` matches the whole URL.
+        { type: 'gitleaks_rule_id_password_in_url', token: `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`, location: blob('pg') },
+        // `AWS` matches the access key id alone (GitLab's spec sends 'AKIAIOSFODNN7EXAMPLE').
+        { type: 'gitleaks_rule_id_aws', token: keyId, location: blob('aws') },
+        { type: 'gitleaks_rule_id_slack_token', token: `xoxb-${Date.now()}-${rand()}${rand()}`, location: blob('slack') },
+        { type: 'gitleaks_rule_id_github_personal_access_token', token: `ghp_${rand()}${rand()}${rand()}${rand()}abcd`, location: blob('github') },
+        // The docs' own example type: no system here revokes GitLab tokens, so it goes to a human.
+        { type: 'gitleaks_rule_id_gitlab_personal_access_token', token: `glpat-${rand()}${rand()}ABCD`, location: blob('glpat') },
+      ]),
+    });
+    expect(res.status).toBe(204);
+    const rows = (
+      await h.db.query<{ workflow_id: string; file: string; location: Record<string, unknown> }>(
+        "SELECT workflow_id, location->>'file' AS file, location FROM killswitch_sightings WHERE source = 'gitlab' AND location->>'file' LIKE $1",
+        [`config/%-${tag}.yml`],
+      )
+    ).rows;
+    const typeOf = (kind: string) => /^killswitch-([a-z_]+?)-[0-9a-f]+$/.exec(rows.find((r) => r.file === `config/${kind}-${tag}.yml`)?.workflow_id ?? '')?.[1];
+    expect({ pg: typeOf('pg'), aws: typeOf('aws'), slack: typeOf('slack'), github: typeOf('github'), glpat: typeOf('glpat') }).toEqual({
+      pg: 'postgres_password',
+      aws: 'aws_access_key',
+      slack: 'slack_token',
+      github: 'github_token',
+      glpat: 'generic',
+    });
+    // The blob URL names the repository, commit, file and line.
+    expect(rows.find((r) => r.file === `config/pg-${tag}.yml`)!.location).toMatchObject({ repository: 'acme/api', commit: '0123456789abcdef0123456789abcdef01234567', line: 21 });
+
+    const pg: KillSwitchResult = await h.client.workflow.getHandle(rows.find((r) => r.file === `config/pg-${tag}.yml`)!.workflow_id).result();
+    expect(pg.outcome).toBe('contained');
+    expect(await h.owned.loginFails(role, password)).toBe('28P01');
+    const aws = rows.find((r) => r.file === `config/aws-${tag}.yml`)!.workflow_id;
+    await h.client.workflow.getHandle(aws).result();
+    const audit = (await h.db.query<{ credential_ref: Record<string, string> }>('SELECT credential_ref FROM killswitch_audit WHERE workflow_id = $1', [aws])).rows[0];
+    expect(audit?.credential_ref).toEqual({ accessKeyId: keyId });
+  });
+
+  it("takes GitLab's names whatever their case and spacing (GitLab's own normalisation)", async () => {
+    const { role, password } = await h.owned.createRole();
+    const o = inject('owned');
+    const res = await call(h.baseUrl, '/v1/revoke_tokens', {
+      method: 'POST',
+      body: JSON.stringify([{ type: 'gitleaks_rule_id_Password in URL', token: `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres` }]),
+    });
+    expect(res.status).toBe(204);
+    const result: KillSwitchResult = await h.client.workflow.getHandle(killSwitchWorkflowId('postgres_password', h.keys.fingerprint(password))).result();
+    expect(result.outcome).toBe('contained');
+  });
+
+  it('takes a leaked token under our older type name (an alias) with 204 and contains it', async () => {
     const { role, password } = await h.owned.createRole();
     const o = inject('owned');
     const token = `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`;
@@ -46,9 +114,16 @@ describe('GitLab token revocation API', () => {
     expect((await call(h.baseUrl, '/v1/revocable_token_types', { token: 'nope' })).status).toBe(401);
     expect((await call(h.baseUrl, '/v1/revoke_tokens', { method: 'POST', body: '{not json' })).status).toBe(400);
     expect((await call(h.baseUrl, '/v1/revoke_tokens', { method: 'POST', body: JSON.stringify({ type: 'x' }) })).status).toBe(400);
-    const unknown = await call(h.baseUrl, '/v1/revoke_tokens', { method: 'POST', body: JSON.stringify([{ type: 'floppy_key', token: 't' }]) });
+    const token = `planted-${rand()}${rand()}`;
+    const unknown = await call(h.baseUrl, '/v1/revoke_tokens', {
+      method: 'POST',
+      body: JSON.stringify([{ type: 'gitleaks_rule_id_aws', token: `AKIA${rand().toUpperCase()}${rand().toUpperCase()}` }, { type: 'gitleaks_rule_id_floppy_key', token }]),
+    });
     expect(unknown.status).toBe(400);
-    expect(((await unknown.json()) as any).detail).toContain('[0].type');
+    const text = await unknown.text();
+    expect(JSON.parse(text).detail).toContain('[1].type');
+    expect(text).not.toContain(token);
+    expect(text).not.toContain('floppy');
   });
 
   it('answers 429 with Retry-After when Temporal cannot take the tokens', async () => {

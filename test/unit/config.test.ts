@@ -5,7 +5,7 @@ describe('loadConfig', () => {
   it('runs on embedded defaults when nothing is set', () => {
     const c = loadConfig({});
     expect(c.port).toBe(3000);
-    expect(c.temporal).toMatchObject({ address: undefined, namespace: 'default', taskQueue: 'kill-switch', uiUrl: 'http://localhost:8233', devPort: 7233, devUiPort: 8233 });
+    expect(c.temporal).toMatchObject({ address: undefined, namespace: 'default', taskQueue: 'kill-switch', uiUrl: 'http://127.0.0.1:8233', devPort: 7233, devUiPort: 8233 });
     expect(c.databaseUrl).toBeUndefined();
     expect(c.webhook.bodyLimitBytes).toBe(1024 * 1024);
     expect(c.slack).toMatchObject({ token: undefined, apiUrl: 'https://slack.com/api/' });
