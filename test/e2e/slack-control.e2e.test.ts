@@ -268,7 +268,8 @@ describe('Slack control surface', () => {
     const escalated = await messageWith(l.workflowId, 'Retry rotation');
     expect(escalated.text).toMatch(/Containment failed/);
     expect(labels(escalated)).toEqual(['Retry rotation', 'Acknowledge', 'Mark false positive', 'Open in Temporal UI']);
-    expect(await step(l.handle)).toBe('awaiting_retry');
+    // The message is posted while the run is still notifying; it waits for a human right after.
+    await until('awaiting retry', async () => (await step(l.handle)) === 'awaiting_retry');
     expect(pd(l.workflowId).map((e) => e.event_action)).toEqual(['trigger']);
 
     // Acknowledge is open to channel members.
