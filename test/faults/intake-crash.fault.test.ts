@@ -139,6 +139,33 @@ async function spawnReady(entry: string, env: Record<string, string>, readyText:
   };
 }
 
+/**
+ * Starts `entry`, sends the burst to it, and each time the count of 2xx answers passes the next of
+ * `killsAt`, SIGKILLs its whole process group and starts it again (the sender keeps re-sending
+ * meanwhile). Returns the process left running and everything each incarnation logged.
+ */
+async function burstWithKills(o: { entry: string; env: Record<string, string>; readyText: string; port: number; secret: string; deliveries: Planned[]; concurrency: number; killsAt: number[] }): Promise<{ proc: Proc; outputs: string[] }> {
+  let proc = await spawnReady(o.entry, o.env, o.readyText);
+  const outputs: string[] = [];
+  const kills = [...o.killsAt];
+  let restarting: Promise<void> | undefined;
+  await sendAll(() => `http://127.0.0.1:${o.port}`, o.secret, o.deliveries, o.concurrency, (n) => {
+    if (kills.length > 0 && n >= kills[0]! && !restarting) {
+      kills.shift();
+      restarting = (async () => {
+        await proc.kill();
+        outputs.push(proc.output());
+        proc = await spawnReady(o.entry, o.env, o.readyText);
+      })().finally(() => (restarting = undefined));
+    }
+  });
+  await restarting;
+  expect(kills).toEqual([]);
+  // The kills landed mid-burst: some deliveries needed more than one attempt.
+  expect(o.deliveries.filter((d) => d.attempts > 1).length).toBeGreaterThan(0);
+  return { proc, outputs };
+}
+
 /** Every delivery: a 2xx naming its run, one execution, one audit row, one page or one message. */
 async function expectExactlyOnce(h: Harness, client: Client, deliveries: Planned[], pagesOf: (wf: string) => number, messagesOf: (wf: string) => number): Promise<void> {
   for (const d of deliveries) {
@@ -220,32 +247,9 @@ describe('a killed ingress loses nothing and doubles nothing', () => {
     writeFileSync(inventoryFile, JSON.stringify(h.inventoryDoc));
     const port = await freePort();
     const env = { ...h.env, LOG_LEVEL: 'info', INVENTORY_FILE: inventoryFile, PORT: String(port), HOST: '127.0.0.1' };
-    let ingress = await spawnReady('api/server.ts', env, 'ingress listening');
-    const outputs: string[] = [];
-    const kills = [40, 110, 180];
-    let restarting: Promise<void> | undefined;
-    await sendAll(
-      () => `http://127.0.0.1:${port}`,
-      h.webhookSecret,
-      deliveries,
-      24,
-      (n) => {
-        if (kills.length > 0 && n >= kills[0]! && !restarting) {
-          kills.shift();
-          restarting = (async () => {
-            await ingress.kill();
-            outputs.push(ingress.output());
-            ingress = await spawnReady('api/server.ts', env, 'ingress listening');
-          })().finally(() => (restarting = undefined));
-        }
-      },
-    );
-    await restarting;
+    const { proc: ingress, outputs } = await burstWithKills({ entry: 'api/server.ts', env, readyText: 'ingress listening', port, secret: h.webhookSecret, deliveries, concurrency: 24, killsAt: [40, 110, 180] });
     outputs.push(ingress.output());
     await ingress.kill();
-    expect(kills).toEqual([]);
-    // The kills landed mid-burst: some deliveries needed more than one attempt.
-    expect(deliveries.filter((d) => d.attempts > 1).length).toBeGreaterThan(0);
 
     await expectExactlyOnce(h, h.client, deliveries, triggersOf(h), postsOf(h));
     for (const d of deliveries.filter((x) => x.role)) expect(await h.owned.loginFails(d.role!, d.password!)).toBe('28P01');
@@ -275,29 +279,7 @@ describe('a killed ingress loses nothing and doubles nothing', () => {
     const keys = createServerKeys(config.serverKey!);
     const deliveries = await plan(h, keys, 120, `all${rand()}`);
 
-    let tree = await spawnReady('scripts/start.ts', env, 'kill switch ready');
-    const outputs: string[] = [];
-    const kills = [30, 75];
-    let restarting: Promise<void> | undefined;
-    await sendAll(
-      () => `http://127.0.0.1:${port}`,
-      h.webhookSecret,
-      deliveries,
-      16,
-      (n) => {
-        if (kills.length > 0 && n >= kills[0]! && !restarting) {
-          kills.shift();
-          restarting = (async () => {
-            await tree.kill();
-            outputs.push(tree.output());
-            tree = await spawnReady('scripts/start.ts', env, 'kill switch ready');
-          })().finally(() => (restarting = undefined));
-        }
-      },
-    );
-    await restarting;
-    expect(kills).toEqual([]);
-    expect(deliveries.filter((d) => d.attempts > 1).length).toBeGreaterThan(0);
+    const { proc: tree, outputs } = await burstWithKills({ entry: 'scripts/start.ts', env, readyText: 'kill switch ready', port, secret: h.webhookSecret, deliveries, concurrency: 16, killsAt: [30, 75] });
 
     const connection = await Connection.connect({ address: `127.0.0.1:${devPort}` });
     try {
