@@ -24,11 +24,18 @@ export interface DevServerOptions {
   uiCodecEndpoint?: string;
   /** SQLite pragmas of the persistence store (`--sqlite-pragma journal_mode=wal`); unset: SQLite's defaults. */
   sqlitePragmas?: Record<string, string>;
+  /**
+   * Serve the server's Prometheus metrics on this port (`--metrics-port`, at
+   * `http://<ip>:<port>/metrics`); unset: the CLI picks a port of its own and `metricsUrl` is undefined.
+   */
+  metricsPort?: number;
 }
 
 export interface DevServer {
   address: string;
   uiUrl: string | undefined;
+  /** The Prometheus endpoint when `metricsPort` was given. */
+  metricsUrl: string | undefined;
   process: ChildProcess;
   stop(): Promise<void>;
 }
@@ -72,6 +79,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   }
   for (const sa of SEARCH_ATTRIBUTE_DEFINITIONS) args.push('--search-attribute', `${sa.name}=${sa.type}`);
   for (const [k, v] of Object.entries(opts.sqlitePragmas ?? {})) args.push('--sqlite-pragma', `${k}=${v}`);
+  if (opts.metricsPort) args.push('--metrics-port', String(opts.metricsPort));
 
   const child = spawn(opts.cli, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: false });
   captureOutput(child, opts.logFile);
@@ -106,6 +114,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   return {
     address,
     uiUrl: opts.headless ? undefined : `http://${ip === '0.0.0.0' ? 'localhost' : ip}:${opts.uiPort ?? port + 1000}`,
+    metricsUrl: opts.metricsPort ? `http://${ip === '0.0.0.0' ? '127.0.0.1' : ip}:${opts.metricsPort}/metrics` : undefined,
     process: child,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -7,6 +7,11 @@
  * results/latest.svg. Everything it creates is removed at the end, also on Ctrl-C or failure.
  *
  *   npm run bench -- --n 1000 --concurrency 32 --mix postgres=70,redis=30 --sqlite both
+ *   npm run bench -- --rate 20 --duration 60 --sqlite wal      # paced, open loop
+ *
+ * Besides latency it reports the cost of a containment: CPU ms per contained credential for each
+ * process (/proc), persistence requests per run (the dev server's Prometheus counters) and the
+ * shape of a run's history (events, workflow tasks), next to the inline baseline's CPU.
  *
  * WORKER_* variables (lib/config.ts) in the environment are passed to the worker process.
  */
@@ -16,7 +21,7 @@ import { createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, readFi
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { Webhook } from 'standardwebhooks';
@@ -31,6 +36,7 @@ import { startScramCluster, type ScramCluster } from '../test/helpers/pg-cluster
 import { startSlackFake, type SlackFake } from '../test/fakes/slack';
 import { startPagerDutyFake, type PagerDutyFake } from '../test/fakes/pagerduty';
 import { cdfSvg } from './bench-chart';
+import { CpuMeter, counterDelta, historyShape, postmasterPid, scrapeCounters, type HistoryShape, type Measured } from './bench-measure';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -38,8 +44,13 @@ import { cdfSvg } from './bench-chart';
 type SqliteMode = 'default' | 'wal';
 
 interface Options {
+  /** burst: N detections, `concurrency` in flight (closed loop); paced: `rate`/s for `duration` s on a fixed schedule (open loop). */
+  mode: 'burst' | 'paced';
   n: number;
   concurrency: number;
+  /** Paced mode: detections per second, and for how many seconds. */
+  rate: number | undefined;
+  durationSeconds: number | undefined;
   mix: { postgres: number; redis: number };
   sqlite: SqliteMode[];
   baseline: boolean;
@@ -54,19 +65,24 @@ interface Options {
 }
 
 function usage(): never {
-  process.stderr.write(`usage: npm run bench -- [--n 1000] [--concurrency 32] [--mix postgres=70,redis=30]
+  process.stderr.write(`usage: npm run bench -- [--n 1000 [--concurrency 32] | --rate R --duration S] [--mix postgres=70,redis=30]
        [--sqlite default|wal|both] [--no-baseline] [--slack-per-second 1] [--pagerduty-per-minute 120]
        [--slack-drain-seconds 90] [--timeout-seconds 300] [--out results] [--label text]
 env: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL
      (default redis://127.0.0.1:6379), WORKER_* (passed to the worker)
+modes: burst (default): N detections, --concurrency in flight; paced: --rate R detections per second
+       (decimals allowed) for --duration S seconds on a fixed schedule, open loop
 `);
   process.exit(2);
 }
 
 export function parseArgs(argv: string[], env = process.env): Options {
   const o: Options = {
+    mode: 'burst',
     n: 1000,
     concurrency: 32,
+    rate: undefined,
+    durationSeconds: undefined,
     mix: { postgres: 70, redis: 30 },
     sqlite: ['default', 'wal'],
     baseline: true,
@@ -84,16 +100,28 @@ export function parseArgs(argv: string[], env = process.env): Options {
     if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer from ${min} to ${max}`);
     return n;
   };
+  const seen = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.includes('=') && a.startsWith('--') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
     const value = () => inline ?? argv[++i];
+    seen.add(flag!);
     switch (flag) {
       case '--n':
         o.n = int(value(), '--n', 1, 100_000);
         break;
       case '--concurrency':
         o.concurrency = int(value(), '--concurrency', 1, 1000);
+        break;
+      case '--rate': {
+        const v = value();
+        const r = Number(v);
+        if (v === undefined || v.trim() === '' || !Number.isFinite(r) || r <= 0 || r > 1000) throw new Error('--rate must be a number of detections per second above 0, at most 1000');
+        o.rate = r;
+        break;
+      }
+      case '--duration':
+        o.durationSeconds = int(value(), '--duration', 1, 3600);
         break;
       case '--mix': {
         const m = { postgres: 0, redis: 0 };
@@ -141,6 +169,16 @@ export function parseArgs(argv: string[], env = process.env): Options {
       default:
         throw new Error(`unknown option ${a} (--help lists them)`);
     }
+  }
+  if (seen.has('--rate') || seen.has('--duration')) {
+    if (!seen.has('--rate')) throw new Error('--duration needs --rate (detections per second)');
+    if (!seen.has('--duration')) throw new Error('--rate needs --duration (seconds)');
+    if (seen.has('--n')) throw new Error('--n is for burst mode; in paced mode the count is --rate × --duration');
+    if (seen.has('--concurrency')) throw new Error('--concurrency is for burst mode; paced mode sends on a fixed schedule, however many are in flight');
+    o.mode = 'paced';
+    o.n = Math.round(o.rate! * o.durationSeconds!);
+    if (o.n < 1) throw new Error('--rate × --duration must be at least one detection');
+    if (o.n > 100_000) throw new Error('--rate × --duration must be at most 100000 detections');
   }
   return o;
 }
@@ -332,7 +370,25 @@ async function ownedSystems(opts: Options): Promise<OwnedSystems> {
 // ---------------------------------------------------------------------------------------------
 // The kill switch under test: its own Temporal dev server, audit database, worker and ingress.
 
+/** The processes that make up the system under test: their sum is the CPU total per containment. */
+const SYSTEM_PROCESSES = ['devServer', 'worker', 'ingress', 'auditPostgres', 'ownedPostgres', 'redis'] as const;
+const PERSISTENCE_COUNTERS = ['persistence_requests', 'visibility_persistence_requests'];
+const HISTORY_SAMPLE = 20;
+
+interface CpuFigures {
+  windowSeconds: number;
+  windowClosedWhen: string;
+  /** CPU ms per contained credential, per process; `total` is the system under test (not the driver). */
+  perContainedMs: Record<string, number>;
+  windowMs: Record<string, number>;
+  /** CPU ms per second in the 2 quiet seconds before the window. */
+  idleMsPerSecond: Record<string, number>;
+}
+
 interface Scenario {
+  mode: Options['mode'];
+  rate: number | null;
+  durationSeconds: number | null;
   sqlite: SqliteMode;
   pragmas: Record<string, string>;
   journalModeOnDisk: string;
@@ -342,6 +398,15 @@ interface Scenario {
   ack: ReturnType<typeof stats>;
   ackStatus: Record<string, number>;
   timeToContain: ReturnType<typeof stats>;
+  /** From when the detection was sent (paced mode: its scheduled time) to verified dead. */
+  timeToContainFromSend: ReturnType<typeof stats>;
+  /** Paced mode: how late the driver started each send after its scheduled time. */
+  sendLag: ReturnType<typeof stats> | null;
+  /** 202 answers that named no workflow id (not in timeToContainFromSend). */
+  unmatchedAcks: number;
+  cpu: CpuFigures;
+  persistence: { requestsPerRun: number; visibilityRequestsPerRun: number | null; requests: number; byOperationPerRun: Record<string, number> } | null;
+  history: HistoryShape | null;
   timeToRevoke: ReturnType<typeof stats>;
   byKind: Record<string, ReturnType<typeof stats>>;
   /** contained per second between the first receipt and the last verified death. */
@@ -430,6 +495,7 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     dbFile,
     logFile: path.join(dir, 'temporal.log'),
     sqlitePragmas: pragmas,
+    metricsPort: await freePort(),
   });
   onCleanup('stop the Temporal dev server', () => dev.stop());
 
@@ -520,65 +586,125 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     await sleep(250);
   }
 
-  // The burst: N signed deliveries, `concurrency` in flight.
+  // What the window measures: CPU of each process (from /proc), the dev server's persistence
+  // counters, and the audit database's backends (pg_stat_activity, polled while the window runs).
   const wh = new Webhook(webhookSecret);
   const acks: number[] = [];
   const ackStatus: Record<string, number> = {};
   const audit = new pg.Client({ connectionString: auditUrl });
   await audit.connect();
   onCleanup('close the audit connection', () => audit.end());
+  const auditBackends = async () =>
+    (await audit.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()')).rows.map((r) => r.pid);
+  const redisPid = Number(/process_id:(\d+)/.exec(await owned.redis.info('server'))?.[1]) || undefined;
+  const measured: Record<string, Measured> = {
+    devServer: { kind: 'tree', pid: dev.process.pid },
+    worker: { kind: 'tree', pid: worker.pid },
+    ingress: { kind: 'tree', pid: ingress.pid },
+    auditPostgres: { kind: 'pids', list: auditBackends },
+    ownedPostgres: { kind: 'tree', pid: postmasterPid(path.join(owned.pg.socketDir, 'data')) },
+    redis: { kind: 'tree', pid: redisPid },
+    driver: { kind: 'self' },
+  };
+  // Two quiet seconds first: what each process burns doing nothing, to read the window against.
+  const idleMeter = new CpuMeter(measured);
+  await idleMeter.begin();
+  await sleep(2000);
+  const idle = await idleMeter.end();
+  const metricsBefore = dev.metricsUrl ? await scrapeCounters(dev.metricsUrl, PERSISTENCE_COUNTERS) : null;
+  const cpuMeter = new CpuMeter(measured);
+  await cpuMeter.begin();
+
+  // The load: a burst (N deliveries, `concurrency` in flight) or a fixed schedule (`rate`/s, open
+  // loop: each send starts at its scheduled time whether or not earlier ones were answered, and its
+  // ack and time to contain count from that scheduled time, so a slow answer cannot hide a queue).
   const bar = progress(`${mode.padEnd(7)} contained`, opts.n);
-  let next = 0;
   let acked = 0;
   const sendStart = Date.now();
   let lastAckAt = sendStart;
-  const sender = async () => {
-    for (;;) {
-      const i = next++;
-      if (i >= creds.length) return;
-      const c = creds[i]!;
-      const body = JSON.stringify({
-        credentialType: c.kind === 'postgres' ? 'postgres_password' : 'redis_password',
-        secret: c.leakedUrl,
-        scanner: 'bench',
-        findingId: `${runId}-${tag}-${i}`,
-        location: { repository: 'acme/bench', file: `config/${i}.env`, line: 1 },
-      });
-      const id = `msg_${runId}_${tag}_${i}`;
-      const ts = new Date();
-      const t0 = performance.now();
-      let status = 'error';
-      for (let attempt = 0; attempt < 5; attempt++) {
-        try {
-          const r = await fetch(`${base}/webhooks/generic`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(Math.floor(ts.getTime() / 1000)), 'webhook-signature': wh.sign(id, ts, body) },
-            body,
-            signal: AbortSignal.timeout(30_000),
-          });
-          await r.arrayBuffer();
-          status = String(r.status);
-          if (r.status !== 503 && r.status !== 429) break;
-        } catch (err) {
-          status = (err as Error).name;
+  /** Epoch ms each run's detection was sent (paced: scheduled), by the workflow id the ingress answered. */
+  const sentAt = new Map<string, number>();
+  const sendLag: number[] = [];
+  let unmatchedAcks = 0;
+  const send = async (i: number, from: number) => {
+    const c = creds[i]!;
+    const body = JSON.stringify({
+      credentialType: c.kind === 'postgres' ? 'postgres_password' : 'redis_password',
+      secret: c.leakedUrl,
+      scanner: 'bench',
+      findingId: `${runId}-${tag}-${i}`,
+      location: { repository: 'acme/bench', file: `config/${i}.env`, line: 1 },
+    });
+    const id = `msg_${runId}_${tag}_${i}`;
+    const ts = new Date();
+    let status = 'error';
+    let workflowId: string | undefined;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const r = await fetch(`${base}/webhooks/generic`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(Math.floor(ts.getTime() / 1000)), 'webhook-signature': wh.sign(id, ts, body) },
+          body,
+          signal: AbortSignal.timeout(30_000),
+        });
+        const text = await r.text();
+        status = String(r.status);
+        if (r.status === 202) {
+          try {
+            const b = JSON.parse(text) as { workflowId?: string; runs?: Array<{ workflowId?: string }> };
+            workflowId = b.workflowId ?? b.runs?.[0]?.workflowId;
+          } catch {
+            // an answer without a JSON body: the run is still measured from receipt
+          }
         }
-        await sleep(500 * (attempt + 1));
+        if (r.status !== 503 && r.status !== 429) break;
+      } catch (err) {
+        status = (err as Error).name;
       }
-      acks.push(performance.now() - t0);
-      ackStatus[status] = (ackStatus[status] ?? 0) + 1;
-      acked++;
-      lastAckAt = Date.now();
+      await sleep(500 * (attempt + 1));
     }
+    acks.push(performance.now() - from);
+    ackStatus[status] = (ackStatus[status] ?? 0) + 1;
+    if (workflowId) sentAt.set(workflowId, performance.timeOrigin + from);
+    else if (status === '202') unmatchedAcks++;
+    acked++;
+    lastAckAt = Date.now();
   };
-  const senders = Promise.all(Array.from({ length: Math.min(opts.concurrency, creds.length) }, sender));
+  let senders: Promise<unknown>;
+  if (opts.mode === 'paced') {
+    const interval = 1000 / opts.rate!;
+    const first = performance.now() + 20;
+    senders = (async () => {
+      const inFlight: Array<Promise<void>> = [];
+      for (let i = 0; i < creds.length; i++) {
+        const at = first + i * interval;
+        const wait = at - performance.now();
+        if (wait > 1) await sleep(wait);
+        sendLag.push(Math.max(0, performance.now() - at));
+        inFlight.push(send(i, at));
+      }
+      await Promise.all(inFlight);
+    })();
+  } else {
+    let next = 0;
+    const sender = async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= creds.length) return;
+        await send(i, performance.now());
+      }
+    };
+    senders = Promise.all(Array.from({ length: Math.min(opts.concurrency, creds.length) }, sender));
+  }
 
   // Wait for every audit row (bounded), with the bar.
-  const deadline = Date.now() + opts.timeoutSeconds * 1000;
+  const deadline = Date.now() + ((opts.durationSeconds ?? 0) + opts.timeoutSeconds) * 1000;
   let audited = 0;
   let sendDone = false;
   void senders.then(() => (sendDone = true));
   while (Date.now() < deadline) {
     audited = Number((await audit.query('SELECT count(*)::int AS n FROM killswitch_audit')).rows[0].n);
+    await cpuMeter.poll();
     bar.update(audited, `acked ${acked}`);
     if (sendDone && audited >= opts.n) break;
     await sleep(250);
@@ -586,6 +712,21 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   bar.done();
   await Promise.race([senders, sleep(1000)]);
   if (audited < opts.n) process.stderr.write(`warning: only ${audited}/${opts.n} runs recorded an outcome within ${opts.timeoutSeconds} s\n`);
+  // The window closes when the last run has closed (what a run does after its audit row, its
+  // notifications, is part of its cost), at most 60 s after the last audit row.
+  const openRuns = async () =>
+    conn.workflowService
+      .countWorkflowExecutions({ namespace: 'default', query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })
+      .then((r) => Number(r.count ?? 0), () => NaN);
+  const closeBy = Date.now() + 60_000;
+  let stillOpen = await openRuns();
+  while (stillOpen !== 0 && Date.now() < closeBy) {
+    await cpuMeter.poll();
+    await sleep(250);
+    stillOpen = await openRuns();
+  }
+  const cpuWindow = await cpuMeter.end();
+  const metricsAfter = dev.metricsUrl ? await scrapeCounters(dev.metricsUrl, PERSISTENCE_COUNTERS) : null;
 
   const rows = (
     await audit.query<{ workflow_id: string; outcome: string; owning_system: string | null; received_at: Date; revoked_at: Date | null; verified_dead_at: Date | null; recorded_at: Date }>(
@@ -597,6 +738,36 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   const contained = rows.filter((r) => r.outcome === 'contained' && r.verified_dead_at);
   const contain = contained.map((r) => r.verified_dead_at!.getTime() - r.received_at.getTime());
   const revoke = contained.filter((r) => r.revoked_at).map((r) => r.revoked_at!.getTime() - r.received_at.getTime());
+  const fromSend = contained.filter((r) => sentAt.has(r.workflow_id)).map((r) => r.verified_dead_at!.getTime() - sentAt.get(r.workflow_id)!);
+
+  // Cost per contained credential: CPU per process, persistence requests, history shape.
+  const per = (x: number) => (contained.length ? Math.round((x / contained.length) * 10) / 10 : NaN);
+  const r1 = (x: number) => Math.round(x * 10) / 10;
+  const systemMs = SYSTEM_PROCESSES.reduce((a, k) => a + cpuWindow.ms[k]!, 0);
+  const cpu: CpuFigures = {
+    windowSeconds: r1(cpuWindow.seconds),
+    windowClosedWhen: stillOpen === 0 ? 'every run closed' : `60 s after the last audit row, ${Number.isNaN(stillOpen) ? 'unknown' : stillOpen} runs still open`,
+    perContainedMs: { ...Object.fromEntries(Object.entries(cpuWindow.ms).map(([k, v]) => [k, per(v)])), total: per(systemMs) },
+    windowMs: { ...Object.fromEntries(Object.entries(cpuWindow.ms).map(([k, v]) => [k, Math.round(v)])), total: Math.round(systemMs) },
+    idleMsPerSecond: Object.fromEntries(Object.entries(idle.ms).map(([k, v]) => [k, r1(v / idle.seconds)])),
+  };
+  const persisted = counterDelta(metricsBefore, metricsAfter, 'persistence_requests');
+  const visibility = counterDelta(metricsBefore, metricsAfter, 'visibility_persistence_requests');
+  const persistence = persisted
+    ? {
+        requestsPerRun: per(persisted.total),
+        visibilityRequestsPerRun: visibility ? per(visibility.total) : null,
+        requests: persisted.total,
+        byOperationPerRun: Object.fromEntries(
+          Object.entries(persisted.byOperation)
+            .sort((a, b) => b[1] - a[1])
+            .map(([op, v]) => [op, per(v)] as const)
+            .filter(([, v]) => v > 0),
+        ),
+      }
+    : null;
+  const history = await historyShape(new Client({ connection: conn }), contained.map((r) => r.workflow_id), HISTORY_SAMPLE);
+
   const byKind: Record<string, ReturnType<typeof stats>> = {};
   for (const sys of ['bench-pg', 'bench-redis']) {
     const v = contained.filter((r) => r.owning_system === sys).map((r) => r.verified_dead_at!.getTime() - r.received_at.getTime());
@@ -690,6 +861,9 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   const memory = { worker: memoryOf(worker.pid), ingress: memoryOf(ingress.pid), temporal: memoryOf(dev.process.pid) };
   const logs = [workerLog, ingressLog, path.join(dir, 'temporal.log')].map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : '')).join('\n');
   const scenario: Scenario = {
+    mode: opts.mode,
+    rate: opts.rate ?? null,
+    durationSeconds: opts.durationSeconds ?? null,
     sqlite: mode,
     pragmas,
     journalModeOnDisk: sqliteJournalMode(dbFile),
@@ -699,10 +873,16 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     ack: stats(acks),
     ackStatus,
     timeToContain: stats(contain),
+    timeToContainFromSend: stats(fromSend),
+    sendLag: opts.mode === 'paced' ? stats(sendLag) : null,
+    unmatchedAcks,
+    cpu,
+    persistence,
+    history,
     timeToRevoke: stats(revoke),
     byKind,
     containedPerSecond: Math.round(containedPerSecond * 10) / 10,
-    offeredPerSecond: Math.round((opts.n / Math.max(0.001, (lastAckAt - sendStart) / 1000)) * 10) / 10,
+    offeredPerSecond: opts.mode === 'paced' ? opts.rate! : Math.round((opts.n / Math.max(0.001, (lastAckAt - sendStart) / 1000)) * 10) / 10,
     wallSeconds: Math.round((lastDead - firstReceived) / 100) / 10,
     slack: {
       perSecondLimit: opts.slackPerSecond,
@@ -749,34 +929,62 @@ async function runBaseline(opts: Options, owned: OwnedSystems) {
   onCleanup('close the baseline providers', () => registry.closeAll());
   const times: number[] = [];
   const failures: string[] = [];
-  let next = 0;
   const bar = progress('baseline contained', creds.length);
+  // The bench process's own CPU (process.cpuUsage) plus what the owned systems spent answering it.
+  const redisPid = Number(/process_id:(\d+)/.exec(await owned.redis.info('server'))?.[1]) || undefined;
+  const meter = new CpuMeter({
+    process: { kind: 'self' },
+    ownedPostgres: { kind: 'tree', pid: postmasterPid(path.join(owned.pg.socketDir, 'data')) },
+    redis: { kind: 'tree', pid: redisPid },
+  });
+  await meter.begin();
   const t0 = Date.now();
-  const loop = async () => {
-    for (;;) {
-      const i = next++;
-      if (i >= creds.length) return;
-      const c = creds[i]!;
-      const rt = registry.get(c.kind === 'postgres' ? 'bench-pg' : 'bench-redis')!;
-      const ref: CredentialRef = c.kind === 'postgres' ? { role: c.name, host: '127.0.0.1' } : { user: c.name, host: '127.0.0.1' };
-      const req = { workflowId: `baseline-${i}`, credentialRef: ref };
-      const start = performance.now();
-      try {
-        await rt.provider.revoke({ ...req, mode: 'emergency', leakedValue: c.password });
-        await rt.provider.expireSessions(req);
-        const v = await rt.provider.verifyDead(req, c.password);
-        if (!v.verifiedDeadAt) throw new Error(`not verified: ${v.method}`);
-        times.push(performance.now() - start);
-      } catch (err) {
-        failures.push(((err as Error).message ?? '').split(SECRET_MARK)[0]!);
-      }
-      bar.update(times.length + failures.length);
+  const containOne = async (i: number, from: number) => {
+    const c = creds[i]!;
+    const rt = registry.get(c.kind === 'postgres' ? 'bench-pg' : 'bench-redis')!;
+    const ref: CredentialRef = c.kind === 'postgres' ? { role: c.name, host: '127.0.0.1' } : { user: c.name, host: '127.0.0.1' };
+    const req = { workflowId: `baseline-${i}`, credentialRef: ref };
+    try {
+      await rt.provider.revoke({ ...req, mode: 'emergency', leakedValue: c.password });
+      await rt.provider.expireSessions(req);
+      const v = await rt.provider.verifyDead(req, c.password);
+      if (!v.verifiedDeadAt) throw new Error(`not verified: ${v.method}`);
+      times.push(performance.now() - from);
+    } catch (err) {
+      failures.push(((err as Error).message ?? '').split(SECRET_MARK)[0]!);
     }
+    bar.update(times.length + failures.length);
   };
-  await Promise.all(Array.from({ length: Math.min(opts.concurrency, creds.length) }, loop));
+  if (opts.mode === 'paced') {
+    // The same schedule as the measured runs, open loop.
+    const interval = 1000 / opts.rate!;
+    const first = performance.now() + 20;
+    const inFlight: Array<Promise<void>> = [];
+    for (let i = 0; i < creds.length; i++) {
+      const at = first + i * interval;
+      const wait = at - performance.now();
+      if (wait > 1) await sleep(wait);
+      inFlight.push(containOne(i, at));
+    }
+    await Promise.all(inFlight);
+  } else {
+    let next = 0;
+    const loop = async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= creds.length) return;
+        await containOne(i, performance.now());
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(opts.concurrency, creds.length) }, loop));
+  }
   bar.done();
   const wall = (Date.now() - t0) / 1000;
+  const used = await meter.end();
+  const per = (x: number) => (times.length ? Math.round((x / times.length) * 10) / 10 : NaN);
+  const total = used.ms.process! + used.ms.ownedPostgres! + used.ms.redis!;
   return {
+    cpuPerContainedMs: { process: per(used.ms.process!), ownedPostgres: per(used.ms.ownedPostgres!), redis: per(used.ms.redis!), total: per(total) },
     n: creds.length,
     contained: times.length,
     failures: failures.length,
@@ -810,7 +1018,8 @@ async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'ks-bench-'));
   onCleanup('remove the work folder', () => rmSync(workDir, { recursive: true, force: true }));
   const started = new Date();
-  process.stderr.write(`bench ${runId}: N=${opts.n}, concurrency ${opts.concurrency}, mix postgres=${opts.mix.postgres},redis=${opts.mix.redis}, sqlite ${opts.sqlite.join('+')}; work folder ${workDir}\n`);
+  const load = opts.mode === 'paced' ? `paced ${opts.rate}/s for ${opts.durationSeconds} s (N=${opts.n})` : `burst N=${opts.n}, concurrency ${opts.concurrency}`;
+  process.stderr.write(`bench ${runId}: ${load}, mix postgres=${opts.mix.postgres},redis=${opts.mix.redis}, sqlite ${opts.sqlite.join('+')}; work folder ${workDir}\n`);
   const owned = await ownedSystems(opts);
 
   const scenarios: Scenario[] = [];
@@ -823,11 +1032,15 @@ async function main(): Promise<void> {
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
-    options: { n: opts.n, concurrency: opts.concurrency, mix: opts.mix, sqlite: opts.sqlite, slackPerSecond: opts.slackPerSecond, pagerDutyPerMinute: opts.pagerDutyPerMinute },
+    options: { mode: opts.mode, n: opts.n, concurrency: opts.mode === 'burst' ? opts.concurrency : null, rate: opts.rate ?? null, durationSeconds: opts.durationSeconds ?? null, mix: opts.mix, sqlite: opts.sqlite, slackPerSecond: opts.slackPerSecond, pagerDutyPerMinute: opts.pagerDutyPerMinute },
     scenarios: scenarios.map(({ samples: _s, ...s }) => s),
     baseline: baseline ? (({ samples: _s, ...b }) => b)(baseline) : null,
     priceOfDurability: baseline
       ? Object.fromEntries(scenarios.map((s) => [s.sqlite, Math.round((s.timeToContain.p50 / baseline.timeToContain.p50) * 10) / 10]))
+      : null,
+    /** CPU per contained credential, all processes of the system ÷ the inline baseline's (its process and the owned systems). */
+    cpuRatio: baseline
+      ? Object.fromEntries(scenarios.map((s) => [s.sqlite, Math.round((s.cpu.perContainedMs.total! / baseline.cpuPerContainedMs.total) * 10) / 10]))
       : null,
   };
 
@@ -837,7 +1050,7 @@ async function main(): Promise<void> {
   writeFileSync(path.join(opts.outDir, `bench-${stamp}.json`), json);
   writeFileSync(path.join(opts.outDir, 'latest.json'), json);
   const colors = ['#d62728', '#1f77b4'];
-  const svg = cdfSvg(`Kill switch, N=${opts.n}, concurrency ${opts.concurrency}: CDF of latency`, [
+  const svg = cdfSvg(`Kill switch, ${load}: CDF of latency`, [
     ...scenarios.map((s, i) => ({ label: `time to contain (sqlite ${s.sqlite})`, color: colors[i % 2]!, values: s.samples.contain })),
     ...(baseline ? [{ label: 'inline baseline (no Temporal)', color: '#2ca02c', values: baseline.samples }] : []),
     ...scenarios.map((s, i) => ({ label: `ingress 202 ack (sqlite ${s.sqlite})`, color: colors[i % 2]!, values: s.samples.ack, dashed: true })),
@@ -846,15 +1059,42 @@ async function main(): Promise<void> {
 
   // The summary.
   const lines: string[] = [];
-  lines.push(`\nSecret Kill Switch benchmark: N=${opts.n}, concurrency ${opts.concurrency}, mix postgres ${opts.mix.postgres} / redis ${opts.mix.redis}`);
+  lines.push(`\nSecret Kill Switch benchmark: ${load}, mix postgres ${opts.mix.postgres} / redis ${opts.mix.redis}`);
   for (const s of scenarios) {
     lines.push(`\n[Temporal dev server SQLite: ${s.sqlite}; pragmas ${Object.keys(s.pragmas).length ? Object.entries(s.pragmas).map(([k, v]) => `${k}=${v}`).join(' ') : 'none (SQLite defaults: journal_mode=delete, synchronous=full)'}; on disk: ${s.journalModeOnDisk}]`);
     lines.push(`  outcomes              ${JSON.stringify(s.outcomes)}   ingress answers ${JSON.stringify(s.ackStatus)}`);
-    lines.push(`  ingress 202 ack       p50 ${fmtMs(s.ack.p50)}  p95 ${fmtMs(s.ack.p95)}  p99 ${fmtMs(s.ack.p99)}`);
+    const from = s.mode === 'paced' ? 'scheduled send' : 'send';
+    lines.push(`  ingress 202 ack       p50 ${fmtMs(s.ack.p50)}  p95 ${fmtMs(s.ack.p95)}  p99 ${fmtMs(s.ack.p99)}  (${from} → answer)`);
+    if (s.sendLag) lines.push(`  driver send lag       p50 ${fmtMs(s.sendLag.p50)}  p99 ${fmtMs(s.sendLag.p99)}  max ${fmtMs(s.sendLag.max)}  (scheduled → actually sent)`);
     lines.push(`  time to contain       p50 ${fmtMs(s.timeToContain.p50)}  p95 ${fmtMs(s.timeToContain.p95)}  p99 ${fmtMs(s.timeToContain.p99)}  (received → verified dead)`);
+    lines.push(
+      `                        p50 ${fmtMs(s.timeToContainFromSend.p50)}  p95 ${fmtMs(s.timeToContainFromSend.p95)}  p99 ${fmtMs(s.timeToContainFromSend.p99)}  (${from} → verified dead, n=${s.timeToContainFromSend.count})`,
+    );
     lines.push(`  time to revoke        p50 ${fmtMs(s.timeToRevoke.p50)}  p95 ${fmtMs(s.timeToRevoke.p95)}  p99 ${fmtMs(s.timeToRevoke.p99)}`);
     for (const [k, v] of Object.entries(s.byKind)) lines.push(`    ${k.padEnd(18)}  p50 ${fmtMs(v.p50)}  p95 ${fmtMs(v.p95)}  p99 ${fmtMs(v.p99)}  (n=${v.count})`);
     lines.push(`  sustained             ${s.containedPerSecond} contained/s over ${s.wallSeconds} s (offered ${s.offeredPerSecond}/s)`);
+    const c = s.cpu.perContainedMs;
+    const f = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '?' : v.toFixed(1));
+    lines.push(
+      `  CPU per contained     ${f(c.total)} ms = dev server ${f(c.devServer)} + worker ${f(c.worker)} + ingress ${f(c.ingress)} + audit PG backends ${f(c.auditPostgres)} + owned PG cluster ${f(c.ownedPostgres)} + redis ${f(c.redis)}; bench driver and fakes ${f(c.driver)}`,
+    );
+    const i = s.cpu.idleMsPerSecond;
+    lines.push(
+      `                        window ${s.cpu.windowSeconds} s, closed when ${s.cpu.windowClosedWhen}; idle before, ms/s: dev server ${f(i.devServer)}, worker ${f(i.worker)}, ingress ${f(i.ingress)}, PG ${f(i.auditPostgres)}+${f(i.ownedPostgres)}, redis ${f(i.redis)}`,
+    );
+    if (s.persistence) {
+      const top = Object.entries(s.persistence.byOperationPerRun)
+        .slice(0, 5)
+        .map(([op, v]) => `${op} ${v}`)
+        .join(', ');
+      lines.push(`  persistence per run   ${s.persistence.requestsPerRun} requests (visibility ${s.persistence.visibilityRequestsPerRun ?? '?'}); most: ${top}`);
+    } else lines.push('  persistence per run   ? (the dev server metrics could not be read)');
+    const h = s.history;
+    lines.push(
+      h
+        ? `  history per run       events mean ${h.events.mean} max ${h.events.max}; workflow tasks mean ${h.workflowTasks.mean} max ${h.workflowTasks.max}; activities ${h.activitiesScheduled.mean}, markers ${h.markers.mean}, search-attribute upserts ${h.searchAttributeUpserts.mean} (mean of ${h.sampled} random runs)`
+        : '  history per run       ? (no history could be read)',
+    );
     lines.push(`  peak RSS              worker ${s.memory.worker?.peakRssMiB ?? '?'} MiB, ingress ${s.memory.ingress?.peakRssMiB ?? '?'} MiB, temporal dev server ${s.memory.temporal?.peakRssMiB ?? '?'} MiB`);
     const l = s.slack.lagAfterVerifiedDeadMs;
     lines.push(
@@ -867,7 +1107,11 @@ async function main(): Promise<void> {
     lines.push(`\n[inline baseline: the providers' revoke → expireSessions → verifyDead, no Temporal]`);
     lines.push(`  contained ${baseline.contained}/${baseline.n}${baseline.failures ? ` (failures ${baseline.failures}: ${baseline.firstFailure})` : ''}`);
     lines.push(`  time to contain       p50 ${fmtMs(baseline.timeToContain.p50)}  p95 ${fmtMs(baseline.timeToContain.p95)}  p99 ${fmtMs(baseline.timeToContain.p99)}; ${baseline.containedPerSecond} contained/s`);
-    for (const s of scenarios) lines.push(`  price of durability (sqlite ${s.sqlite}): median time to contain ×${result.priceOfDurability![s.sqlite]}`);
+    const b = baseline.cpuPerContainedMs;
+    lines.push(`  CPU per contained     ${b.total.toFixed(1)} ms = bench process ${b.process.toFixed(1)} + owned PG cluster ${b.ownedPostgres.toFixed(1)} + redis ${b.redis.toFixed(1)}`);
+    for (const s of scenarios) {
+      lines.push(`  price of durability (sqlite ${s.sqlite}): median time to contain ×${result.priceOfDurability![s.sqlite]}; CPU per contained ×${result.cpuRatio![s.sqlite]}`);
+    }
   }
   lines.push(`\nwritten: ${path.relative(process.cwd(), path.join(opts.outDir, `bench-${stamp}.json`))}, latest.json, latest.svg`);
   process.stdout.write(`${lines.join('\n')}\n`);
