@@ -3,6 +3,7 @@
  * with 204 and contained end to end, 401/400 as the contract says, 429 + Retry-After when Temporal
  * cannot take them.
  */
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../lib/temporal-dev';
 import { killSwitchWorkflowId, type KillSwitchResult } from '../../workflows/shared';
@@ -108,6 +109,33 @@ describe('GitLab token revocation API', () => {
     const result: KillSwitchResult = await h.client.workflow.getHandle(workflowId).result();
     expect(result.outcome).toBe('contained');
     expect(await h.owned.loginFails(role, password)).toBe('28P01');
+  });
+
+  it('a request GitLab re-sends (it has no delivery id: keyed by its body), also after a crash before the answer, ends in one run', async () => {
+    const { role, password } = await h.owned.createRole();
+    const o = inject('owned');
+    const body = JSON.stringify([
+      { type: 'gitleaks_rule_id_password_in_url', token: `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`, location: 'https://gitlab.example.com/acme/api/-/blob/abc/.env' },
+    ]);
+    const send = () => call(h.baseUrl, '/v1/revoke_tokens', { method: 'POST', body });
+    expect((await send()).status).toBe(204);
+    const workflowId = killSwitchWorkflowId('postgres_password', h.keys.fingerprint(password));
+    await h.client.workflow.getHandle(workflowId).result();
+    const runs = async () => {
+      const ids: string[] = [];
+      for await (const e of h.client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) ids.push(e.runId);
+      return ids;
+    };
+    // GitLab's retry of the same request: answered from the ledger, no second (re-verifying) run.
+    expect((await send()).status).toBe(204);
+    // The ledger row as an ingress killed between starting the run and answering leaves it.
+    const key = `body-sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const unanswered = await h.db.query("UPDATE killswitch_deliveries SET status = NULL, response = NULL WHERE source = 'gitlab' AND delivery_id = $1 RETURNING 1", [key]);
+    expect(unanswered.rows).toHaveLength(1);
+    expect((await send()).status).toBe(204);
+    expect(await runs()).toHaveLength(1);
+    const audit = await h.db.query<{ outcome: string }>('SELECT outcome FROM killswitch_audit WHERE workflow_id = $1', [workflowId]);
+    expect(audit.rows).toEqual([{ outcome: 'contained' }]);
   });
 
   it('answers 401 without the pre-shared token, 400 for malformed bodies and unknown types', async () => {
