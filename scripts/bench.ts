@@ -64,6 +64,32 @@ interface Options {
   label: string | undefined;
 }
 
+/**
+ * Calls `fn(i, at)` for i < count: paced, each at its scheduled time (open loop: never waiting for
+ * earlier calls; `lag` gets how late each started); burst, `concurrency` loops one after another.
+ */
+async function drive(count: number, opts: Pick<Options, 'mode' | 'rate' | 'concurrency'>, fn: (i: number, at: number) => Promise<void>, lag?: number[]): Promise<void> {
+  if (opts.mode === 'paced') {
+    const interval = 1000 / opts.rate!;
+    const first = performance.now() + 20;
+    const inFlight: Array<Promise<void>> = [];
+    for (let i = 0; i < count; i++) {
+      const at = first + i * interval;
+      const wait = at - performance.now();
+      if (wait > 1) await sleep(wait);
+      lag?.push(Math.max(0, performance.now() - at));
+      inFlight.push(fn(i, at));
+    }
+    await Promise.all(inFlight);
+    return;
+  }
+  let next = 0;
+  const loop = async () => {
+    for (let i = next++; i < count; i = next++) await fn(i, performance.now());
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.concurrency, count) }, loop));
+}
+
 function usage(): never {
   process.stderr.write(`usage: npm run bench -- [--n 1000 [--concurrency 32] | --rate R --duration S] [--mix postgres=70,redis=30]
        [--sqlite default|wal|both] [--no-baseline] [--slack-per-second 1] [--pagerduty-per-minute 120]
@@ -670,32 +696,7 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     acked++;
     lastAckAt = Date.now();
   };
-  let senders: Promise<unknown>;
-  if (opts.mode === 'paced') {
-    const interval = 1000 / opts.rate!;
-    const first = performance.now() + 20;
-    senders = (async () => {
-      const inFlight: Array<Promise<void>> = [];
-      for (let i = 0; i < creds.length; i++) {
-        const at = first + i * interval;
-        const wait = at - performance.now();
-        if (wait > 1) await sleep(wait);
-        sendLag.push(Math.max(0, performance.now() - at));
-        inFlight.push(send(i, at));
-      }
-      await Promise.all(inFlight);
-    })();
-  } else {
-    let next = 0;
-    const sender = async () => {
-      for (;;) {
-        const i = next++;
-        if (i >= creds.length) return;
-        await send(i, performance.now());
-      }
-    };
-    senders = Promise.all(Array.from({ length: Math.min(opts.concurrency, creds.length) }, sender));
-  }
+  const senders = drive(creds.length, opts, send, sendLag);
 
   // Wait for every audit row (bounded), with the bar.
   const deadline = Date.now() + ((opts.durationSeconds ?? 0) + opts.timeoutSeconds) * 1000;
@@ -955,29 +956,8 @@ async function runBaseline(opts: Options, owned: OwnedSystems) {
     }
     bar.update(times.length + failures.length);
   };
-  if (opts.mode === 'paced') {
-    // The same schedule as the measured runs, open loop.
-    const interval = 1000 / opts.rate!;
-    const first = performance.now() + 20;
-    const inFlight: Array<Promise<void>> = [];
-    for (let i = 0; i < creds.length; i++) {
-      const at = first + i * interval;
-      const wait = at - performance.now();
-      if (wait > 1) await sleep(wait);
-      inFlight.push(containOne(i, at));
-    }
-    await Promise.all(inFlight);
-  } else {
-    let next = 0;
-    const loop = async () => {
-      for (;;) {
-        const i = next++;
-        if (i >= creds.length) return;
-        await containOne(i, performance.now());
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(opts.concurrency, creds.length) }, loop));
-  }
+  // The same schedule as the measured runs (paced: open loop).
+  await drive(creds.length, opts, containOne);
   bar.done();
   const wall = (Date.now() - t0) / 1000;
   const used = await meter.end();

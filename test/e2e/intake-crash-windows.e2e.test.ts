@@ -6,7 +6,7 @@
  * mid-burst; this file pins each window down.)
  */
 import { createHmac } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import schema from '@octokit/webhooks-schemas/schema.json' with { type: 'json' };
 import { startGitHubFake, type GitHubFake } from '../fakes/github';
 import { holdRole, waitFor } from '../faults/support';
@@ -137,10 +137,9 @@ describe('a re-send after a crash of the ingress', () => {
 
   it('GitHub: died after starting the enrichment, before answering; enrichment and containment finished since: no second enrichment, no second run', async () => {
     const { role, password } = await h.owned.createRole();
-    const o = inject('owned');
     const repo = 'acme/crash';
     const number = 1000 + Math.floor(Math.random() * 1e6);
-    const url = gh.addAlert(repo, { number, secret_type: 'postgres_connection_uri', secret: `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`, validity: 'active', path: '.env', line: 1 });
+    const url = gh.addAlert(repo, { number, secret_type: 'postgres_connection_uri', secret: leakedUrl(role, password), validity: 'active', path: '.env', line: 1 });
     const delivery = `${rand()}-${rand()}-${rand()}`;
     const send = githubSender(repo, number, url, delivery);
     const first = await send();
@@ -161,11 +160,10 @@ describe('a re-send after a crash of the ingress', () => {
 
   it('GitHub down: the source\'s escalateAfter (10s here) pages a human from the ingress\'s delivery; the late value is contained', async () => {
     const { role, password } = await h.owned.createRole();
-    const o = inject('owned');
     const repo = 'acme/down';
     const number = 1000 + Math.floor(Math.random() * 1e6);
-    const url = gh.addAlert(repo, { number, secret_type: 'postgres_connection_uri', secret: `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`, validity: 'active', path: '.env', line: 1 });
-    gh.script.push(...Array.from({ length: 1000 }, () => ({ status: 503, body: { message: 'Service Unavailable' } })));
+    const url = gh.addAlert(repo, { number, secret_type: 'postgres_connection_uri', secret: leakedUrl(role, password), validity: 'active', path: '.env', line: 1 });
+    gh.down();
     const delivery = `${rand()}-${rand()}-${rand()}`;
     const sent = Date.now();
     try {
@@ -181,7 +179,7 @@ describe('a re-send after a crash of the ingress', () => {
       expect(Date.now() - sent).toBeLessThan(60_000);
       expect(page.dedup_key).toMatch(/^killswitch-/);
     } finally {
-      gh.script.length = 0;
+      gh.up();
     }
     // GitHub is back: the fetch (still retrying) gets the value, and the credential is contained.
     const enriched = await h.client.workflow.getHandle(`enrich-github-${delivery}`).result();

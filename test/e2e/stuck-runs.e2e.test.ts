@@ -7,7 +7,7 @@
  * - while GitHub keeps failing, the finding is escalated within the short delay (a page), the fetch
  *   goes on, and once GitHub is back the credential is contained and the escalation says so.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnrichResult } from '../../workflows/enrich';
 import {
   killSwitchWorkflowId,
@@ -16,7 +16,7 @@ import {
   type KillSwitchResult,
 } from '../../workflows/shared';
 import { startGitHubFake, type GitHubFake } from '../fakes/github';
-import { rand, startHarness, type Harness } from '../helpers/harness';
+import { leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
 
 let gh: GitHubFake;
 let h: Harness;
@@ -162,18 +162,15 @@ describe('no run is stuck on its input', () => {
 describe('GitHub down: a human is paged within the short delay, the late value joins the run', () => {
   it('pages while GitHub answers 5xx, contains the credential once it is back, and resolves the page', async () => {
     const { role, password } = await h.owned.createRole();
-    const o = inject('owned');
     const repo = 'acme/outage';
     const number = 1 + Math.floor(Math.random() * 1e6);
     gh.addAlert(repo, {
       number,
       secret_type: 'postgres_connection_uri',
-      secret: `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`,
+      secret: leakedUrl(role, password),
     });
     // GitHub is down: every request answers 503 until the script is emptied.
-    gh.script.push(
-      ...Array.from({ length: 1000 }, () => ({ status: 503, body: { message: 'Service Unavailable' } })),
-    );
+    gh.down();
     const alertPath = `/repos/${repo}/secret-scanning/alerts/${number}`;
     let handle: Awaited<ReturnType<typeof startEnrichment>>;
     try {
@@ -192,7 +189,7 @@ describe('GitHub down: a human is paged within the short delay, the late value j
       expect(gh.requests.filter((q) => q.path === alertPath).length).toBeGreaterThan(0);
       expect(gh.script.length).toBeGreaterThan(0);
     } finally {
-      gh.script.length = 0; // GitHub is back
+      gh.up(); // GitHub is back
     }
 
     const r: EnrichResult = await handle.result();
@@ -247,17 +244,14 @@ describe('GitHub down, and the escalated run already over when the value arrives
 
   it('resolves the ended escalation’s PagerDuty incident once the credential is contained', async () => {
     const { role, password } = await h0.owned.createRole();
-    const o = inject('owned');
     const repo = 'acme/outage-ended';
     const number = 1 + Math.floor(Math.random() * 1e6);
     gh.addAlert(repo, {
       number,
       secret_type: 'postgres_connection_uri',
-      secret: `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`,
+      secret: leakedUrl(role, password),
     });
-    gh.script.push(
-      ...Array.from({ length: 1000 }, () => ({ status: 503, body: { message: 'Service Unavailable' } })),
-    );
+    gh.down();
     const input: EnrichInput = {
       source: 'github',
       deliveryId: `${rand()}-${rand()}`,
@@ -287,7 +281,7 @@ describe('GitHub down, and the escalated run already over when the value arrives
       const ended: KillSwitchResult = await h0.client.workflow.getHandle(escalatedId).result();
       expect(ended.outcome).toBe('escalated');
     } finally {
-      gh.script.length = 0;
+      gh.up();
     }
     const r: EnrichResult = await handle.result();
     expect(r).toMatchObject({ enriched: true, escalated: { workflowId: escalatedId } });

@@ -23,6 +23,9 @@ export interface GitHubFake extends RecordingServer {
   apiUrl: string;
   alerts: Map<string, FakeAlert>;
   addAlert(repo: string, alert: FakeAlert): string;
+  /** GitHub down: every request answers 503 until `up()`. */
+  down(): void;
+  up(): void;
 }
 
 export async function startGitHubFake(token = `ghs_${'x'.repeat(36)}`): Promise<GitHubFake> {
@@ -79,6 +82,12 @@ export async function startGitHubFake(token = `ghs_${'x'.repeat(36)}`): Promise<
     addAlert(repo, alert) {
       alerts.set(`${repo}#${alert.number}`, alert);
       return `${rec.url}/repos/${repo}/secret-scanning/alerts/${alert.number}`;
+    },
+    down() {
+      rec.script.push(...Array.from({ length: 10_000 }, () => ({ status: 503, body: { message: 'Service Unavailable' } })));
+    },
+    up() {
+      rec.script.length = 0;
     },
   };
 }

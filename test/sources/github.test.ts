@@ -8,11 +8,11 @@ import { createHmac } from 'node:crypto';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
 import schema from '@octokit/webhooks-schemas/schema.json' with { type: 'json' };
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alertApiUrl } from '../../api/sources/github';
 import type { KillSwitchResult } from '../../workflows/shared';
 import { startGitHubFake, type GitHubFake } from '../fakes/github';
-import { rand, startHarness, type Harness } from '../helpers/harness';
+import { leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
 import { sampleOf } from '../helpers/schema-sample';
 
 const SECRET = `gh-webhook-${rand()}${rand()}`;
@@ -77,10 +77,9 @@ async function containedVia(enrichWorkflowId: string) {
 describe('GitHub secret scanning alerts', () => {
   it('created: fetches the secret, contains the PostgreSQL role, resolves the alert as revoked', async () => {
     const { role, password } = await h.owned.createRole();
-    const o = inject('owned');
     const repo = 'acme/payments';
     const number = 1000 + Math.floor(Math.random() * 1e6);
-    const url = gh.addAlert(repo, { number, secret_type: 'postgres_connection_uri', secret: `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`, validity: 'active', path: 'deploy/.env', line: 4 });
+    const url = gh.addAlert(repo, { number, secret_type: 'postgres_connection_uri', secret: leakedUrl(role, password), validity: 'active', path: 'deploy/.env', line: 4 });
     const res = await deliver(payload('secret_scanning_alert$created', { repo, number, url }));
     expect(res.status).toBe(202);
     expect(res.json).toMatchObject({ status: 'enriching', workflowId: expect.stringMatching(/^enrich-github-/) });
@@ -101,10 +100,9 @@ describe('GitHub secret scanning alerts', () => {
 
   it('reopened (the sparse shape, no alert url): builds the API URL from repository and number', async () => {
     const { role, password } = await h.owned.createRole();
-    const o = inject('owned');
     const repo = 'acme/legacy';
     const number = 7;
-    gh.addAlert(repo, { number, secret_type: 'postgres_connection_uri', secret: `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres` });
+    gh.addAlert(repo, { number, secret_type: 'postgres_connection_uri', secret: leakedUrl(role, password) });
     const doc = payload('secret_scanning_alert$reopened', { repo, number });
     expect(doc.alert.url).toBeUndefined();
     const res = await deliver(doc);
