@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 #
 # Production image for the kill switch. One image, two processes:
-#   worker (default): npx tsx worker/index.ts
-#   ingress (api):    npx tsx api/server.ts   (docker-compose.yml overrides the command)
+#   worker (default): node --import tsx worker/index.ts
+#   ingress (api):    node --import tsx api/server.ts   (docker-compose.yml overrides the command)
 # TypeScript runs through tsx (a runtime dependency): there is no build step.
 FROM node:20-bookworm-slim
 
@@ -33,4 +33,6 @@ USER node
 
 EXPOSE 3000
 
-CMD ["npx", "tsx", "worker/index.ts"]
+# One process, tsx as a loader: the tsx CLI would relay SIGTERM to a child and SIGKILL it when
+# it does not confirm within 30 ms (a busy worker), so `docker stop` would never drain it.
+CMD ["node", "--import", "tsx", "worker/index.ts"]

@@ -218,14 +218,15 @@ describe('docker-compose.yml', () => {
 describe('Dockerfile', () => {
   it('runs the worker by default, from an entry file that exists', () => {
     const cmd = dockerCmd();
-    expect(cmd).toEqual(['npx', 'tsx', 'worker/index.ts']);
+    // One process with tsx as a loader, so SIGTERM reaches the worker itself and it drains.
+    expect(cmd).toEqual(['node', '--import', 'tsx', 'worker/index.ts']);
     expect(existsSync(path.join(root, tsEntry(cmd)))).toBe(true);
   });
 
   it('gives the api an entry file that exists', () => {
     const command = services.api.command;
     const argv: string[] = Array.isArray(command) ? command : String(command).split(/\s+/);
-    expect(argv.slice(0, 2)).toEqual(['npx', 'tsx']);
+    expect(argv.slice(0, 3)).toEqual(['node', '--import', 'tsx']);
     expect(existsSync(path.join(root, tsEntry(argv)))).toBe(true);
   });
 

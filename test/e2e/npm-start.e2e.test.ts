@@ -26,7 +26,9 @@ afterAll(() => {
 
 async function start(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
   let out = '';
-  const child = spawn(path.resolve('node_modules/.bin/tsx'), ['scripts/start.ts'], {
+  // What `npm start` runs: one process with tsx as a loader (the tsx CLI's signal relay would
+  // SIGKILL a child that does not confirm a SIGTERM within 30 ms, so a busy one never drained).
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
