@@ -50,6 +50,18 @@ export interface ActivityDeps {
   slackDigest?: { settings: DigestSettings; channel: string };
 }
 
+/** The lookups of a run (`assess`): prior containment, or owner, policy and breaker. */
+export interface Assessment {
+  prior: { runId: string } | null;
+  owner: OwnerRef | null;
+  /** Why no owner matched. */
+  reason?: string;
+  /** Absent when a prior containment makes the policy moot. */
+  policy?: PolicyDecision;
+  /** Counted only for an automatic rotation (not a dry run, not a human decision). */
+  breaker?: { tripped: boolean; newlyTripped: boolean; count: number };
+}
+
 export interface ContainmentRequest {
   workflowId: string;
   system: string;
@@ -75,7 +87,7 @@ export function createActivities(deps: ActivityDeps) {
     temporalUiRunUrl(deps.temporalUi.uiUrl, deps.temporalUi.namespace, s.workflowId, s.runId);
 
   // Every activity: well-formed input in, classified failure out (./boundary.ts).
-  return atBoundary({
+  const acts = atBoundary({
     async resolveOwner(detection: Detection): Promise<{ owner: OwnerRef | null; reason?: string }> {
       const m = matchOwner(deps.inventory, detection);
       if (m.kind === 'owned') {
@@ -110,7 +122,7 @@ export function createActivities(deps: ActivityDeps) {
         req.owner,
         runtime,
       );
-      log.info('policy decision', { action: decision.action, rule: decision.rule, dryRun: decision.dryRun, runtimeDryRun: runtime });
+      log.debug('policy decision', { action: decision.action, rule: decision.rule, dryRun: decision.dryRun, runtimeDryRun: runtime });
       return decision;
     },
 
@@ -125,6 +137,23 @@ export function createActivities(deps: ActivityDeps) {
       return r.rows[0] ? { runId: r.rows[0].run_id } : null;
     },
 
+    /**
+     * The run's lookups in one step (one marker in history, no server round trip between them): a
+     * prior containment of this credential; else its owner, the policy, and for an automatic
+     * rotation the mass-leak breaker. Each part is the activity of the same name below.
+     */
+    async assess(req: { workflowId: string; runId: string; detection: Detection }): Promise<Assessment> {
+      const prior = await acts.priorContainment({ workflowId: req.workflowId, runId: req.runId });
+      const { owner, reason } = await acts.resolveOwner(req.detection);
+      if (prior) return { prior, owner };
+      const policy = await acts.decidePolicy({ detection: req.detection, owner });
+      const breaker =
+        owner && policy.action === 'rotate' && !policy.dryRun
+          ? await acts.checkBreaker({ system: owner.system, workflowId: req.workflowId, threshold: owner.breaker.threshold, window: owner.breaker.window })
+          : undefined;
+      return { prior: null, owner, ...(reason ? { reason } : {}), policy, ...(breaker ? { breaker } : {}) };
+    },
+
     /** Makes the leaked credential stop working (or quarantines it, reversibly). */
     async revokeCredential(req: ContainmentRequest): Promise<RevokeResult> {
       const leakedValue = req.detection.hasEvidence && !req.dryRun ? await deps.evidence.take(req.workflowId) : undefined;
@@ -136,7 +165,7 @@ export function createActivities(deps: ActivityDeps) {
         mode: req.mode ?? 'emergency',
         quarantine: req.quarantine,
       });
-      log.info(req.dryRun ? 'dry run: revocation checked' : req.quarantine ? 'credential quarantined' : 'credential revoked', {
+      log.debug(req.dryRun ? 'dry run: revocation checked' : req.quarantine ? 'credential quarantined' : 'credential revoked', {
         system: req.system,
         credentialRef: req.detection.credentialRef,
       });
@@ -150,7 +179,7 @@ export function createActivities(deps: ActivityDeps) {
         { workflowId: req.workflowId, credentialRef: req.detection.credentialRef, dryRun: req.dryRun, mode: req.mode ?? 'emergency' },
         rt.sink,
       );
-      log.info(req.dryRun ? 'dry run: replacement checked' : 'replacement issued', { system: req.system, delivered: r.delivered, sinkRef: r.sinkRef });
+      log.debug(req.dryRun ? 'dry run: replacement checked' : 'replacement issued', { system: req.system, delivered: r.delivered, sinkRef: r.sinkRef });
       return r;
     },
 
@@ -160,7 +189,7 @@ export function createActivities(deps: ActivityDeps) {
         credentialRef: req.detection.credentialRef,
         dryRun: req.dryRun,
       });
-      log.info(req.dryRun ? 'dry run: sessions counted' : 'sessions expired', {
+      log.debug(req.dryRun ? 'dry run: sessions counted' : 'sessions expired', {
         system: req.system,
         terminated: r.terminated,
         wouldTerminate: r.wouldTerminate,
@@ -174,7 +203,7 @@ export function createActivities(deps: ActivityDeps) {
       for (const target of runtime(req.system).sessions) {
         const r = await target.expire({ dryRun: req.dryRun });
         expired += req.dryRun ? (r.wouldExpire ?? 0) : r.expired;
-        log.info(req.dryRun ? 'dry run: user sessions counted' : 'user sessions expired', { system: req.system, target: target.kind, expired: r.expired, wouldExpire: r.wouldExpire });
+        log.debug(req.dryRun ? 'dry run: user sessions counted' : 'user sessions expired', { system: req.system, target: target.kind, expired: r.expired, wouldExpire: r.wouldExpire });
       }
       return { expired, expiredAt: req.dryRun ? null : new Date().toISOString() };
     },
@@ -186,7 +215,7 @@ export function createActivities(deps: ActivityDeps) {
         { workflowId: req.workflowId, credentialRef: req.detection.credentialRef, dryRun: req.dryRun },
         leaked,
       );
-      log.info('verification', { system: req.system, method: r.method });
+      log.debug('verification', { system: req.system, method: r.method });
       return r;
     },
 
@@ -319,6 +348,7 @@ export function createActivities(deps: ActivityDeps) {
       return { status: r.status === 'logged' ? 'logged' : 'sent' };
     },
   });
+  return acts;
 
   /**
    * Upserts the run's one message. Its order is the activity's sequence number in the run (the

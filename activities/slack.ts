@@ -64,6 +64,7 @@ export function mrkdwnEscape(s: string): string {
 
 const STEP_LABELS: Partial<Record<Step, string>> = {
   received: 'received',
+  assessing: 'looking up the owner and the policy',
   checking_prior: 'checking earlier runs',
   resolving_owner: 'resolving the owner',
   deciding: 'applying the policy',

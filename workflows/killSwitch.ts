@@ -19,6 +19,13 @@
  *   A human may also end a run waiting for approval as a false positive.
  *
  * Containment never waits on notification; notification failures never undo containment.
+ *
+ * Speed: from the first workflow task to "verified dead" nothing waits on the server. The lookups
+ * (one `assess` step), the containment steps and the audit row run as local activities inside the
+ * workflow task (each one a marker in history with its summary and result, retried with the same
+ * profiles as before); Slack, PagerDuty and the scanners stay regular activities (rate-limited or
+ * slow), as do the human waits and the graceful overlap (a durable timer). A contained run is two
+ * workflow tasks: everything up to the audit row and the Slack message, then the end.
  */
 import {
   ActivityFailure,
@@ -27,15 +34,17 @@ import {
   condition,
   log,
   proxyActivities,
+  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   sleep,
+  TimeoutFailure,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { KillSwitchActivities } from '../activities';
-import { ActivityProfiles } from './profiles';
+import { ActivityProfiles, LocalActivityProfiles } from './profiles';
 import {
   ErrorType,
   SearchAttributes,
@@ -65,20 +74,27 @@ import {
 
 export { ActivityProfiles };
 
-const lookup = proxyActivities<KillSwitchActivities>(ActivityProfiles.lookup);
-const critical = proxyActivities<KillSwitchActivities>(ActivityProfiles.critical);
-const verify = proxyActivities<KillSwitchActivities>(ActivityProfiles.verify);
+// Local: fast database and provider calls that run inside the workflow task (markers in history).
+const lookup = proxyLocalActivities<KillSwitchActivities>(LocalActivityProfiles.lookup);
+const critical = proxyLocalActivities<KillSwitchActivities>(LocalActivityProfiles.critical);
+const verify = proxyLocalActivities<KillSwitchActivities>(LocalActivityProfiles.verify);
+const audit = proxyLocalActivities<KillSwitchActivities>(LocalActivityProfiles.audit);
+const cleanup = proxyLocalActivities<KillSwitchActivities>(LocalActivityProfiles.cleanup);
+// Regular: rate-limited or slow services, retried by the server for as long as they need.
 const escalate = proxyActivities<KillSwitchActivities>(ActivityProfiles.escalate);
-const audit = proxyActivities<KillSwitchActivities>(ActivityProfiles.audit);
 const notify = proxyActivities<KillSwitchActivities>(ActivityProfiles.notify);
 const closing = proxyActivities<KillSwitchActivities>(ActivityProfiles.closeLoop);
-const cleanup = proxyActivities<KillSwitchActivities>(ActivityProfiles.cleanup);
 
+/**
+ * What an activity's failure tells a human. A regular activity fails with an ActivityFailure around
+ * its cause; a local activity with the cause itself (an ApplicationFailure, or a TimeoutFailure).
+ * Anything else (a bug, a cancellation) is not a step's failure and is rethrown.
+ */
 function failureFrom(err: unknown, step: Step): FailureInfo {
-  if (err instanceof ActivityFailure) {
-    const cause = err.cause;
+  const cause = err instanceof ActivityFailure ? err.cause : err instanceof ApplicationFailure || err instanceof TimeoutFailure ? err : undefined;
+  if (err instanceof ActivityFailure || cause) {
     const type = cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : (cause?.name ?? 'ActivityFailure');
-    return { step, type, message: cause?.message ?? err.message };
+    return { step, type, message: cause?.message ?? (err as Error).message };
   }
   throw err;
 }
@@ -168,24 +184,38 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
 
   const enter = (next: Step) => {
     step = next;
-    log.info('step', { step });
+    log.debug('step', { step });
     setCurrentDetails(`**${next.replace(/_/g, ' ')}**${owner ? ` · ${owner.system}` : ''}${failure ? ` · ${failure.type}` : ''}`);
   };
-  /** Keeps the run's Slack message current without ever waiting on Slack. */
+  /**
+   * Keeps the run's Slack message current without ever waiting on Slack. Only where the run is about
+   * to wait (a durable timer, a human): the fast path's one message is its outcome.
+   */
   const progress = () => {
     const seq = ++progressSeq;
     notify.slackProgress({ summary: summaryNow(), seq }).catch((err: unknown) => log.warn('Slack progress failed', { message: (err as Error).message }));
   };
+  /**
+   * Search attributes, upserted only when they changed and only where a run waits or ends: the fast
+   * path sets its owner, policy and outcome in one upsert.
+   */
+  const published: Partial<Record<'owningSystem' | 'policyAction' | 'outcome', string>> = {};
+  const publish = () => {
+    const want = { owningSystem: owner?.system, policyAction: policy?.action, outcome };
+    const changed = (Object.keys(want) as Array<keyof typeof want>).filter((k) => want[k] !== undefined && want[k] !== published[k]);
+    if (!changed.length) return;
+    upsertSearchAttributes(changed.map((k) => ({ key: SearchAttributes[k], value: (published[k] = want[k]!) })));
+  };
 
   let prior: { runId: string } | null = null;
   try {
-    enter('checking_prior');
-    prior = await lookup.priorContainment({ workflowId, runId });
-
-    enter('resolving_owner');
-    const resolved = await lookup.resolveOwner(detection);
-    owner = resolved.owner;
-    if (owner) upsertSearchAttributes([{ key: SearchAttributes.owningSystem, value: owner.system }]);
+    // One step for the lookups: prior containment, owner, policy and (for an automatic rotation) the breaker.
+    enter('assessing');
+    const assessed = await lookup.assess.executeWithOptions({ ...LocalActivityProfiles.lookup, summary: 'Look up prior containment, owner, policy and breaker' }, [
+      { workflowId, runId, detection },
+    ]);
+    prior = assessed.prior;
+    owner = assessed.owner;
 
     if (prior) {
       // Already contained by an earlier run: prove it is still dead, record the sighting, done.
@@ -197,19 +227,17 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
       }
       outcome = 'already_contained';
     } else {
-      enter('deciding');
-      policy = await lookup.decidePolicy({ detection, owner });
-      upsertSearchAttributes([{ key: SearchAttributes.policyAction, value: policy.action }]);
+      policy = assessed.policy!;
 
       if (policy.action === 'ignore') outcome = 'ignored';
       else if (policy.action === 'notify_only') outcome = 'notified';
-      else if (!owner) failure = { step: 'resolving_owner', type: 'NoOwner', message: resolved.reason ?? 'no owning system matched' };
+      else if (!owner) failure = { step: 'resolving_owner', type: 'NoOwner', message: assessed.reason ?? 'no owning system matched' };
       else {
-        progress();
         let go = true;
         let quarantineInstead = false;
         if (policy.action === 'require_approval') {
           enter('awaiting_approval');
+          publish();
           await notify.requestApproval(summaryNow());
           const decided = await condition(() => human !== undefined || falsePositive !== undefined, (policy.approvalTimeout ?? '30m') as Duration);
           if (falsePositive) {
@@ -228,12 +256,18 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
           }
           if (go) {
             enter('approved');
+            // The message loses its buttons at once (a human is looking at it).
             progress();
           }
         }
         if (go && !policy.dryRun && !human) {
           // Many leaks for one system at once: stop rotating automatically and let a human decide.
-          const b = await lookup.checkBreaker({ system: owner.system, workflowId, threshold: owner.breaker.threshold, window: owner.breaker.window });
+          // (An automatic rotation's breaker was counted by `assess`; a timed-out approval's is counted now.)
+          const b =
+            assessed.breaker ??
+            (await lookup.checkBreaker.executeWithOptions({ ...LocalActivityProfiles.lookup, summary: `Count this run against the mass-leak breaker of ${owner.system}` }, [
+              { system: owner.system, workflowId, threshold: owner.breaker.threshold, window: owner.breaker.window },
+            ]));
           if (b.tripped) {
             result.heldByBreaker = true;
             if (b.newlyTripped) {
@@ -244,6 +278,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
               }
             }
             enter('held_by_breaker');
+            publish();
             await notify.requestApproval(summaryNow());
             const decided = await condition(() => human !== undefined || falsePositive !== undefined, owner.breaker.holdTimeout as Duration);
             if (falsePositive) {
@@ -276,7 +311,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
 
     const issue = async () => {
       enter('issuing_replacement');
-      const issued = await critical.issueReplacement.executeWithOptions({ ...ActivityProfiles.critical, summary: `Issue a replacement for ${o.system} (${o.sink})` }, [req]);
+      const issued = await critical.issueReplacement.executeWithOptions({ ...LocalActivityProfiles.critical, summary: `Issue a replacement for ${o.system} (${o.sink})` }, [req]);
       if (issued.issuedAt) timeline.replacementIssuedAt = issued.issuedAt;
       rotation.newValueDelivered = issued.delivered;
       if (issued.sinkRef) rotation.sinkRef = issued.sinkRef;
@@ -285,7 +320,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     const revoke = async () => {
       enter('revoking');
       const what = quarantine ? 'Quarantine' : 'Revoke';
-      const revoked = await critical.revokeCredential.executeWithOptions({ ...ActivityProfiles.critical, summary: `${what} the leaked ${detection.credentialType} in ${o.system}` }, [req]);
+      const revoked = await critical.revokeCredential.executeWithOptions({ ...LocalActivityProfiles.critical, summary: `${what} the leaked ${detection.credentialType} in ${o.system}` }, [req]);
       if (revoked.revokedAt) timeline.revokedAt = revoked.revokedAt;
       notes.push(revoked.note);
     };
@@ -294,7 +329,10 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
       await issue();
       // Both values work while the applications pick up the replacement; the timer is durable.
       enter('overlap');
-      if (!dryRun) await sleep(o.overlap as Duration);
+      if (!dryRun) {
+        progress();
+        await sleep(o.overlap as Duration);
+      }
       await revoke();
     } else {
       await revoke();
@@ -303,25 +341,22 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     rotation.note = notes.join('; ');
     const done = [timeline.revokedAt, timeline.replacementIssuedAt].filter((t): t is string => !!t).sort();
     if (done.length) timeline.rotatedAt = done[done.length - 1];
-    progress();
 
     enter('expiring_sessions');
-    const sessions = await critical.expireSessions.executeWithOptions({ ...ActivityProfiles.critical, summary: `End the sessions of the credential in ${o.system}` }, [req]);
+    const sessions = await critical.expireSessions.executeWithOptions({ ...LocalActivityProfiles.critical, summary: `End the sessions of the credential in ${o.system}` }, [req]);
     if (sessions.sessionsExpiredAt) timeline.sessionsExpiredAt = sessions.sessionsExpiredAt;
     result.sessions = { terminated: dryRun ? (sessions.wouldTerminate ?? 0) : sessions.terminated };
 
     if (o.userSessionTargets > 0) {
       enter('expiring_user_sessions');
-      const users = await critical.expireUserSessions.executeWithOptions({ ...ActivityProfiles.critical, summary: `End the app sessions of the users tied to it (${o.userSessionTargets} target(s))` }, [req]);
+      const users = await critical.expireUserSessions.executeWithOptions({ ...LocalActivityProfiles.critical, summary: `End the app sessions of the users tied to it (${o.userSessionTargets} target(s))` }, [req]);
       result.userSessions = { expired: users.expired };
     }
-    progress();
 
     enter('verifying');
-    const verified = await verify.verifyDead.executeWithOptions({ ...ActivityProfiles.verify, summary: `Prove the leaked value is dead in ${o.system}` }, [req]);
+    const verified = await verify.verifyDead.executeWithOptions({ ...LocalActivityProfiles.verify, summary: `Prove the leaked value is dead in ${o.system}` }, [req]);
     if (verified.verifiedDeadAt) timeline.verifiedDeadAt = verified.verifiedDeadAt;
     result.verification = { method: verified.method };
-    progress();
   }
 
   function summaryNow(): RunSummary {
@@ -352,6 +387,18 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
       sightings: [...sightings],
       ...(result.loopClosed ? { loopClosed: result.loopClosed } : {}),
     };
+  }
+
+  let purged = false;
+  async function purgeEvidence(): Promise<void> {
+    if (purged || !(detection.hasEvidence || sightings.length > 1)) return;
+    purged = true;
+    try {
+      await cleanup.purgeEvidence({ workflowId });
+    } catch (err) {
+      // Sealed evidence also expires on its own; a failed purge must not fail the run.
+      log.warn('evidence purge failed', { message: failureFrom(err, step).message });
+    }
   }
 
   /** PagerDuty (escalated), the scanners (contained), the audit row, the Slack message. */
@@ -403,6 +450,8 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
       log.error('audit row refused', { type: f.type, message: f.message });
       result.audit = { inserted: false, error: `${f.type}: ${f.message}` };
     }
+    // Nothing waits for the sealed value any more (only an escalation's retry would): gone before Slack.
+    if (outcome !== 'escalated') await purgeEvidence();
 
     if (outcome !== 'ignored' && outcome !== 'already_contained') {
       enter('notifying');
@@ -420,7 +469,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
   if (failure && policy?.dryRun) outcome = 'dry_run';
   outcome ??= failure ? 'escalated' : 'contained';
   if (outcome === 'false_positive' && falsePositive) result.falsePositiveBy = falsePositive.by;
-  upsertSearchAttributes([{ key: SearchAttributes.outcome, value: outcome }]);
+  publish();
 
   // Record and tell. Nothing below may be cancelled half-way: the audit and the page must happen.
   return CancellationScope.nonCancellable(async () => {
@@ -429,9 +478,11 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     // After an escalation a human may fix the cause and retry, call it a false positive, or acknowledge.
     const windowMs = policy && !policy.dryRun && outcome === 'escalated' ? durationToMs(policy.retryWindow) : 0;
     const until = Date.now() + windowMs;
+    let waits = 0;
     while (outcome === 'escalated' && Date.now() < until) {
       enter('awaiting_retry');
-      progress();
+      // The first wait follows the escalation's own message; later ones show what changed.
+      if (waits++ > 0) progress();
       const handedOver = () => enriched !== undefined && !result.enrichedRun;
       const woke = await condition(
         () => retryAsked !== undefined || falsePositive !== undefined || (acknowledged !== undefined && !result.acknowledgedBy) || handedOver(),
@@ -499,18 +550,11 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
           continue;
         }
       }
-      upsertSearchAttributes([{ key: SearchAttributes.outcome, value: outcome }]);
+      publish();
       await record();
     }
 
-    if (detection.hasEvidence || sightings.length > 1) {
-      try {
-        await cleanup.purgeEvidence({ workflowId });
-      } catch (err) {
-        // Sealed evidence also expires on its own; a failed purge must not fail the run.
-        log.warn('evidence purge failed', { message: failureFrom(err, step).message });
-      }
-    }
+    await purgeEvidence();
 
     enter('done');
     const { workflowId: _w, runId: _r, detection: _d, step: _s, ...outcomeFields } = summaryNow();

@@ -1,5 +1,5 @@
 /** Activity options as named profiles, shared by the workflows; README lists them. */
-import type { ActivityOptions } from '@temporalio/workflow';
+import type { ActivityOptions, LocalActivityOptions } from '@temporalio/workflow';
 import { ErrorType, NON_RETRYABLE_CONTAINMENT_ERRORS } from './shared';
 
 export const ActivityProfiles = {
@@ -97,6 +97,20 @@ export const ActivityProfiles = {
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 },
   },
 } satisfies Record<string, ActivityOptions>;
+
+/**
+ * The profiles the kill switch runs as local activities (inside the workflow task: lookups,
+ * containment, the audit row, the evidence purge). Same timeouts and retries; a retry whose backoff
+ * would pass `localRetryThreshold` waits on a server timer instead of holding the workflow task
+ * open (the audit row during a database outage: attempts 1-4 in the worker, then timers).
+ */
+export const LocalActivityProfiles = {
+  lookup: ActivityProfiles.lookup,
+  critical: ActivityProfiles.critical,
+  verify: ActivityProfiles.verify,
+  audit: { ...ActivityProfiles.audit, localRetryThreshold: '10s' },
+  cleanup: ActivityProfiles.cleanup,
+} satisfies Record<string, LocalActivityOptions>;
 
 /**
  * How long enrichDetection lets a finding's fetch fail before it escalates the finding without its

@@ -49,6 +49,8 @@ export const NON_RETRYABLE_CONTAINMENT_ERRORS: string[] = [
 
 export type Step =
   | 'received'
+  /** The lookups in one step: prior containment, owner, policy, breaker. */
+  | 'assessing'
   | 'checking_prior'
   | 'resolving_owner'
   | 'deciding'

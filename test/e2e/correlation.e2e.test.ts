@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { newWebhookSecret } from '../../lib/keys';
 import type { KillSwitchResult } from '../../workflows/shared';
 import { startHarness, type Harness } from '../helpers/harness';
+import { timesRequested } from '../helpers/history';
 
 const TRUFFLEHOG = newWebhookSecret();
 const GITLEAKS = newWebhookSecret();
@@ -48,7 +49,7 @@ describe('correlation', () => {
     expect(result.outcome).toBe('contained');
     const history = await handle.fetchHistory();
     const events = history.events ?? [];
-    expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'revokeCredential')).toHaveLength(1);
+    expect(timesRequested({ events }, 'revokeCredential')).toBe(1);
     expect(events.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'sighting')).toHaveLength(3);
 
     const sightings = await h.db.query<{ source: string; location: { file: string } }>(

@@ -41,8 +41,32 @@ async function rawView(h: Harness, workflowId: string) {
 }
 
 /** Every payload of a history but the two kinds Temporal must read: search attributes and headers. */
+/** What the SDK's core writes into a local-activity marker's `data` payload (plain JSON, not ours to encode). */
+const LOCAL_ACTIVITY_MARKER_FIELDS = ['seq', 'attempt', 'activity_id', 'activity_type', 'complete_time', 'backoff', 'original_schedule_time'];
+
+/**
+ * Every payload the data converter wrote. Left out: search attributes, headers, and the SDK's own
+ * local-activity marker metadata, after checking that it holds nothing but that metadata.
+ */
 function codecPayloads(history: unknown): Array<{ path: string; payload: Payload }> {
-  return collectPayloads(history).filter((p) => !/searchAttributes|[hH]eader/.test(p.path));
+  return collectPayloads(history).filter((p) => {
+    if (/searchAttributes|[hH]eader/.test(p.path)) return false;
+    if (/markerRecordedEventAttributes\.details\.data\.payloads\[0\]$/.test(p.path)) {
+      const meta = JSON.parse(text(p.payload.data)) as Record<string, unknown>;
+      expect(Object.keys(meta).filter((k) => !LOCAL_ACTIVITY_MARKER_FIELDS.includes(k)), p.path).toEqual([]);
+      expect(typeof meta.activity_type, p.path).toBe('string');
+      return false;
+    }
+    return true;
+  });
+}
+
+/** Activity failures as history records them: failed activity tasks, and local-activity markers with a failure. */
+function failuresIn(history: { events?: Array<Record<string, any>> | null }) {
+  return (history.events ?? []).flatMap((e) => {
+    const f = e.activityTaskFailedEventAttributes?.failure ?? e.markerRecordedEventAttributes?.failure;
+    return f ? [{ eventId: String(e.eventId), failure: f }] : [];
+  });
 }
 
 async function leak(h: Harness, opts: { superuser?: boolean } = {}) {
@@ -105,17 +129,17 @@ describe('encrypted Temporal history', () => {
     expect(l.result.failure).toMatchObject({ step: 'revoking', type: 'PermissionDenied' });
 
     const raw = await rawView(h1, l.workflowId);
-    const failed = (raw.history.events ?? []).filter((e) => e.activityTaskFailedEventAttributes?.failure);
+    const failed = failuresIn(raw.history as any);
     expect(failed.length).toBeGreaterThan(0);
     const decodedHistory = await h1.decodedHistory(l.workflowId);
+    const decodedFailures = failuresIn(decodedHistory as any);
     const messages: string[] = [];
-    for (const e of failed) {
-      const f = e.activityTaskFailedEventAttributes!.failure!;
+    for (const { eventId, failure: f } of failed) {
       expect(f.message).toBe('Encoded failure');
       expect(f.stackTrace ?? '').toBe('');
       expect(text(f.encodedAttributes?.metadata?.encoding)).toBe(ENCRYPTED_ENCODING);
       // The codec restores message and stack trace.
-      const d = (decodedHistory.events ?? []).find((x) => String(x.eventId) === String(e.eventId))!.activityTaskFailedEventAttributes!.failure!;
+      const d = decodedFailures.find((x) => x.eventId === eventId)!.failure;
       const attrs = defaultPayloadConverter.fromPayload<{ message: string; stack_trace: string }>(d.encodedAttributes as Payload);
       expect(attrs.message.length).toBeGreaterThan(0);
       expect(attrs.stack_trace.length).toBeGreaterThan(0);

@@ -170,7 +170,7 @@ const pd = (workflowId: string) => h.pagerduty.events().filter((e) => e.dedup_ke
 let contained: Awaited<ReturnType<typeof leak>>;
 
 describe('Slack control surface', () => {
-  it('approval path: an approver clicks Approve, the run contains the credential, the one message follows every step', async () => {
+  it('approval path: an approver clicks Approve, the run contains the credential, the one message follows the run', async () => {
     const l = await leak('acme/prod-api');
     contained = l;
     const asking = await messageWith(l.workflowId, 'Approve');
@@ -195,15 +195,18 @@ describe('Slack control surface', () => {
     expect(history[0]!.method).toBe('chat.postMessage');
     expect(history.slice(1).every((x) => x.method === 'chat.update' && x.channel === message!.channelId)).toBe(true);
     expect(h.slack.messageRequests().filter((x) => x.method === 'chat.postMessage' && x.text.includes(l.workflowId))).toHaveLength(1);
-    const stages = [/owner resolved/, /Approval needed/, /approved; containing/, /revoked; expiring sessions/, /sessions expired; verifying/, /verified dead; recording/, /Leaked credential contained/];
+    // The message follows the run through what the run sends anyway: the request, the decision (the
+    // buttons go at once; it may be overtaken by the outcome, which then replaces it), the outcome.
+    // No update per containment step: those run inside one workflow task, in milliseconds.
+    const stages = [/Approval needed/, /approved; containing/, /Leaked credential contained/];
     const seen = history.map((x) => stages.findIndex((s) => s.test(x.text)));
     expect(seen, history.map((x) => x.text).join('\n')).not.toContain(-1);
     for (let i = 1; i < seen.length; i++) expect(seen[i]!, history.map((x) => x.text).join('\n')).toBeGreaterThan(seen[i - 1]!);
-    expect(seen).toContain(1);
+    expect(seen[0]).toBe(0);
     expect(seen[seen.length - 1]).toBe(stages.length - 1);
-    expect(history.length).toBeGreaterThanOrEqual(4);
+    expect(history.length).toBeGreaterThanOrEqual(2);
     // After the decision no state offers Approve again; the final one links the run only.
-    const approvedAt = seen.indexOf(1);
+    const approvedAt = seen.indexOf(0);
     for (const x of history.slice(approvedAt + 1)) expect(JSON.stringify(x.blocks)).not.toContain(SlackAction.approve);
     expect(labels(message!)).toEqual(['Open in Temporal UI']);
     expect(JSON.stringify(message!.blocks)).toContain('approve by carol@example.com');

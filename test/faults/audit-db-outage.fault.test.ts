@@ -3,8 +3,9 @@
  * throwaway PostgreSQL cluster this file stops and starts (pg_ctl, fast shutdown: every connection
  * is cut). The detection names the role only (no value), so everything between the rotation and
  * the audit step runs without that database; the outage starts while the rotation is held and
- * lasts past the audit step. Proof: the rotation still happens, recordAudit is retried during the
- * outage (the `audit` profile has no attempt limit) and its row lands once after recovery; the
+ * lasts past the audit step. Proof: the rotation still happens, recordAudit (a local activity) is
+ * retried during the outage (the `audit` profile has no attempt limit; past its local retry
+ * threshold each retry waits on a server timer) and its row lands once after recovery; the
  * run's one Slack message ends up showing the outcome.
  */
 import { randomBytes } from 'node:crypto';
@@ -12,6 +13,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { rand, startHarness, type Harness } from '../helpers/harness';
 import { startScramCluster, type ScramCluster } from '../helpers/pg-cluster';
+import { localActivityMarkers } from '../helpers/history';
 import { activityCounts, auditRows, blockedAlter, holdRole, slackMessagesOf, sleep, waitFor } from './support';
 
 const OUTAGE_MS = 30_000;
@@ -51,16 +53,15 @@ it('the audit database down for 30 s mid-run: the audit activity retries and the
 
     // Contained in the owned system while the audit database is down; the audit step keeps failing.
     await waitFor('the leaked password to die', async () => (await h.owned.loginFails(role, password)) === '28P01', 20_000);
-    const pending = await waitFor(
-      'recordAudit to be retried',
-      async () => {
-        const d = await handle.describe();
-        return d.raw.pendingActivities?.find((a) => a.activityType?.name === 'recordAudit' && (a.attempt ?? 0) >= 2);
-      },
+    // recordAudit is a local activity: its first attempts retry inside the worker, then (backoff past
+    // the profile's localRetryThreshold) each failed attempt is a marker in history and a server timer.
+    const failedAttempt = await waitFor(
+      'recordAudit to be retried on a server timer',
+      async () => localActivityMarkers(await handle.fetchHistory()).find((m) => m.activityType === 'recordAudit' && m.failed && m.backoff),
       OUTAGE_MS,
       500,
     );
-    expect(pending.attempt).toBeGreaterThanOrEqual(2);
+    expect(failedAttempt.attempt).toBeGreaterThanOrEqual(2);
     expect((await handle.describe()).status.name).toBe('RUNNING');
 
     await sleep(Math.max(0, downAt + OUTAGE_MS - Date.now()));

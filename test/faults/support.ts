@@ -3,6 +3,7 @@
  * killed for real), a PostgreSQL role held locked so a rotation stops mid-way on cue, a loopback
  * admin API that accepts connections and never answers, and counters read from the run's history.
  */
+import { activityCountsOf, type ActivityCount } from '../helpers/history';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -129,37 +130,20 @@ export async function blockedAlter(h: Harness): Promise<number | undefined> {
   return r.rows[0]?.pid;
 }
 
-export interface ActivityCount {
-  /** ActivityTaskScheduled events: how many times the workflow asked for it. */
-  scheduled: number;
-  /** The highest attempt a started event reports (retries of one scheduled activity). */
-  maxAttempt: number;
-  failed: number;
-  timedOut: number;
+/** How many backends of `adminRole` are blocked in `ALTER ROLE` on a lock. */
+export async function blockedAlters(h: Harness): Promise<number> {
+  const r = await h.owned.su.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND wait_event_type = 'Lock' AND query ILIKE 'ALTER ROLE%'`,
+    [h.owned.adminRole],
+  );
+  return r.rows[0]?.n ?? 0;
 }
 
-/** Per activity type, from the run's history: the proof that something was (not) done twice. */
+export type { ActivityCount } from '../helpers/history';
+
+/** Per activity type (regular or local), from the run's history: the proof that something was (not) done twice. */
 export async function activityCounts(h: Harness, workflowId: string, runId?: string): Promise<Record<string, ActivityCount>> {
-  const history = await h.client.workflow.getHandle(workflowId, runId).fetchHistory();
-  const byScheduledId = new Map<string, string>();
-  const counts: Record<string, ActivityCount> = {};
-  const of = (name: string) => (counts[name] ??= { scheduled: 0, maxAttempt: 0, failed: 0, timedOut: 0 });
-  for (const e of history.events ?? []) {
-    const id = String(e.eventId);
-    if (e.activityTaskScheduledEventAttributes) {
-      const name = e.activityTaskScheduledEventAttributes.activityType?.name ?? '?';
-      byScheduledId.set(id, name);
-      of(name).scheduled += 1;
-    }
-    const started = e.activityTaskStartedEventAttributes;
-    if (started) {
-      const c = of(byScheduledId.get(String(started.scheduledEventId)) ?? '?');
-      c.maxAttempt = Math.max(c.maxAttempt, started.attempt ?? 0);
-    }
-    if (e.activityTaskFailedEventAttributes) of(byScheduledId.get(String(e.activityTaskFailedEventAttributes.scheduledEventId)) ?? '?').failed += 1;
-    if (e.activityTaskTimedOutEventAttributes) of(byScheduledId.get(String(e.activityTaskTimedOutEventAttributes.scheduledEventId)) ?? '?').timedOut += 1;
-  }
-  return counts;
+  return activityCountsOf(await h.client.workflow.getHandle(workflowId, runId).fetchHistory());
 }
 
 /** How many executions (runs) Temporal has of this workflow id. */

@@ -9,12 +9,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { temporal } from '@temporalio/proto';
 import { afterAll, expect, it } from 'vitest';
 import { resolveTemporalCli } from '../../lib/temporal-cli';
 import { freePort, startDevServer, type DevServer } from '../../lib/temporal-dev';
 import type { KillSwitchResult } from '../../workflows/shared';
 import { expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
-import { activityCounts, auditRows, blockedAlter, executionsOf, holdRole, sleep, slackMessagesOf, spawnWorker, waitFor, type WorkerProcess } from './support';
+import { activityCounts, auditRows, blockedAlter, blockedAlters, executionsOf, holdRole, sleep, slackMessagesOf, spawnWorker, waitFor, type WorkerProcess } from './support';
 
 const cli = resolveTemporalCli();
 const LOG = 'test-results/temporal-faults-dev.log';
@@ -61,11 +62,14 @@ it('the Temporal server restarted mid-run (state on disk): every run completes, 
   }
   // All three are inside their rotation (started revokeCredential), one ALTER ROLE blocked on its lock.
   await waitFor('a rotation blocked on its role lock', () => blockedAlter(h), 30_000);
+  // revokeCredential is a local activity, inside each run's first workflow task: all three tasks
+  // started (the worker holds them), and the provider's admin pool (2 connections) full of ALTER
+  // ROLEs waiting on their locks, the third queued behind them.
   await waitFor('three runs inside revokeCredential', async () => {
+    if ((await blockedAlters(h)) < 2) return false;
     for (const { workflowId } of runs) {
       const d = await h.client.workflow.getHandle(workflowId).describe();
-      const p = d.raw.pendingActivities?.find((a) => a.activityType?.name === 'revokeCredential');
-      if (!p?.lastStartedTime) return false;
+      if (d.raw.pendingWorkflowTask?.state !== temporal.api.enums.v1.PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED) return false;
     }
     return true;
   }, 30_000);
