@@ -1,9 +1,31 @@
 # syntax=docker/dockerfile:1
 #
-# Production image for the kill switch. One image, two processes:
-#   worker (default): node --import tsx worker/index.ts
-#   ingress (api):    node --import tsx api/server.ts   (docker-compose.yml overrides the command)
-# TypeScript runs through tsx (a runtime dependency): there is no build step.
+# Production image for the kill switch. One image, two processes, both compiled JavaScript:
+#   worker (default): node dist/worker/index.js   (runs the prebuilt dist/workflow-bundle.js)
+#   ingress (api):    node dist/api/server.js      (docker-compose.yml overrides the command)
+# The build stage runs `npm run build` (scripts/build.ts: esbuild to dist/, the workflow bundle);
+# the image itself has production dependencies only, no TypeScript loader at run time.
+
+FROM node:20-bookworm-slim AS build
+
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
+    NPM_CONFIG_FUND=false \
+    NPM_CONFIG_AUDIT=false
+
+WORKDIR /app
+
+COPY package.json package-lock.json ./
+RUN npm ci
+
+COPY tsconfig.json ./
+COPY lib/ lib/
+COPY workflows/ workflows/
+COPY activities/ activities/
+COPY worker/ worker/
+COPY api/ api/
+COPY scripts/ scripts/
+RUN npm run build
+
 FROM node:20-bookworm-slim
 
 ENV NODE_ENV=production \
@@ -17,22 +39,22 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
 
-COPY lib/ lib/
-COPY workflows/ workflows/
-COPY activities/ activities/
-COPY worker/ worker/
-COPY api/ api/
-COPY scripts/ scripts/
+COPY --from=build /app/dist/ dist/
+# Read at run time besides dist/: the SQL migrations, the failure converter the data converter
+# loads by path, and the workflow sources, which the worker hashes against the bundle's manifest
+# before it runs the bundle (on a mismatch it would bundle them at start, and say so).
 COPY migrations/ migrations/
+COPY lib/failure-converter.cjs lib/
+COPY workflows/ workflows/
 # Holds at least .gitkeep; the inventory itself is normally mounted at run time (./config:/app/config:ro).
 COPY config/ config/
 
 # Non-root at run time. The app writes nothing under /app (the split processes keep state in
-# PostgreSQL and Temporal); tsx keeps its cache in the OS temp dir.
+# PostgreSQL and Temporal).
 USER node
 
 EXPOSE 3000
 
-# One process, tsx as a loader: the tsx CLI would relay SIGTERM to a child and SIGKILL it when
-# it does not confirm within 30 ms (a busy worker), so `docker stop` would never drain it.
-CMD ["node", "--import", "tsx", "worker/index.ts"]
+# Node itself as PID 1's child (compose runs it with init: true), so SIGTERM reaches the worker and
+# it drains its in-flight tasks.
+CMD ["node", "dist/worker/index.js"]

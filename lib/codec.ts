@@ -8,8 +8,8 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { METADATA_ENCODING_KEY, ValueError, type DataConverter, type Payload, type PayloadCodec } from '@temporalio/common';
+import { PROJECT_ROOT } from './paths';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
 export const KEY_ID_METADATA = 'encryption-key-id';
@@ -23,7 +23,7 @@ export interface CodecKey {
 }
 
 /** The file whose `failureConverter` export encodes failure messages and stack traces into a payload. */
-export const FAILURE_CONVERTER_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'failure-converter.cjs');
+export const FAILURE_CONVERTER_PATH = path.join(PROJECT_ROOT, 'lib', 'failure-converter.cjs');
 
 export class CodecError extends ValueError {
   override name = 'CodecError';
@@ -137,12 +137,15 @@ function deserialise(b: Buffer): Payload {
   return o.d === undefined ? { metadata } : { metadata, data: Buffer.from(o.d, 'base64') };
 }
 
+/** The converter files of killSwitchDataConverter: what the workflow bundle embeds (scripts/build.ts builds it with them). */
+export const CONVERTER_PATHS = Object.freeze({ failureConverterPath: FAILURE_CONVERTER_PATH });
+
 /**
- * The data converter every client and worker of the kill switch uses. The failure converter path is
- * also what a prebuilt workflow bundle must be built with (bundleWorkflowCode({ failureConverterPath })).
+ * The data converter every client and worker of the kill switch uses. Its converter paths are also
+ * what a prebuilt workflow bundle must be built with (bundleWorkflowCode({ failureConverterPath })).
  */
 export function killSwitchDataConverter(codec: PayloadCodec): DataConverter {
-  return { payloadCodecs: [codec], failureConverterPath: FAILURE_CONVERTER_PATH };
+  return { payloadCodecs: [codec], ...CONVERTER_PATHS };
 }
 
 /** The keys in force: KILLSWITCH_CODEC_KEYS when configured, else the one derived from the server key. */

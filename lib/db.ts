@@ -5,10 +5,10 @@
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
 import type { Logger } from './logger';
+import { PROJECT_ROOT } from './paths';
 
 export interface QueryResult<R> {
   rows: R[];
@@ -22,7 +22,7 @@ export interface Db {
   close(): Promise<void>;
 }
 
-export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../migrations');
+export const MIGRATIONS_DIR = path.join(PROJECT_ROOT, 'migrations');
 const MIGRATIONS_TABLE = 'killswitch_migrations';
 
 export function createPostgresDb(databaseUrl: string, opts: { max?: number } = {}): Db {

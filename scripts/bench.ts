@@ -13,9 +13,11 @@
  * process (/proc), persistence requests per run (the dev server's Prometheus counters) and the
  * shape of a run's history (events, workflow tasks), next to the inline baseline's CPU.
  *
- * WORKER_* variables (lib/config.ts) in the environment are passed to the worker process.
+ * The worker and the ingress run as in production: compiled JavaScript and the prebuilt workflow
+ * bundle (`npm run build`, which the bench runs first). WORKER_* variables (lib/config.ts) in the
+ * environment are passed to the worker process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -463,9 +465,20 @@ interface Scenario {
   samples: { ack: number[]; contain: number[] };
 }
 
+/**
+ * The worker and the ingress run what production runs (the Dockerfile, `npm run start:worker`):
+ * the compiled code and the prebuilt workflow bundle of `npm run build`, rebuilt here so they are
+ * the sources' (the bundle only when a file it is made from changed).
+ */
+function buildForProduction(): void {
+  const built = spawnSync('npm', ['run', '-s', 'build'], { cwd: PROJECT_ROOT, encoding: 'utf8' });
+  if (built.status !== 0) throw new Error(`npm run build failed:\n${built.stderr}${built.stdout}`);
+  process.stderr.write(built.stdout);
+}
+
 function spawnNode(entry: string, env: Record<string, string>, logFile: string): ChildProcess {
-  // `node --import tsx` runs the entry in this one process, so its pid is the one to measure.
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+  // Plain `node dist/<entry>.js`: the compiled entry in this one process, so its pid is the one to measure.
+  const child = spawn(process.execPath, [entry], {
     cwd: PROJECT_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -588,7 +601,7 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   const workerLog = path.join(dir, 'worker.log');
   const ingressLog = path.join(dir, 'ingress.log');
   // The ingress first: it runs the migrations on the fresh database before the worker does.
-  const ingress = spawnNode('api/server.ts', env, ingressLog);
+  const ingress = spawnNode('dist/api/server.js', env, ingressLog);
   onCleanup('stop the ingress', () => stopChild(ingress, 'ingress'));
   const base = `http://127.0.0.1:${port}`;
   const readyBy = Date.now() + 60_000;
@@ -599,7 +612,7 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     if (Date.now() > readyBy) throw new Error(`the ingress was not ready within 60 s; see ${ingressLog}`);
     await sleep(200);
   }
-  const worker = spawnNode('worker/index.ts', env, workerLog);
+  const worker = spawnNode('dist/worker/index.js', env, workerLog);
   onCleanup('stop the worker', () => stopChild(worker, 'worker'));
   const conn = await Connection.connect({ address: dev.address });
   onCleanup('close the Temporal connection', () => conn.close());
@@ -610,6 +623,11 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     if ((d?.pollers?.length ?? 0) > 0 && (a?.pollers?.length ?? 0) > 0) break;
     if (Date.now() > readyBy + 60_000) throw new Error(`the worker did not poll within 120 s; see ${workerLog}`);
     await sleep(250);
+  }
+  // Figures of a worker that bundled its workflow code at start (a stale build) are not production's.
+  for (let i = 0; !readFileSync(workerLog, 'utf8').includes('"msg":"running the prebuilt workflow bundle"'); i++) {
+    if (i >= 20) throw new Error(`the worker did not run the prebuilt workflow bundle (a workflow file changed after the build?); see ${workerLog}`);
+    await sleep(100);
   }
 
   // What the window measures: CPU of each process (from /proc), the dev server's persistence
@@ -1000,6 +1018,7 @@ async function main(): Promise<void> {
   const started = new Date();
   const load = opts.mode === 'paced' ? `paced ${opts.rate}/s for ${opts.durationSeconds} s (N=${opts.n})` : `burst N=${opts.n}, concurrency ${opts.concurrency}`;
   process.stderr.write(`bench ${runId}: ${load}, mix postgres=${opts.mix.postgres},redis=${opts.mix.redis}, sqlite ${opts.sqlite.join('+')}; work folder ${workDir}\n`);
+  buildForProduction();
   const owned = await ownedSystems(opts);
 
   const scenarios: Scenario[] = [];

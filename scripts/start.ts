@@ -130,6 +130,7 @@ async function main(): Promise<void> {
       deps,
       dataConverter,
       tuning: config.worker,
+      logger,
     });
 
     const app = createIngressApp(config, {

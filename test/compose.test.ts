@@ -2,16 +2,21 @@
  * docker-compose.yml and the Dockerfile cannot be run here (no Docker), so this keeps them true to
  * the project instead: services wire up, the env vars the containers get are ones lib/config.ts
  * knows and parses, the search attributes registered are the ones the workflow sets, and the
- * entry points the image runs exist.
+ * entry points the image runs are what `npm run build` compiles, and the image holds what they read.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { CONVERTER_PATHS, FAILURE_CONVERTER_PATH } from '../lib/codec';
 import { envSchema, loadConfig } from '../lib/config';
+import { MIGRATIONS_DIR } from '../lib/db';
 import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../workflows/shared';
+import { ENTRY_POINTS } from '../scripts/build';
+import { buildWorkflowBundle, WORKFLOW_BUNDLE_MANIFEST_NAME, WORKFLOWS_PATH } from '../worker/workflow-bundle';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const compose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8')) as any;
@@ -58,17 +63,35 @@ function resolvedEnv(service: string, host: Record<string, string | undefined>):
   return Object.fromEntries(Object.entries(environment(service)).map(([k, v]) => [k, interpolate(v, host)]));
 }
 
+/** The Dockerfile's stages, each FROM with the lines under it. */
+const stages = dockerfile
+  .split(/^(?=FROM\s)/m)
+  .filter((s) => s.startsWith('FROM'))
+  .map((body) => ({ from: body.split('\n')[0]!, name: /^FROM\s+\S+\s+AS\s+(\S+)/i.exec(body)?.[1], body }));
+const runtimeStage = stages.at(-1)?.body ?? '';
+
 /** The exec-form CMD of the Dockerfile (the last one wins, as in Docker). */
 function dockerCmd(): string[] {
-  const cmds = [...dockerfile.matchAll(/^CMD\s+(\[.*\])\s*$/gm)];
+  const cmds = [...runtimeStage.matchAll(/^CMD\s+(\[.*\])\s*$/gm)];
   expect(cmds.length, 'Dockerfile has an exec-form CMD').toBeGreaterThan(0);
   return JSON.parse(cmds.at(-1)![1]!) as string[];
 }
 
-function tsEntry(argv: string[]): string {
-  const entry = argv.find((a) => a.endsWith('.ts'));
-  expect(entry, `a .ts entry file in ${JSON.stringify(argv)}`).toBeDefined();
-  return entry!;
+/** `node dist/<x>.js`, where <x>.ts is an entry point `npm run build` compiles: that source. */
+function compiledEntry(argv: string[]): string {
+  expect(argv).toHaveLength(2);
+  expect(argv[0]).toBe('node');
+  const m = /^dist\/(.+)\.js$/.exec(argv[1]!);
+  expect(m, `${argv[1]} is compiled JavaScript under dist/`).not.toBeNull();
+  const source = `${m![1]}.ts`;
+  expect(ENTRY_POINTS, `npm run build compiles ${source}`).toContain(source);
+  expect(existsSync(path.join(root, source))).toBe(true);
+  return source;
+}
+
+/** Sources of the plain COPY lines of a stage (not COPY --from). */
+function copiedIn(stage: string): string[] {
+  return [...stage.matchAll(/^COPY\s+(?!--)(.+?)\s+\S+\s*$/gm)].flatMap((m) => m[1]!.split(/\s+/));
 }
 
 function publishedPorts(service: string): Array<{ published: string; target: string }> {
@@ -216,40 +239,61 @@ describe('docker-compose.yml', () => {
 });
 
 describe('Dockerfile', () => {
-  it('runs the worker by default, from an entry file that exists', () => {
-    const cmd = dockerCmd();
-    // One process with tsx as a loader, so SIGTERM reaches the worker itself and it drains.
-    expect(cmd).toEqual(['node', '--import', 'tsx', 'worker/index.ts']);
-    expect(existsSync(path.join(root, tsEntry(cmd)))).toBe(true);
+  it('runs the compiled worker by default, from an entry point the build compiles', () => {
+    // Node itself, no TypeScript loader: SIGTERM reaches the worker and it drains.
+    expect(compiledEntry(dockerCmd())).toBe('worker/index.ts');
   });
 
-  it('gives the api an entry file that exists', () => {
+  it('gives the api the compiled ingress', () => {
     const command = services.api.command;
     const argv: string[] = Array.isArray(command) ? command : String(command).split(/\s+/);
-    expect(argv.slice(0, 3)).toEqual(['node', '--import', 'tsx']);
-    expect(existsSync(path.join(root, tsEntry(argv)))).toBe(true);
+    expect(compiledEntry(argv)).toBe('api/server.ts');
   });
 
-  it('installs production dependencies only, copies folders that exist, runs as non-root and exposes 3000', () => {
-    expect(dockerfile).toMatch(/^FROM node:20-bookworm-slim\b/m);
-    expect(dockerfile).toMatch(/^RUN npm ci --omit=dev\b/m);
-    const copied = [...dockerfile.matchAll(/^COPY\s+(?!--)(\S+)\s+\S+\s*$/gm)].map((m) => m[1]!);
-    for (const dir of [
-      'lib/',
-      'workflows/',
-      'activities/',
-      'worker/',
-      'api/',
-      'scripts/',
-      'migrations/',
-      'config/',
-    ])
-      expect(copied).toContain(dir);
-    for (const src of copied)
-      expect(existsSync(path.join(root, src)), `COPY source ${src} exists`).toBe(true);
-    const user = [...dockerfile.matchAll(/^USER\s+(\S+)/gm)].at(-1)?.[1];
+  it('compiles and bundles in a build stage that has the sources', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    const build = stages.find((s) => s.name === 'build')?.body ?? '';
+    expect(build).toMatch(/^FROM node:20-bookworm-slim AS build$/m);
+    expect(build).toMatch(/^RUN npm ci$/m);
+    expect(build).toMatch(/^RUN npm run build$/m);
+    const copied = copiedIn(build);
+    for (const src of ['package.json', 'tsconfig.json', 'lib/', 'workflows/', 'activities/', 'worker/', 'api/', 'scripts/'])
+      expect(copied).toContain(src);
+    for (const src of copied) expect(existsSync(path.join(root, src)), `COPY source ${src} exists`).toBe(true);
+    for (const entry of ENTRY_POINTS) expect(copied.some((src) => entry.startsWith(src)), `${entry} is copied`).toBe(true);
+  });
+
+  it('runs on production dependencies, the built dist/ and the files read at run time, as non-root, exposing 3000', () => {
+    expect(stages.at(-1)!.from).toMatch(/^FROM node:20-bookworm-slim\s*$/);
+    expect(runtimeStage).toMatch(/^RUN npm ci --omit=dev\b/m);
+    expect(runtimeStage).toMatch(/^COPY --from=build \/app\/dist\/ dist\/$/m);
+    expect(runtimeStage).not.toMatch(/tsx/);
+    const copied = copiedIn(runtimeStage);
+    for (const src of copied) expect(existsSync(path.join(root, src)), `COPY source ${src} exists`).toBe(true);
+    const inImage = (file: string) => copied.some((src) => (src.endsWith('/') ? file.startsWith(src) : file === src));
+    expect(inImage(`${path.relative(root, MIGRATIONS_DIR)}/`)).toBe(true);
+    expect(inImage(path.relative(root, FAILURE_CONVERTER_PATH))).toBe(true);
+    expect(copied).toContain('config/');
+    const user = [...runtimeStage.matchAll(/^USER\s+(\S+)/gm)].at(-1)?.[1];
     expect(user).toBeDefined();
     expect(['root', '0']).not.toContain(user);
-    expect(dockerfile).toMatch(/^EXPOSE 3000\b/m);
+    expect(runtimeStage).toMatch(/^EXPOSE 3000\b/m);
+  });
+
+  it('holds every file the worker checks the workflow bundle against, so the image runs its prebuilt bundle', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ks-bundle-'));
+    try {
+      await buildWorkflowBundle({ workflowsPath: WORKFLOWS_PATH, converters: CONVERTER_PATHS, dir });
+      const manifest = JSON.parse(readFileSync(path.join(dir, WORKFLOW_BUNDLE_MANIFEST_NAME), 'utf8')) as { inputs: Record<string, string> };
+      const ours = Object.keys(manifest.inputs).filter((f) => !f.startsWith('node_modules/'));
+      expect(ours).toContain('workflows/index.ts');
+      // An SDK upgrade makes the bundle stale too: its workflow runtime is among the inputs.
+      expect(Object.keys(manifest.inputs)).toEqual(expect.arrayContaining([expect.stringMatching(/^node_modules\/@temporalio\/workflow\//)]));
+      const copied = copiedIn(runtimeStage);
+      const missing = ours.filter((file) => !copied.some((src) => (src.endsWith('/') ? file.startsWith(src) : file === src)));
+      expect(missing, 'files the runtime stage does not COPY').toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -41,6 +41,7 @@ async function main(): Promise<void> {
       deps,
       dataConverter,
       tuning: config.worker,
+      logger,
     });
     logger.info({ taskQueue: config.temporal.taskQueue }, 'worker running');
     const stopSweeper = startSweeper(db, deps.evidence, logger);

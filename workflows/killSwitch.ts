@@ -394,7 +394,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     if (purged || !(detection.hasEvidence || sightings.length > 1)) return;
     purged = true;
     try {
-      await cleanup.purgeEvidence({ workflowId });
+      await cleanup.purgeEvidence.executeWithOptions({ ...LocalActivityProfiles.cleanup, summary: 'Purge the sealed leaked value' }, [{ workflowId }]);
     } catch (err) {
       // Sealed evidence also expires on its own; a failed purge must not fail the run.
       log.warn('evidence purge failed', { message: failureFrom(err, step).message });
@@ -406,7 +406,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     if (outcome === 'escalated') {
       enter('escalating');
       try {
-        result.pagerduty = await escalate.triggerPagerDuty(summaryNow());
+        result.pagerduty = await escalate.triggerPagerDuty.executeWithOptions({ ...ActivityProfiles.escalate, summary: `Page PagerDuty: ${failure?.type ?? 'escalated'} at ${failure?.step ?? step}` }, [summaryNow()]);
       } catch (err) {
         const f = failureFrom(err, step);
         log.error('PagerDuty trigger failed', { type: f.type, message: f.message });
@@ -442,7 +442,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
 
     enter('auditing');
     try {
-      result.audit = await audit.recordAudit(summaryNow());
+      result.audit = await audit.recordAudit.executeWithOptions({ ...LocalActivityProfiles.audit, summary: `Record the outcome (${outcome}) in the audit table` }, [summaryNow()]);
     } catch (err) {
       // Transient store faults are retried until the database is back; what ends here is permanent
       // (StoreRejected): the run still tells Slack instead of dying on its record.
@@ -456,7 +456,7 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
     if (outcome !== 'ignored' && outcome !== 'already_contained') {
       enter('notifying');
       try {
-        result.slack = await notify.notifySlack(summaryNow());
+        result.slack = await notify.notifySlack.executeWithOptions({ ...ActivityProfiles.notify, summary: `Show the outcome (${outcome}) in Slack` }, [summaryNow()]);
       } catch (err) {
         const f = failureFrom(err, step);
         log.error('Slack notification failed', { type: f.type, message: f.message });

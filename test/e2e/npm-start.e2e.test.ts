@@ -1,8 +1,9 @@
 /**
- * The quick start, as a newcomer runs it: `npm start` with nothing configured but ports and a data
- * folder starts a Temporal dev server (UI included), the worker and the ingress on an embedded
- * PGlite audit store; the bundled script sends a signed detection; Ctrl-C stops everything; a
- * second start finds the first run in the persisted dev server.
+ * The quick start, as a newcomer runs it: `npm start` (the build, then the compiled code) with
+ * nothing configured but ports and a data folder starts a Temporal dev server (UI included), the
+ * worker (on the prebuilt workflow bundle) and the ingress on an embedded PGlite audit store; the
+ * bundled script sends a signed detection; Ctrl-C stops everything; a second start finds the first
+ * run in the persisted dev server.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../lib/temporal-dev';
 import { codecFromConfig, collectPayloads, killSwitchDataConverter } from '../../lib/codec';
 import { createServerKeys } from '../../lib/keys';
@@ -18,6 +19,17 @@ import { ownedSystem } from '../helpers/harness';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ks-start-'));
 const children: ChildProcess[] = [];
+const scripts = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts;
+// What `npm start` runs: the build (prestart: compiled JavaScript and the workflow bundle in
+// dist/), then one plain node process on the compiled code. No loader and no wrapper: the tsx CLI's
+// signal relay would SIGKILL a child that does not confirm a SIGTERM within 30 ms, so a busy one
+// never drained.
+beforeAll(() => {
+  expect(scripts.prestart).toBe('npm run -s build');
+  const built = spawnSync('npm', ['run', '-s', 'build'], { encoding: 'utf8' });
+  expect(built.status, built.stderr).toBe(0);
+  expect(built.stdout).toMatch(/^build: \d+ files compiled to dist\/ .*workflow bundle/);
+}, 120_000);
 afterAll(() => {
   // The whole process group: a failed test must not leave the dev server behind.
   for (const c of children) if (c.exitCode === null && c.pid) process.kill(-c.pid, 'SIGKILL');
@@ -26,9 +38,9 @@ afterAll(() => {
 
 async function start(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
   let out = '';
-  // What `npm start` runs: one process with tsx as a loader (the tsx CLI's signal relay would
-  // SIGKILL a child that does not confirm a SIGTERM within 30 ms, so a busy one never drained).
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
+  const [node, ...args] = scripts.start!.split(/\s+/);
+  expect([node, ...args]).toEqual(['node', 'dist/scripts/start.js']);
+  const child = spawn(process.execPath, args, {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -84,6 +96,8 @@ describe('npm start on embedded defaults', () => {
 
     const first = await start(env);
     expect(first.output()).toContain('"store":"pglite"');
+    // The worker runs the workflow bundle the build made, not one bundled at start.
+    expect(first.output()).toContain('"msg":"running the prebuilt workflow bundle"');
     // One UI origin, printed once and used everywhere: the banner, run links, the codec endpoint.
     const ready = readyLine(first.output());
     const ui = `http://127.0.0.1:${uiPort}`;
