@@ -64,6 +64,10 @@ interface Options {
   auditUrl: string;
   redisUrl: string;
   label: string | undefined;
+  /** Write V8 CPU profiles of the worker and the ingress here (node --cpu-prof). */
+  profileDir: string | undefined;
+  /** Keep the work folder (processes' logs, inventory) instead of removing it. */
+  keep: boolean;
 }
 
 /**
@@ -95,9 +99,11 @@ async function drive(count: number, opts: Pick<Options, 'mode' | 'rate' | 'concu
 function usage(): never {
   process.stderr.write(`usage: npm run bench -- [--n 1000 [--concurrency 32] | --rate R --duration S] [--mix postgres=70,redis=30]
        [--sqlite default|wal|both] [--no-baseline] [--slack-per-second 1] [--pagerduty-per-minute 120]
-       [--slack-drain-seconds 90] [--timeout-seconds 300] [--out results] [--label text]
+       [--slack-drain-seconds 90] [--timeout-seconds 300] [--out results] [--label text] [--profile dir] [--keep]
 env: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL
      (default redis://127.0.0.1:6379), WORKER_* (passed to the worker)
+--keep: keep the work folder (the worker's, ingress's and dev server's logs)
+--profile dir: V8 CPU profiles (.cpuprofile) of the worker and the ingress, written when they stop
 modes: burst (default): N detections, --concurrency in flight; paced: --rate R detections per second
        (decimals allowed) for --duration S seconds on a fixed schedule, open loop
 `);
@@ -122,6 +128,8 @@ export function parseArgs(argv: string[], env = process.env): Options {
     auditUrl: env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
     redisUrl: env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
     label: undefined,
+    profileDir: undefined,
+    keep: false,
   };
   const int = (v: string | undefined, name: string, min: number, max: number) => {
     const n = Number(v);
@@ -189,6 +197,12 @@ export function parseArgs(argv: string[], env = process.env): Options {
         break;
       case '--label':
         o.label = value();
+        break;
+      case '--keep':
+        o.keep = true;
+        break;
+      case '--profile':
+        o.profileDir = path.resolve(value() ?? usage());
         break;
       case '--help':
       case '-h':
@@ -476,9 +490,10 @@ function buildForProduction(): void {
   process.stderr.write(built.stdout);
 }
 
-function spawnNode(entry: string, env: Record<string, string>, logFile: string): ChildProcess {
+function spawnNode(entry: string, env: Record<string, string>, logFile: string, profileDir?: string): ChildProcess {
   // Plain `node dist/<entry>.js`: the compiled entry in this one process, so its pid is the one to measure.
-  const child = spawn(process.execPath, [entry], {
+  const flags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${path.basename(entry, '.js')}-${Date.now()}.cpuprofile`] : [];
+  const child = spawn(process.execPath, [...flags, entry], {
     cwd: PROJECT_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -601,7 +616,7 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   const workerLog = path.join(dir, 'worker.log');
   const ingressLog = path.join(dir, 'ingress.log');
   // The ingress first: it runs the migrations on the fresh database before the worker does.
-  const ingress = spawnNode('dist/api/server.js', env, ingressLog);
+  const ingress = spawnNode('dist/api/server.js', env, ingressLog, opts.profileDir);
   onCleanup('stop the ingress', () => stopChild(ingress, 'ingress'));
   const base = `http://127.0.0.1:${port}`;
   const readyBy = Date.now() + 60_000;
@@ -612,7 +627,7 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     if (Date.now() > readyBy) throw new Error(`the ingress was not ready within 60 s; see ${ingressLog}`);
     await sleep(200);
   }
-  const worker = spawnNode('dist/worker/index.js', env, workerLog);
+  const worker = spawnNode('dist/worker/index.js', env, workerLog, opts.profileDir);
   onCleanup('stop the worker', () => stopChild(worker, 'worker'));
   const conn = await Connection.connect({ address: dev.address });
   onCleanup('close the Temporal connection', () => conn.close());
@@ -1014,7 +1029,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'ks-bench-'));
-  onCleanup('remove the work folder', () => rmSync(workDir, { recursive: true, force: true }));
+  if (!opts.keep) onCleanup('remove the work folder', () => rmSync(workDir, { recursive: true, force: true }));
   const started = new Date();
   const load = opts.mode === 'paced' ? `paced ${opts.rate}/s for ${opts.durationSeconds} s (N=${opts.n})` : `burst N=${opts.n}, concurrency ${opts.concurrency}`;
   process.stderr.write(`bench ${runId}: ${load}, mix postgres=${opts.mix.postgres},redis=${opts.mix.redis}, sqlite ${opts.sqlite.join('+')}; work folder ${workDir}\n`);

@@ -125,7 +125,8 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
   setHandler(currentStepQuery, () => ({ step, owner, timeline, outcome, failure, policy, sightings }));
   setHandler(sightingSignal, (s) => {
     addSighting(s);
-    log.info('sighting joined the run', { detectionId: s.detectionId, source: s.source, sightings: sightings.length });
+    // Every run gets its first sighting this way (signal-with-start): only later ones are news.
+    if (sightings.length > 1) log.info('sighting joined the run', { detectionId: s.detectionId, source: s.source, sightings: sightings.length });
   });
   const requireHuman = (a: { by?: unknown }) => {
     if (typeof a?.by !== 'string' || a.by.trim() === '') throw new Error('by: who decides is required');
