@@ -12,7 +12,7 @@ import { pinoHttp } from 'pino-http';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { temporalUiRunUrl, type ApiToken } from '../lib/config';
 import type { Db } from '../lib/db';
-import { isTemporalUnavailable, TemporalUnavailableError, type Dispatched, type Dispatcher, type TemporalTarget } from '../lib/dispatch';
+import { isTemporalUnavailable, TemporalUnavailableError, type Dispatched, type IngressDispatcher, type TemporalTarget } from '../lib/dispatch';
 import type { ServerKeys } from '../lib/keys';
 import type { BreakerState } from '../lib/breaker';
 import type { Logger } from '../lib/logger';
@@ -24,7 +24,7 @@ import { bodyReadProblem, readJsonBody, readRawBody } from './body';
 import { createCodecRouter, type CodecRouteDeps } from './codec';
 import { HttpProblem, sendProblem } from './problem';
 import { bySchema, createAdminControlRouter, createReadRouter, recordAdminChange } from './read';
-import { reduceFinding } from './sources/finding';
+import { reduceFinding, type Sighting } from './sources/finding';
 import type { AcceptFn, Delivery, ParseResult, SourceHandler } from './sources/types';
 
 export interface RegisteredSource {
@@ -40,7 +40,8 @@ export interface AppDeps {
   logger: Logger;
   keys: ServerKeys;
   temporal: TemporalTarget;
-  dispatcher: Dispatcher;
+  /** The dispatcher with the ingress's one-round-trip path (prepare, start, discard). */
+  dispatcher: IngressDispatcher;
   deliveries: DeliveryLedger;
   switches: SourceSwitches;
   sources: RegisteredSource[];
@@ -122,35 +123,49 @@ export function createApp(deps: AppDeps): express.Express {
   if (deps.slackEvents) app.post('/slack/events', ...deps.slackEvents);
   if (deps.codec) app.use('/codec', createCodecRouter(deps.codec));
 
+  /** Every finding reduced (the secret stops here) before anything is written: one bad finding refuses the whole delivery. */
+  const reduceAll = (result: ParseResult, receivedAt: Date): Sighting[] =>
+    result.kind === 'findings' ? result.findings.map((f, i) => reduceFinding(f, deps.keys, receivedAt, result.findings.length > 1 ? `[${i}]` : '')) : [];
+
   /**
-   * From parsed findings to dispatched runs; shared by every source, including routers. Idempotent:
-   * a `redelivery` (a delivery id claimed before and never answered) joins the runs its first
-   * attempt may have started instead of starting others.
+   * Starts (or joins) the run of each sighting, at most DISPATCH_CONCURRENCY at a time. Throws the
+   * first failure once all have settled, marked with whether any run was dispatched, and with the
+   * workflow ids that were.
    */
-  const accept = async (source: string, result: ParseResult, delivery: Delivery, redelivery: boolean): Promise<Accepted> => {
-    if (result.kind === 'recorded') {
-      return { status: 202, body: { status: 'recorded', reason: result.reason } };
-    }
-    if (result.kind === 'enrich') return { ...(await startEnrichment(source, result, delivery)), status: 202 };
-    if (result.findings.length === 0) return { status: 202, body: { status: 'no_findings', runs: [] } };
-    // Reduce everything before dispatching anything: one bad finding refuses the whole delivery.
-    const sightings = result.findings.map((f, i) => reduceFinding(f, deps.keys, delivery.receivedAt, result.findings.length > 1 ? `[${i}]` : ''));
-    let dispatched = 0;
+  const dispatchAll = async (sightings: Sighting[], dispatch: (s: Sighting) => Promise<Dispatched>): Promise<Accepted> => {
+    const started = new Set<string>();
     let failed: unknown;
     const runs = await mapLimited(sightings, DISPATCH_CONCURRENCY, async (s): Promise<(Dispatched & { detectionId: string }) | undefined> => {
       try {
-        const r = { ...(await deps.dispatcher.dispatch(s, delivery.receivedAt, { redelivery })), detectionId: s.detection.id };
-        dispatched += 1;
+        const r = { ...(await dispatch(s)), detectionId: s.detection.id };
+        started.add(r.workflowId);
         return r;
       } catch (err) {
         failed ??= err;
         return undefined;
       }
     });
-    if (failed !== undefined) throw Object.assign(failed as object, { dispatchedSome: dispatched > 0 });
+    if (failed !== undefined) throw Object.assign(failed as object, { dispatchedSome: started.size > 0, started });
     const done = runs as Array<Dispatched & { detectionId: string }>;
     const body = done.length === 1 ? { status: 'accepted', ...done[0]!, runs: done } : { status: 'accepted', runs: done };
     return { status: 202, body };
+  };
+
+  /**
+   * From parsed findings to dispatched runs; shared by every source, including routers. Idempotent:
+   * a `redelivery` (a delivery id claimed before and never answered) joins the runs its first
+   * attempt may have started instead of starting others. `writtenWithClaim`: these sightings'
+   * writes (sealed values, sighting rows) were committed with the delivery's claim, so only their
+   * runs are left to signal.
+   */
+  const accept = async (source: string, result: ParseResult, delivery: Delivery, mode: { redelivery: boolean; writtenWithClaim?: Sighting[] }): Promise<Accepted> => {
+    if (result.kind === 'recorded') {
+      return { status: 202, body: { status: 'recorded', reason: result.reason } };
+    }
+    if (result.kind === 'enrich') return { ...(await startEnrichment(source, result, delivery)), status: 202 };
+    if (result.findings.length === 0) return { status: 202, body: { status: 'no_findings', runs: [] } };
+    if (mode.writtenWithClaim) return dispatchAll(mode.writtenWithClaim, (s) => deps.dispatcher.start(s, delivery.receivedAt));
+    return dispatchAll(reduceAll(result, delivery.receivedAt), (s) => deps.dispatcher.dispatch(s, delivery.receivedAt, { redelivery: mode.redelivery }));
   };
 
   /**
@@ -194,15 +209,36 @@ export function createApp(deps: AppDeps): express.Express {
   };
 
   /**
-   * Runs a parsed delivery through the ledger and accept, and answers. No crash window: the ledger
-   * row is claimed before anything is dispatched and answered after; a row left unanswered (its
-   * request still running, or its process killed) is processed again by the sender's re-send, with
-   * its first receipt time, idempotently. A 2xx therefore always names runs that exist.
+   * Stores a delivery's answer in the ledger once it has been sent. Never awaited by a request: a
+   * failure is logged and leaves the claim unfinished, which a re-send processes again, idempotently.
    */
-  const settle = async (source: string, result: ParseResult, delivery: Delivery, acceptedStatus?: number) => {
+  const storeAnswer = (store: (() => Promise<void>) | undefined, log: Logger) => {
+    if (!store) return;
+    Promise.resolve()
+      .then(store)
+      .catch((err: unknown) => {
+        try {
+          log.warn({ err }, 'delivery answered but its answer was not stored; a re-send will be processed again, idempotently');
+        } catch {
+          // Logging must never take the process down either.
+        }
+      });
+  };
+
+  /**
+   * Runs a parsed delivery through the ledger and accept. No crash window: the ledger row is
+   * claimed, with the sightings' evidence and rows, in one statement before anything is dispatched;
+   * the runs are signalled; the caller answers, then calls `store` (the ledger's answer) without
+   * waiting for it. A row left unanswered (its request still running, its process killed, or its
+   * answer sent and not stored) is processed again by the sender's re-send, with its first receipt
+   * time, idempotently. A 2xx therefore always names runs that exist, and a run that exists was
+   * signalled: the detection is durable in Temporal before the sender hears of it.
+   */
+  const settle = async (source: string, result: ParseResult, delivery: Delivery, acceptedStatus?: number): Promise<Accepted & { store?: () => Promise<void> }> => {
     // A sender with no delivery id of its own (GitLab's revocation API) re-sends the same bytes.
     const deliveryId = result.deliveryId ?? `body-sha256:${createHash('sha256').update(delivery.rawBody).digest('hex')}`;
-    const claim = await deps.deliveries.claim(source, deliveryId);
+    const sightings = reduceAll(result, delivery.receivedAt);
+    const claim = await deps.deliveries.claim(source, deliveryId, deps.dispatcher.prepare(sightings, delivery.receivedAt));
     if (claim.kind === 'answered') {
       const body = claim.response && typeof claim.response === 'object' ? claim.response : {};
       return { status: claim.status, body: { ...body, duplicate: true } };
@@ -210,14 +246,22 @@ export function createApp(deps: AppDeps): express.Express {
     const redelivery = claim.kind === 'unfinished';
     if (claim.kind === 'unfinished') delivery = { ...delivery, receivedAt: claim.receivedAt };
     try {
-      const answer = await accept(source, result, delivery, redelivery);
+      const answer = await accept(source, result, delivery, claim.kind === 'new' ? { redelivery, writtenWithClaim: sightings } : { redelivery });
       const status = acceptedStatus && answer.status === 202 ? acceptedStatus : answer.status;
-      await deps.deliveries.complete(source, deliveryId, status, answer.body);
-      return { status, body: redelivery ? { ...answer.body, duplicate: true } : answer.body };
+      return {
+        status,
+        body: redelivery ? { ...answer.body, duplicate: true } : answer.body,
+        store: () => deps.deliveries.complete(source, deliveryId, status, answer.body),
+      };
     } catch (err) {
-      // Freed only when nothing was dispatched: otherwise the sender's retry must join those runs.
-      const dispatchedSome = (err as { dispatchedSome?: boolean } | null)?.dispatchedSome === true;
-      if (!redelivery && !dispatchedSome) await deps.deliveries.release(source, deliveryId).catch(() => undefined);
+      const e = err as { dispatchedSome?: boolean; started?: Set<string> } | null;
+      if (claim.kind === 'new') {
+        // Nothing half-started: values this claim sealed for runs that never started are removed.
+        const orphans = claim.sealed.filter((id) => !e?.started?.has(id));
+        if (orphans.length > 0) await deps.dispatcher.discard(orphans).catch(() => undefined);
+        // Freed only when nothing was dispatched: otherwise the sender's retry must join those runs.
+        if (e?.dispatchedSome !== true) await deps.deliveries.release(source, deliveryId).catch(() => undefined);
+      }
       throw err;
     }
   };
@@ -257,13 +301,18 @@ export function createApp(deps: AppDeps): express.Express {
       if (url) res.location(url);
       if (answer.status === 204) res.status(204).end();
       else res.status(answer.status).json(answer.body);
+      // The detection is durable in Temporal already: the ledger's answer is stored after the sender has it.
+      storeAnswer(answer.store, req.log);
     });
   }
 
   for (const r of deps.routers ?? []) {
     const router = r.build(async (source, result, delivery) => {
       if (!(await deps.switches.enabled(r.name, r.enabled))) throw new HttpProblem(403, 'source-disabled', 'Source disabled', `the ${r.name} source is disabled`);
-      return settle(source, result, delivery);
+      const { store, ...answer } = await settle(source, result, delivery);
+      // The router answers as soon as this resolves (same tick); the ledger's answer is stored after.
+      setImmediate(() => storeAnswer(store, deps.logger));
+      return answer;
     });
     const limiter = rateLimit({
       windowMs: 60_000,

@@ -116,6 +116,11 @@ async function main(): Promise<void> {
   });
   const server = await listen(app, config.port, config.host);
   logger.info({ port: config.port }, 'ingress listening');
+  // Open the lazy connection now rather than in the first delivery's answer time. Not fatal: while
+  // Temporal is down, deliveries get 503 and the connection is made on a later one.
+  connection
+    .withDeadline(Date.now() + config.temporal.connectTimeoutMs, () => connection.workflowService.getSystemInfo({}))
+    .catch((err: unknown) => logger.warn({ err }, 'Temporal not reachable yet; deliveries are answered 503 until it is'));
   const stop = () => {
     logger.info('shutting down');
     server.close(() => {

@@ -3,7 +3,9 @@
  * recorded, and the killSwitch run signalled-with-start, so every sighting of one credential (any
  * scanner, any re-delivery, arriving together or later) lands in one run. After a finished run, the
  * same id starts a short run that re-verifies the credential is dead and records "already contained".
- * Used by the ingress and by the enrichment activity.
+ * Used by the ingress and by the enrichment activity. The ingress's first sight of a delivery takes
+ * a shorter path: `prepare` gives the writes, which the delivery ledger commits with its claim in
+ * one statement, then `start` only signals.
  */
 import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Client } from '@temporalio/client';
@@ -19,7 +21,8 @@ import {
 } from '../workflows/shared';
 import { temporalUiRunUrl, type Config } from './config';
 import type { Db } from './db';
-import type { EvidenceStore } from './evidence';
+import type { Detection } from './detection';
+import type { EvidenceStore, SealedEvidence } from './evidence';
 
 export interface TemporalTarget {
   client: Client;
@@ -89,15 +92,102 @@ export interface Dispatcher {
   dispatch(sighting: Sighting, receivedAt: Date, opts?: DispatchOptions): Promise<Dispatched>;
 }
 
+/** One row of killswitch_sightings. */
+export interface SightingRow {
+  workflowId: string;
+  detectionId: string;
+  source: string;
+  scanner: string | null;
+  location: Detection['location'];
+  validity: string | null;
+  receivedAt: string;
+}
+
+/**
+ * What a first delivery of some sightings writes before their runs are signalled: the sealed leaked
+ * values and the sighting rows. The ingress writes them with its delivery-ledger claim, in one
+ * statement (api/deliveries.ts), where `dispatch` writes them one by one.
+ */
+export interface DeliveryWrites {
+  evidence: SealedEvidence[];
+  sightings: SightingRow[];
+}
+
+/** The dispatcher as the ingress uses it: its one-round-trip path besides `dispatch`. */
+export interface IngressDispatcher extends Dispatcher {
+  /** The writes of these sightings (nothing is written here). */
+  prepare(sightings: Sighting[], receivedAt: Date): DeliveryWrites;
+  /** Signals-with-start the run of a sighting whose writes (`prepare`) are committed already. */
+  start(sighting: Sighting, receivedAt: Date): Promise<Dispatched>;
+  /** Removes leaked values sealed for runs that never started (nothing half-started stays). */
+  discard(workflowIds: readonly string[]): Promise<void>;
+}
+
+export function sightingRow(workflowId: string, detection: Detection, receivedAt: Date): SightingRow {
+  return {
+    workflowId,
+    detectionId: detection.id,
+    source: detection.source,
+    scanner: detection.scanner ?? null,
+    location: detection.location,
+    validity: detection.validity ?? null,
+    receivedAt: receivedAt.toISOString(),
+  };
+}
+
+export const workflowIdOf = (s: Sighting): string => killSwitchWorkflowId(s.detection.credentialType, s.credentialKey);
+
 export function createDispatcher(deps: {
   temporal: TemporalTarget;
   evidence: EvidenceStore;
   db: Db;
-}): Dispatcher {
+}): IngressDispatcher {
   const t = deps.temporal;
+
+  /** signalWithStart of the credential's run; Temporal unreachable becomes TemporalUnavailableError. */
+  const signal = async (workflowId: string, detection: Detection, receivedAt: Date): Promise<Dispatched> => {
+    const input: KillSwitchInput = { detection, receivedAt: receivedAt.toISOString() };
+    const ref = Object.entries(detection.credentialRef)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+    try {
+      const handle = await t.client.connection.withDeadline(Date.now() + t.deadlineMs, () =>
+        t.client.workflow.signalWithStart<typeof killSwitch, [SightingInfo]>('killSwitch', {
+          taskQueue: t.taskQueue,
+          workflowId,
+          args: [input],
+          signal: sightingSignal,
+          signalArgs: [sightingOf(detection, receivedAt.toISOString())],
+          // A finished run never blocks a new sighting: the new run re-verifies and records it.
+          workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+          typedSearchAttributes: [
+            { key: SearchAttributes.credentialType, value: detection.credentialType },
+            { key: SearchAttributes.source, value: detection.source },
+          ],
+          staticSummary: `Leaked ${detection.credentialType}${ref ? ` (${ref})` : ''} reported by ${detection.scanner ?? detection.source}`,
+          staticDetails: [
+            `**Detection** \`${detection.id}\` from ${detection.scanner ?? detection.source} (source ${detection.source}), severity ${detection.severity}${detection.validity ? `, validity ${detection.validity}` : ''}`,
+            `**Credential** ${detection.credentialType}${ref ? ` · ${ref}` : ''}${detection.fingerprint ? ` · fingerprint \`${detection.fingerprint.slice(0, 24)}…\`` : ''}`,
+            `**Found at** ${[detection.location.repository, detection.location.file, detection.location.line, detection.location.commit?.slice(0, 12)].filter((x) => x !== undefined).join(' · ') || 'unknown'}`,
+            `**Received** ${receivedAt.toISOString()}`,
+          ].join('\n\n'),
+        }),
+      );
+      return {
+        workflowId,
+        runId: handle.signaledRunId,
+        temporalUiUrl: temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, handle.signaledRunId),
+      };
+    } catch (err) {
+      if (isTemporalUnavailable(err)) throw new TemporalUnavailableError(`Temporal unreachable: ${(err as Error).message}`);
+      throw err;
+    }
+  };
+
   return {
-    async dispatch({ detection, leakedValue, credentialKey }, receivedAt, opts = {}) {
-      const workflowId = killSwitchWorkflowId(detection.credentialType, credentialKey);
+    async dispatch(sighting, receivedAt, opts = {}) {
+      const { detection, leakedValue } = sighting;
+      const workflowId = workflowIdOf(sighting);
       if (opts.redelivery) {
         // A run that is still open joins the re-sent sighting (the workflow dedupes by detection id);
         // a finished one is found here by its audit row, which lists every sighting it took.
@@ -113,61 +203,38 @@ export function createDispatcher(deps: {
         sealed = await deps.evidence.put(workflowId, detection.fingerprint, leakedValue);
       }
       try {
-        return await startOrSignal();
-      } catch (err) {
-        // Nothing half-started: a value sealed for a run that never started is removed.
-        if (sealed) await deps.evidence.purge(workflowId).catch(() => undefined);
-        if (isTemporalUnavailable(err))
-          throw new TemporalUnavailableError(`Temporal unreachable: ${(err as Error).message}`);
-        throw err;
-      }
-
-      async function startOrSignal(): Promise<Dispatched> {
+        const row = sightingRow(workflowId, detection, receivedAt);
         await deps.db.query(
           `INSERT INTO killswitch_sightings (workflow_id, detection_id, source, scanner, location, validity, received_at)
          VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) ON CONFLICT DO NOTHING`,
-          [
-            workflowId,
-            detection.id,
-            detection.source,
-            detection.scanner ?? null,
-            JSON.stringify(detection.location),
-            detection.validity ?? null,
-            receivedAt.toISOString(),
-          ],
+          [row.workflowId, row.detectionId, row.source, row.scanner, JSON.stringify(row.location), row.validity, row.receivedAt],
         );
-        const input: KillSwitchInput = { detection, receivedAt: receivedAt.toISOString() };
-        const ref = Object.entries(detection.credentialRef)
-          .map(([k, v]) => `${k}=${v}`)
-          .join(' ');
-        const handle = await t.client.connection.withDeadline(Date.now() + t.deadlineMs, () =>
-          t.client.workflow.signalWithStart<typeof killSwitch, [SightingInfo]>('killSwitch', {
-            taskQueue: t.taskQueue,
-            workflowId,
-            args: [input],
-            signal: sightingSignal,
-            signalArgs: [sightingOf(detection, receivedAt.toISOString())],
-            // A finished run never blocks a new sighting: the new run re-verifies and records it.
-            workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-            typedSearchAttributes: [
-              { key: SearchAttributes.credentialType, value: detection.credentialType },
-              { key: SearchAttributes.source, value: detection.source },
-            ],
-            staticSummary: `Leaked ${detection.credentialType}${ref ? ` (${ref})` : ''} reported by ${detection.scanner ?? detection.source}`,
-            staticDetails: [
-              `**Detection** \`${detection.id}\` from ${detection.scanner ?? detection.source} (source ${detection.source}), severity ${detection.severity}${detection.validity ? `, validity ${detection.validity}` : ''}`,
-              `**Credential** ${detection.credentialType}${ref ? ` · ${ref}` : ''}${detection.fingerprint ? ` · fingerprint \`${detection.fingerprint.slice(0, 24)}…\`` : ''}`,
-              `**Found at** ${[detection.location.repository, detection.location.file, detection.location.line, detection.location.commit?.slice(0, 12)].filter((x) => x !== undefined).join(' · ') || 'unknown'}`,
-              `**Received** ${receivedAt.toISOString()}`,
-            ].join('\n\n'),
-          }),
-        );
-        return {
-          workflowId,
-          runId: handle.signaledRunId,
-          temporalUiUrl: temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, handle.signaledRunId),
-        };
+        return await signal(workflowId, detection, receivedAt);
+      } catch (err) {
+        // Nothing half-started: a value sealed for a run that never started is removed.
+        if (sealed) await deps.evidence.purge(workflowId).catch(() => undefined);
+        throw err;
       }
+    },
+
+    prepare(sightings, receivedAt) {
+      const writes: DeliveryWrites = { evidence: [], sightings: [] };
+      for (const s of sightings) {
+        const workflowId = workflowIdOf(s);
+        if (s.leakedValue !== undefined && s.detection.fingerprint) {
+          writes.evidence.push(deps.evidence.seal(workflowId, s.detection.fingerprint, s.leakedValue));
+        }
+        writes.sightings.push(sightingRow(workflowId, s.detection, receivedAt));
+      }
+      return writes;
+    },
+
+    start(sighting, receivedAt) {
+      return signal(workflowIdOf(sighting), sighting.detection, receivedAt);
+    },
+
+    async discard(workflowIds) {
+      for (const id of new Set(workflowIds)) await deps.evidence.purge(id);
     },
   };
 }

@@ -7,7 +7,17 @@
 import type { Db } from './db';
 import type { ServerKeys } from './keys';
 
+/** A leaked value sealed for one workflow, ready to be written (by `put`, or with the ingress's claim). */
+export interface SealedEvidence {
+  workflowId: string;
+  fingerprint: string;
+  sealed: Buffer;
+  ttlHours: number;
+}
+
 export interface EvidenceStore {
+  /** Seals a value for this workflow without storing it: the caller writes it in its own statement. */
+  seal(workflowId: string, fingerprint: string, value: string): SealedEvidence;
   /** Keeps the value for this workflow; returns true when this call stored it (false: already held). */
   put(workflowId: string, fingerprint: string, value: string): Promise<boolean>;
   take(workflowId: string): Promise<string | undefined>;
@@ -16,15 +26,22 @@ export interface EvidenceStore {
 }
 
 export function createEvidenceStore(db: Db, keys: ServerKeys, ttlHours: number): EvidenceStore {
+  const seal = (workflowId: string, fingerprint: string, value: string): SealedEvidence => ({
+    workflowId,
+    fingerprint,
+    sealed: keys.encrypt(value, workflowId),
+    ttlHours: Math.ceil(ttlHours),
+  });
   return {
+    seal,
     async put(workflowId, fingerprint, value) {
-      const sealed = keys.encrypt(value, workflowId);
+      const e = seal(workflowId, fingerprint, value);
       const r = await db.query<{ workflow_id: string }>(
         `INSERT INTO killswitch_evidence (workflow_id, fingerprint, sealed, expires_at)
          VALUES ($1, $2, $3, now() + make_interval(hours => $4::int))
          ON CONFLICT (workflow_id) DO NOTHING
          RETURNING workflow_id`,
-        [workflowId, fingerprint, sealed, Math.ceil(ttlHours)],
+        [e.workflowId, e.fingerprint, e.sealed, e.ttlHours],
       );
       return r.rows.length === 1;
     },

@@ -3,7 +3,9 @@
  * entries older than the replay window (30 days: longer than any sender's redelivery horizon). It
  * also reports deliveries claimed and never answered for over ten minutes: their ingress died
  * mid-way and their sender has not re-sent them (GitHub, for one, never redelivers by itself), so a
- * human should ask the sender to redeliver them. Their bodies are not kept (they hold secrets).
+ * human should ask the sender to redeliver them. Their bodies are not kept (they hold secrets). (An
+ * ingress that died in the moment between sending its 2xx and storing it leaves such a row too:
+ * its run exists, and a redelivery only names it again.)
  */
 import type { Db } from './db';
 import type { EvidenceStore } from './evidence';
@@ -44,7 +46,7 @@ export function startSweeper(db: Db, evidence: EvidenceStore, logger: Logger, ev
         if (n.abandoned.length > 0) {
           logger.warn(
             { abandoned: n.abandoned },
-            `${n.abandoned.length} deliveries were claimed but never answered and not re-sent: their sender got no 2xx; ask it to redeliver them`,
+            `${n.abandoned.length} deliveries were claimed but never answered and not re-sent: their sender most likely got no 2xx; ask it to redeliver them (a redelivery is idempotent)`,
           );
         }
       })

@@ -4,14 +4,26 @@
  * the first attempt got done before it died, the re-send is answered 2xx naming the one run of the
  * delivery, and nothing runs twice. (test/faults/intake-crash.fault.test.ts kills real processes
  * mid-burst; this file pins each window down.)
+ *
+ * A delivery's steps: one statement (claim, sealed value, sighting rows) → signal-with-start of
+ * each run → the answer → the answer stored in the ledger, not awaited. Windows: after the claim
+ * statement; after the start (the run since finished, or still rotating); after the answer, before
+ * it is stored (the same ledger row as after the start: the sender may have its 2xx and re-send
+ * anyway); the store failing outright.
  */
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import schema from '@octokit/webhooks-schemas/schema.json' with { type: 'json' };
+import { createDeliveryLedger } from '../../api/deliveries';
+import { normaliseGeneric, validateGeneric } from '../../api/sources/generic';
+import { createDispatcher, temporalTarget } from '../../lib/dispatch';
+import { createEvidenceStore } from '../../lib/evidence';
+import { killSwitchWorkflowId } from '../../workflows/shared';
 import { startGitHubFake, type GitHubFake } from '../fakes/github';
 import { holdRole, waitFor } from '../faults/support';
-import { leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
+import { capturedLogs, leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
 import { sampleOf } from '../helpers/schema-sample';
+import { timesRequested } from '../helpers/history';
 
 let h: Harness;
 let gh: GitHubFake;
@@ -23,8 +35,20 @@ beforeAll(async () => {
     env: { GITHUB_WEBHOOK_SECRETS: GH_SECRET, GITHUB_TOKEN: gh.token },
     config: { sources: { github: { secretsEnv: 'GITHUB_WEBHOOK_SECRETS', apiTokenEnv: 'GITHUB_TOKEN', apiUrl: gh.apiUrl, escalateAfter: '10s' } } },
   });
+  // A fault in the real database, for this file's delivery ids only: storing the answer (the
+  // ledger's UPDATE) takes 3 s for msg_slowstore_*, and is refused for msg_storefail_*.
+  await h.db.query(`CREATE OR REPLACE FUNCTION intake_crash_windows_store() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.delivery_id LIKE 'msg_storefail_%' THEN RAISE EXCEPTION 'intake-crash-windows: store refused'; END IF;
+      PERFORM pg_sleep(3);
+      RETURN NEW;
+    END $$`);
+  await h.db.query(`CREATE OR REPLACE TRIGGER intake_crash_windows_store BEFORE UPDATE ON killswitch_deliveries
+    FOR EACH ROW WHEN (NEW.delivery_id LIKE 'msg_slowstore_%' OR NEW.delivery_id LIKE 'msg_storefail_%') EXECUTE FUNCTION intake_crash_windows_store()`);
 });
 afterAll(async () => {
+  await h?.db.query('DROP TRIGGER IF EXISTS intake_crash_windows_store ON killswitch_deliveries').catch(() => undefined);
+  await h?.db.query('DROP FUNCTION IF EXISTS intake_crash_windows_store()').catch(() => undefined);
   await h?.close();
   await gh?.close();
 });
@@ -71,6 +95,80 @@ function leak(role: string, password: string) {
   return JSON.stringify({ scanner: 'crash-window', findingId: `f-${rand()}`, credentialType: 'postgres_password', secret: leakedUrl(role, password) });
 }
 
+/** The ledger rows of one delivery, with the transaction that wrote each (xmin). */
+async function writesOf(webhookId: string, workflowId: string) {
+  const q = async (sql: string, args: unknown[]) => (await h.db.query<{ tx: string }>(sql, args)).rows.map((r) => r.tx);
+  return {
+    claim: await q(`SELECT xmin::text AS tx FROM killswitch_deliveries WHERE source = 'generic' AND delivery_id = $1`, [webhookId]),
+    evidence: await q('SELECT xmin::text AS tx FROM killswitch_evidence WHERE workflow_id = $1', [workflowId]),
+    sightings: await q('SELECT xmin::text AS tx FROM killswitch_sightings WHERE workflow_id = $1', [workflowId]),
+  };
+}
+
+describe('one delivery, one write', () => {
+  it('the claim, the sealed value and the sighting are written in one transaction, before the run is signalled', async () => {
+    const { role, password } = await h.owned.createRole();
+    // The run waits on a lock of its role, so its value is still sealed (a run purges it when it
+    // ends); the stored answer is slow (msg_slowstore_), so the claim is still the row's version.
+    const lock = await holdRole(role);
+    try {
+      const webhookId = `msg_slowstore_onewrite_${rand()}${rand()}`;
+      const res = await h.post(leak(role, password), { webhookId });
+      expect(res.status).toBe(202);
+      const workflowId = killSwitchWorkflowId('postgres_password', h.keys.fingerprint(password));
+      expect(res.json.workflowId).toBe(workflowId);
+      const w = await writesOf(webhookId, workflowId);
+      expect(w.claim).toHaveLength(1);
+      expect(w).toEqual({ claim: w.claim, evidence: w.claim, sightings: w.claim });
+      await lock.release();
+      expect((await h.client.workflow.getHandle(workflowId, res.json.runId).result()).outcome).toBe('contained');
+    } finally {
+      await lock.release();
+    }
+  });
+});
+
+describe('the answer is stored after it is sent', () => {
+  it('the sender does not wait for the ledger: the run exists when the answer comes, the answer is stored later', async () => {
+    const { role, password } = await h.owned.createRole();
+    const webhookId = `msg_slowstore_${rand()}${rand()}`;
+    const sent = Date.now();
+    const res = await h.post(leak(role, password), { webhookId });
+    const took = Date.now() - sent;
+    expect(res.status).toBe(202);
+    expect(took).toBeLessThan(2500);
+    // Durable before the answer: the run is in Temporal.
+    expect((await h.client.workflow.getHandle(res.json.workflowId, res.json.runId).describe()).runId).toBe(res.json.runId);
+    const stored = await waitFor('the stored answer', async () => {
+      const r = await h.db.query<{ status: number | null; response: any }>(`SELECT status, response FROM killswitch_deliveries WHERE source = 'generic' AND delivery_id = $1`, [webhookId]);
+      return r.rows[0]?.status ? r.rows[0] : undefined;
+    }, 15_000);
+    expect(stored).toMatchObject({ status: 202, response: { workflowId: res.json.workflowId, runId: res.json.runId } });
+    await h.client.workflow.getHandle(res.json.workflowId, res.json.runId).result();
+  });
+
+  it('a store that fails is logged, the 202 stands, and a re-send names the same run', async () => {
+    const { role, password } = await h.owned.createRole();
+    const webhookId = `msg_storefail_${rand()}${rand()}`;
+    const body = leak(role, password);
+    const first = await h.post(body, { webhookId });
+    expect(first.status).toBe(202);
+    const { workflowId, runId } = first.json;
+    const warning = await waitFor('the warning', () => capturedLogs.find((l) => l.includes('answer was not stored') && l.includes(webhookId)), 10_000);
+    expect(JSON.parse(warning)).toMatchObject({ level: 40, err: { message: expect.stringContaining('store refused') } });
+    const row = await h.db.query<{ status: number | null }>(`SELECT status FROM killswitch_deliveries WHERE source = 'generic' AND delivery_id = $1`, [webhookId]);
+    expect(row.rows).toEqual([{ status: null }]);
+    await h.client.workflow.getHandle(workflowId, runId).result();
+
+    const again = await h.post(body, { webhookId });
+    expect(again.status).toBe(202);
+    expect(again.json).toMatchObject({ workflowId, runId, duplicate: true });
+    expect(await runsOf(workflowId)).toEqual([runId]);
+    expect(await auditOf(workflowId)).toEqual([{ run_id: runId, outcome: 'contained' }]);
+    expect(capturedLogs.join('')).not.toContain('unhandled error');
+  });
+});
+
 describe('a re-send after a crash of the ingress', () => {
   it('died after claiming, before dispatching: the re-send starts the run', async () => {
     const { role, password } = await h.owned.createRole();
@@ -87,6 +185,32 @@ describe('a re-send after a crash of the ingress', () => {
     // The first receipt is when the leak was reported: the time to contain counts from there.
     const row = await h.db.query<{ status: number }>('SELECT status FROM killswitch_deliveries WHERE delivery_id = $1', [webhookId]);
     expect(row.rows[0]!.status).toBe(202);
+  });
+
+  it('died after the claim statement (claim, sealed value, sighting), before the start: the re-send starts the run, which verifies with the sealed value', async () => {
+    const { role, password } = await h.owned.createRole();
+    const webhookId = `msg_recorded_${rand()}${rand()}`;
+    const body = leak(role, password);
+    // What the ingress's one statement commits, made by the ingress's own modules; then it "dies".
+    const receivedAt = new Date(Date.now() - 3000);
+    const sighting = normaliseGeneric(validateGeneric(JSON.parse(body)), h.keys, receivedAt);
+    const workflowId = killSwitchWorkflowId('postgres_password', h.keys.fingerprint(password));
+    const dispatcher = createDispatcher({ temporal: temporalTarget(h.config, h.client), evidence: createEvidenceStore(h.db, h.keys, 1), db: h.db });
+    const claim = await createDeliveryLedger(h.db).claim('generic', webhookId, dispatcher.prepare([sighting], receivedAt));
+    expect(claim).toEqual({ kind: 'new', sealed: [workflowId] });
+    const w = await writesOf(webhookId, workflowId);
+    expect(w).toEqual({ claim: [w.claim[0]], evidence: [w.claim[0]], sightings: [w.claim[0]] });
+    expect(await runsOf(workflowId)).toEqual([]);
+
+    const res = await h.post(body, { webhookId });
+    expect(res.status).toBe(202);
+    expect(res.json).toMatchObject({ status: 'accepted', workflowId, duplicate: true });
+    const result = await h.client.workflow.getHandle(workflowId, res.json.runId).result();
+    expect(result.outcome).toBe('contained');
+    // Verified dead with the value sealed by the first attempt: the login with it is refused.
+    expect(await h.owned.loginFails(role, password)).toBe('28P01');
+    expect(await runsOf(workflowId)).toEqual([res.json.runId]);
+    expect(await auditOf(workflowId)).toEqual([{ run_id: res.json.runId, outcome: 'contained' }]);
   });
 
   it('died after starting the run, before answering; the run has finished since: the re-send names that run, nothing new starts', async () => {
@@ -128,8 +252,7 @@ describe('a re-send after a crash of the ingress', () => {
       expect(await runsOf(workflowId)).toEqual([runId]);
       expect(await auditOf(workflowId)).toEqual([{ run_id: runId, outcome: 'contained' }]);
       const history = await h.client.workflow.getHandle(workflowId, runId).fetchHistory();
-      const revokes = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'revokeCredential');
-      expect(revokes).toHaveLength(1);
+      expect(timesRequested(history, 'revokeCredential')).toBe(1);
     } finally {
       await lock.release();
     }
