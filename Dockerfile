@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # Production image for the kill switch. One image, two processes, both compiled JavaScript:
-#   worker (default): node dist/worker/index.js   (runs the prebuilt dist/workflow-bundle.js)
+#   worker (default): node --max-old-space-size=256 dist/worker/index.js   (runs the prebuilt dist/workflow-bundle.js)
 #   ingress (api):    node dist/api/server.js      (docker-compose.yml overrides the command)
 # The build stage runs `npm run build` (scripts/build.ts: esbuild to dist/, the workflow bundle);
 # the image itself has production dependencies only, no TypeScript loader at run time.
@@ -57,4 +57,4 @@ EXPOSE 3000
 
 # Node itself as PID 1's child (compose runs it with init: true), so SIGTERM reaches the worker and
 # it drains its in-flight tasks.
-CMD ["node", "dist/worker/index.js"]
+CMD ["node", "--max-old-space-size=256", "dist/worker/index.js"]

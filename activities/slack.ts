@@ -1,11 +1,11 @@
 /**
- * Slack through @slack/bolt's Web API client: ONE Block Kit message per run, posted at its first
+ * Slack through the Web API client (@slack/web-api, the one Bolt uses): ONE Block Kit message per run, posted at its first
  * milestone and kept current with chat.update (see slack-message.ts for the ledger that orders the
  * updates). The message shows the outcome, the credential reference (never a value), the owner, the
  * step, timings, and the buttons that apply to the run's state; the ingress handles the clicks
  * (api/slack.ts). 429 is retried by Temporal after Retry-After.
  */
-import { webApi } from '@slack/bolt';
+import * as webApi from '@slack/web-api';
 import { ApplicationFailure } from '@temporalio/common';
 import { durationToMs, ErrorType, type RunSummary, type Step } from '../workflows/shared';
 import { describeCredential, describeLocation, describeTimings } from './describe';

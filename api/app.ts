@@ -92,6 +92,9 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(
     pinoHttp({
       logger: deps.logger,
+      // One info line per accepted delivery ('delivery accepted', below); the access line of a
+      // request that went well is debug. Refusals are warn, failures error.
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug'),
       genReqId: (req, res) => {
         const given = req.headers['x-request-id'];
         const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
@@ -108,6 +111,8 @@ export function createApp(deps: AppDeps): express.Express {
           githubDelivery: req.headers['x-github-delivery'],
           userAgent: req.headers['user-agent'],
         }),
+        // The status is what matters; the response headers (CSP and all) are the same every time.
+        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
       },
     }),
   );

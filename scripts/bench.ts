@@ -68,6 +68,8 @@ interface Options {
   profileDir: string | undefined;
   /** Keep the work folder (processes' logs, inventory) instead of removing it. */
   keep: boolean;
+  /** Node flags for the worker process, replacing the production ones (WORKER_NODE_FLAGS in package.json). */
+  workerNodeFlags: string[] | undefined;
 }
 
 /**
@@ -99,9 +101,10 @@ async function drive(count: number, opts: Pick<Options, 'mode' | 'rate' | 'concu
 function usage(): never {
   process.stderr.write(`usage: npm run bench -- [--n 1000 [--concurrency 32] | --rate R --duration S] [--mix postgres=70,redis=30]
        [--sqlite default|wal|both] [--no-baseline] [--slack-per-second 1] [--pagerduty-per-minute 120]
-       [--slack-drain-seconds 90] [--timeout-seconds 300] [--out results] [--label text] [--profile dir] [--keep]
+       [--slack-drain-seconds 90] [--timeout-seconds 300] [--out results] [--label text] [--profile dir] [--keep] [--worker-node-flags "--flag ..."]
 env: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL
      (default redis://127.0.0.1:6379), WORKER_* (passed to the worker)
+--worker-node-flags: node flags for the worker instead of the production ones ("" for none)
 --keep: keep the work folder (the worker's, ingress's and dev server's logs)
 --profile dir: V8 CPU profiles (.cpuprofile) of the worker and the ingress, written when they stop
 modes: burst (default): N detections, --concurrency in flight; paced: --rate R detections per second
@@ -130,6 +133,7 @@ export function parseArgs(argv: string[], env = process.env): Options {
     label: undefined,
     profileDir: undefined,
     keep: false,
+    workerNodeFlags: undefined,
   };
   const int = (v: string | undefined, name: string, min: number, max: number) => {
     const n = Number(v);
@@ -197,6 +201,9 @@ export function parseArgs(argv: string[], env = process.env): Options {
         break;
       case '--label':
         o.label = value();
+        break;
+      case '--worker-node-flags':
+        o.workerNodeFlags = (value() ?? '').split(/\s+/).filter(Boolean);
         break;
       case '--keep':
         o.keep = true;
@@ -416,6 +423,12 @@ async function ownedSystems(opts: Options): Promise<OwnedSystems> {
 const SYSTEM_PROCESSES = ['devServer', 'worker', 'ingress', 'auditPostgres', 'ownedPostgres', 'redis'] as const;
 const PERSISTENCE_COUNTERS = ['persistence_requests', 'visibility_persistence_requests'];
 const HISTORY_SAMPLE = 20;
+/** The worker's production node flags: those of `npm run start:worker` (the Dockerfile's CMD has the same). */
+const WORKER_NODE_FLAGS: string[] = (() => {
+  const script = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start:worker'] ?? '';
+  const words = script.split(/\s+/);
+  return words.slice(words.indexOf('node') + 1, words.indexOf('dist/worker/index.js')).filter((w) => w.startsWith('--'));
+})();
 
 interface CpuFigures {
   windowSeconds: number;
@@ -490,10 +503,10 @@ function buildForProduction(): void {
   process.stderr.write(built.stdout);
 }
 
-function spawnNode(entry: string, env: Record<string, string>, logFile: string, profileDir?: string): ChildProcess {
+function spawnNode(entry: string, env: Record<string, string>, logFile: string, profileDir?: string, nodeFlags: string[] = []): ChildProcess {
   // Plain `node dist/<entry>.js`: the compiled entry in this one process, so its pid is the one to measure.
   const flags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${path.basename(entry, '.js')}-${Date.now()}.cpuprofile`] : [];
-  const child = spawn(process.execPath, [...flags, entry], {
+  const child = spawn(process.execPath, [...nodeFlags, ...flags, entry], {
     cwd: PROJECT_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -627,7 +640,7 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     if (Date.now() > readyBy) throw new Error(`the ingress was not ready within 60 s; see ${ingressLog}`);
     await sleep(200);
   }
-  const worker = spawnNode('dist/worker/index.js', env, workerLog, opts.profileDir);
+  const worker = spawnNode('dist/worker/index.js', env, workerLog, opts.profileDir, opts.workerNodeFlags ?? WORKER_NODE_FLAGS);
   onCleanup('stop the worker', () => stopChild(worker, 'worker'));
   const conn = await Connection.connect({ address: dev.address });
   onCleanup('close the Temporal connection', () => conn.close());

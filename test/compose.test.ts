@@ -79,10 +79,13 @@ function dockerCmd(): string[] {
 
 /** `node dist/<x>.js`, where <x>.ts is an entry point `npm run build` compiles: that source. */
 function compiledEntry(argv: string[]): string {
-  expect(argv).toHaveLength(2);
   expect(argv[0]).toBe('node');
-  const m = /^dist\/(.+)\.js$/.exec(argv[1]!);
-  expect(m, `${argv[1]} is compiled JavaScript under dist/`).not.toBeNull();
+  // node [flags] dist/<entry>.js: V8 flags only (no loader, no --import).
+  const flags = argv.slice(1, -1);
+  for (const f of flags) expect(f, 'a node flag before the entry').toMatch(/^--(max-old-space-size|max-semi-space-size)=\d+$/);
+  const entry = argv[argv.length - 1]!;
+  const m = /^dist\/(.+)\.js$/.exec(entry);
+  expect(m, `${entry} is compiled JavaScript under dist/`).not.toBeNull();
   const source = `${m![1]}.ts`;
   expect(ENTRY_POINTS, `npm run build compiles ${source}`).toContain(source);
   expect(existsSync(path.join(root, source))).toBe(true);
@@ -242,6 +245,12 @@ describe('Dockerfile', () => {
   it('runs the compiled worker by default, from an entry point the build compiles', () => {
     // Node itself, no TypeScript loader: SIGTERM reaches the worker and it drains.
     expect(compiledEntry(dockerCmd())).toBe('worker/index.ts');
+  });
+
+  it('runs the worker with the node flags of npm run start:worker (the heap cap the bench measured)', () => {
+    const script = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start:worker']!;
+    expect(dockerCmd()).toEqual(script.split(/\s+/));
+    expect(script).toContain('--max-old-space-size=');
   });
 
   it('gives the api the compiled ingress', () => {

@@ -62,6 +62,14 @@ export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { prov
   };
 }
 
+/**
+ * The workflow cache when WORKER_MAX_CACHED_WORKFLOWS is unset. The SDK's default grows with the
+ * heap limit (~2,300 runs here); a contained run is two workflow tasks, so only runs waiting on
+ * Slack or a human stay cached, and 200 kept a burst of 1,000 as fast as the SDK default with the
+ * worker ~100 MiB smaller (README, Performance).
+ */
+export const DEFAULT_MAX_CACHED_WORKFLOWS = 200;
+
 export async function createKillSwitchWorker(opts: {
   connection: NativeConnection;
   namespace: string;
@@ -98,7 +106,7 @@ export async function createKillSwitchWorker(opts: {
     dataConverter: opts.dataConverter,
     ...(workflowBundle ? { workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     shutdownGraceTime: '30s',
-    ...(t.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: t.maxCachedWorkflows } : {}),
+    maxCachedWorkflows: t.maxCachedWorkflows ?? DEFAULT_MAX_CACHED_WORKFLOWS,
     ...(t.maxConcurrentActivityTaskExecutions !== undefined ? { maxConcurrentActivityTaskExecutions: t.maxConcurrentActivityTaskExecutions } : {}),
     ...(t.maxConcurrentWorkflowTaskExecutions !== undefined ? { maxConcurrentWorkflowTaskExecutions: t.maxConcurrentWorkflowTaskExecutions } : {}),
     ...(t.maxConcurrentActivityTaskPolls !== undefined ? { activityTaskPollerBehavior: { type: 'simple-maximum' as const, maximum: t.maxConcurrentActivityTaskPolls } } : {}),

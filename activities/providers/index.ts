@@ -6,7 +6,8 @@ import type { Inventory } from '../../lib/inventory';
 import type { OwningSystem } from '../../lib/systems';
 import { createSessionTarget } from '../sessions';
 import { createSink } from '../sinks';
-import { AwsIamProvider } from './aws-iam';
+import type { AwsIamProvider } from './aws-iam';
+import { awsClientConfig } from './aws-errors';
 import { createPacer, paced } from './pacing';
 import { GitHubProvider } from './github';
 import { SlackProvider } from './slack';
@@ -40,7 +41,13 @@ function createProvider(system: OwningSystem, env: Env): CredentialProvider {
     case 'slack':
       return new SlackProvider(system);
     case 'aws_iam':
-      return new AwsIamProvider(system, env);
+      // The AWS SDK (~25 MiB in every worker) loads with the first AWS system's first call;
+      // its configuration is still checked now, at startup.
+      awsClientConfig(system.aws, env);
+      return lazyProvider({ kind: 'aws_iam', canIssueReplacement: true, supportsGraceful: true, supportsQuarantine: true }, async () => {
+        const { AwsIamProvider: Provider } = await import('./aws-iam');
+        return new Provider(system, env);
+      });
     case 'http':
       return new HttpProvider(system, env);
     case 'redis':
@@ -68,6 +75,25 @@ export function createProviderRegistry(inventory: Inventory, env: Env): Provider
       await Promise.allSettled(
         [...runtimes.values()].flatMap((r) => [r.provider.close(), r.sink.close(), ...r.sessions.map((s) => s.close())]),
       );
+    },
+  };
+}
+
+/** A provider whose module (and its SDK) is imported on first use; the capability flags are known up front. */
+function lazyProvider(
+  flags: Pick<CredentialProvider, 'kind' | 'canIssueReplacement' | 'supportsGraceful' | 'supportsQuarantine'>,
+  load: () => Promise<AwsIamProvider>,
+): CredentialProvider {
+  let loaded: Promise<CredentialProvider> | undefined;
+  const provider = () => (loaded ??= load());
+  return {
+    ...flags,
+    revoke: async (req) => (await provider()).revoke(req),
+    issueReplacement: async (req, sink) => (await provider()).issueReplacement(req, sink),
+    expireSessions: async (req) => (await provider()).expireSessions(req),
+    verifyDead: async (req, leaked) => (await provider()).verifyDead(req, leaked),
+    close: async () => {
+      if (loaded) await (await loaded).close();
     },
   };
 }
