@@ -8,7 +8,7 @@
  * one statement, then `start` only signals.
  */
 import { status as grpcStatus } from '@grpc/grpc-js';
-import type { Client } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import type { Sighting } from '../api/sources/finding';
 import type { killSwitch } from '../workflows/killSwitch';
 import {
@@ -145,7 +145,12 @@ export function createDispatcher(deps: {
   const t = deps.temporal;
 
   /** signalWithStart of the credential's run; Temporal unreachable becomes TemporalUnavailableError. */
-  const signal = async (workflowId: string, detection: Detection, receivedAt: Date): Promise<Dispatched> => {
+  const signal = async (
+    workflowId: string,
+    detection: Detection,
+    receivedAt: Date,
+    reuse: 'ALLOW_DUPLICATE' | 'REJECT_DUPLICATE' = 'ALLOW_DUPLICATE',
+  ): Promise<Dispatched> => {
     const input: KillSwitchInput = { detection, receivedAt: receivedAt.toISOString() };
     const ref = Object.entries(detection.credentialRef)
       .map(([k, v]) => `${k}=${v}`)
@@ -158,8 +163,9 @@ export function createDispatcher(deps: {
           args: [input],
           signal: sightingSignal,
           signalArgs: [sightingOf(detection, receivedAt.toISOString())],
-          // A finished run never blocks a new sighting: the new run re-verifies and records it.
-          workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+          // A finished run never blocks a new sighting: the new run re-verifies and records it
+          // (a re-send asks REJECT_DUPLICATE first: see dispatch()).
+          workflowIdReusePolicy: reuse,
           typedSearchAttributes: [
             { key: SearchAttributes.credentialType, value: detection.credentialType },
             { key: SearchAttributes.source, value: detection.source },
@@ -188,15 +194,19 @@ export function createDispatcher(deps: {
     async dispatch(sighting, receivedAt, opts = {}) {
       const { detection, leakedValue } = sighting;
       const workflowId = workflowIdOf(sighting);
-      if (opts.redelivery) {
-        // A run that is still open joins the re-sent sighting (the workflow dedupes by detection id);
-        // a finished one is found here by its audit row, which lists every sighting it took.
+      // A finished run that took this detection is found by its audit row, which lists every sighting it took.
+      const finishedRun = async (): Promise<Dispatched | undefined> => {
         const done = await deps.db.query<{ run_id: string }>(
           `SELECT run_id FROM killswitch_audit WHERE workflow_id = $1 AND sightings @> $2::jsonb ORDER BY recorded_at DESC LIMIT 1`,
           [workflowId, JSON.stringify([{ detectionId: detection.id }])],
         );
         const runId = done.rows[0]?.run_id;
-        if (runId) return { workflowId, runId, temporalUiUrl: temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, runId) };
+        return runId ? { workflowId, runId, temporalUiUrl: temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, runId) } : undefined;
+      };
+      if (opts.redelivery) {
+        // A run that is still open joins the re-sent sighting (the workflow dedupes by detection id).
+        const done = await finishedRun();
+        if (done) return done;
       }
       let sealed = false;
       if (leakedValue !== undefined && detection.fingerprint) {
@@ -209,7 +219,21 @@ export function createDispatcher(deps: {
          VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) ON CONFLICT DO NOTHING`,
           [row.workflowId, row.detectionId, row.source, row.scanner, JSON.stringify(row.location), row.validity, row.receivedAt],
         );
-        return await signal(workflowId, detection, receivedAt);
+        if (!opts.redelivery) return await signal(workflowId, detection, receivedAt);
+        // A re-send may race the run that took its first copy: open when the audit was read above,
+        // closed now. Starting a fresh run would give the detection a second run, so a re-send
+        // never starts over a closed run blindly: rejected, it reads the audit again (a run writes
+        // its row before it closes). Only a closed run that never took this detection (an earlier
+        // sighting's) lets it start a new one.
+        try {
+          return await signal(workflowId, detection, receivedAt, 'REJECT_DUPLICATE');
+        } catch (err) {
+          if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+          const done = await finishedRun();
+          if (!done) return await signal(workflowId, detection, receivedAt);
+          if (sealed) await deps.evidence.purge(workflowId).catch(() => undefined);
+          return done;
+        }
       } catch (err) {
         // Nothing half-started: a value sealed for a run that never started is removed.
         if (sealed) await deps.evidence.purge(workflowId).catch(() => undefined);

@@ -17,6 +17,7 @@ import schema from '@octokit/webhooks-schemas/schema.json' with { type: 'json' }
 import { createDeliveryLedger } from '../../api/deliveries';
 import { normaliseGeneric, validateGeneric } from '../../api/sources/generic';
 import { createDispatcher, temporalTarget } from '../../lib/dispatch';
+import type { Db } from '../../lib/db';
 import { createEvidenceStore } from '../../lib/evidence';
 import { killSwitchWorkflowId } from '../../workflows/shared';
 import { startGitHubFake, type GitHubFake } from '../fakes/github';
@@ -256,6 +257,64 @@ describe('a re-send after a crash of the ingress', () => {
     } finally {
       await lock.release();
     }
+  });
+
+  it('a re-send racing the end of its run (open at the audit check, closed at the signal): it names that run, nothing new starts', async () => {
+    const { role, password } = await h.owned.createRole();
+    const lock = await holdRole(role);
+    try {
+      const body = leak(role, password);
+      const first = await h.post(body, { webhookId: `msg_race_${rand()}${rand()}` });
+      const { workflowId, runId } = first.json;
+      // The re-send's audit check reads while the run is still rotating; the run then ends (and
+      // writes its audit row) before the re-send signals.
+      let raced = false;
+      const db: Db = {
+        kind: h.db.kind,
+        withSession: (fn) => h.db.withSession(fn),
+        close: async () => undefined,
+        async query(text, params) {
+          const r = await h.db.query(text, params);
+          if (!raced && /FROM killswitch_audit WHERE workflow_id = \$1 AND sightings @>/.test(text)) {
+            raced = true;
+            expect(r.rows).toEqual([]);
+            await lock.release();
+            await h.client.workflow.getHandle(workflowId, runId).result();
+          }
+          return r as never;
+        },
+      };
+      const receivedAt = new Date();
+      const sighting = normaliseGeneric(validateGeneric(JSON.parse(body)), h.keys, receivedAt);
+      const dispatcher = createDispatcher({ temporal: temporalTarget(h.config, h.client), evidence: createEvidenceStore(db, h.keys, 1), db });
+      const again = await dispatcher.dispatch(sighting, receivedAt, { redelivery: true });
+      expect(raced).toBe(true);
+      expect(again).toMatchObject({ workflowId, runId });
+      expect(await runsOf(workflowId)).toEqual([runId]);
+      expect(await auditOf(workflowId)).toEqual([{ run_id: runId, outcome: 'contained' }]);
+      // The value the re-send sealed again is not left behind for its TTL.
+      expect((await h.db.query('SELECT 1 FROM killswitch_evidence WHERE workflow_id = $1', [workflowId])).rows).toEqual([]);
+    } finally {
+      await lock.release();
+    }
+  });
+
+  it('a re-send of a detection no run took, after an earlier sighting\'s run closed: it starts the re-verifying run', async () => {
+    const { role, password } = await h.owned.createRole();
+    const first = await h.post(leak(role, password), { webhookId: `msg_earlier_${rand()}${rand()}` });
+    const { workflowId, runId } = first.json;
+    await h.client.workflow.getHandle(workflowId, runId).result();
+    // Another scanner's copy of the same value, claimed by an ingress that died before dispatching it.
+    const body = JSON.stringify({ ...JSON.parse(leak(role, password)), findingId: `other-${rand()}`, scanner: 'other-scanner' });
+    const receivedAt = new Date();
+    const sighting = normaliseGeneric(validateGeneric(JSON.parse(body)), h.keys, receivedAt);
+    const dispatcher = createDispatcher({ temporal: temporalTarget(h.config, h.client), evidence: createEvidenceStore(h.db, h.keys, 1), db: h.db });
+    const again = await dispatcher.dispatch(sighting, receivedAt, { redelivery: true });
+    expect(again.workflowId).toBe(workflowId);
+    expect(again.runId).not.toBe(runId);
+    const result = await h.client.workflow.getHandle(workflowId, again.runId).result();
+    expect(result).toMatchObject({ outcome: 'already_contained', priorRunId: runId });
+    expect((await runsOf(workflowId)).sort()).toEqual([runId, again.runId].sort());
   });
 
   it('GitHub: died after starting the enrichment, before answering; enrichment and containment finished since: no second enrichment, no second run', async () => {
