@@ -108,8 +108,13 @@ export async function holdRole(role: string): Promise<{ release(): Promise<void>
   const o = inject('owned');
   const c = new pg.Client({ host: o.socketDir, port: o.port, user: 'postgres', database: 'postgres' });
   await c.connect();
+  return heldInTransaction(c, `ALTER ROLE ${c.escapeIdentifier(role)} CONNECTION LIMIT -1`);
+}
+
+/** Runs `sql` in a transaction left open on `c` (its locks held) until `release()` rolls it back. */
+export async function heldInTransaction(c: pg.Client, sql: string): Promise<{ release(): Promise<void> }> {
   await c.query('BEGIN');
-  await c.query(`ALTER ROLE ${c.escapeIdentifier(role)} CONNECTION LIMIT -1`);
+  await c.query(sql);
   let released = false;
   return {
     async release() {

@@ -14,7 +14,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, expect, inject, it } from 'vitest';
 import { expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
 import { localActivityMarkers } from '../helpers/history';
-import { activityCounts, auditRows, blockedAlter, executionsOf, holdRole, slackMessagesOf, spawnWorker, waitFor, type WorkerProcess } from './support';
+import { activityCounts, auditRows, blockedAlter, heldInTransaction, executionsOf, holdRole, slackMessagesOf, spawnWorker, waitFor, type WorkerProcess } from './support';
 
 /**
  * The app's sessions for the second scenario: a connect-pg-simple table in the audit cluster (its
@@ -109,20 +109,26 @@ it('SIGKILL of the worker mid-rotation, then a restart: the run completes, one r
     // One recorded result: the killed worker's attempt never reached history, the replay ran it again.
     expect(counts.revokeCredential).toMatchObject({ scheduled: 1, maxAttempt: 1, local: true });
     expect(counts.assess).toMatchObject({ scheduled: 1, local: true });
-    expect(counts.recordAudit?.scheduled).toBe(1);
-    expect(await executionsOf(h, workflowId)).toBe(1);
-    const rows = await auditRows(h, workflowId);
-    expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ outcome: 'contained', run_id: runId, verification_method: 'login_rejected' });
-    expect(slackMessagesOf(h, workflowId)).toHaveLength(1);
-    expect(h.slack.messageRequests().filter((m) => m.method === 'chat.postMessage' && m.text.includes(workflowId))).toHaveLength(1);
-    expect(h.pagerduty.events()).toHaveLength(0);
-
-    expectNowhere(await secretPlaces(h, [workflowId], { 'first worker output': first.output(), 'second worker output': second.output() }), [password]);
+    await expectContainedOnce({ workflowId, runId, password, outputs: [first, second] });
   } finally {
     await lock.release();
   }
 });
+
+/** One audit row (contained, verified dead), one execution, one Slack message, no page, the secret nowhere. */
+async function expectContainedOnce(o: { workflowId: string; runId: string; password: string; outputs: [WorkerProcess, WorkerProcess] }): Promise<void> {
+  const { workflowId, runId } = o;
+  expect((await activityCounts(h, workflowId)).recordAudit?.scheduled).toBe(1);
+  expect(await executionsOf(h, workflowId)).toBe(1);
+  const rows = await auditRows(h, workflowId);
+  expect(rows).toHaveLength(1);
+  expect(rows[0]).toMatchObject({ outcome: 'contained', run_id: runId, verification_method: 'login_rejected' });
+  expect(slackMessagesOf(h, workflowId)).toHaveLength(1);
+  expect(h.slack.messageRequests().filter((m) => m.method === 'chat.postMessage' && m.text.includes(workflowId))).toHaveLength(1);
+  expect(h.pagerduty.events()).toHaveLength(0);
+  const [first, second] = o.outputs;
+  expectNowhere(await secretPlaces(h, [workflowId], { 'first worker output': first.output(), 'second worker output': second.output() }), [o.password]);
+}
 
 /** The role's stored SCRAM verifier, digested (never printed): it changes with every ALTER ROLE … PASSWORD. */
 async function verifierOf(role: string): Promise<string> {
@@ -134,17 +140,7 @@ async function verifierOf(role: string): Promise<string> {
 async function holdSessionTable(): Promise<{ release(): Promise<void> }> {
   const c = new pg.Client({ connectionString: inject('auditDatabaseUrl') });
   await c.connect();
-  await c.query('BEGIN');
-  await c.query(`LOCK TABLE ${sessionTable} IN ACCESS EXCLUSIVE MODE`);
-  let released = false;
-  return {
-    async release() {
-      if (released) return;
-      released = true;
-      await c.query('ROLLBACK');
-      await c.end();
-    },
-  };
+  return heldInTransaction(c, `LOCK TABLE ${sessionTable} IN ACCESS EXCLUSIVE MODE`);
 }
 
 /** The backend of a session-expiry DELETE blocked on the table lock, once there is one. */
@@ -250,16 +246,7 @@ it('SIGKILL of the worker after the rotation, before its workflow task completed
     expect(counts.revokeCredential).toMatchObject({ scheduled: 1, maxAttempt: 1, failed: 0, local: true });
     expect(counts.expireUserSessions).toMatchObject({ scheduled: 1, failed: 0, local: true });
     expect(counts.assess).toMatchObject({ scheduled: 1, local: true });
-    expect(counts.recordAudit?.scheduled).toBe(1);
-    expect(await executionsOf(h, workflowId)).toBe(1);
-    const rows = await auditRows(h, workflowId);
-    expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ outcome: 'contained', run_id: runId, verification_method: 'login_rejected' });
-    expect(slackMessagesOf(h, workflowId)).toHaveLength(1);
-    expect(h.slack.messageRequests().filter((m) => m.method === 'chat.postMessage' && m.text.includes(workflowId))).toHaveLength(1);
-    expect(h.pagerduty.events()).toHaveLength(0);
-
-    expectNowhere(await secretPlaces(h, [workflowId], { 'first worker output': first.output(), 'second worker output': second.output() }), [password]);
+    await expectContainedOnce({ workflowId, runId, password, outputs: [first, second] });
   } finally {
     await lock.release();
   }
