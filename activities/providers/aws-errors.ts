@@ -47,3 +47,6 @@ export function classifyAwsError(err: unknown, context: string): Error {
   // Throttling, ServiceUnavailable, 5xx, sockets, timeouts: transient.
   return new Error(msg);
 }
+
+/** What the AWS IAM provider can do, known without loading the AWS SDK (the registry loads it lazily). */
+export const AWS_IAM_CAPABILITIES = { kind: 'aws_iam', canIssueReplacement: true, supportsGraceful: true, supportsQuarantine: true } as const;

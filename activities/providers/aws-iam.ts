@@ -34,7 +34,7 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { ApplicationFailure } from '@temporalio/common';
 import { ACCESS_KEY_ID, userAllowed, type AwsIamSystem } from '../../lib/systems/aws-iam';
 import { ErrorType } from '../../workflows/shared';
-import { awsClientConfig, classifyAwsError } from './aws-errors';
+import { AWS_IAM_CAPABILITIES, awsClientConfig, classifyAwsError } from './aws-errors';
 import type { CredentialProvider, ExpireResult, IssueRequest, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, SecretSink, VerifyResult } from './types';
 
 export const QUARANTINE_POLICY = 'KillSwitchQuarantine';
@@ -69,10 +69,10 @@ function decodePolicy(doc: string | undefined): { Statement?: Array<{ Sid?: stri
 }
 
 export class AwsIamProvider implements CredentialProvider {
-  readonly kind = 'aws_iam';
-  readonly canIssueReplacement = true;
-  readonly supportsGraceful = true;
-  readonly supportsQuarantine = true;
+  readonly kind = AWS_IAM_CAPABILITIES.kind;
+  readonly canIssueReplacement = AWS_IAM_CAPABILITIES.canIssueReplacement;
+  readonly supportsGraceful = AWS_IAM_CAPABILITIES.supportsGraceful;
+  readonly supportsQuarantine = AWS_IAM_CAPABILITIES.supportsQuarantine;
   private readonly iam: IAMClient;
   /** Key id → user, a hint that spares a scan for a key deleted earlier in this process. */
   private readonly owners = new Map<string, string>();

@@ -7,7 +7,7 @@ import type { OwningSystem } from '../../lib/systems';
 import { createSessionTarget } from '../sessions';
 import { createSink } from '../sinks';
 import type { AwsIamProvider } from './aws-iam';
-import { awsClientConfig } from './aws-errors';
+import { AWS_IAM_CAPABILITIES, awsClientConfig } from './aws-errors';
 import { createPacer, paced } from './pacing';
 import { GitHubProvider } from './github';
 import { SlackProvider } from './slack';
@@ -44,7 +44,7 @@ function createProvider(system: OwningSystem, env: Env): CredentialProvider {
       // The AWS SDK (~25 MiB in every worker) loads with the first AWS system's first call;
       // its configuration is still checked now, at startup.
       awsClientConfig(system.aws, env);
-      return lazyProvider({ kind: 'aws_iam', canIssueReplacement: true, supportsGraceful: true, supportsQuarantine: true }, async () => {
+      return lazyProvider(AWS_IAM_CAPABILITIES, async () => {
         const { AwsIamProvider: Provider } = await import('./aws-iam');
         return new Provider(system, env);
       });
