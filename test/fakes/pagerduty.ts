@@ -2,6 +2,10 @@
  * PagerDuty Events API v2 fake: POST /v2/enqueue validated as documented (routing_key, event_action,
  * dedup_key, payload.summary/source/severity for triggers), 202 with the dedup_key, 400 "invalid
  * event" otherwise, scripted 429/5xx. Records every request.
+ *
+ * Alerts are modelled as PagerDuty documents them: a trigger whose dedup_key names an open alert is
+ * grouped into that alert, not a new one; a resolve closes it, so a later trigger opens a new one.
+ * `events()` is every accepted request, `alertsOpened(key)` the alerts (pages) a dedup_key raised.
  */
 import { startRecorder, type RecordingServer } from './http-recorder';
 
@@ -10,6 +14,8 @@ export interface PagerDutyFake extends RecordingServer {
   events(): Array<Record<string, any>>;
   /** How many events were answered 429 by `perMinute`. */
   rateLimited(): number;
+  /** How many alerts the dedup key opened (a repeated trigger while open is grouped, not counted). */
+  alertsOpened(dedupKey: string): number;
 }
 
 export interface PagerDutyFakeOptions {
@@ -23,6 +29,9 @@ export async function startPagerDutyFake(routingKey = 'R0UT1NGKEY000000000000000
   /** Accepted event times per routing key (a sliding one-minute window). */
   const accepted = new Map<string, number[]>();
   let rateLimited = 0;
+  /** Open alerts by routing key and dedup key, and how many each dedup key opened. */
+  const open = new Set<string>();
+  const opened = new Map<string, number>();
   const rec = await startRecorder((r) => {
     if (r.method !== 'POST' || r.path !== '/v2/enqueue') return { status: 404, body: { status: 'not found' } };
     let e: Record<string, any>;
@@ -51,6 +60,11 @@ export async function startPagerDutyFake(routingKey = 'R0UT1NGKEY000000000000000
       }
       recent.push(now);
     }
+    const alert = `${e.routing_key}\u0000${e.dedup_key ?? ''}`;
+    if (e.event_action === 'trigger' && !open.has(alert)) {
+      if (e.dedup_key !== undefined) open.add(alert);
+      opened.set(e.dedup_key ?? '', (opened.get(e.dedup_key ?? '') ?? 0) + 1);
+    } else if (e.event_action === 'resolve') open.delete(alert);
     return { status: 202, body: { status: 'success', message: 'Event processed', dedup_key: e.dedup_key ?? 'generated' } };
   });
   return {
@@ -58,5 +72,6 @@ export async function startPagerDutyFake(routingKey = 'R0UT1NGKEY000000000000000
     routingKey,
     events: () => rec.requests.filter((r) => r.path === '/v2/enqueue').map((r) => JSON.parse(r.body) as Record<string, any>),
     rateLimited: () => rateLimited,
+    alertsOpened: (dedupKey) => opened.get(dedupKey) ?? 0,
   };
 }
