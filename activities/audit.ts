@@ -1,6 +1,6 @@
 /** Audit rows in PostgreSQL: one per run, insert-only, a retried insert is a no-op. */
 import type { Db } from '../lib/db';
-import type { RunSummary } from '../workflows/shared';
+import type { RunSummary } from '../contracts/run';
 import { wellFormed } from './boundary';
 
 /** The note of a run that did not rotate itself: an early escalation contained by its credential's run. */

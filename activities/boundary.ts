@@ -11,8 +11,7 @@
  *   under the activity's profile.
  */
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
-import { HttpProblem } from '../api/problem';
-import { ErrorType } from '../workflows/shared';
+import { ErrorType, HttpProblem } from '../contracts/errors';
 
 /** A lone high or low surrogate (code units, no `u` flag), or U+0000. */
 // eslint-disable-next-line no-control-regex

@@ -1,6 +1,6 @@
 /** Human-readable pieces shared by the Slack and PagerDuty messages. */
-import type { Detection } from '../lib/detection';
-import type { RunSummary } from '../workflows/shared';
+import type { Detection } from '../contracts/detection';
+import type { RunSummary } from '../contracts/run';
 
 export function describeCredential(d: Detection): string {
   const ref = Object.entries(d.credentialRef)

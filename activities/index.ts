@@ -6,24 +6,19 @@ import { ApplicationFailure } from '@temporalio/common';
 import { Context, log } from '@temporalio/activity';
 import { temporalUiRunUrl } from '../lib/config';
 import type { Db } from '../lib/db';
-import type { CloseLoopRef, Detection } from '../lib/detection';
+import type { CloseLoopRef, Detection } from '../contracts/detection';
 import type { Dispatched, Dispatcher } from '../lib/dispatch';
-import type { ServerKeys } from '../lib/keys';
+import type { ServerKeys } from '../contracts/keys';
 import { evaluatePolicy } from '../lib/policy';
 import { dryRunOverrides } from '../lib/dry-run';
-import { reduceFinding, type RawFinding } from '../api/sources/finding';
+import { reduceFinding, type RawFinding } from '../contracts/finding';
 import type { UpstreamClients } from './upstream';
 import type { EvidenceStore } from '../lib/evidence';
 import { matchOwner, type Inventory } from '../lib/inventory';
 import { kindOf } from '../lib/systems';
-import {
-  ErrorType,
-  type EnrichInput,
-  type Outcome,
-  type OwnerRef,
-  type PolicyDecision,
-  type RunSummary,
-} from '../workflows/shared';
+import { ErrorType } from '../contracts/errors';
+import { type EnrichInput } from '../contracts/enrichment';
+import { type Outcome, type OwnerRef, type PolicyDecision, type RunSummary } from '../contracts/run';
 import { insertAuditRow } from './audit';
 import { atBoundary, classifyFailure, wellFormed } from './boundary';
 import { breakerDedupKey, checkBreaker } from '../lib/breaker';
@@ -33,7 +28,8 @@ import { buildDigestLine, needsOwnMessage, type DigestSettings } from './slack-d
 import type { PagerDutySender } from './pagerduty';
 import type { ProviderRegistry } from './providers';
 import type { ExpireResult, IssueResult, RevokeResult, VerifyResult } from './providers/types';
-import { durationMs, type KillMode } from '../lib/systems/common';
+import { durationMs } from '../lib/systems/common';
+import { type KillMode } from '../contracts/kill-modes';
 
 export interface ActivityDeps {
   inventory: Inventory;

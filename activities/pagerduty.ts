@@ -3,7 +3,8 @@
  * (resolve after a successful retry) lands on the same incident.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType, type RunSummary } from '../workflows/shared';
+import { ErrorType } from '../contracts/errors';
+import { type RunSummary } from '../contracts/run';
 import { describeCredential, describeLocation } from './describe';
 
 export interface PagerDutyEvent {

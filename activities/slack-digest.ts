@@ -18,7 +18,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import type { Db } from '../lib/db';
-import type { RunSummary } from '../workflows/shared';
+import type { RunSummary } from '../contracts/run';
 import { describeCredential } from './describe';
 import { mrkdwnEscape, phaseOf, type MessageKind, type SlackMessage, type SlackSender, type SlackSummary } from './slack';
 

@@ -7,8 +7,11 @@
  */
 import * as webApi from '@slack/web-api';
 import { ApplicationFailure } from '@temporalio/common';
-import { durationToMs, ErrorType, type RunSummary, type Step } from '../workflows/shared';
+import { durationToMs } from '../contracts/durations';
+import { ErrorType } from '../contracts/errors';
+import { type RunSummary, type Step } from '../contracts/run';
 import { describeCredential, describeLocation, describeTimings } from './describe';
+import { SlackAction } from '../contracts/slack-actions';
 
 export interface SlackMessage {
   text: string;
@@ -25,16 +28,6 @@ export interface SlackSender {
   /** How long this worker still holds back chat.postMessage after a 429 (0: not throttled). */
   throttledForMs?(): number;
 }
-
-/** Button action ids; api/slack.ts handles each one. */
-export const SlackAction = {
-  approve: 'ks_approve',
-  deny: 'ks_deny',
-  retry: 'ks_retry',
-  acknowledge: 'ks_acknowledge',
-  falsePositive: 'ks_false_positive',
-  openTemporalUi: 'open_temporal_ui',
-} as const;
 
 /** What a button carries: the run it acts on (never anything secret). */
 export interface SlackButtonValue {

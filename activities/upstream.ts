@@ -2,10 +2,10 @@
  * Clients of the scanners' own APIs, chosen by the config file: fetch the finding a GitHub alert
  * webhook only names; resolve the GitHub alert or GitGuardian incident after a kill.
  */
-import type { CloseLoopRef } from '../lib/detection';
+import type { CloseLoopRef } from '../contracts/detection';
 import type { SourcesConfig } from '../lib/sources-config';
-import type { RawFinding } from '../api/sources/finding';
-import type { EnrichmentRequest } from '../api/sources/types';
+import type { RawFinding } from '../contracts/finding';
+import type { EnrichmentRequest } from '../contracts/enrichment';
 
 export interface UpstreamClients {
   /** Returns the finding with its secret; only the enrichment activity calls it, and reduces it at once. */

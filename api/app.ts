@@ -13,18 +13,19 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { temporalUiRunUrl, type ApiToken } from '../lib/config';
 import type { Db } from '../lib/db';
 import { isTemporalUnavailable, TemporalUnavailableError, type Dispatched, type IngressDispatcher, type TemporalTarget } from '../lib/dispatch';
-import type { ServerKeys } from '../lib/keys';
+import type { ServerKeys } from '../contracts/keys';
 import type { BreakerState } from '../lib/breaker';
 import type { Logger } from '../lib/logger';
 import type { enrichDetection } from '../workflows/enrich';
-import type { EnrichInput } from '../workflows/shared';
+import type { EnrichInput } from '../contracts/enrichment';
 import type { DeliveryLedger, SourceSwitches } from './deliveries';
 import { authenticate, requireAdmin } from './auth';
 import { bodyReadProblem, readJsonBody, readRawBody } from './body';
 import { createCodecRouter, type CodecRouteDeps } from './codec';
-import { HttpProblem, sendProblem } from './problem';
+import { HttpProblem } from '../contracts/errors';
+import { sendProblem } from './problem';
 import { bySchema, createAdminControlRouter, createReadRouter, recordAdminChange } from './read';
-import { reduceFinding, type Sighting } from './sources/finding';
+import { reduceFinding, type Sighting } from '../contracts/finding';
 import type { AcceptFn, Delivery, ParseResult, SourceHandler } from './sources/types';
 
 export interface RegisteredSource {

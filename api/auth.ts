@@ -6,7 +6,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler, Response } from 'express';
 import type { ApiRole, ApiToken } from '../lib/config';
-import { HttpProblem } from './problem';
+import { HttpProblem } from '../contracts/errors';
 
 export interface Principal {
   role: ApiRole;

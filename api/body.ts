@@ -5,7 +5,7 @@
  * escapes, so no route can answer 5xx for bytes a client sent.
  */
 import express, { type Request, type RequestHandler } from 'express';
-import { HttpProblem } from './problem';
+import { HttpProblem } from '../contracts/errors';
 import { decodeUtf8, parseJsonBody, type KnownKeys } from './sources/validate';
 
 /** Charsets a body may declare: UTF-8, or US-ASCII (a subset). None declared means UTF-8. */

@@ -12,7 +12,7 @@ import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { z } from 'zod';
 import { readJsonBody } from './body';
-import { HttpProblem } from './problem';
+import { HttpProblem } from '../contracts/errors';
 import { issuesOf } from './sources/validate';
 
 export interface CodecRouteDeps {

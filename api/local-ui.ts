@@ -16,7 +16,8 @@ import net from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../lib/logger';
 import { createCodecRouter, matchesOneOf, type CodecRouteDeps } from './codec';
-import { HttpProblem, sendProblem } from './problem';
+import { HttpProblem } from '../contracts/errors';
+import { sendProblem } from './problem';
 
 export const UI_SESSION_COOKIE = 'killswitch_ui';
 export const LOGIN_PATH = '/_killswitch/login';

@@ -11,10 +11,10 @@ import { temporalUiRunUrl } from '../lib/config';
 import type { Db } from '../lib/db';
 import { isTemporalUnavailable, type TemporalTarget } from '../lib/dispatch';
 import { GLOBAL_SCOPE, listDryRun, setDryRun } from '../lib/dry-run';
-import { currentStepQuery, OUTCOMES } from '../workflows/shared';
+import { currentStepQuery, OUTCOMES } from '../contracts/run';
 import { principalOf, requireAdmin } from './auth';
 import { readJsonBody } from './body';
-import { HttpProblem } from './problem';
+import { HttpProblem } from '../contracts/errors';
 import { issuesOf } from './sources/validate';
 
 

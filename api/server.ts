@@ -11,7 +11,7 @@ import { loadConfig, type Config } from '../lib/config';
 import { listBreakers, resetBreaker } from '../lib/breaker';
 import { createPostgresDb, migrate, type Db } from '../lib/db';
 import { createEvidenceStore, type EvidenceStore } from '../lib/evidence';
-import type { ServerKeys } from '../lib/keys';
+import type { ServerKeys } from '../contracts/keys';
 import { createLogger, type Logger } from '../lib/logger';
 import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';
 import type { PayloadCodec } from '@temporalio/common';

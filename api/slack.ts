@@ -19,17 +19,10 @@ import type { Db } from '../lib/db';
 import { isTemporalUnavailable, type TemporalTarget } from '../lib/dispatch';
 import type { Logger } from '../lib/logger';
 import { temporalUiRunUrl } from '../lib/config';
-import { SlackAction } from '../activities/slack';
-import {
-  acknowledgeSignal,
-  currentStepQuery,
-  decideUpdate,
-  falsePositiveUpdate,
-  retryUpdate,
-  type StepStatus,
-} from '../workflows/shared';
+import { SlackAction } from '../contracts/slack-actions';
+import { acknowledgeSignal, currentStepQuery, decideUpdate, falsePositiveUpdate, retryUpdate, type StepStatus } from '../contracts/run';
 import { readRawBody } from './body';
-import { HttpProblem } from './problem';
+import { HttpProblem } from '../contracts/errors';
 import { assertStorable, parseJsonText } from './sources/validate';
 
 export interface SlackControlDeps {

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { canaryDetection } from '../lib/canary';
 import { postSigned, resolveSigningSecret } from '../lib/webhook-client';
-import { OUTCOMES } from '../workflows/shared';
+import { OUTCOMES } from '../contracts/run';
 
 
 /** A failure the command reports (exit 1); usage errors are CommanderErrors (exit 2). */

@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, type Config } from './config';
 import { parseInventory, loadInventoryFile, type Inventory } from './inventory';
-import { createServerKeys, loadOrCreateLocalSecret, newServerKey, newWebhookSecret, type ServerKeys } from './keys';
+import { createServerKeys, loadOrCreateLocalSecret, newServerKey, newWebhookSecret } from './keys';
+import { type ServerKeys } from '../contracts/keys';
 import type { Logger } from './logger';
 import { DEFAULT_GENERIC_SECRETS_ENV } from './sources-config';
 

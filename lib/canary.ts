@@ -3,7 +3,7 @@
  * reaches a run, a worker and the audit table, while naming no real credential. Pure: used by the
  * CLI that builds it and by the policy that recognises it.
  */
-import type { Detection } from './detection';
+import type { Detection } from '../contracts/detection';
 
 export const CANARY_SCANNER = 'killswitch-canary';
 export const CANARY_POLICY_RULE = 'canary';

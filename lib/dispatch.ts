@@ -9,19 +9,12 @@
  */
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import type { Sighting } from '../api/sources/finding';
+import type { Sighting } from '../contracts/finding';
 import type { killSwitch } from '../workflows/killSwitch';
-import {
-  SearchAttributes,
-  killSwitchWorkflowId,
-  sightingOf,
-  sightingSignal,
-  type KillSwitchInput,
-  type SightingInfo,
-} from '../workflows/shared';
+import { SearchAttributes, killSwitchWorkflowId, sightingOf, sightingSignal, type KillSwitchInput, type SightingInfo } from '../contracts/run';
 import { temporalUiRunUrl, type Config } from './config';
 import type { Db } from './db';
-import type { Detection } from './detection';
+import type { Detection } from '../contracts/detection';
 import type { EvidenceStore, SealedEvidence } from './evidence';
 
 export interface TemporalTarget {

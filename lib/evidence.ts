@@ -5,7 +5,7 @@
  * purged when the run ends or when it expires.
  */
 import type { Db } from './db';
-import type { ServerKeys } from './keys';
+import type { ServerKeys } from '../contracts/keys';
 
 /** A leaked value sealed for one workflow, ready to be written (by `put`, or with the ingress's claim). */
 export interface SealedEvidence {

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import type { Detection } from './detection';
+import type { Detection } from '../contracts/detection';
 import { knownSecretsSchema } from './known-secrets';
 import { policySchema, sourcesSchema } from './sources-config';
 import { handles, kindOf, systemSchema, type OwningSystem } from './systems';

@@ -6,18 +6,8 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { ServerKeys } from '../contracts/keys';
 
-export interface ServerKeys {
-  /** `hmac-sha256:<hex>` of a secret value. */
-  fingerprint(value: string): string;
-  /** Keyed hash of a non-secret identity (used for workflow ids when no value was sent). */
-  refHash(parts: readonly string[]): string;
-  encrypt(plaintext: string, associatedData: string): Buffer;
-  decrypt(sealed: Buffer, associatedData: string): string;
-  fingerprintMatches(value: string, fingerprint: string): boolean;
-  /** The Temporal payload key used when KILLSWITCH_CODEC_KEYS is unset; its id is derived from it. */
-  codecKey(): { id: string; key: Buffer };
-}
 
 const EVIDENCE_VERSION = 1;
 

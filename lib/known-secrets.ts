@@ -4,7 +4,7 @@
  * matched to the credential it names. Hashes only; never a value.
  */
 import { z } from 'zod';
-import { CREDENTIAL_TYPES } from './detection';
+import { CREDENTIAL_TYPES } from '../contracts/detection';
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'a lower-case hex SHA-256');
 

@@ -5,11 +5,11 @@
  * workflow history and the audit row.
  */
 import { CANARY_POLICY_RULE, isCanary } from './canary';
-import type { Detection } from './detection';
+import type { Detection } from '../contracts/detection';
 import type { DryRunOverrides } from './dry-run';
 import { glob as globToRegExp } from './systems/common';
 import type { PolicyConfig, SourcesConfig } from './sources-config';
-import type { OwnerRef, PolicyDecision } from '../workflows/shared';
+import type { OwnerRef, PolicyDecision } from '../contracts/run';
 
 export function sourceDryRun(sources: SourcesConfig, source: string): boolean {
   if (source === 'custom') return false;

@@ -4,7 +4,7 @@
  */
 import { Webhook } from 'standardwebhooks';
 import { z } from 'zod';
-import { CREDENTIAL_TYPES, SEVERITIES } from './detection';
+import { CREDENTIAL_TYPES, SEVERITIES } from '../contracts/detection';
 
 /** The generic source's secrets variable unless `sources.generic.secretsEnv` names another. */
 export const DEFAULT_GENERIC_SECRETS_ENV = 'GENERIC_WEBHOOK_SECRETS';

@@ -7,7 +7,7 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
-import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../workflows/shared';
+import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../contracts/run';
 
 export interface DevServerOptions {
   cli: string;

@@ -28,7 +28,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { Webhook } from 'standardwebhooks';
 import { stringify as toYaml } from 'yaml';
-import type { CredentialRef } from '../lib/detection';
+import type { CredentialRef } from '../contracts/detection';
 import { parseInventory } from '../lib/inventory';
 import { newServerKey, newWebhookSecret } from '../lib/keys';
 import { resolveTemporalCli, PROJECT_ROOT } from '../lib/temporal-cli';

@@ -14,7 +14,7 @@ import { parse } from 'yaml';
 import { CONVERTER_PATHS, FAILURE_CONVERTER_PATH } from '../lib/codec';
 import { envSchema, loadConfig } from '../lib/config';
 import { MIGRATIONS_DIR } from '../lib/db';
-import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../workflows/shared';
+import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../contracts/run';
 import { ENTRY_POINTS } from '../scripts/build';
 import { buildWorkflowBundle, WORKFLOW_BUNDLE_MANIFEST_NAME, WORKFLOWS_PATH } from '../worker/workflow-bundle';
 

@@ -14,7 +14,7 @@ import type { Config, WorkerTuning } from '../lib/config';
 import type { Db } from '../lib/db';
 import { createEvidenceStore } from '../lib/evidence';
 import { resolveInventoryEnv, type Inventory } from '../lib/inventory';
-import type { ServerKeys } from '../lib/keys';
+import type { ServerKeys } from '../contracts/keys';
 import type { Logger } from '../lib/logger';
 import { prebuiltWorkflowBundle, WORKFLOWS_PATH } from './workflow-bundle';
 

@@ -9,7 +9,7 @@ import { sleep } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import { LocalActivityProfiles } from './profiles';
 import type { Run } from './run';
-import type { KillSwitchResult, OwnerRef } from './shared';
+import type { KillSwitchResult, OwnerRef } from '../contracts/run';
 import { critical, verify } from './steps';
 
 export async function contain(run: Run, o: OwnerRef, dryRun: boolean, quarantineInstead = false): Promise<void> {

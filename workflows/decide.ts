@@ -6,7 +6,7 @@ import { condition, log } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import { LocalActivityProfiles } from './profiles';
 import type { Run } from './run';
-import type { OwnerRef } from './shared';
+import type { OwnerRef } from '../contracts/run';
 import { escalate, failureFrom, lookup, notify } from './steps';
 
 export type Decision = 'approved' | 'denied' | 'false_positive' | 'timed_out';

@@ -22,7 +22,8 @@ import type { Duration } from '@temporalio/common';
 import type { KillSwitchActivities } from '../activities';
 import type { Dispatched } from '../lib/dispatch';
 import { ActivityProfiles, ENRICH_ESCALATE_AFTER } from './profiles';
-import { enrichedSignal, ErrorType, type EnrichedRun, type EnrichInput } from './shared';
+import { enrichedSignal, type EnrichedRun, type EnrichInput } from '../contracts/enrichment';
+import { ErrorType } from '../contracts/errors';
 
 const enrich = proxyActivities<KillSwitchActivities>(ActivityProfiles.enrich);
 const handOff = proxyActivities<KillSwitchActivities>(ActivityProfiles.handOff);

@@ -38,7 +38,8 @@ import { awaitDecision, breakerHold, type Decision } from './decide';
 import { ActivityProfiles, LocalActivityProfiles } from './profiles';
 import { awaitHumanAfterEscalation, purgeEvidence, record } from './record';
 import { Run } from './run';
-import { ErrorType, type KillSwitchInput, type KillSwitchResult } from './shared';
+import { ErrorType } from '../contracts/errors';
+import { type KillSwitchInput, type KillSwitchResult } from '../contracts/run';
 import { failureFrom, lookup } from './steps';
 
 export { ActivityProfiles };

@@ -1,6 +1,6 @@
 /** Activity options as named profiles, shared by the workflows; README lists them. */
 import type { ActivityOptions, LocalActivityOptions } from '@temporalio/workflow';
-import { ErrorType, NON_RETRYABLE_CONTAINMENT_ERRORS } from './shared';
+import { ErrorType, NON_RETRYABLE_CONTAINMENT_ERRORS } from '../contracts/errors';
 
 export const ActivityProfiles = {
   lookup: {

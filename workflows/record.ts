@@ -8,7 +8,7 @@ import { condition, log } from '@temporalio/workflow';
 import { contain } from './contain';
 import { ActivityProfiles, LocalActivityProfiles } from './profiles';
 import type { Run } from './run';
-import { durationToMs } from './shared';
+import { durationToMs } from '../contracts/durations';
 import { audit, cleanup, closing, escalate, failureFrom, lookup, notify } from './steps';
 
 /** PagerDuty (escalated), the scanners (contained), the audit row, the Slack message. */

@@ -5,31 +5,9 @@
  * deterministic, no I/O.
  */
 import { log, setCurrentDetails, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
-import {
-  SearchAttributes,
-  acknowledgeSignal,
-  currentStepQuery,
-  decideUpdate,
-  enrichedSignal,
-  falsePositiveUpdate,
-  retryUpdate,
-  sightingOf,
-  sightingSignal,
-  type EnrichedRun,
-  type FailureInfo,
-  type HumanAction,
-  type HumanDecision,
-  type KillSwitchInput,
-  type KillSwitchResult,
-  type Outcome,
-  type OwnerRef,
-  type PolicyDecision,
-  type RunSummary,
-  type SightingInfo,
-  type Step,
-  type Timeline,
-} from './shared';
-import type { Detection } from '../lib/detection';
+import { SearchAttributes, acknowledgeSignal, currentStepQuery, decideUpdate, falsePositiveUpdate, retryUpdate, sightingOf, sightingSignal, type FailureInfo, type HumanAction, type HumanDecision, type KillSwitchInput, type KillSwitchResult, type Outcome, type OwnerRef, type PolicyDecision, type RunSummary, type SightingInfo, type Step, type Timeline } from '../contracts/run';
+import { enrichedSignal, type EnrichedRun } from '../contracts/enrichment';
+import type { Detection } from '../contracts/detection';
 import { notify } from './steps';
 
 export class Run {

@@ -6,7 +6,7 @@
 import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivities, TimeoutFailure } from '@temporalio/workflow';
 import type { KillSwitchActivities } from '../activities';
 import { ActivityProfiles, LocalActivityProfiles } from './profiles';
-import type { FailureInfo, Step } from './shared';
+import type { FailureInfo, Step } from '../contracts/run';
 
 export const lookup = proxyLocalActivities<KillSwitchActivities>(LocalActivityProfiles.lookup);
 export const critical = proxyLocalActivities<KillSwitchActivities>(LocalActivityProfiles.critical);

@@ -1,7 +1,7 @@
 /** What the AWS kinds (IAM provider, Secrets Manager sink) share: client configuration and error classes. */
 import { ApplicationFailure } from '@temporalio/common';
 import type { AwsConnection } from '../../lib/systems/common';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 
 /** Two IAM keys per user is a hard AWS limit: a human must decide which key goes. */
 export const AWS_KEY_LIMIT = ErrorType.CREDENTIAL_LIMIT;

@@ -33,7 +33,7 @@ import {
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { ApplicationFailure } from '@temporalio/common';
 import { ACCESS_KEY_ID, userAllowed, type AwsIamSystem } from '../../lib/systems/aws-iam';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import { AWS_IAM_CAPABILITIES, awsClientConfig, classifyAwsError } from './aws-errors';
 import type { CredentialProvider, ExpireResult, IssueRequest, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, SecretSink, VerifyResult } from './types';
 

@@ -7,8 +7,9 @@
  * expire  = nothing separate: a token is the session (terminated 0).
  * verify  = GET /user with the leaked token: 401 means GitHub refuses it.
  */
-import { ErrorType } from '../../workflows/shared';
-import { githubTokenPrefix, type GitHubSystem } from '../../lib/systems/github';
+import { ErrorType } from '../../contracts/errors';
+import { githubTokenPrefix } from '../../contracts/credentials';
+import { type GitHubSystem } from '../../lib/systems/github';
 import type { CredentialProvider, ExpireResult, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, VerifyResult } from './types';
 import { bodyMessage, call, joinUrl, permanent, rateLimited, retryAfterMs, stillValid, type HttpAnswer } from './token-http';
 

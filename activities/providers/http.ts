@@ -14,9 +14,9 @@
  * recipe, the step and its URL *template* only.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import { TEMPLATE_RE, usesLeaked, type HttpStep, type HttpSystem, type RecipeName } from '../../lib/systems/http';
-import type { CredentialRef } from '../../lib/detection';
+import type { CredentialRef } from '../../contracts/detection';
 import type { CredentialProvider, ExpireResult, IssueRequest, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, SecretSink, VerifyResult } from './types';
 
 const MAX_BODY_BYTES = 1_000_000;

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { parse as parseConnectionString } from 'pg-connection-string';
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import type { PostgresSystem } from '../../lib/systems';
 import type { CredentialProvider, ExpireResult, IssueRequest, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, SecretSink, VerifyResult } from './types';
 

@@ -16,7 +16,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import { durationMs, type RedisSystem } from '../../lib/systems';
 import type { CredentialProvider, ExpireResult, IssueRequest, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, SecretSink, VerifyResult } from './types';
 

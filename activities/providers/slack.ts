@@ -8,8 +8,9 @@
  * expire  = nothing separate: the token is the session (terminated 0).
  * verify  = auth.test with the leaked token fails with one of the "dead" errors.
  */
-import { ErrorType } from '../../workflows/shared';
-import { slackTokenPrefix, type SlackSystem } from '../../lib/systems/slack';
+import { ErrorType } from '../../contracts/errors';
+import { slackTokenPrefix } from '../../contracts/credentials';
+import { type SlackSystem } from '../../lib/systems/slack';
 import type { CredentialProvider, ExpireResult, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, VerifyResult } from './types';
 import { bodyMessage, call, joinUrl, permanent, rateLimited, retryAfterMs, stillValid } from './token-http';
 

@@ -4,7 +4,7 @@
  * or a request body, and anything echoed back is scrubbed before it becomes an error.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 
 /**
  * Retryable: the owner throttled us (or our own budget is spent). Thrown with `nextRetryDelay`

@@ -1,5 +1,5 @@
-import type { CredentialRef } from '../../lib/detection';
-import type { KillMode } from '../../lib/systems/common';
+import type { CredentialRef } from '../../contracts/detection';
+import type { KillMode } from '../../contracts/kill-modes';
 
 export interface ProviderRequest {
   /** Workflow id: the idempotency key of this containment. */

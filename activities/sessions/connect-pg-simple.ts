@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import type { SessionTargetConfig } from '../../lib/systems';
 import type { SessionTarget } from '../providers/types';
 

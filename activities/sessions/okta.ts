@@ -8,7 +8,7 @@
  * dry run checks each user exists (GET /api/v1/users/{userId}) and counts them.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import type { SessionTargetConfig } from '../../lib/systems';
 import type { SessionTarget } from '../providers/types';
 

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ApplicationFailure } from '@temporalio/common';
 import type { AwsConnection } from '../../lib/systems/common';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import type { SecretSink, SecretValue } from '../providers/types';
 import { awsClientConfig, classifyAwsError } from '../providers/aws-errors';
 

@@ -7,9 +7,9 @@
  */
 import { z } from 'zod';
 import type { StandardWebhooksSourceConfig } from '../../lib/sources-config';
-import { HttpProblem } from '../problem';
+import { HttpProblem } from '../../contracts/errors';
 import { credentialTypeOf } from './credential-types';
-import type { RawFinding } from './finding';
+import type { RawFinding } from '../../contracts/finding';
 import { verifyStandardWebhook } from './generic';
 import type { Delivery, SourceContext, SourceHandler } from './types';
 import { decodeUtf8, parseJsonBody, parseJsonText, schemaKeys, validateWith } from './validate';

@@ -4,12 +4,12 @@
  * body) and where its fields are (dotted paths). Adding a sender is configuration, not code.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { CREDENTIAL_TYPES, SEVERITIES, type CredentialType, type Severity } from '../../lib/detection';
+import { CREDENTIAL_TYPES, SEVERITIES, type CredentialType, type Severity } from '../../contracts/detection';
 import type { CustomSourceConfig } from '../../lib/sources-config';
-import { HttpProblem } from '../problem';
+import { HttpProblem } from '../../contracts/errors';
 import { MAX_FINDINGS_PER_DELIVERY, secretsFromEnv } from './ci-reports';
 import { credentialTypeOf } from './credential-types';
-import type { RawFinding } from './finding';
+import type { RawFinding } from '../../contracts/finding';
 import { verifyStandardWebhook } from './generic';
 import type { Delivery, SourceContext, SourceHandler } from './types';
 import { parseJsonBody } from './validate';

@@ -4,12 +4,12 @@
  * identifiers a provider needs, and handed back only so the ingress can seal it as evidence.
  */
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
-import { genericDetectionSchema, type GenericDetectionPayload } from '../../lib/detection';
-import { reduceFinding, type Sighting } from './finding';
+import { genericDetectionSchema, type GenericDetectionPayload } from '../../contracts/detection';
+import { reduceFinding, type Sighting } from '../../contracts/finding';
 import type { SourceHandler } from './types';
 import { headerId, parseJsonBody, validateJsonBody, validateWith } from './validate';
-import type { ServerKeys } from '../../lib/keys';
-import { HttpProblem } from '../problem';
+import type { ServerKeys } from '../../contracts/keys';
+import { HttpProblem } from '../../contracts/errors';
 
 export const GENERIC_SOURCE = 'generic';
 

@@ -10,10 +10,10 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { KnownSecret } from '../../lib/known-secrets';
 import type { gitguardianSourceSchema } from '../../lib/sources-config';
-import { HttpProblem } from '../problem';
+import { HttpProblem } from '../../contracts/errors';
 import { secretsFromEnv } from './ci-reports';
 import { credentialTypeOf } from './credential-types';
-import type { RawFinding } from './finding';
+import type { RawFinding } from '../../contracts/finding';
 import type { Delivery, SourceContext, SourceHandler } from './types';
 import { validateJsonBody } from './validate';
 

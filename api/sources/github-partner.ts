@@ -8,10 +8,10 @@
 import { createHash, verify } from 'node:crypto';
 import { z } from 'zod';
 import type { githubPartnerSourceSchema } from '../../lib/sources-config';
-import { HttpProblem } from '../problem';
+import { HttpProblem } from '../../contracts/errors';
 import { MAX_FINDINGS_PER_DELIVERY } from './ci-reports';
 import { credentialTypeOf } from './credential-types';
-import type { RawFinding } from './finding';
+import type { RawFinding } from '../../contracts/finding';
 import type { Delivery, SourceContext, SourceHandler } from './types';
 import { validateJsonBody } from './validate';
 

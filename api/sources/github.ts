@@ -7,11 +7,12 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { GitHubSourceConfig } from '../../lib/sources-config';
-import { HttpProblem } from '../problem';
+import { HttpProblem } from '../../contracts/errors';
 import { secretsFromEnv } from './ci-reports';
 import { credentialTypeOf } from './credential-types';
-import type { RawFinding } from './finding';
-import type { EnrichmentRequest, SourceContext, SourceHandler } from './types';
+import type { RawFinding } from '../../contracts/finding';
+import type { EnrichmentRequest } from '../../contracts/enrichment';
+import type { SourceContext, SourceHandler } from './types';
 import { validateJsonBody } from './validate';
 
 export const ACTED_ON = new Set(['created', 'reopened', 'publicly_leaked']);

@@ -5,7 +5,7 @@
 import type { Config } from '../../lib/config';
 import { InventoryError, type Inventory } from '../../lib/inventory';
 import { BUILTIN_SOURCES, DEFAULT_GENERIC_SECRETS_ENV, policySourceProblems, secretList, sourcesEnvProblems } from '../../lib/sources-config';
-import type { ServerKeys } from '../../lib/keys';
+import type { ServerKeys } from '../../contracts/keys';
 import type { AppDeps, RegisteredSource } from '../app';
 import { createGitleaksSource, createKingfisherSource, createTruffleHogSource } from './ci-reports';
 import { createCustomSource } from './custom';

@@ -5,8 +5,9 @@
  * stops there), sealing evidence, and signal-with-start of one killSwitch run per credential.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { ServerKeys } from '../../lib/keys';
-import type { RawFinding } from './finding';
+import type { ServerKeys } from '../../contracts/keys';
+import type { EnrichmentRequest } from '../../contracts/enrichment';
+import type { RawFinding } from '../../contracts/finding';
 
 export interface Delivery {
   rawBody: Buffer;
@@ -25,16 +26,6 @@ export type ParseResult =
    * dispatches it like any other. The delivery is acknowledged once that workflow has started.
    */
   | { kind: 'enrich'; deliveryId: string; request: EnrichmentRequest; /** Page a human after this long if the fetch keeps failing. */ escalateAfter?: string };
-
-/** What an enrichment activity needs to fetch one finding. Carries no secret. */
-export type EnrichmentRequest = {
-  kind: 'github_alert';
-  /** alert.url when the delivery has it; otherwise built from repository + number. */
-  alertUrl?: string;
-  repository: string;
-  alertNumber: number;
-  action: string;
-};
 
 /** What the ingress answers for an accepted delivery (used by sources with their own routes, e.g. GitLab). */
 export type AcceptFn = (source: string, result: ParseResult, delivery: Delivery) => Promise<{ status: number; body: unknown }>;

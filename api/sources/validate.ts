@@ -12,7 +12,7 @@
  *   position (`credentialRef.<key#2>`), since a sender may paste a secret where a key belongs.
  */
 import type { z } from 'zod';
-import { HttpProblem } from '../problem';
+import { HttpProblem } from '../../contracts/errors';
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 

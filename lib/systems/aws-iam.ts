@@ -1,6 +1,6 @@
 /** `kind: aws_iam`: long-term access keys of IAM users in one AWS account. */
 import { z } from 'zod';
-import type { CredentialRef } from '../detection';
+import type { CredentialRef } from '../../contracts/detection';
 import { awsConnectionSchema, commonEnv, commonSystemFields, glob, type EnvRequirement } from './common';
 
 /** IAM user names or glob patterns (`*` any run of characters, `?` one character). */

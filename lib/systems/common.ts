@@ -16,7 +16,7 @@ export const envVarName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an env
 export const duration = z.string().regex(/^\d{1,6}(ms|s|m|h|d)$/, 'a duration such as 30s, 10m or 2h');
 
 /** Milliseconds of a duration string; the one implementation lives with the workflow's pure helpers. */
-export { durationToMs as durationMs } from '../../workflows/shared';
+export { durationToMs as durationMs } from '../../contracts/durations';
 
 /** Where an AWS API lives and which credentials to use; every field optional (the SDK's default chain). */
 export const awsConnectionSchema = z

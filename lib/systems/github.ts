@@ -4,26 +4,12 @@
  * to issue and no second value to overlap with, so no graceful mode and no quarantine.
  */
 import { z } from 'zod';
-import type { CredentialRef } from '../detection';
+import type { CredentialRef } from '../../contracts/detection';
 import { commonEnv, commonSystemFields, envVarName, type EnvRequirement } from './common';
-
-/** Every GitHub token prefix (not secret: it names the token type). Longest first for matching. */
-export const GITHUB_TOKEN_PREFIXES = ['github_pat_', 'ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_'] as const;
-export type GitHubTokenPrefix = (typeof GITHUB_TOKEN_PREFIXES)[number];
-
-/** What POST /credentials/revoke accepts on github.com (GHES 3.19 accepts ghp_ and github_pat_ only). */
-export const GITHUB_REVOCABLE_PREFIXES: readonly GitHubTokenPrefix[] = ['ghp_', 'github_pat_', 'gho_', 'ghu_', 'ghr_'];
+import { GITHUB_REVOCABLE_PREFIXES, GITHUB_TOKEN_PREFIXES, type GitHubTokenPrefix } from '../../contracts/credentials';
 
 /** GitHub's documented per-request maximum for POST /credentials/revoke. */
 export const GITHUB_MAX_TOKENS_PER_REQUEST = 1000;
-
-/** The non-secret prefix of a GitHub token, or undefined when the value is not shaped like one. */
-export function githubTokenPrefix(value: string): GitHubTokenPrefix | undefined {
-  const v = value.trim();
-  const prefix = GITHUB_TOKEN_PREFIXES.find((p) => v.startsWith(p));
-  if (!prefix) return undefined;
-  return /^[A-Za-z0-9_]{20,255}$/.test(v.slice(prefix.length)) ? prefix : undefined;
-}
 
 export const githubSystemSchema = z
   .object({

@@ -5,7 +5,7 @@
  * unknown template variable is a config error naming its path, never a surprise at 3 a.m.
  */
 import { z } from 'zod';
-import { CREDENTIAL_TYPES, type CredentialRef } from '../detection';
+import { CREDENTIAL_TYPES, type CredentialRef } from '../../contracts/detection';
 import { commonEnv, commonSystemFields, envVarName, glob, type EnvRequirement } from './common';
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;

@@ -4,7 +4,7 @@
  * activities/providers/.
  */
 import { z } from 'zod';
-import type { CredentialRef, CredentialType } from '../detection';
+import type { CredentialRef, CredentialType } from '../../contracts/detection';
 import { awsIamKind, awsIamSystemSchema } from './aws-iam';
 import type { EnvRequirement } from './common';
 import { githubKind, githubSystemSchema } from './github';

@@ -1,6 +1,6 @@
 /** `kind: postgres`: login roles of a PostgreSQL cluster. */
 import { z } from 'zod';
-import type { CredentialRef } from '../detection';
+import type { CredentialRef } from '../../contracts/detection';
 import { commonEnv, commonSystemFields, envVarName, glob, type EnvRequirement } from './common';
 
 /** Role names or glob patterns (`*` any run of characters, `?` one character). */

@@ -1,6 +1,6 @@
 /** `kind: redis`: ACL users of a Redis server (Redis 6+). */
 import { z } from 'zod';
-import type { CredentialRef } from '../detection';
+import type { CredentialRef } from '../../contracts/detection';
 import { commonEnv, commonSystemFields, envVarName, glob, type EnvRequirement } from './common';
 
 /** ACL user names or glob patterns (`*` any run of characters, `?` one character). */

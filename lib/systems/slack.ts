@@ -4,23 +4,9 @@
  * no replacement to issue and no second value to overlap with, so no graceful mode and no quarantine.
  */
 import { z } from 'zod';
-import type { CredentialRef } from '../detection';
+import type { CredentialRef } from '../../contracts/detection';
 import { commonEnv, commonSystemFields, type EnvRequirement } from './common';
-
-/** Slack token prefixes (not secret: they name the token type). Longest first for matching. */
-export const SLACK_TOKEN_PREFIXES = ['xoxe.xoxb-', 'xoxe.xoxp-', 'xoxb-', 'xoxp-', 'xoxa-', 'xoxr-', 'xoxs-', 'xoxc-', 'xoxe-', 'xapp-'] as const;
-export type SlackTokenPrefix = (typeof SLACK_TOKEN_PREFIXES)[number];
-
-/** Token types `auth.revoke` takes: bot and user tokens, plain or rotating. */
-export const SLACK_REVOCABLE_PREFIXES: readonly SlackTokenPrefix[] = ['xoxb-', 'xoxp-', 'xoxe.xoxb-', 'xoxe.xoxp-'];
-
-/** The non-secret prefix of a Slack token, or undefined when the value is not shaped like one. */
-export function slackTokenPrefix(value: string): SlackTokenPrefix | undefined {
-  const v = value.trim();
-  const prefix = SLACK_TOKEN_PREFIXES.find((p) => v.startsWith(p));
-  if (!prefix) return undefined;
-  return /^[A-Za-z0-9-]{10,300}$/.test(v.slice(prefix.length)) ? prefix : undefined;
-}
+import { SLACK_REVOCABLE_PREFIXES, SLACK_TOKEN_PREFIXES, type SlackTokenPrefix } from '../../contracts/credentials';
 
 export const slackSystemSchema = z
   .object({

@@ -11,7 +11,7 @@ import { createPgliteDb, createPostgresDb, migrate, type Db } from '../../lib/db
 import { createEvidenceStore } from '../../lib/evidence';
 import { sweepOnce } from '../../lib/sweeper';
 import { createServerKeys, newServerKey } from '../../lib/keys';
-import type { RunSummary } from '../../workflows/shared';
+import type { RunSummary } from '../../contracts/run';
 import { rand } from '../helpers/harness';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'ks-pglite-'));

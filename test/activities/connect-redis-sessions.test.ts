@@ -8,7 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSessionTarget } from '../../activities/sessions';
 import { sessionTargetSchema } from '../../lib/systems';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import { redisFixtures, redisUrl, type RedisFixtures } from '../helpers/redis';
 import { startSessionApp, type SessionApp } from '../helpers/session-app';
 

@@ -6,11 +6,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { GitHubProvider } from '../../activities/providers/github';
 import { RATE_LIMITED } from '../../activities/providers/token-http';
-import { reduceFinding } from '../../api/sources/finding';
+import { reduceFinding } from '../../contracts/finding';
 import { createServerKeys, newServerKey } from '../../lib/keys';
-import { githubSystemSchema, githubTokenPrefix } from '../../lib/systems/github';
+import { githubSystemSchema } from '../../lib/systems/github';
+import { githubTokenPrefix } from '../../contracts/credentials';
 import { parseInventory } from '../../lib/inventory';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import { fakeGitHubToken, startGitHubRevocationFake, type GitHubRevocationFake, type GitHubRevocationFakeOptions } from '../fakes/github-revocation';
 import { rand } from '../helpers/harness';
 import { failureProbe } from '../helpers/failure';

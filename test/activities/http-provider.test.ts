@@ -13,7 +13,7 @@ import { SecretsManagerSink } from '../../activities/sinks/aws-secrets-manager';
 import { noSink } from '../../activities/sinks';
 import { parseInventory, resolveInventoryEnv, matchOwner } from '../../lib/inventory';
 import type { HttpSystem } from '../../lib/systems';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import { startHomegrownFake, type HomegrownFake } from '../fakes/homegrown-admin';
 import { rand } from '../helpers/harness';
 import { failureProbe } from '../helpers/failure';

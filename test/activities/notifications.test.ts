@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createPagerDutySender } from '../../activities/pagerduty';
 import { buildSlackMessage, createSlackSender } from '../../activities/slack';
 import { createPostgresDb, migrate, type Db } from '../../lib/db';
-import type { RunSummary } from '../../workflows/shared';
+import type { RunSummary } from '../../contracts/run';
 import { startPagerDutyFake, type PagerDutyFake } from '../fakes/pagerduty';
 import { startSlackFake, type SlackFake } from '../fakes/slack';
 import { rand } from '../helpers/harness';

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresProvider } from '../../activities/providers/postgres';
 import type { SecretSink, SecretValue } from '../../activities/providers/types';
 import { parseInventory, type PostgresSystem } from '../../lib/inventory';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import { ownedSystem, rand, type OwnedSystem } from '../helpers/harness';
 import { failureProbe } from '../helpers/failure';
 import { ISO_TIME } from '../helpers/matchers';

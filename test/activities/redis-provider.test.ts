@@ -9,7 +9,7 @@ import { RedisProvider, sha256 } from '../../activities/providers/redis';
 import type { SecretSink, SecretValue } from '../../activities/providers/types';
 import { noSink } from '../../activities/sinks';
 import { redisSystemSchema, type RedisSystem } from '../../lib/systems';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import { ADMIN_RULES, redisFixtures, redisUrl, type RedisFixtures } from '../helpers/redis';
 import { failureProbe } from '../helpers/failure';
 import { ISO_TIME } from '../helpers/matchers';

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SecretsManagerSink } from '../../activities/sinks/aws-secrets-manager';
 import { createSink } from '../../activities/sinks';
 import { parseInventory } from '../../lib/inventory';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import { rand } from '../helpers/harness';
 import { motoConnection } from '../helpers/aws';
 import { failureProbe } from '../helpers/failure';

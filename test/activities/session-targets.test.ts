@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createSessionTarget } from '../../activities/sessions';
 import { parseInventory, resolveInventoryEnv } from '../../lib/inventory';
 import type { SessionTargetConfig } from '../../lib/systems';
-import { ErrorType } from '../../workflows/shared';
+import { ErrorType } from '../../contracts/errors';
 import { startOktaFake, type OktaFake } from '../fakes/okta';
 import { rand } from '../helpers/harness';
 import { failureProbe } from '../helpers/failure';

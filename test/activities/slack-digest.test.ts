@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createPgliteDb, createPostgresDb, migrate, type Db } from '../../lib/db';
-import type { RunSummary } from '../../workflows/shared';
+import type { RunSummary } from '../../contracts/run';
 import { startPagerDutyFake, type PagerDutyFake } from '../fakes/pagerduty';
 import { startSlackFake, type SlackFake } from '../fakes/slack';
 import { deepText, rand } from '../helpers/harness';

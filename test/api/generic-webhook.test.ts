@@ -7,7 +7,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../lib/temporal-dev';
 import { newWebhookSecret } from '../../lib/keys';
-import { killSwitchWorkflowId } from '../../workflows/shared';
+import { killSwitchWorkflowId } from '../../contracts/run';
 import { capturedLogs, rand, signedHeaders, startHarness, type Harness } from '../helpers/harness';
 
 let h: Harness;

@@ -10,7 +10,7 @@ import { gzipSync } from 'node:zlib';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { killSwitchWorkflowId } from '../../workflows/shared';
+import { killSwitchWorkflowId } from '../../contracts/run';
 import { capturedLogs, startHarness, type Harness } from '../helpers/harness';
 import { fuzzSamples, type FuzzSample } from './fuzz-samples';
 

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newWebhookSecret } from '../../lib/keys';
-import { decideUpdate, type KillSwitchResult } from '../../workflows/shared';
+import { decideUpdate, type KillSwitchResult } from '../../contracts/run';
 import { leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
 
 const VIEWER = `viewer-${randomBytes(16).toString('hex')}`;

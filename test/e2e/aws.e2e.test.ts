@@ -8,7 +8,7 @@ import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, ListAccessKeysCom
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SESSIONS_POLICY } from '../../activities/providers/aws-iam';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { parseSlackBody } from '../fakes/slack';
 import { capturedLogs, deepText, rand, startHarness, type Harness } from '../helpers/harness';
 import { motoConnection, whoAmI } from '../helpers/aws';

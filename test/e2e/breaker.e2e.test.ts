@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decideUpdate, type KillSwitchResult } from '../../workflows/shared';
+import { decideUpdate, type KillSwitchResult } from '../../contracts/run';
 import { leakedUrl, startHarness, type Harness, waitForStep } from '../helpers/harness';
 
 const ADMIN = `admin-${randomBytes(16).toString('hex')}`;

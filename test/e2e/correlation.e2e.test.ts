@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { newWebhookSecret } from '../../lib/keys';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { startHarness, type Harness } from '../helpers/harness';
 import { timesRequested } from '../helpers/history';
 

@@ -11,7 +11,7 @@ import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectPayloads, EncryptionCodec, ENCRYPTED_ENCODING, KEY_ID_METADATA, killSwitchDataConverter, type CodecKey } from '../../lib/codec';
 import { WORKFLOWS_PATH } from '../../worker/build';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { deepText, leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
 
 const K1: CodecKey = { id: 'k1', key: randomBytes(32) };

@@ -5,7 +5,7 @@
  */
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { KillSwitchResult, StepStatus } from '../../workflows/shared';
+import type { KillSwitchResult, StepStatus } from '../../contracts/run';
 import { capturedLogs, deepText, leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
 import { motoConnection } from '../helpers/aws';
 

@@ -9,7 +9,7 @@ import connectPgSimple from 'connect-pg-simple';
 import session from 'express-session';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { startHomegrownFake, type HomegrownFake } from '../fakes/homegrown-admin';
 import { startOktaFake, type OktaFake, type OktaUser } from '../fakes/okta';
 import { expectNowhere, secretPlaces, rand, startHarness, type Harness } from '../helpers/harness';

@@ -5,14 +5,7 @@
  */
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  acknowledgeSignal,
-  decideUpdate,
-  falsePositiveUpdate,
-  retryUpdate,
-  type KillSwitchResult,
-  type StepStatus,
-} from '../../workflows/shared';
+import { acknowledgeSignal, decideUpdate, falsePositiveUpdate, retryUpdate, type KillSwitchResult, type StepStatus } from '../../contracts/run';
 import { leakedUrl, startHarness, type Harness, waitForStep } from '../helpers/harness';
 
 const APPROVER = 'U0APPROVER1';

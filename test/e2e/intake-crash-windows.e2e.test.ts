@@ -19,7 +19,7 @@ import { normaliseGeneric, validateGeneric } from '../../api/sources/generic';
 import { createDispatcher, temporalTarget } from '../../lib/dispatch';
 import type { Db } from '../../lib/db';
 import { createEvidenceStore } from '../../lib/evidence';
-import { killSwitchWorkflowId } from '../../workflows/shared';
+import { killSwitchWorkflowId } from '../../contracts/run';
 import { startGitHubFake, type GitHubFake } from '../fakes/github';
 import { holdRole, waitFor } from '../faults/support';
 import { capturedLogs, leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';

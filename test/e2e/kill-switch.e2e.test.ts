@@ -4,7 +4,7 @@
  * sessions killed, the audit lands in a fresh database, Slack and PagerDuty fakes record the rest.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { killSwitchWorkflowId, type KillSwitchResult } from '../../workflows/shared';
+import { killSwitchWorkflowId, type KillSwitchResult } from '../../contracts/run';
 import { expectNowhere, secretPlaces, rand, startHarness, type Harness, leakedUrl } from '../helpers/harness';
 import { ISO_TIME, UUID } from '../helpers/matchers';
 import { timesRequested } from '../helpers/history';

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decideUpdate, type KillSwitchResult } from '../../workflows/shared';
+import { decideUpdate, type KillSwitchResult } from '../../contracts/run';
 import { newWebhookSecret } from '../../lib/keys';
 import { rand, startHarness, type Harness, leakedUrl, waitForStep } from '../helpers/harness';
 

@@ -12,7 +12,7 @@ import {
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { expectNowhere, secretPlaces, startHarness, type Harness } from '../helpers/harness';
 import { redisFixtures, redisUrl, type RedisFixtures } from '../helpers/redis';
 import { startSessionApp, type SessionApp } from '../helpers/session-app';

@@ -8,8 +8,8 @@
  */
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SlackAction } from '../../activities/slack';
-import type { KillSwitchResult, StepStatus } from '../../workflows/shared';
+import { SlackAction } from '../../contracts/slack-actions';
+import type { KillSwitchResult, StepStatus } from '../../contracts/run';
 import type { SlackMessageState } from '../fakes/slack';
 import { expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
 

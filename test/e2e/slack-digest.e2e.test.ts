@@ -5,7 +5,7 @@
  * keeps a message of its own, nothing is shown twice, and no secret reaches Slack or the ledgers.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { deepText, expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
 import { waitFor } from '../faults/support';
 

@@ -9,12 +9,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnrichResult } from '../../workflows/enrich';
-import {
-  killSwitchWorkflowId,
-  type EnrichInput,
-  type KillSwitchInput,
-  type KillSwitchResult,
-} from '../../workflows/shared';
+import { killSwitchWorkflowId, type KillSwitchInput, type KillSwitchResult } from '../../contracts/run';
+import { type EnrichInput } from '../../contracts/enrichment';
 import { startGitHubFake, type GitHubFake } from '../fakes/github';
 import { leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
 

@@ -20,8 +20,9 @@ import { PROJECT_ROOT } from '../../lib/temporal-cli';
 import { freePort } from '../../lib/temporal-dev';
 import { codecFromConfig, killSwitchDataConverter } from '../../lib/codec';
 import { loadConfig } from '../../lib/config';
-import { createServerKeys, type ServerKeys } from '../../lib/keys';
-import { killSwitchWorkflowId } from '../../workflows/shared';
+import { createServerKeys } from '../../lib/keys';
+import { type ServerKeys } from '../../contracts/keys';
+import { killSwitchWorkflowId } from '../../contracts/run';
 import { expectNowhere, leakedUrl, rand, secretPlaces, signedHeaders, startHarness, type Harness } from '../helpers/harness';
 import { sleep } from './support';
 

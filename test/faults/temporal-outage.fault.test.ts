@@ -13,7 +13,7 @@ import { temporal } from '@temporalio/proto';
 import { afterAll, expect, it } from 'vitest';
 import { resolveTemporalCli } from '../../lib/temporal-cli';
 import { freePort, startDevServer, type DevServer } from '../../lib/temporal-dev';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
 import { activityCounts, auditRows, blockedAlter, blockedAlters, executionsOf, holdRole, sleep, slackMessagesOf, spawnWorker, waitFor, type WorkerProcess } from './support';
 

@@ -12,7 +12,7 @@ import { repoName } from '../../api/sources/ci-reports';
 import { credentialTypeOf } from '../../api/sources/credential-types';
 import { resolveKingfisher } from '../../lib/kingfisher-cli';
 import { newWebhookSecret } from '../../lib/keys';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { CreateAccessKeyCommand, CreateUserCommand, IAMClient } from '@aws-sdk/client-iam';
 import { motoConnection, whoAmI } from '../helpers/aws';
 import { rand, startHarness, type Harness, leakedUrl } from '../helpers/harness';

@@ -6,7 +6,7 @@
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { newWebhookSecret } from '../../lib/keys';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { rand, startHarness, type Harness } from '../helpers/harness';
 
 const ACME = `acme-${rand()}${rand()}`;

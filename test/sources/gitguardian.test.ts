@@ -5,7 +5,7 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { startGitGuardianFake, type GitGuardianFake } from '../fakes/gitguardian';
 import { rand, startHarness, type Harness } from '../helpers/harness';
 

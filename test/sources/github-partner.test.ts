@@ -5,7 +5,7 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { PartnerKeyCache } from '../../api/sources/github-partner';
-import { killSwitchWorkflowId, type KillSwitchResult } from '../../workflows/shared';
+import { killSwitchWorkflowId, type KillSwitchResult } from '../../contracts/run';
 import { startRecorder, type RecordingServer } from '../fakes/http-recorder';
 import { rand, startHarness, type Harness } from '../helpers/harness';
 

@@ -10,7 +10,7 @@ import addFormats from 'ajv-formats';
 import schema from '@octokit/webhooks-schemas/schema.json' with { type: 'json' };
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alertApiUrl } from '../../api/sources/github';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { startGitHubFake, type GitHubFake } from '../fakes/github';
 import { leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
 import { sampleOf } from '../helpers/schema-sample';

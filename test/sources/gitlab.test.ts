@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../lib/temporal-dev';
-import { killSwitchWorkflowId, type KillSwitchResult } from '../../workflows/shared';
+import { killSwitchWorkflowId, type KillSwitchResult } from '../../contracts/run';
 import { rand, startHarness, type Harness } from '../helpers/harness';
 
 const TOKEN = `gitlab-revocation-${rand()}${rand()}`;

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { matchToken } from '../../api/auth';
 import { canaryDetection, isCanary } from '../../lib/canary';
 import { ConfigError, loadConfig } from '../../lib/config';
-import type { Detection } from '../../lib/detection';
+import type { Detection } from '../../contracts/detection';
 import { parseInventory } from '../../lib/inventory';
 import { evaluatePolicy } from '../../lib/policy';
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { normaliseGeneric, validateGeneric } from '../../api/sources/generic';
-import { type HttpProblem } from '../../api/problem';
+import { type HttpProblem } from '../../contracts/errors';
 import { createServerKeys, newServerKey } from '../../lib/keys';
-import { killSwitchWorkflowId } from '../../workflows/shared';
+import { killSwitchWorkflowId } from '../../contracts/run';
 
 const keys = createServerKeys(newServerKey());
 const now = new Date('2026-11-23T10:00:00Z');

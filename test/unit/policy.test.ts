@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseInventory, InventoryError } from '../../lib/inventory';
 import { evaluatePolicy } from '../../lib/policy';
-import type { Detection } from '../../lib/detection';
+import type { Detection } from '../../contracts/detection';
 
 const detection = (over: Partial<Detection> = {}): Detection => ({
   id: 'generic:x',

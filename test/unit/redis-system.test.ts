@@ -1,6 +1,6 @@
 /** The `redis` kind's inventory schema and matching, and how a leaked redis:// URL becomes a Detection. */
 import { describe, expect, it } from 'vitest';
-import type { HttpProblem } from '../../api/problem';
+import type { HttpProblem } from '../../contracts/errors';
 import { normaliseGeneric, validateGeneric } from '../../api/sources/generic';
 import { createServerKeys, newServerKey } from '../../lib/keys';
 import { matchOwner, parseInventory, resolveInventoryEnv } from '../../lib/inventory';

@@ -7,7 +7,7 @@
 import { Worker } from '@temporalio/worker';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WORKFLOWS_PATH } from '../../worker/build';
-import type { KillSwitchResult } from '../../workflows/shared';
+import type { KillSwitchResult } from '../../contracts/run';
 import { startHarness, type Harness, leakedUrl } from '../helpers/harness';
 
 let h: Harness;

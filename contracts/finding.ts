@@ -5,11 +5,10 @@
  * ingress can seal it as evidence.
  */
 import { parse as parseConnectionString } from 'pg-connection-string';
-import type { CloseLoopRef, CredentialRef, CredentialType, Detection, DetectionLocation, Severity, Validity } from '../../lib/detection';
-import type { ServerKeys } from '../../lib/keys';
-import { githubTokenPrefix } from '../../lib/systems/github';
-import { slackTokenPrefix } from '../../lib/systems/slack';
-import { HttpProblem } from '../problem';
+import type { CloseLoopRef, CredentialRef, CredentialType, Detection, DetectionLocation, Severity, Validity } from './detection';
+import type { ServerKeys } from './keys';
+import { githubTokenPrefix, slackTokenPrefix } from './credentials';
+import { HttpProblem } from './errors';
 
 export interface RawFinding {
   /** The source (route) that received it: generic, github, trufflehog, ... */

@@ -1,51 +1,15 @@
 /**
- * Everything the API, the worker and the tests share about the killSwitch workflow: I/O types,
- * the error taxonomy, message handles, search attribute keys and the workflow-id helper.
- * Pure code only: this file is bundled into the workflow sandbox.
+ * The killSwitch run's contract, shared by the ingress, the worker, the workflow and the tests: its
+ * input and result, steps and outcomes, the run summary, message handles (query, signals, updates),
+ * search attribute keys and the workflow-id helper. Pure code only: bundled into the workflow sandbox.
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { EnrichmentRequest } from '../api/sources/types';
-import type { CloseLoopRef, CredentialType, Detection, DetectionLocation, Validity } from '../lib/detection';
-import type { KillMode } from '../lib/systems/common';
+import type { CloseLoopRef, CredentialType, Detection, DetectionLocation, Validity } from './detection';
+import type { EnrichedRun } from './enrichment';
+import type { KillMode } from './kill-modes';
 
 export const DEFAULT_TASK_QUEUE = 'kill-switch';
-
-/** String-typed error taxonomy. Permanent ones are thrown non-retryable so the workflow branches at once. */
-export const ErrorType = {
-  /** The owning system refused: the admin credential may not alter this credential. */
-  PERMISSION_DENIED: 'PermissionDenied',
-  /** The owning system does not know the credential (role gone, key id unknown). */
-  UNKNOWN_CREDENTIAL: 'UnknownCredential',
-  /** The inventory names something that cannot work (missing env var, bad URL). */
-  MISCONFIGURED: 'Misconfigured',
-  /** Verification could still log in with the leaked value. */
-  CREDENTIAL_STILL_VALID: 'CredentialStillValid',
-  /** A notification endpoint rejected the request as malformed (4xx other than 429). */
-  NOTIFICATION_REJECTED: 'NotificationRejected',
-  /** A scanner's API refused the enrichment or loop-closing call (401/403/404). */
-  UPSTREAM_REFUSED: 'UpstreamRefused',
-  /** Nobody decided on a require_approval run in time. */
-  APPROVAL_TIMEOUT: 'ApprovalTimeout',
-  /** The owner refuses another credential (AWS allows two access keys per user). */
-  CREDENTIAL_LIMIT: 'AccessKeyLimitExceeded',
-  /** The mass-leak breaker held the run and nobody released it in time. */
-  MASS_LEAK_HOLD: 'MassLeakHold',
-  /** An activity's input can never be processed (a finding our own checks refuse, 4xx of the ingress's rules). */
-  INVALID_INPUT: 'InvalidInput',
-  /** PostgreSQL refused the data or the statement (SQLSTATE classes 22, 23, 42): a retry fails the same way. */
-  STORE_REJECTED: 'StoreRejected',
-  /** A finding could not be fetched in time: its run escalated while the fetch goes on (enrichDetection). */
-  ENRICHMENT_DELAYED: 'EnrichmentDelayed',
-} as const;
-export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
-
-export const NON_RETRYABLE_CONTAINMENT_ERRORS: string[] = [
-  ErrorType.PERMISSION_DENIED,
-  ErrorType.UNKNOWN_CREDENTIAL,
-  ErrorType.MISCONFIGURED,
-  ErrorType.CREDENTIAL_LIMIT,
-];
 
 export type Step =
   | 'received'
@@ -245,42 +209,6 @@ export const retryUpdate = defineUpdate<{ accepted: true }, [HumanAction]>('retr
 export const falsePositiveUpdate = defineUpdate<{ accepted: true }, [HumanAction]>('markFalsePositive');
 /** A human has seen the escalation and is on it (PagerDuty acknowledge). */
 export const acknowledgeSignal = defineSignal<[HumanAction]>('acknowledge');
-
-/** Input of the enrichment run that fetches a finding a webhook only names (GitHub alerts). */
-export interface EnrichInput {
-  source: string;
-  deliveryId: string;
-  request: EnrichmentRequest;
-  receivedAt: string;
-  /**
-   * How long the fetch may keep failing before the finding is escalated without its value (a human
-   * is paged) while the fetch goes on; default ENRICH_ESCALATE_AFTER (workflows/profiles.ts).
-   */
-  escalateAfter?: string;
-}
-
-/** The run a late-enriched finding joined, told to the run that escalated it early. */
-export interface EnrichedRun {
-  workflowId: string;
-  runId: string;
-  temporalUiUrl: string;
-  /** That run's first recorded outcome. */
-  outcome: Outcome;
-}
-
-/**
- * Sent by enrichDetection to the run that escalated a finding it could not fetch in time, once the
- * fetch succeeded and the credential's own run recorded its outcome: a contained credential ends
- * the escalation (the PagerDuty incident is resolved, Slack and the audit say by which run).
- */
-export const enrichedSignal = defineSignal<[EnrichedRun]>('enriched');
-
-/** Milliseconds of a duration string (500ms, 30s, 10m, 2h, 1d); pure, for workflow code. */
-export function durationToMs(d: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
-  if (!m) throw new Error(`not a duration: ${d}`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-}
 
 export function sightingOf(d: Detection, receivedAt: string): SightingInfo {
   return {
