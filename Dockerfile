@@ -18,12 +18,15 @@ COPY package.json package-lock.json ./
 RUN npm ci
 
 COPY tsconfig.json ./
+COPY contracts/ contracts/
 COPY lib/ lib/
+COPY store/ store/
 COPY workflows/ workflows/
 COPY activities/ activities/
 COPY worker/ worker/
 COPY api/ api/
 COPY scripts/ scripts/
+COPY tools/ tools/
 RUN npm run build
 
 FROM node:20-bookworm-slim
@@ -41,10 +44,12 @@ RUN npm ci --omit=dev && npm cache clean --force
 
 COPY --from=build /app/dist/ dist/
 # Read at run time besides dist/: the SQL migrations, the failure converter the data converter
-# loads by path, and the workflow sources, which the worker hashes against the bundle's manifest
-# before it runs the bundle (on a mismatch it would bundle them at start, and say so).
+# loads by path, and the workflow sources with the contracts they import, which the worker hashes
+# against the bundle's manifest before it runs the bundle (on a mismatch it would bundle them at
+# start, and say so).
 COPY migrations/ migrations/
 COPY lib/failure-converter.cjs lib/
+COPY contracts/ contracts/
 COPY workflows/ workflows/
 # Holds at least .gitkeep; the inventory itself is normally mounted at run time (./config:/app/config:ro).
 COPY config/ config/

@@ -4,7 +4,7 @@
  * Carries no secret. Pure code.
  */
 import { defineSignal } from '@temporalio/workflow';
-import type { Outcome } from './run';
+import type { Outcome } from './outcomes';
 
 /** What an enrichment activity needs to fetch one finding. Carries no secret. */
 export type EnrichmentRequest = {
@@ -44,3 +44,8 @@ export interface EnrichedRun {
  * the escalation (the PagerDuty incident is resolved, Slack and the audit say by which run).
  */
 export const enrichedSignal = defineSignal<[EnrichedRun]>('enriched');
+
+/** One enrichment run per delivery id of a source: a re-sent delivery finds the run of its first copy. */
+export function enrichWorkflowId(source: string, deliveryId: string): string {
+  return `enrich-${source}-${deliveryId}`;
+}

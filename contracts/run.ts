@@ -8,6 +8,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { CloseLoopRef, CredentialType, Detection, DetectionLocation, Validity } from './detection';
 import type { EnrichedRun } from './enrichment';
 import type { KillMode } from './kill-modes';
+import type { Outcome } from './outcomes';
 
 export const DEFAULT_TASK_QUEUE = 'kill-switch';
 
@@ -34,8 +35,7 @@ export type Step =
   | 'awaiting_retry'
   | 'done';
 
-export const OUTCOMES = ['contained', 'escalated', 'already_contained', 'dry_run', 'notified', 'ignored', 'denied', 'false_positive'] as const;
-export type Outcome = (typeof OUTCOMES)[number];
+export { OUTCOMES, type Outcome } from './outcomes';
 
 export type PolicyActionName = 'rotate' | 'require_approval' | 'notify_only' | 'ignore';
 
@@ -244,4 +244,11 @@ export function killSwitchWorkflowId(credentialType: CredentialType, credentialK
   const hex = credentialKey.replace(/^hmac-sha256:/, '');
   if (!/^[0-9a-f]{32,}$/.test(hex)) throw new Error('credentialKey must be a hex keyed hash');
   return `killswitch-${credentialType}-${hex.slice(0, 32)}`;
+}
+
+/** The run a sighting (or a delivery) was dispatched to: started, signalled or already finished. */
+export interface Dispatched {
+  workflowId: string;
+  runId: string;
+  temporalUiUrl: string;
 }

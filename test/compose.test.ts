@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build as esbuild } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { CONVERTER_PATHS, FAILURE_CONVERTER_PATH } from '../lib/codec';
@@ -266,10 +267,19 @@ describe('Dockerfile', () => {
     expect(build).toMatch(/^RUN npm ci$/m);
     expect(build).toMatch(/^RUN npm run build$/m);
     const copied = copiedIn(build);
-    for (const src of ['package.json', 'tsconfig.json', 'lib/', 'workflows/', 'activities/', 'worker/', 'api/', 'scripts/'])
+    for (const src of ['package.json', 'tsconfig.json', 'contracts/', 'lib/', 'store/', 'workflows/', 'activities/', 'worker/', 'api/', 'scripts/', 'tools/'])
       expect(copied).toContain(src);
     for (const src of copied) expect(existsSync(path.join(root, src)), `COPY source ${src} exists`).toBe(true);
     for (const entry of ENTRY_POINTS) expect(copied.some((src) => entry.startsWith(src)), `${entry} is copied`).toBe(true);
+  });
+
+  it('copies every source file the entry points import into the build stage (a new folder is not forgotten)', async () => {
+    const copied = copiedIn(stages.find((s) => s.name === 'build')?.body ?? '');
+    const result = await esbuild({ entryPoints: ENTRY_POINTS.map((e) => path.join(root, e)), bundle: true, write: false, metafile: true, platform: 'node', format: 'esm', packages: 'external', logLevel: 'silent', outdir: os.tmpdir(), absWorkingDir: root });
+    const ours = Object.keys(result.metafile.inputs).filter((f) => !f.startsWith('node_modules/'));
+    expect(ours.length).toBeGreaterThan(20);
+    const missing = ours.filter((file) => !copied.some((src) => (src.endsWith('/') ? file.startsWith(src) : file === src)));
+    expect(missing, 'imported files the build stage does not COPY').toEqual([]);
   });
 
   it('runs on production dependencies, the built dist/ and the files read at run time, as non-root, exposing 3000', () => {

@@ -6,9 +6,9 @@
  */
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { startMoto, type MotoServer } from '../lib/moto';
-import { resolveTemporalCli } from '../lib/temporal-cli';
-import { startDevServer, type DevServer } from '../lib/temporal-dev';
+import { startMoto, type MotoServer } from '../tools/moto';
+import { resolveTemporalCli } from '../tools/temporal-cli';
+import { startDevServer, type DevServer } from '../tools/temporal-dev';
 import { startScramCluster, type ScramCluster } from './helpers/pg-cluster';
 
 declare module 'vitest' {

@@ -15,7 +15,7 @@ import { CodecError, codecFromConfig, EncryptionCodec, ENCRYPTED_ENCODING, KEY_I
 import { ConfigError, loadConfig } from '../../lib/config';
 import { createEvidenceStore } from '../../lib/evidence';
 import { createServerKeys, newServerKey } from '../../lib/keys';
-import { freePort } from '../../lib/temporal-dev';
+import { freePort } from '../../tools/temporal-dev';
 import { startHarness, testLogger, type Harness } from '../helpers/harness';
 
 type JoseKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../lib/temporal-dev';
+import { freePort } from '../../tools/temporal-dev';
 import { newWebhookSecret } from '../../lib/keys';
 import { killSwitchWorkflowId } from '../../contracts/run';
 import { capturedLogs, rand, signedHeaders, startHarness, type Harness } from '../helpers/harness';

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort } from '../../lib/temporal-dev';
+import { freePort } from '../../tools/temporal-dev';
 import { codecFromConfig, collectPayloads, killSwitchDataConverter } from '../../lib/codec';
 import { createServerKeys } from '../../lib/keys';
 import { ownedSystem } from '../helpers/harness';

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { PROJECT_ROOT } from '../../lib/temporal-cli';
+import { PROJECT_ROOT } from '../../tools/temporal-cli';
 import type { Harness } from '../helpers/harness';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,6 +1,6 @@
 /**
  * Faults 6 and 7, Temporal itself goes away. Each scenario runs its own Temporal dev server (the
- * project's CLI, lib/temporal-dev.ts) so it can stop and start it without touching the suite's.
+ * project's CLI, tools/temporal-dev.ts) so it can stop and start it without touching the suite's.
  * 6: the server (persisted to a SQLite file) is restarted while three runs are mid-rotation; their
  *    rotations finish while it is down. Every run completes, each with one rotation and one audit row.
  * 7: the server is down when a detection arrives: the ingress answers 503 with Retry-After and keeps
@@ -11,8 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { afterAll, expect, it } from 'vitest';
-import { resolveTemporalCli } from '../../lib/temporal-cli';
-import { freePort, startDevServer, type DevServer } from '../../lib/temporal-dev';
+import { resolveTemporalCli } from '../../tools/temporal-cli';
+import { freePort, startDevServer, type DevServer } from '../../tools/temporal-dev';
 import type { KillSwitchResult } from '../../contracts/run';
 import { expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
 import { activityCounts, auditRows, blockedAlter, blockedAlters, executionsOf, holdRole, sleep, slackMessagesOf, spawnWorker, waitFor, type WorkerProcess } from './support';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { repoName } from '../../api/sources/ci-reports';
 import { credentialTypeOf } from '../../api/sources/credential-types';
-import { resolveKingfisher } from '../../lib/kingfisher-cli';
+import { resolveKingfisher } from '../../tools/kingfisher-cli';
 import { newWebhookSecret } from '../../lib/keys';
 import type { KillSwitchResult } from '../../contracts/run';
 import { CreateAccessKeyCommand, CreateUserCommand, IAMClient } from '@aws-sdk/client-iam';

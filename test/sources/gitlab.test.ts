@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort } from '../../lib/temporal-dev';
+import { freePort } from '../../tools/temporal-dev';
 import { killSwitchWorkflowId, type KillSwitchResult } from '../../contracts/run';
 import { rand, startHarness, type Harness } from '../helpers/harness';
 

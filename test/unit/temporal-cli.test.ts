@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { resolveTemporalCli } from '../../lib/temporal-cli';
+import { resolveTemporalCli } from '../../tools/temporal-cli';
 
 const fakeBinary = () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ks-cli-'));
