@@ -11,7 +11,7 @@ const ALL_ROOMS = [...Object.keys(ROOMS), ...TOP];
 /** Relative imports that climb to the project root and into a room this one may not import. */
 function upward(room, allowed) {
   const forbidden = ALL_ROOMS.filter((r) => r !== room && !allowed.includes(r) && !(room === 'workflows' && r === 'activities'));
-  const patterns = [{ regex: `^(\\.\\./)+(${forbidden.join('|')})(/|$)`, message: `${room}/ imports only ${allowed.length ? allowed.join(', ') : 'itself'} (docs/architecture.md, "Rooms").` }];
+  const patterns = [{ regex: `^(\\.\\./)+(${forbidden.join('|')})(/|$)`, message: `${room}/ imports only ${allowed.length ? allowed.join(', ') : 'itself'} (docs/architecture.md, "The rooms and the import direction").` }];
   if (room === 'workflows') patterns.push({ regex: '^(\\.\\./)+activities(/|$)', allowTypeImports: true, message: 'Workflows import activity types only.' });
   return patterns;
 }

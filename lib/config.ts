@@ -189,7 +189,7 @@ export const envSchema = z.object({
   PAGERDUTY_ROUTING_KEY: optionalString,
   PAGERDUTY_EVENTS_URL: url.default('https://events.pagerduty.com'),
 
-  /** Worker tuning (README "Performance"); unset: the Temporal SDK's defaults. */
+  /** Worker tuning (docs/performance.md); unset: the Temporal SDK's defaults. */
   WORKER_MAX_CACHED_WORKFLOWS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(100_000).optional()),
   WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(1).max(10_000).optional()),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASK_EXECUTIONS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(2).max(10_000).optional()),

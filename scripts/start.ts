@@ -108,7 +108,7 @@ async function main(): Promise<void> {
     cleanups.push(() => connection.close());
     if (!dev) {
       const sa = await ensureSearchAttributes(connection, config.temporal.namespace);
-      if (sa.error) logger.warn({ error: sa.error }, 'could not check search attributes; register them as README describes');
+      if (sa.error) logger.warn({ error: sa.error }, 'could not check search attributes; register them as docs/operating.md describes (Running in production)');
       else if (sa.added.length) logger.info({ added: sa.added }, 'search attributes registered');
     }
     const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter });

@@ -66,7 +66,7 @@ export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { prov
  * The workflow cache when WORKER_MAX_CACHED_WORKFLOWS is unset. The SDK's default grows with the
  * heap limit (~2,300 runs here); a contained run is two workflow tasks, so only runs waiting on
  * Slack or a human stay cached, and 200 kept a burst of 1,000 as fast as the SDK default with the
- * worker ~100 MiB smaller (README, Performance).
+ * worker ~100 MiB smaller (docs/performance.md).
  */
 export const DEFAULT_MAX_CACHED_WORKFLOWS = 200;
 
@@ -87,7 +87,7 @@ export async function createKillSwitchWorker(opts: {
   const t = opts.tuning ?? {};
   let workflowBundle = opts.workflowBundle;
   if (!workflowBundle) {
-    // Bundling at start costs ~1.5 s of CPU and leaves the worker 110-140 MiB larger for its life (README).
+    // Bundling at start costs ~1.5 s of CPU and leaves the worker 110-140 MiB larger for its life (docs/performance.md).
     const prebuilt = prebuiltWorkflowBundle({ workflowsPath: WORKFLOWS_PATH, converters: opts.dataConverter });
     if (prebuilt.ok) {
       workflowBundle = { codePath: prebuilt.codePath };

@@ -1,4 +1,4 @@
-/** Activity options as named profiles, shared by the workflows; README lists them. */
+/** Activity options as named profiles, shared by the workflows; docs/architecture.md lists them. */
 import type { ActivityOptions, LocalActivityOptions } from '@temporalio/workflow';
 import { ErrorType, NON_RETRYABLE_CONTAINMENT_ERRORS } from '../contracts/errors';
 

@@ -2,7 +2,7 @@
  * Body decoding, parsing and schema validation shared by every source and every JSON route: one way
  * to read bytes and one way to say what is wrong.
  *
- * Rules (README, "Hostile bytes"):
+ * Rules (docs/sources.md, "Hostile bytes"):
  * - a body is UTF-8 (strictly: an invalid byte sequence is 400, never replaced by U+FFFD);
  * - no string of a JSON body, key or value, may hold U+0000 or a lone UTF-16 surrogate: PostgreSQL's
  *   text, json and jsonb cannot store them and Slack mangles them, so such a delivery would be

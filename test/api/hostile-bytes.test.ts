@@ -1,5 +1,5 @@
 /**
- * Hostile bytes against every body route of the real ingress over loopback (README, "Hostile
+ * Hostile bytes against every body route of the real ingress over loopback (docs/sources.md, "Hostile
  * bytes"): a Content-Encoding the body does not have, secrets planted as keys and values, a
  * `webhook-timestamp` with trailing garbage, invalid UTF-8, a charset other than UTF-8, and strings
  * PostgreSQL or Slack cannot store (U+0000, lone UTF-16 surrogates). Each gets a 4xx naming the

@@ -31,7 +31,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Runs the CLI the way the README says; resolves with its exit code and output. */
+/** Runs the CLI the way README and docs/reference.md say; resolves with its exit code and output. */
 async function cli(args: string[], env: Record<string, string> = {}) {
   const childEnv: Record<string, string | undefined> = {
     ...process.env,

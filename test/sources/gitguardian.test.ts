@@ -99,7 +99,7 @@ describe('GitGuardian', () => {
 
   it('refuses an action carrying U+0000 (which PostgreSQL text cannot hold) with 422 naming the field, every time', async () => {
     // Found by the fuzz test (seed 852986): the delivery id derived from the action reached the ledger raw and answered 500.
-    // The ingress's one rule for such strings (README, "Hostile bytes"): refused before anything is stored.
+    // The ingress's one rule for such strings (docs/sources.md, "Hostile bytes"): refused before anything is stored.
     const doc = event('incident_\u0000odd', { id: 5 });
     for (let i = 0; i < 2; i++) {
       const res = await send(doc);
