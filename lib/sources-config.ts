@@ -9,9 +9,9 @@ import { CREDENTIAL_TYPES, SEVERITIES } from '../contracts/detection';
 /** The generic source's secrets variable unless `sources.generic.secretsEnv` names another. */
 export const DEFAULT_GENERIC_SECRETS_ENV = 'GENERIC_WEBHOOK_SECRETS';
 
-const envVarName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
+export const envVarName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
 
-const byteSize = z.union([
+export const byteSize = z.union([
   z.number().int().min(1024),
   z
     .string()
@@ -27,8 +27,8 @@ const duration = z
   .string()
   .regex(/^\d+(ms|s|m|h)$/, 'expected a duration such as 30s, 15m or 1h');
 
-/** Settings every source shares. */
-const common = {
+/** Settings every source shares (the full shape, as the ingress validates a section). */
+export const sourceCommon = {
   enabled: z.boolean().default(true),
   /** The whole path runs; the provider is asked what it would do; nothing changes. */
   dryRun: z.boolean().default(false),
@@ -40,134 +40,79 @@ const common = {
 };
 
 /** Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature), several secrets at once. */
-const standardWebhooksSource = z
-  .object({ ...common, secretsEnv: envVarName })
+export const standardWebhooksSourceSchema = z
+  .object({ ...sourceCommon, secretsEnv: envVarName })
   .strict();
 
-export const githubSourceSchema = z
-  .object({
-    ...common,
-    /** Webhook secrets (X-Hub-Signature-256), comma-separated; several at once for rotation. */
-    secretsEnv: envVarName,
-    /** Token that may read (and resolve) secret scanning alerts: fine-grained PAT or GitHub App token. */
-    apiTokenEnv: envVarName,
-    /** https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. */
-    apiUrl: z.url().default('https://api.github.com'),
-    /** Resolve the alert as `revoked` with a comment linking the run once the credential is dead. */
-    resolveAlerts: z.boolean().default(true),
-    /**
-     * While GitHub's API keeps failing, page a human after this long (the alert is escalated without
-     * its value; the fetch goes on and the value joins when it comes). 10s to 1h.
-     */
-    escalateAfter: z
-      .string()
-      .regex(/^\d{1,4}(s|m|h)$/, 'a duration such as 30s, 2m or 1h')
-      .refine((v) => {
-        const n = Number(v.slice(0, -1)) * { s: 1, m: 60, h: 3600 }[v.slice(-1) as 's' | 'm' | 'h'];
-        return n >= 10 && n <= 3600;
-      }, 'between 10s and 1h')
-      .default('2m'),
-  })
-  .strict();
+/** The name a sender of `sources.custom` is known by: its route and the source its detections carry. */
+export const customSourceName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,40}$/, 'lower-case letters, digits and -');
 
-export const githubPartnerSourceSchema = z
-  .object({
-    ...common,
-    /** Where GitHub publishes the keys that sign partner deliveries. */
-    keysUrl: z.url().default('https://api.github.com/meta/public_keys/secret_scanning'),
-    /** Optional token for the keys URL (higher rate limit). */
-    keysTokenEnv: envVarName.optional(),
-    keysCacheSeconds: z.number().int().min(0).max(86400).default(3600),
-  })
-  .strict();
+/**
+ * The parts of `sources.github` the worker reads too (its REST client fetches alerts and resolves
+ * them): the ingress's schema for the section spreads this shape, so both read the same defaults.
+ */
+export const githubApiConfigSchema = z.object({
+  /** Token that may read (and resolve) secret scanning alerts: fine-grained PAT or GitHub App token. */
+  apiTokenEnv: envVarName,
+  /** https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. */
+  apiUrl: z.url().default('https://api.github.com'),
+  /** Resolve the alert as `revoked` with a comment linking the run once the credential is dead. */
+  resolveAlerts: z.boolean().default(true),
+});
+export type GitHubApiConfig = z.infer<typeof githubApiConfigSchema>;
 
-export const gitguardianSourceSchema = z
-  .object({
-    ...common,
-    /** Custom webhook signature tokens (Gitguardian-Signature), comma-separated. */
-    secretsEnv: envVarName,
-    /** Allowed clock skew for the Timestamp header. */
-    skewSeconds: z.number().int().min(1).max(3600).default(300),
-    /** API token to resolve incidents after a kill (optional). */
-    apiTokenEnv: envVarName.optional(),
-    apiUrl: z.url().default('https://api.gitguardian.com'),
-  })
-  .strict();
+/** The parts of `sources.gitguardian` the worker reads too (it resolves incidents after a kill). */
+export const gitguardianApiConfigSchema = z.object({
+  /** API token to resolve incidents after a kill (optional). */
+  apiTokenEnv: envVarName.optional(),
+  apiUrl: z.url().default('https://api.gitguardian.com'),
+});
+export type GitGuardianApiConfig = z.infer<typeof gitguardianApiConfigSchema>;
 
-export const gitlabSourceSchema = z
-  .object({
-    ...common,
-    /** The pre-shared token GitLab sends in Authorization; comma-separated for rotation. */
-    tokensEnv: envVarName,
-  })
-  .strict();
-
-/** A path into a JSON payload: dot-separated keys and [n] indexes, e.g. `data.finding.secret`. */
-const jsonPath = z.string().regex(/^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+|\[\d+\])*$/, 'a dotted path such as data.finding.secret');
-
-export const customSourceSchema = z
-  .object({
-    ...common,
-    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,40}$/, 'lower-case letters, digits and -'),
-    verify: z.discriminatedUnion('scheme', [
-      z.object({ scheme: z.literal('standard-webhooks'), secretsEnv: envVarName }).strict(),
-      z
-        .object({
-          scheme: z.literal('hmac-sha256'),
-          secretsEnv: envVarName,
-          /** Header carrying the hex (or base64) HMAC of the raw body. */
-          header: z.string().regex(/^[A-Za-z0-9-]+$/),
-          prefix: z.string().max(32).default(''),
-          encoding: z.enum(['hex', 'base64']).default('hex'),
-        })
-        .strict(),
-    ]),
-    mapping: z
-      .object({
-        /** Path to an array of findings; omitted when the payload is one finding. */
-        items: jsonPath.optional(),
-        secret: jsonPath.optional(),
-        credentialType: jsonPath.optional(),
-        /**
-         * Sender's type names to ours. A name not in the map is taken as is when it is one of ours,
-         * else recognised by its wording or the value (a postgres:// URL); else the default below.
-         */
-        typeMap: z.record(z.string(), z.enum(CREDENTIAL_TYPES)).default({}),
-        /** The type of a finding whose type is neither mapped nor recognised (or not sent at all). */
-        defaultCredentialType: z.enum(CREDENTIAL_TYPES).default('generic'),
-        credentialRef: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/), jsonPath).default({}),
-        severity: jsonPath.optional(),
-        dedupeId: jsonPath.optional(),
-        verified: jsonPath.optional(),
-        location: z
-          .object({ repository: jsonPath, file: jsonPath, line: jsonPath, commit: jsonPath, url: jsonPath })
-          .partial()
-          .strict()
-          .default({}),
-      })
-      .strict()
-      .refine((m) => m.secret || Object.keys(m.credentialRef).length > 0, { message: 'map secret or at least one credentialRef field' }),
-  })
-  .strict();
+/**
+ * What every process checks of a section without knowing the source: the shared settings, and that
+ * each `…Env` field (at any depth) names an environment variable, since secrets are never in the
+ * file. The rest of the section passes through as written (bodyLimit included, so the ingress
+ * parses it once): each source's own schema (api/sources/<name>.ts) validates it when the ingress
+ * builds, and the worker's scanner clients validate the parts they read.
+ */
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+function envFieldIssues(value: unknown, path: PropertyKey[], ctx: z.RefinementCtx): void {
+  if (Array.isArray(value)) value.forEach((v, i) => envFieldIssues(v, [...path, i], ctx));
+  else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (/Env$/.test(k) && typeof v === 'string' && !ENV_NAME.test(v)) ctx.addIssue({ code: 'custom', path: [...path, k], message: 'must be an environment variable name (A-Z, 0-9, _)' });
+      else envFieldIssues(v, [...path, k], ctx);
+    }
+  }
+}
+const sectionBase = {
+  enabled: sourceCommon.enabled,
+  dryRun: sourceCommon.dryRun,
+  rateLimit: sourceCommon.rateLimit,
+};
+const anySection = z
+  .object(sectionBase)
+  .catchall(z.unknown())
+  .superRefine((v, ctx) => envFieldIssues(v, [], ctx));
 
 export const sourcesSchema = z
   .object({
-    generic: standardWebhooksSource.extend({ secretsEnv: envVarName.default(DEFAULT_GENERIC_SECRETS_ENV) }).strict().default({
-      enabled: true,
-      dryRun: false,
-      rateLimit: { perMinute: 600 },
-      secretsEnv: DEFAULT_GENERIC_SECRETS_ENV,
-    }),
-    github: githubSourceSchema.optional(),
-    github_partner: githubPartnerSourceSchema.optional(),
-    gitguardian: gitguardianSourceSchema.optional(),
-    trufflehog: standardWebhooksSource.optional(),
-    gitleaks: standardWebhooksSource.optional(),
-    kingfisher: standardWebhooksSource.optional(),
-    gitlab: gitlabSourceSchema.optional(),
-    custom: z.array(customSourceSchema).default([]),
+    generic: z
+      .object({ ...sectionBase, secretsEnv: envVarName.default(DEFAULT_GENERIC_SECRETS_ENV) })
+      .catchall(z.unknown())
+      .superRefine((v, ctx) => envFieldIssues(v, [], ctx))
+      .default({ enabled: true, dryRun: false, rateLimit: { perMinute: 600 }, secretsEnv: DEFAULT_GENERIC_SECRETS_ENV }),
+    custom: z
+      .array(
+        z
+          .object({ ...sectionBase, name: customSourceName })
+          .catchall(z.unknown())
+          .superRefine((v, ctx) => envFieldIssues(v, [], ctx)),
+      )
+      .default([]),
   })
-  .strict();
+  .catchall(anySection);
 
 export const POLICY_ACTIONS = ['rotate', 'require_approval', 'notify_only', 'ignore'] as const;
 export type PolicyAction = (typeof POLICY_ACTIONS)[number];
@@ -221,22 +166,22 @@ export const policySchema = z
   })
   .strict();
 
+/**
+ * The `sources:` section as every process sees it (lib/inventory.ts): `generic` and `custom` with
+ * their shared settings, any other section by its shared settings; the ingress validates each
+ * section with its source's own schema (api/sources/registry.ts).
+ */
 export type SourcesConfig = z.infer<typeof sourcesSchema>;
+export type SourceSection = z.infer<typeof anySection>;
 export type PolicyConfig = z.infer<typeof policySchema>;
 export type PolicyRule = z.infer<typeof policyRuleSchema>;
-export type CustomSourceConfig = z.infer<typeof customSourceSchema>;
-export type StandardWebhooksSourceConfig = z.infer<typeof standardWebhooksSource>;
-export type GitHubSourceConfig = z.infer<typeof githubSourceSchema>;
-
-/** The built-in sources, by the name their detections carry (and their route). */
-export const BUILTIN_SOURCES = ['generic', 'github', 'github_partner', 'gitguardian', 'trufflehog', 'gitleaks', 'kingfisher', 'gitlab'] as const;
+export type StandardWebhooksSourceConfig = z.infer<typeof standardWebhooksSourceSchema>;
 
 /**
  * A policy rule that names a source no detection can come from (a typo: `gitleak`) would never
- * match, silently: refused, naming the field.
+ * match, silently: refused, naming the field. `known`: every name a detection may carry.
  */
-export function policySourceProblems(sources: SourcesConfig, policy: PolicyConfig): string[] {
-  const known = new Set<string>([...BUILTIN_SOURCES, ...sources.custom.map((c) => c.name)]);
+export function policySourceProblems(policy: PolicyConfig, known: ReadonlySet<string>): string[] {
   const problems: string[] = [];
   policy.rules.forEach((r, i) =>
     r.match.source?.forEach((name, j) => {
@@ -261,42 +206,35 @@ function standardWebhooksSecretProblem(secret: string): string | undefined {
   }
 }
 
+/** An environment variable a source's section names (`name` undefined: the optional field is absent). */
+export interface EnvRequirement {
+  /** The field, e.g. `sources.github.apiTokenEnv`. */
+  path: string;
+  name: string | undefined;
+  /** Its secrets are Standard Webhooks ones (whsec_…). */
+  standardWebhooks?: boolean;
+  /** The field is optional: the message says it may be removed instead. */
+  optional?: boolean;
+}
+
 /**
- * What the file cannot check: every environment variable the `sources:` section names is set (and,
- * for Standard Webhooks, holds whsec_ secrets). One line per problem, naming the field and the
- * variable, never a value. The default generic variable is resolved by the boot code instead (it
- * may fall back to a generated local secret), so it is not listed here.
+ * What the file cannot check: every environment variable a section names is set (and, for Standard
+ * Webhooks, holds whsec_ secrets). One line per problem, naming the field and the variable, never a
+ * value.
  */
-export function sourcesEnvProblems(sources: SourcesConfig, env: Record<string, string | undefined>): string[] {
+export function envProblems(requirements: readonly EnvRequirement[], env: Record<string, string | undefined>): string[] {
   const problems: string[] = [];
-  const need = (path: string, name: string | undefined, opts: { standardWebhooks?: boolean; optional?: boolean } = {}) => {
-    if (name === undefined) return;
+  for (const { path, name, standardWebhooks, optional } of requirements) {
+    if (name === undefined) continue;
     const list = secretList(env[name]);
     if (list.length === 0) {
-      problems.push(`  ${path}: environment variable ${name} is not set${opts.optional ? ' (remove the field, or set the variable)' : ''}`);
-      return;
+      problems.push(`  ${path}: environment variable ${name} is not set${optional ? ' (remove the field, or set the variable)' : ''}`);
+      continue;
     }
-    if (opts.standardWebhooks) {
+    if (standardWebhooks) {
       const bad = list.map(standardWebhooksSecretProblem).find(Boolean);
       if (bad) problems.push(`  ${path}: ${name}: ${bad}`);
     }
-  };
-  if (sources.generic.secretsEnv !== DEFAULT_GENERIC_SECRETS_ENV) need('sources.generic.secretsEnv', sources.generic.secretsEnv, { standardWebhooks: true });
-  for (const name of ['trufflehog', 'gitleaks', 'kingfisher'] as const) {
-    const s = sources[name];
-    if (s) need(`sources.${name}.secretsEnv`, s.secretsEnv, { standardWebhooks: true });
   }
-  if (sources.github) {
-    need('sources.github.secretsEnv', sources.github.secretsEnv);
-    // Every alert names a finding the source must fetch with this token: without it none can be acted on.
-    need('sources.github.apiTokenEnv', sources.github.apiTokenEnv);
-  }
-  if (sources.github_partner) need('sources.github_partner.keysTokenEnv', sources.github_partner.keysTokenEnv, { optional: true });
-  if (sources.gitguardian) {
-    need('sources.gitguardian.secretsEnv', sources.gitguardian.secretsEnv);
-    need('sources.gitguardian.apiTokenEnv', sources.gitguardian.apiTokenEnv, { optional: true });
-  }
-  if (sources.gitlab) need('sources.gitlab.tokensEnv', sources.gitlab.tokensEnv);
-  sources.custom.forEach((c, i) => need(`sources.custom[${i}].verify.secretsEnv`, c.verify.secretsEnv, { standardWebhooks: c.verify.scheme === 'standard-webhooks' }));
   return problems;
 }

@@ -6,12 +6,13 @@
  * The repository can be named with the `X-Scan-Repository` header when the report lacks it.
  */
 import { z } from 'zod';
-import type { StandardWebhooksSourceConfig } from '../../lib/sources-config';
+import { standardWebhooksSourceSchema, type StandardWebhooksSourceConfig } from '../../lib/sources-config';
 import { HttpProblem } from '../../contracts/errors';
-import { credentialTypeOf } from './credential-types';
+import { credentialTypeOf } from '../../contracts/credential-types';
 import type { RawFinding } from '../../contracts/finding';
 import { verifyStandardWebhook } from './generic';
 import type { Delivery, SourceContext, SourceHandler } from './types';
+import { defineSource, registered, type SourceDefinition } from './definition';
 import { decodeUtf8, parseJsonBody, parseJsonText, schemaKeys, validateWith } from './validate';
 
 export const MAX_FINDINGS_PER_DELIVERY = 1000;
@@ -299,7 +300,7 @@ export function parseKingfisher(body: Buffer, repoHint?: string): RawFinding[] {
 // ---------------------------------------------------------------------------------------------
 
 function reportSource(
-  name: 'trufflehog' | 'gitleaks' | 'kingfisher',
+  name: string,
   parse: (body: Buffer, repo?: string) => RawFinding[],
   config: StandardWebhooksSourceConfig,
   ctx: SourceContext,
@@ -318,9 +319,23 @@ function reportSource(
   };
 }
 
-export const createTruffleHogSource = (config: StandardWebhooksSourceConfig, ctx: SourceContext, defaultLimit: number) =>
-  reportSource('trufflehog', parseTruffleHog, config, ctx, defaultLimit);
-export const createGitleaksSource = (config: StandardWebhooksSourceConfig, ctx: SourceContext, defaultLimit: number) =>
-  reportSource('gitleaks', parseGitleaks, config, ctx, defaultLimit);
-export const createKingfisherSource = (config: StandardWebhooksSourceConfig, ctx: SourceContext, defaultLimit: number) =>
-  reportSource('kingfisher', parseKingfisher, config, ctx, defaultLimit);
+/**
+ * A CI report source: `sources.<name>` names the Standard Webhooks secrets, POST /webhooks/<name>
+ * takes the report as the tool writes it, `parse` turns it into RawFindings.
+ */
+export function ciReportSource(name: string, parse: (body: Buffer, repo?: string) => RawFinding[]): SourceDefinition {
+  return defineSource({
+    name,
+    schema: standardWebhooksSourceSchema.optional(),
+    env: (c, path) => (c ? [{ path: `${path}.secretsEnv`, name: c.secretsEnv, standardWebhooks: true }] : []),
+    build: (c, ctx) => {
+      if (!c) return {};
+      const h = reportSource(name, parse, c, ctx, ctx.defaultBodyLimit);
+      return { sources: [registered(h, c, h.contentTypes)] };
+    },
+  });
+}
+
+export const truffleHogSource = ciReportSource('trufflehog', parseTruffleHog);
+export const gitleaksSource = ciReportSource('gitleaks', parseGitleaks);
+export const kingfisherSource = ciReportSource('kingfisher', parseKingfisher);

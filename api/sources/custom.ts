@@ -5,14 +5,65 @@
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { CREDENTIAL_TYPES, SEVERITIES, type CredentialType, type Severity } from '../../contracts/detection';
-import type { CustomSourceConfig } from '../../lib/sources-config';
+import { z } from 'zod';
+import { customSourceName, envVarName, sourceCommon } from '../../lib/sources-config';
 import { HttpProblem } from '../../contracts/errors';
 import { MAX_FINDINGS_PER_DELIVERY, secretsFromEnv } from './ci-reports';
-import { credentialTypeOf } from './credential-types';
+import { credentialTypeOf } from '../../contracts/credential-types';
 import type { RawFinding } from '../../contracts/finding';
 import { verifyStandardWebhook } from './generic';
 import type { Delivery, SourceContext, SourceHandler } from './types';
 import { parseJsonBody } from './validate';
+import { defineSource, registered } from './definition';
+
+/** A path into a JSON payload: dot-separated keys and [n] indexes, e.g. `data.finding.secret`. */
+const jsonPath = z.string().regex(/^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+|\[\d+\])*$/, 'a dotted path such as data.finding.secret');
+
+export const customSourceSchema = z
+  .object({
+    ...sourceCommon,
+    name: customSourceName,
+    verify: z.discriminatedUnion('scheme', [
+      z.object({ scheme: z.literal('standard-webhooks'), secretsEnv: envVarName }).strict(),
+      z
+        .object({
+          scheme: z.literal('hmac-sha256'),
+          secretsEnv: envVarName,
+          /** Header carrying the hex (or base64) HMAC of the raw body. */
+          header: z.string().regex(/^[A-Za-z0-9-]+$/),
+          prefix: z.string().max(32).default(''),
+          encoding: z.enum(['hex', 'base64']).default('hex'),
+        })
+        .strict(),
+    ]),
+    mapping: z
+      .object({
+        /** Path to an array of findings; omitted when the payload is one finding. */
+        items: jsonPath.optional(),
+        secret: jsonPath.optional(),
+        credentialType: jsonPath.optional(),
+        /**
+         * Sender's type names to ours. A name not in the map is taken as is when it is one of ours,
+         * else recognised by its wording or the value (a postgres:// URL); else the default below.
+         */
+        typeMap: z.record(z.string(), z.enum(CREDENTIAL_TYPES)).default({}),
+        /** The type of a finding whose type is neither mapped nor recognised (or not sent at all). */
+        defaultCredentialType: z.enum(CREDENTIAL_TYPES).default('generic'),
+        credentialRef: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/), jsonPath).default({}),
+        severity: jsonPath.optional(),
+        dedupeId: jsonPath.optional(),
+        verified: jsonPath.optional(),
+        location: z
+          .object({ repository: jsonPath, file: jsonPath, line: jsonPath, commit: jsonPath, url: jsonPath })
+          .partial()
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .refine((m) => m.secret || Object.keys(m.credentialRef).length > 0, { message: 'map secret or at least one credentialRef field' }),
+  })
+  .strict();
+export type CustomSourceConfig = z.infer<typeof customSourceSchema>;
 
 /** Reads `a.b[0].c` from a parsed document; own properties only (no prototype walking). */
 export function getPath(doc: unknown, path: string): unknown {
@@ -114,3 +165,13 @@ export function createCustomSource(config: CustomSourceConfig, ctx: SourceContex
     },
   };
 }
+
+/** `sources.custom`: senders described by configuration, each on its own route (/webhooks/<its name>). */
+export const customSource = defineSource({
+  name: 'custom',
+  list: true,
+  schema: z.array(customSourceSchema).default([]),
+  names: (list) => list.map((c) => c.name),
+  env: (list, path) => list.map((c, i) => ({ path: `${path}[${i}].verify.secretsEnv`, name: c.verify.secretsEnv, standardWebhooks: c.verify.scheme === 'standard-webhooks' })),
+  build: (list, ctx) => ({ sources: list.map((c) => registered(createCustomSource(c, ctx, ctx.defaultBodyLimit), c)) }),
+});

@@ -7,6 +7,8 @@ import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 import { genericDetectionSchema, type GenericDetectionPayload } from '../../contracts/detection';
 import { reduceFinding, type Sighting } from '../../contracts/finding';
 import type { SourceHandler } from './types';
+import { defineSource, registered } from './definition';
+import { DEFAULT_GENERIC_SECRETS_ENV, envVarName, secretList, standardWebhooksSourceSchema } from '../../lib/sources-config';
 import { headerId, parseJsonBody, validateJsonBody, validateWith } from './validate';
 import type { ServerKeys } from '../../contracts/keys';
 import { HttpProblem } from '../../contracts/errors';
@@ -79,3 +81,20 @@ export function createGenericSource(opts: { secrets: readonly string[]; bodyLimi
     },
   };
 }
+
+/** `sources.generic`: always on; its secrets are GENERIC_WEBHOOK_SECRETS unless secretsEnv names another variable. */
+export const genericSourceSchema = standardWebhooksSourceSchema
+  .extend({ secretsEnv: envVarName.default(DEFAULT_GENERIC_SECRETS_ENV) })
+  .strict()
+  .default({ enabled: true, dryRun: false, rateLimit: { perMinute: 600 }, secretsEnv: DEFAULT_GENERIC_SECRETS_ENV });
+
+export const genericSource = defineSource({
+  name: GENERIC_SOURCE,
+  schema: genericSourceSchema,
+  // The default variable is resolved by the boot code instead (it may fall back to a generated local secret).
+  env: (c, path) => (c.secretsEnv === DEFAULT_GENERIC_SECRETS_ENV ? [] : [{ path: `${path}.secretsEnv`, name: c.secretsEnv, standardWebhooks: true }]),
+  build: (c, ctx) => {
+    const secrets = c.secretsEnv === DEFAULT_GENERIC_SECRETS_ENV ? ctx.genericSecrets : secretList(ctx.env[c.secretsEnv]);
+    return { sources: [registered(createGenericSource({ secrets, bodyLimitBytes: c.bodyLimit ?? ctx.defaultBodyLimit, keys: ctx.keys }), c)] };
+  },
+});

@@ -9,13 +9,26 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { KnownSecret } from '../../lib/known-secrets';
-import type { gitguardianSourceSchema } from '../../lib/sources-config';
+import { envVarName, gitguardianApiConfigSchema, sourceCommon } from '../../lib/sources-config';
 import { HttpProblem } from '../../contracts/errors';
 import { secretsFromEnv } from './ci-reports';
-import { credentialTypeOf } from './credential-types';
+import { credentialTypeOf } from '../../contracts/credential-types';
 import type { RawFinding } from '../../contracts/finding';
 import type { Delivery, SourceContext, SourceHandler } from './types';
 import { validateJsonBody } from './validate';
+import { defineSource, registered } from './definition';
+
+export const gitguardianSourceSchema = z
+  .object({
+    ...sourceCommon,
+    /** Custom webhook signature tokens (Gitguardian-Signature), comma-separated. */
+    secretsEnv: envVarName,
+    /** Allowed clock skew for the Timestamp header. */
+    skewSeconds: z.number().int().min(1).max(3600).default(300),
+    // apiTokenEnv (optional), apiUrl: the worker resolves incidents with them.
+    ...gitguardianApiConfigSchema.shape,
+  })
+  .strict();
 
 export type GitGuardianSourceConfig = z.infer<typeof gitguardianSourceSchema>;
 
@@ -133,27 +146,15 @@ export function createGitGuardianSource(
   };
 }
 
-/** POST /v1/incidents/secrets/{id}/resolve with secret_revoked: true. Already resolved is success. */
-export async function resolveGitGuardianIncident(opts: { apiUrl: string; token: string; incidentId: number; fetch?: typeof fetch }): Promise<void> {
-  const url = `${opts.apiUrl.replace(/\/+$/, '')}/v1/incidents/secrets/${opts.incidentId}/resolve`;
-  let res: Response;
-  try {
-    res = await (opts.fetch ?? fetch)(url, {
-      method: 'POST',
-      headers: { authorization: `Token ${opts.token}`, 'content-type': 'application/json', 'user-agent': 'secret-kill-switch' },
-      body: JSON.stringify({ secret_revoked: true }),
-      signal: AbortSignal.timeout(10_000),
-    });
-  } catch (err) {
-    throw new Error(`GitGuardian unreachable: ${(err as Error).message}`);
-  }
-  if (res.ok || res.status === 409) return;
-  const body = (await res.text().catch(() => '')).slice(0, 300);
-  if (res.status === 429) {
-    const ra = Number(res.headers.get('retry-after'));
-    throw Object.assign(new Error('GitGuardian rate limit'), { retryAfterSeconds: Number.isFinite(ra) && ra > 0 ? ra : 60 });
-  }
-  const err = new Error(`GitGuardian answered ${res.status}: ${body}`);
-  if ([400, 401, 403, 404].includes(res.status)) Object.assign(err, { permanent: true });
-  throw err;
-}
+export const gitguardianSource = defineSource({
+  name: 'gitguardian',
+  schema: gitguardianSourceSchema.optional(),
+  env: (c, path) =>
+    c
+      ? [
+          { path: `${path}.secretsEnv`, name: c.secretsEnv },
+          { path: `${path}.apiTokenEnv`, name: c.apiTokenEnv, optional: true },
+        ]
+      : [],
+  build: (c, ctx) => (c ? { sources: [registered(createGitGuardianSource(c, ctx, ctx.defaultBodyLimit), c)] } : {}),
+});

@@ -7,13 +7,25 @@
  */
 import { createHash, verify } from 'node:crypto';
 import { z } from 'zod';
-import type { githubPartnerSourceSchema } from '../../lib/sources-config';
+import { envVarName, sourceCommon } from '../../lib/sources-config';
 import { HttpProblem } from '../../contracts/errors';
 import { MAX_FINDINGS_PER_DELIVERY } from './ci-reports';
-import { credentialTypeOf } from './credential-types';
+import { credentialTypeOf } from '../../contracts/credential-types';
 import type { RawFinding } from '../../contracts/finding';
 import type { Delivery, SourceContext, SourceHandler } from './types';
 import { validateJsonBody } from './validate';
+import { defineSource, registered } from './definition';
+
+export const githubPartnerSourceSchema = z
+  .object({
+    ...sourceCommon,
+    /** Where GitHub publishes the keys that sign partner deliveries. */
+    keysUrl: z.url().default('https://api.github.com/meta/public_keys/secret_scanning'),
+    /** Optional token for the keys URL (higher rate limit). */
+    keysTokenEnv: envVarName.optional(),
+    keysCacheSeconds: z.number().int().min(0).max(86400).default(3600),
+  })
+  .strict();
 
 export type GitHubPartnerSourceConfig = z.infer<typeof githubPartnerSourceSchema>;
 
@@ -125,3 +137,10 @@ export function createGitHubPartnerSource(config: GitHubPartnerSourceConfig, ctx
     },
   };
 }
+
+export const githubPartnerSource = defineSource({
+  name: 'github_partner',
+  schema: githubPartnerSourceSchema.optional(),
+  env: (c, path) => (c ? [{ path: `${path}.keysTokenEnv`, name: c.keysTokenEnv, optional: true }] : []),
+  build: (c, ctx) => (c ? { sources: [registered(createGitHubPartnerSource(c, ctx, ctx.defaultBodyLimit), c)] } : {}),
+});

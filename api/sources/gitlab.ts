@@ -7,16 +7,25 @@
 import { timingSafeEqual } from 'node:crypto';
 import express from 'express';
 import { z } from 'zod';
-import type { gitlabSourceSchema } from '../../lib/sources-config';
+import { envVarName, sourceCommon } from '../../lib/sources-config';
 import { HttpProblem } from '../../contracts/errors';
 import { sendProblem } from '../problem';
 import { MAX_FINDINGS_PER_DELIVERY, secretsFromEnv } from './ci-reports';
 import type { CredentialType } from '../../contracts/detection';
-import { POSTGRES_URL_WITH_PASSWORD, REDIS_URL_WITH_PASSWORD } from './credential-types';
+import { POSTGRES_URL_WITH_PASSWORD, REDIS_URL_WITH_PASSWORD } from '../../contracts/credential-types';
 import type { RawFinding } from '../../contracts/finding';
 import type { AcceptFn, SourceContext } from './types';
 import { readRawBody } from '../body';
 import { validateJsonBody } from './validate';
+import { defineSource } from './definition';
+
+export const gitlabSourceSchema = z
+  .object({
+    ...sourceCommon,
+    /** The pre-shared token GitLab sends in Authorization; comma-separated for rotation. */
+    tokensEnv: envVarName,
+  })
+  .strict();
 
 export type GitLabSourceConfig = z.infer<typeof gitlabSourceSchema>;
 
@@ -167,3 +176,11 @@ export function createGitLabRouter(config: GitLabSourceConfig, ctx: SourceContex
   });
   return router;
 }
+
+export const gitlabSource = defineSource({
+  name: 'gitlab',
+  schema: gitlabSourceSchema.optional(),
+  env: (c, path) => (c ? [{ path: `${path}.tokensEnv`, name: c.tokensEnv }] : []),
+  build: (c, ctx) =>
+    c ? { routers: [{ name: 'gitlab', enabled: c.enabled, perMinute: c.rateLimit.perMinute, build: (accept) => createGitLabRouter(c, ctx, accept, ctx.defaultBodyLimit) }] } : {},
+});

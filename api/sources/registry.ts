@@ -1,19 +1,44 @@
 /**
- * Builds the ingress's sources from the config file. A new scanner is one file in api/sources/
- * plus one entry here; a new sender of its own JSON is configuration only (`sources.custom`).
+ * The ingress's sources, as a table. A new scanner is one file in api/sources/ exporting a
+ * SourceDefinition plus one line in SOURCES; a new sender of its own JSON is configuration only
+ * (`sources.custom`). The `sources:` schema, the names a policy rule may use, the names a custom
+ * sender may not take and the startup environment checks all derive from the list.
  */
+import { z } from 'zod';
 import type { Config } from '../../lib/config';
 import { InventoryError, type Inventory } from '../../lib/inventory';
-import { BUILTIN_SOURCES, DEFAULT_GENERIC_SECRETS_ENV, policySourceProblems, secretList, sourcesEnvProblems } from '../../lib/sources-config';
+import { envProblems, policySourceProblems, type EnvRequirement } from '../../lib/sources-config';
 import type { ServerKeys } from '../../contracts/keys';
 import type { AppDeps, RegisteredSource } from '../app';
-import { createGitleaksSource, createKingfisherSource, createTruffleHogSource } from './ci-reports';
-import { createCustomSource } from './custom';
-import { createGenericSource } from './generic';
-import { createGitHubSource } from './github';
-import { createGitHubPartnerSource } from './github-partner';
-import { createGitGuardianSource } from './gitguardian';
-import { createGitLabRouter } from './gitlab';
+import { gitleaksSource, kingfisherSource, truffleHogSource } from './ci-reports';
+import { customSource } from './custom';
+import type { SourceBuildContext, SourceDefinition } from './definition';
+import { genericSource } from './generic';
+import { githubSource } from './github';
+import { githubPartnerSource } from './github-partner';
+import { gitguardianSource } from './gitguardian';
+import { gitlabSource } from './gitlab';
+import { noseyParkerSource } from './noseyparker';
+
+/** Every source, in the order their startup problems are listed. */
+export const SOURCES: readonly SourceDefinition[] = [
+  genericSource,
+  truffleHogSource,
+  gitleaksSource,
+  kingfisherSource,
+  noseyParkerSource,
+  githubSource,
+  githubPartnerSource,
+  gitguardianSource,
+  gitlabSource,
+  customSource,
+];
+
+/** The `sources:` section as the ingress validates it: each key is one definition's schema. */
+export const sourcesConfigSchema = z.object(Object.fromEntries(SOURCES.map((d) => [d.name, d.schema]))).strict();
+
+/** The built-in sources, by the name their detections carry (and their route): no custom sender may take one. */
+export const BUILTIN_SOURCES: readonly string[] = SOURCES.filter((d) => !d.list).map((d) => d.name);
 
 export interface SourceBuildInput {
   config: Config;
@@ -27,60 +52,63 @@ export interface SourceBuildInput {
   genericSecrets: readonly string[];
 }
 
+function formatPath(p: ReadonlyArray<PropertyKey>): string {
+  return p.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), '');
+}
+
+/**
+ * Each section through its source's schema, with its defaults. lib/inventory.ts checked only what
+ * every section shares; here a field a source does not take, or a bad value, is refused the way the
+ * inventory refuses one: `<file> is invalid:` and a line per field.
+ */
+export function parseSources(inventory: Inventory, origin = 'inventory'): Record<string, unknown> {
+  const r = sourcesConfigSchema.safeParse(inventory.sources);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `  ${formatPath(['sources', ...i.path])}: ${i.message}`);
+    throw new InventoryError(`${origin} is invalid:\n${lines.join('\n')}`);
+  }
+  return r.data;
+}
+
 /**
  * Every field of `sources:` takes effect here or is refused: each environment variable the section
- * names must be set (and well-formed) before the ingress takes a request.
+ * names must be set (and well-formed), and each source a policy rule names must exist, before the
+ * ingress takes a request.
  */
-export function checkSourcesEnv(inventory: Inventory, env: Record<string, string | undefined>): void {
-  const problems = [...sourcesEnvProblems(inventory.sources, env), ...policySourceProblems(inventory.sources, inventory.policy)];
+function checkSources(parsed: Record<string, unknown>, inventory: Inventory, env: Record<string, string | undefined>): void {
+  const required: EnvRequirement[] = SOURCES.flatMap((d) => d.env(parsed[d.name], `sources.${d.name}`));
+  const known = new Set<string>([...BUILTIN_SOURCES, ...SOURCES.flatMap((d) => (d.list && d.names ? d.names(parsed[d.name]) : []))]);
+  const problems = [...envProblems(required, env), ...policySourceProblems(inventory.policy, known)];
   if (problems.length) throw new InventoryError(`sources are incomplete:\n${problems.join('\n')}`);
 }
 
+export function checkSourcesEnv(inventory: Inventory, env: Record<string, string | undefined>): void {
+  checkSources(parseSources(inventory), inventory, env);
+}
+
 export function buildSources(input: SourceBuildInput): { sources: RegisteredSource[]; routers: NonNullable<AppDeps['routers']> } {
-  const { config, inventory, keys } = input;
-  checkSourcesEnv(inventory, input.env);
-  const s = inventory.sources;
-  const limit = (v: number | undefined) => v ?? config.webhook.bodyLimitBytes;
-  const genericSecrets = s.generic.secretsEnv === DEFAULT_GENERIC_SECRETS_ENV ? input.genericSecrets : secretList(input.env[s.generic.secretsEnv]);
-  const sources: RegisteredSource[] = [
-    {
-      handler: createGenericSource({ secrets: genericSecrets, bodyLimitBytes: limit(s.generic.bodyLimit), keys }),
-      enabled: s.generic.enabled,
-      perMinute: s.generic.rateLimit.perMinute,
-    },
-  ];
-  const ctx = { keys, env: input.env };
-  if (s.trufflehog) {
-    const h = createTruffleHogSource(s.trufflehog, ctx, config.webhook.bodyLimitBytes);
-    sources.push({ handler: h, enabled: s.trufflehog.enabled, perMinute: s.trufflehog.rateLimit.perMinute, contentTypes: h.contentTypes });
-  }
-  if (s.gitleaks) {
-    const h = createGitleaksSource(s.gitleaks, ctx, config.webhook.bodyLimitBytes);
-    sources.push({ handler: h, enabled: s.gitleaks.enabled, perMinute: s.gitleaks.rateLimit.perMinute, contentTypes: h.contentTypes });
-  }
-  if (s.kingfisher) {
-    const h = createKingfisherSource(s.kingfisher, ctx, config.webhook.bodyLimitBytes);
-    sources.push({ handler: h, enabled: s.kingfisher.enabled, perMinute: s.kingfisher.rateLimit.perMinute, contentTypes: h.contentTypes });
-  }
-  if (s.github) {
-    sources.push({ handler: createGitHubSource(s.github, ctx, config.webhook.bodyLimitBytes), enabled: s.github.enabled, perMinute: s.github.rateLimit.perMinute });
-  }
-  if (s.gitguardian) {
-    const h = createGitGuardianSource(s.gitguardian, { ...ctx, knownSecrets: inventory.knownSecrets }, config.webhook.bodyLimitBytes);
-    sources.push({ handler: h, enabled: s.gitguardian.enabled, perMinute: s.gitguardian.rateLimit.perMinute });
-  }
-  if (s.github_partner) {
-    sources.push({ handler: createGitHubPartnerSource(s.github_partner, ctx, config.webhook.bodyLimitBytes), enabled: s.github_partner.enabled, perMinute: s.github_partner.rateLimit.perMinute });
-  }
+  const { config, inventory } = input;
+  const parsed = parseSources(inventory, config.inventoryFile ?? 'inventory');
+  checkSources(parsed, inventory, input.env);
+  const ctx: SourceBuildContext = {
+    keys: input.keys,
+    env: input.env,
+    defaultBodyLimit: config.webhook.bodyLimitBytes,
+    knownSecrets: inventory.knownSecrets,
+    genericSecrets: input.genericSecrets,
+  };
   const reserved = new Set<string>(BUILTIN_SOURCES);
-  for (const c of s.custom) {
-    if (reserved.has(c.name) || sources.some((x) => x.handler.name === c.name)) throw new Error(`sources.custom: "${c.name}" is already the name of a source`);
-    sources.push({ handler: createCustomSource(c, ctx, config.webhook.bodyLimitBytes), enabled: c.enabled, perMinute: c.rateLimit.perMinute });
-  }
+  const taken = new Set<string>();
+  const sources: RegisteredSource[] = [];
   const routers: NonNullable<AppDeps['routers']> = [];
-  if (s.gitlab) {
-    const gl = s.gitlab;
-    routers.push({ name: 'gitlab', enabled: gl.enabled, perMinute: gl.rateLimit.perMinute, build: (accept) => createGitLabRouter(gl, ctx, accept, config.webhook.bodyLimitBytes) });
+  for (const def of SOURCES) {
+    const built = def.build(parsed[def.name], ctx);
+    for (const name of [...(built.sources ?? []).map((s) => s.handler.name), ...(built.routers ?? []).map((r) => r.name)]) {
+      if (taken.has(name) || (def.list && reserved.has(name))) throw new Error(`sources.${def.name}: "${name}" is already the name of a source`);
+      taken.add(name);
+    }
+    sources.push(...(built.sources ?? []));
+    routers.push(...(built.routers ?? []));
   }
   return { sources, routers };
 }

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { repoName } from '../../api/sources/ci-reports';
-import { credentialTypeOf } from '../../api/sources/credential-types';
+import { credentialTypeOf } from '../../contracts/credential-types';
 import { resolveKingfisher } from '../../tools/kingfisher-cli';
 import { newWebhookSecret } from '../../lib/keys';
 import type { KillSwitchResult } from '../../contracts/run';

@@ -9,7 +9,7 @@ import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
 import schema from '@octokit/webhooks-schemas/schema.json' with { type: 'json' };
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alertApiUrl } from '../../api/sources/github';
+import { alertApiUrl } from '../../activities/scanners/github';
 import type { KillSwitchResult } from '../../contracts/run';
 import { startGitHubFake, type GitHubFake } from '../fakes/github';
 import { leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';

@@ -6,13 +6,12 @@
  * used when its type is not recognised.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mapFindings } from '../../api/sources/custom';
+import { customSourceSchema, mapFindings } from '../../api/sources/custom';
 import { buildSources } from '../../api/sources/registry';
 import { genericWebhookSecrets } from '../../lib/bootstrap';
 import { loadConfig } from '../../lib/config';
 import { parseInventory } from '../../lib/inventory';
 import { createServerKeys, newServerKey, newWebhookSecret } from '../../lib/keys';
-import { customSourceSchema } from '../../lib/sources-config';
 import { rand, startHarness, testLogger, type Harness } from '../helpers/harness';
 
 describe('sources.generic.secretsEnv', () => {
@@ -94,6 +93,34 @@ describe('environment variables named by sources: refused at startup, naming the
         { KF: wh, GH_HOOK: 'hook-secret', GH_TOKEN: 'ghs_x', GG: 'gg-token', GG_API: 'gg-api', GL: 'gl-token' },
       ),
     ).not.toThrow();
+  });
+});
+
+describe('the sources section: each key is a source of the registry, validated by its own schema', () => {
+  const start = (sources: Record<string, unknown>, env: Record<string, string> = {}) => () =>
+    buildSources({
+      config: loadConfig({ KILLSWITCH_SERVER_KEY: newServerKey() }),
+      inventory: parseInventory({ sources }),
+      keys: createServerKeys(newServerKey()),
+      env,
+      genericSecrets: [newWebhookSecret()],
+    });
+
+  it('refuses a section no source defines, and a field or value its source does not take, naming the field', () => {
+    expect(start({ gitleak: { secretsEnv: 'G' } }, { G: newWebhookSecret() })).toThrow(/is invalid:\n {2}sources: Unrecognized key: "gitleak"/);
+    expect(start({ github: { secretsEnv: 'GH', apiTokenEnv: 'T', escalateAfter: '5h' } }, { GH: 'x', T: 'y' })).toThrow(/sources\.github\.escalateAfter: between 10s and 1h/);
+    expect(start({ gitleaks: { secretsEnv: 'G', colour: 'red' } }, { G: newWebhookSecret() })).toThrow(/sources\.gitleaks: Unrecognized key: "colour"/);
+    expect(start({ gitguardian: { secretsEnv: 'GG', bodyLimit: 'huge' } }, { GG: 'x' })).toThrow(/sources\.gitguardian\.bodyLimit/);
+  });
+
+  it('keeps every built-in name, the ones added by a registry line included, from a custom sender', () => {
+    for (const name of ['github', 'gitlab', 'noseyparker']) {
+      expect(start({ custom: [{ name, verify: { scheme: 'hmac-sha256', secretsEnv: 'ACME', header: 'X-Sig' }, mapping: { secret: 's' } }] }, { ACME: 'k' })).toThrow(
+        new RegExp(`sources\\.custom: "${name}" is already the name of a source`),
+      );
+    }
+    const twice = { verify: { scheme: 'hmac-sha256', secretsEnv: 'ACME', header: 'X-Sig' }, mapping: { secret: 's' } };
+    expect(start({ custom: [{ name: 'acme', ...twice }, { name: 'acme', ...twice }] }, { ACME: 'k' })).toThrow(/sources\.custom: "acme" is already the name of a source/);
   });
 });
 

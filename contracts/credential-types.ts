@@ -3,7 +3,7 @@
  * credential types. The value itself is the strongest hint: a PostgreSQL URL is a PostgreSQL
  * password whatever rule found it.
  */
-import type { CredentialType } from '../../contracts/detection';
+import type { CredentialType } from './detection';
 
 const BY_NAME: Array<[RegExp, CredentialType]> = [
   [/postgres/i, 'postgres_password'],
