@@ -14,6 +14,7 @@ export const CREDENTIAL_TYPES = [
   'github_token',
   'slack_token',
   'generic',
+  'mysql_password',
 ] as const;
 export type CredentialType = (typeof CREDENTIAL_TYPES)[number];
 

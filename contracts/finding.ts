@@ -99,6 +99,25 @@ export function reduceFinding(f: RawFinding, keys: ServerKeys, now: Date, fieldP
     if (url.hostname) ref.host ??= url.hostname.replace(/^\[|\]$/g, '');
     if (url.port) ref.port ??= url.port;
   }
+  if (f.secret && f.credentialType === 'mysql_password' && /^(mysql|mariadb):\/\//i.test(f.secret)) {
+    // A leaked MySQL/MariaDB connection URL: the password is the secret, the user and host identify the account.
+    let url: URL;
+    let user: string;
+    try {
+      url = new URL(f.secret);
+      leakedValue = decodeURIComponent(url.password);
+      user = decodeURIComponent(url.username);
+    } catch {
+      throw problem(at('secret'), 'not a parseable mysql:// URL');
+    }
+    if (!leakedValue) throw problem(at('secret'), 'the URL carries no password');
+    if (user && ref.user && ref.user !== user) throw problem(at('credentialRef.user'), 'differs from the user in the leaked URL');
+    if (user) ref.user ??= user;
+    if (url.hostname) ref.host ??= url.hostname.replace(/^\[|\]$/g, '');
+    if (url.port) ref.port ??= url.port;
+    const database = url.pathname.slice(1);
+    if (database) ref.database ??= database;
+  }
   if (leakedValue && (f.credentialType === 'github_token' || f.credentialType === 'slack_token')) {
     // A token's prefix names its type and is not secret: the inventory matches on it.
     const prefix = f.credentialType === 'github_token' ? githubTokenPrefix(leakedValue) : slackTokenPrefix(leakedValue);
@@ -119,6 +138,9 @@ export function reduceFinding(f: RawFinding, keys: ServerKeys, now: Date, fieldP
   }
   if (f.credentialType === 'postgres_password' && !ref.role) {
     throw problem(at('credentialRef.role'), 'required for postgres_password (or send the leaked connection string as secret)');
+  }
+  if (f.credentialType === 'mysql_password' && !ref.user) {
+    throw problem(at('credentialRef.user'), 'required for mysql_password (or send the leaked connection URL as secret)');
   }
   if (!leakedValue && Object.keys(ref).length === 0) throw problem(at('credentialRef'), 'either secret or credentialRef is required');
 

@@ -5,7 +5,7 @@
  */
 import { Redis } from 'ioredis';
 import type { SessionTargetConfig } from '../../lib/systems';
-import { classifyRedisError } from '../providers/redis';
+import { classifyRedisError } from '../../lib/systems/redis';
 import type { SessionTarget } from '../providers/types';
 
 type ConnectRedisConfig = Extract<SessionTargetConfig, { kind: 'connect_redis' }>;

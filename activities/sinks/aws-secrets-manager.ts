@@ -15,7 +15,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { AwsConnection } from '../../lib/systems/common';
 import { ErrorType } from '../../contracts/errors';
 import type { SecretSink, SecretValue } from '../providers/types';
-import { awsClientConfig, classifyAwsError } from '../providers/aws-errors';
+import { awsClientConfig, classifyAwsError } from '../../lib/systems/aws';
 
 /** A UUID-shaped token (32–64 characters, as Secrets Manager requires) from the token and the value. */
 export function clientRequestToken(idempotencyToken: string, serialized: string): string {

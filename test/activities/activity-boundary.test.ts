@@ -12,7 +12,7 @@ import { createProviderRegistry } from '../../activities/providers';
 import { createSlackSender } from '../../activities/slack';
 import { createUpstreamClients } from '../../activities/upstream';
 import { createPostgresDb, migrate, type Db } from '../../lib/db';
-import { createEvidenceStore } from '../../lib/evidence';
+import { createEvidenceStore } from '../../store/evidence';
 import { parseInventory } from '../../lib/inventory';
 import { createServerKeys, newServerKey } from '../../lib/keys';
 import { ErrorType } from '../../contracts/errors';

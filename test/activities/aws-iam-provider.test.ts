@@ -14,10 +14,10 @@ import {
 } from '@aws-sdk/client-iam';
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AWS_KEY_LIMIT } from '../../activities/providers/aws-errors';
-import { AwsIamProvider, QUARANTINE_POLICY, revokedTag, SESSIONS_POLICY } from '../../activities/providers/aws-iam';
+import { AWS_KEY_LIMIT } from '../../lib/systems/aws';
+import { AwsIamProvider, QUARANTINE_POLICY, revokedTag, SESSIONS_POLICY } from '../../lib/systems/aws-iam-provider';
 import { noSink, createSink } from '../../activities/sinks';
-import type { SecretSink } from '../../activities/providers/types';
+import type { SecretSink } from '../../lib/systems/provider';
 import { reduceFinding } from '../../contracts/finding';
 import { createServerKeys, newServerKey } from '../../lib/keys';
 import { matchOwner, parseInventory } from '../../lib/inventory';

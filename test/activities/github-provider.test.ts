@@ -4,11 +4,10 @@
  * hourly rate limit (ours and GitHub's), and typed errors that never carry the token.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { GitHubProvider } from '../../activities/providers/github';
-import { RATE_LIMITED } from '../../activities/providers/token-http';
+import { RATE_LIMITED } from '../../lib/systems/token-http';
 import { reduceFinding } from '../../contracts/finding';
 import { createServerKeys, newServerKey } from '../../lib/keys';
-import { githubSystemSchema } from '../../lib/systems/github';
+import { GitHubProvider, githubKind, githubSystemSchema } from '../../lib/systems/github';
 import { githubTokenPrefix } from '../../contracts/credentials';
 import { parseInventory } from '../../lib/inventory';
 import { ErrorType } from '../../contracts/errors';
@@ -202,7 +201,7 @@ describe('GitHubProvider', () => {
     const r = await provider.expireSessions(rev());
     expect(r).toMatchObject({ terminated: 0 });
     expect(r.sessionsExpiredAt).toMatch(ISO_TIME);
-    expect(provider.canIssueReplacement).toBe(false);
+    expect(githubKind.supports).toMatchObject({ replacement: false });
     expect(await failure(provider.issueReplacement())).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
   });
 

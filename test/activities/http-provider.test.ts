@@ -7,12 +7,12 @@
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { HttpProvider, readPath, retryAfterSeconds } from '../../activities/providers/http';
+import { HttpProvider, readPath, retryAfterSeconds } from '../../lib/systems/http';
 import { createProviderRegistry } from '../../activities/providers';
 import { SecretsManagerSink } from '../../activities/sinks/aws-secrets-manager';
 import { noSink } from '../../activities/sinks';
 import { parseInventory, resolveInventoryEnv, matchOwner } from '../../lib/inventory';
-import type { HttpSystem } from '../../lib/systems';
+import { kindOf, type HttpSystem } from '../../lib/systems';
 import { ErrorType } from '../../contracts/errors';
 import { startHomegrownFake, type HomegrownFake } from '../fakes/homegrown-admin';
 import { rand } from '../helpers/harness';
@@ -79,8 +79,8 @@ describe('http recipes are validated at startup', () => {
     const s = system({ mode: 'graceful', sink: { kind: 'aws_secrets_manager', secretId: 's' }, issue: [{ method: 'POST', url: '/admin/keys', body: { owner: '{{ref.keyPrefix}}' }, extract: { apiKey: 'secret' } }] });
     expect(s).toMatchObject({ mode: 'graceful', credentialTypes: ['generic'], timeoutMs: 10_000 });
     expect(s.revoke[1]).toMatchObject({ headers: auth, expectStatus: [204], alreadyDoneWhenMissing: false });
-    expect(new HttpProvider(s, env)).toMatchObject({ canIssueReplacement: true, supportsGraceful: true, supportsQuarantine: false });
-    expect(provider()).toMatchObject({ canIssueReplacement: false, supportsGraceful: false });
+    expect(kindOf(s).supports).toEqual({ replacement: true, graceful: true, quarantine: false });
+    expect(kindOf(system()).supports).toEqual({ replacement: false, graceful: false, quarantine: false });
   });
 
   it('owns a detection only when every match field is present and matches its glob', () => {

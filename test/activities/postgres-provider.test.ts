@@ -3,8 +3,8 @@
  * idempotent, the leaked password is proven dead, and errors are classified by type.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresProvider } from '../../activities/providers/postgres';
-import type { SecretSink, SecretValue } from '../../activities/providers/types';
+import { PostgresProvider } from '../../lib/systems/postgres';
+import type { SecretSink, SecretValue } from '../../lib/systems/provider';
 import { parseInventory, type PostgresSystem } from '../../lib/inventory';
 import { ErrorType } from '../../contracts/errors';
 import { ownedSystem, rand, type OwnedSystem } from '../helpers/harness';

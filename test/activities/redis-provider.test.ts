@@ -5,8 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisProvider, sha256 } from '../../activities/providers/redis';
-import type { SecretSink, SecretValue } from '../../activities/providers/types';
+import { RedisProvider, sha256 } from '../../lib/systems/redis';
+import type { SecretSink, SecretValue } from '../../lib/systems/provider';
 import { noSink } from '../../activities/sinks';
 import { redisSystemSchema, type RedisSystem } from '../../lib/systems';
 import { ErrorType } from '../../contracts/errors';

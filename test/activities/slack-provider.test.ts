@@ -5,12 +5,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SlackProvider } from '../../activities/providers/slack';
-import { RATE_LIMITED } from '../../activities/providers/token-http';
+import { RATE_LIMITED } from '../../lib/systems/token-http';
 import { parseInventory } from '../../lib/inventory';
 import { reduceFinding } from '../../contracts/finding';
 import { createServerKeys, newServerKey } from '../../lib/keys';
-import { slackSystemSchema } from '../../lib/systems/slack';
+import { SlackProvider, slackKind, slackSystemSchema } from '../../lib/systems/slack';
 import { slackTokenPrefix } from '../../contracts/credentials';
 import { ErrorType } from '../../contracts/errors';
 import { parseSlackBody, startSlackFake, type SlackFake } from '../fakes/slack';
@@ -154,7 +153,7 @@ describe('SlackProvider', () => {
     expect((await provider.verifyDead(rev(undefined, true), undefined)).method).toBe('dry_run');
     expect(await provider.expireSessions(rev())).toMatchObject({ terminated: 0 });
     expect(fake.requests).toHaveLength(0);
-    expect(provider.canIssueReplacement).toBe(false);
+    expect(slackKind.supports).toMatchObject({ replacement: false });
     expect(await failure(provider.issueReplacement())).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
   });
 });

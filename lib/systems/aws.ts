@@ -1,7 +1,12 @@
-/** What the AWS kinds (IAM provider, Secrets Manager sink) share: client configuration and error classes. */
+/**
+ * What the AWS pieces share without loading the AWS SDK: client configuration and error classes
+ * (the IAM provider, the Secrets Manager sink), and the aws_iam system's schema, read by the kind
+ * (./aws-iam.ts) and by its provider (./aws-iam-provider.ts), which loads the SDK on first use.
+ */
 import { ApplicationFailure } from '@temporalio/common';
-import type { AwsConnection } from '../../lib/systems/common';
+import { z } from 'zod';
 import { ErrorType } from '../../contracts/errors';
+import { awsConnectionSchema, commonSystemFields, glob, type AwsConnection } from './common';
 
 /** Two IAM keys per user is a hard AWS limit: a human must decide which key goes. */
 export const AWS_KEY_LIMIT = ErrorType.CREDENTIAL_LIMIT;
@@ -48,5 +53,29 @@ export function classifyAwsError(err: unknown, context: string): Error {
   return new Error(msg);
 }
 
-/** What the AWS IAM provider can do, known without loading the AWS SDK (the registry loads it lazily). */
-export const AWS_IAM_CAPABILITIES = { kind: 'aws_iam', canIssueReplacement: true, supportsGraceful: true, supportsQuarantine: true } as const;
+/** IAM user names or glob patterns (`*` any run of characters, `?` one character). */
+const userPattern = z.string().min(1).max(64).regex(/^[\w+=,.@\-*?]+$/, 'an IAM user name or a glob of one');
+
+/** An access key id: AKIA… (long-term) or ASIA… (temporary), upper-case letters and digits. */
+export const ACCESS_KEY_ID = /^(AKIA|ASIA)[A-Z0-9]{12,124}$/;
+
+export const awsIamSystemSchema = z
+  .object({
+    ...commonSystemFields,
+    kind: z.literal('aws_iam'),
+    /** Where IAM and STS are and which admin credential to use (the SDK's default chain when unset). */
+    aws: awsConnectionSchema.default(awsConnectionSchema.parse({})),
+    /** The 12-digit account; when set, a detection naming another account does not match. */
+    accountId: z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id').optional(),
+    /**
+     * IAM users the kill switch may act on. Matching is pure (an access key id does not say its
+     * user); the provider looks the owner up and refuses a key whose user is outside this list.
+     */
+    users: z.array(userPattern).min(1).default(['*']),
+  })
+  .strict();
+export type AwsIamSystem = z.infer<typeof awsIamSystemSchema>;
+
+export function userAllowed(s: AwsIamSystem, userName: string): boolean {
+  return s.users.some((p) => glob(p).test(userName));
+}
