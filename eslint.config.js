@@ -1,11 +1,12 @@
 // Lint rules that keep workflows deterministic, promises handled (STYLE.md §3, §4) and every import
 // pointing down the rooms (docs/architecture.md).
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /** Each production room and the rooms it may import (besides itself): tools/rooms.json. */
-const { rooms: ROOMS, top: TOP } = JSON.parse(readFileSync(new URL('./tools/rooms.json', import.meta.url), 'utf8'));
+const { rooms: ROOMS, top: TOP } = JSON.parse(readFileSync(path.join(import.meta.dirname, 'tools', 'rooms.json'), 'utf8'));
 const ALL_ROOMS = [...Object.keys(ROOMS), ...TOP];
 
 /** Relative imports that climb to the project root and into a room this one may not import. */

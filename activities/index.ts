@@ -7,10 +7,10 @@ import { Context, log } from '@temporalio/activity';
 import { temporalUiRunUrl } from '../lib/config';
 import type { Db } from '../lib/db';
 import type { CloseLoopRef, Detection } from '../contracts/detection';
-import type { Dispatched, Dispatcher } from '../lib/dispatch';
+import type { Dispatcher } from '../lib/dispatch';
 import type { ServerKeys } from '../contracts/keys';
 import { evaluatePolicy } from '../lib/policy';
-import { dryRunOverrides } from '../lib/dry-run';
+import { dryRunOverrides } from '../store/dry-run';
 import { reduceFinding, type RawFinding } from '../contracts/finding';
 import type { UpstreamClients } from './upstream';
 import type { EvidenceStore } from '../lib/evidence';
@@ -18,10 +18,11 @@ import { matchOwner, type Inventory } from '../lib/inventory';
 import { kindOf } from '../lib/systems';
 import { ErrorType } from '../contracts/errors';
 import { type EnrichInput } from '../contracts/enrichment';
-import { type Outcome, type OwnerRef, type PolicyDecision, type RunSummary } from '../contracts/run';
+import { type Dispatched, type Outcome, type OwnerRef, type PolicyDecision, type RunSummary } from '../contracts/run';
 import { insertAuditRow } from './audit';
 import { atBoundary, classifyFailure, wellFormed } from './boundary';
-import { breakerDedupKey, checkBreaker } from '../lib/breaker';
+import { breakerDedupKey, checkBreaker } from '../store/breaker';
+import { firstOutcome, priorContainmentRunId } from '../store/audit';
 import { buildRunMessage, type MessageKind, type SlackSender, type SlackSummary } from './slack';
 import { upsertRunMessage } from './slack-message';
 import { buildDigestLine, needsOwnMessage, type DigestSettings } from './slack-digest';
@@ -88,7 +89,7 @@ export function createActivities(deps: ActivityDeps) {
       const m = matchOwner(deps.inventory, detection);
       if (m.kind === 'owned') {
         const s = m.system;
-        const rt = deps.providers.get(s.name);
+        const can = kindOf(s).supports;
         return {
           owner: {
             system: s.name,
@@ -96,9 +97,9 @@ export function createActivities(deps: ActivityDeps) {
             mode: s.mode,
             overlap: s.overlap,
             quarantine: s.quarantine,
-            canQuarantine: kindOf(s).supports.quarantine,
+            canQuarantine: can.quarantine,
             sink: s.sink.kind,
-            replacement: s.sink.kind !== 'none' && !s.quarantine && (rt?.provider.canIssueReplacement ?? false),
+            replacement: s.sink.kind !== 'none' && !s.quarantine && can.replacement,
             userSessionTargets: s.sessions.length,
             breaker: s.breaker,
           },
@@ -124,13 +125,8 @@ export function createActivities(deps: ActivityDeps) {
 
     /** A finished containment of this credential, by any earlier run (the audit outlives Temporal's retention). */
     async priorContainment(req: { workflowId: string; runId: string }): Promise<{ runId: string } | null> {
-      const r = await deps.db.query<{ run_id: string }>(
-        `SELECT run_id FROM killswitch_audit
-          WHERE workflow_id = $1 AND run_id <> $2 AND outcome IN ('contained', 'already_contained')
-          ORDER BY recorded_at ASC LIMIT 1`,
-        [req.workflowId, req.runId],
-      );
-      return r.rows[0] ? { runId: r.rows[0].run_id } : null;
+      const runId = await priorContainmentRunId(deps.db, req.workflowId, req.runId);
+      return runId ? { runId } : null;
     },
 
     /**
@@ -277,12 +273,9 @@ export function createActivities(deps: ActivityDeps) {
      * retryable failure, so the profile's retry policy is the polling loop.
      */
     async runOutcome(req: { workflowId: string; runId: string }): Promise<{ outcome: Outcome }> {
-      const r = await deps.db.query<{ outcome: Outcome }>(
-        `SELECT outcome FROM killswitch_audit WHERE workflow_id = $1 AND run_id = $2 ORDER BY recorded_at ASC, id ASC LIMIT 1`,
-        [req.workflowId, req.runId],
-      );
-      if (!r.rows[0]) throw ApplicationFailure.create({ type: 'RunInProgress', message: `${req.workflowId} has no outcome yet` });
-      return { outcome: r.rows[0].outcome };
+      const outcome = await firstOutcome(deps.db, req.workflowId, req.runId);
+      if (!outcome) throw ApplicationFailure.create({ type: 'RunInProgress', message: `${req.workflowId} has no outcome yet` });
+      return { outcome };
     },
 
     /**

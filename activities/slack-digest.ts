@@ -18,6 +18,8 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import type { Db } from '../lib/db';
+import * as digests from '../store/digest';
+import { recentRunMessages } from '../store/notifications';
 import type { RunSummary } from '../contracts/run';
 import { describeCredential } from './describe';
 import { mrkdwnEscape, phaseOf, type MessageKind, type SlackMessage, type SlackSender, type SlackSummary } from './slack';
@@ -75,36 +77,15 @@ export function buildDigestLine(s: SlackSummary, kind: MessageKind, runUrl: stri
   return { state, line };
 }
 
-interface DigestRow {
-  id: string | number;
-  bucket: string | number;
-  slack_channel: string | null;
-  ts: string | null;
-  version: string | number;
-  shown_version: string | number;
-  created_at: Date | string;
-}
-
 /** Is the channel in a burst: `after` run messages within the last minute, or Slack throttling us now. */
 export async function inBurst(db: Db, slack: SlackSender, settings: DigestSettings): Promise<boolean> {
   if ((slack.throttledForMs?.() ?? 0) > 0) return true;
-  const r = await db.query<{ n: string | number }>(
-    `SELECT count(*) AS n FROM killswitch_notifications
-      WHERE channel = 'slack' AND kind = 'message' AND digest_id IS NULL AND created_at > now() - interval '60 seconds'`,
-  );
-  return Number(r.rows[0]?.n ?? 0) >= settings.after;
+  return (await recentRunMessages(db)) >= settings.after;
 }
 
 /** The channel's digest for the current time bucket, created if it does not exist yet. */
 export async function currentDigest(db: Db, channel: string, settings: DigestSettings): Promise<{ id: string }> {
-  const r = await db.query<{ id: string | number }>(
-    `INSERT INTO killswitch_slack_digests (channel, bucket)
-     VALUES ($1, floor(extract(epoch FROM now()) * 1000 / $2)::bigint)
-     ON CONFLICT (channel, bucket) DO UPDATE SET channel = EXCLUDED.channel
-     RETURNING id`,
-    [channel, settings.windowMs],
-  );
-  return { id: String(r.rows[0]!.id) };
+  return digests.currentDigest(db, channel, settings.windowMs);
 }
 
 /**
@@ -118,32 +99,7 @@ export async function upsertDigestLine(
   seq: number,
   l: DigestLine,
 ): Promise<number | null> {
-  // One statement: the line and the digest's version change together or not at all.
-  const r = await db.query<{ version: string | number }>(
-    `WITH bumped AS (
-       UPDATE killswitch_slack_digests SET version = version + 1 WHERE id = $3
-        AND NOT EXISTS (SELECT 1 FROM killswitch_slack_digest_items WHERE workflow_id = $1 AND run_id = $2 AND seq >= $4)
-       RETURNING version
-     ), line AS (
-       INSERT INTO killswitch_slack_digest_items (workflow_id, run_id, digest_id, seq, state, line, version)
-       SELECT $1, $2, $3, $4, $5, $6, version FROM bumped
-       ON CONFLICT (workflow_id, run_id) DO UPDATE
-         SET seq = EXCLUDED.seq, state = EXCLUDED.state, line = EXCLUDED.line, version = EXCLUDED.version, changed_at = now()
-         WHERE killswitch_slack_digest_items.seq < EXCLUDED.seq
-       RETURNING version
-     )
-     SELECT version FROM line`,
-    [run.workflowId, run.runId, digestId, seq, l.state, l.line],
-  );
-  if (r.rows[0]) return Number(r.rows[0].version);
-  // Nothing changed (a retry, or an older state): the line's own version must still be shown.
-  const cur = await db.query<{ version: string | number; seq: string | number }>(
-    `SELECT version, seq FROM killswitch_slack_digest_items WHERE workflow_id = $1 AND run_id = $2`,
-    [run.workflowId, run.runId],
-  );
-  const row = cur.rows[0];
-  if (!row) return null;
-  return Number(row.seq) === seq ? Number(row.version) : null;
+  return digests.upsertDigestLine(db, run, digestId, seq, l);
 }
 
 /** Renders in progress in this worker, per digest, with the newest version asked for meanwhile. */
@@ -179,14 +135,7 @@ export async function renderDigest(
   try {
     for (;;) {
       const target = state.wanted;
-      const r = await deps.db.withSession(async (s) => {
-        await s.query(`SELECT pg_advisory_lock(hashtext('killswitch_slack_digest'), ($1::bigint % 2147483647)::int)`, [digestId]);
-        try {
-          return await renderLocked(s, deps.slack, digestId, settings, links);
-        } finally {
-          await s.query(`SELECT pg_advisory_unlock(hashtext('killswitch_slack_digest'), ($1::bigint % 2147483647)::int)`, [digestId]);
-        }
-      });
+      const r = await deps.db.withSession((s) => digests.withDigestLock(s, digestId, () => renderLocked(s, deps.slack, digestId, settings, links)));
       if (r.status === 'sent') result = 'sent';
       if (state.wanted <= Math.max(target, r.shownVersion)) return result;
       if (Date.now() - started > RENDER_LOOP_MS) {
@@ -210,37 +159,25 @@ async function renderLocked(
   settings: DigestSettings,
   links: { runsUrl: (since: Date, until: Date) => string },
 ): Promise<{ status: 'sent' | 'skipped'; shownVersion: number }> {
-  const head = await s.query<DigestRow & { wait_ms: string | number | null }>(
-    `SELECT id, bucket, slack_channel, ts, version, shown_version, created_at,
-            GREATEST(0, $2::float8 - extract(epoch FROM (now() - shown_at)) * 1000) AS wait_ms
-       FROM killswitch_slack_digests WHERE id = $1`,
-    [digestId, settings.updateIntervalMs],
-  );
-  const first = head.rows[0];
+  const first = await digests.digestHead(s, digestId, settings.updateIntervalMs);
   if (!first) return { status: 'skipped', shownVersion: 0 };
   if (Number(first.shown_version) >= Number(first.version)) return { status: 'skipped', shownVersion: Number(first.shown_version) };
-  let d: DigestRow = first;
+  let d: digests.DigestRow = first;
   // chat.update has its own rate limit: wait out the interval since the last render (the lines that
   // arrive meanwhile are shown by this render too).
   const wait = Number(first.wait_ms ?? 0);
   if (d.ts && wait > 0) {
     await new Promise((r) => setTimeout(r, Math.min(wait, settings.updateIntervalMs)));
-    d = (await s.query<DigestRow>(`SELECT id, bucket, slack_channel, ts, version, shown_version, created_at FROM killswitch_slack_digests WHERE id = $1`, [digestId])).rows[0]!;
+    d = await digests.digestRow(s, digestId);
   }
   const shownVersion = Number(d.version);
-  const items = await s.query<{ state: DigestState; line: string }>(
-    `SELECT state, line FROM killswitch_slack_digest_items WHERE digest_id = $1 ORDER BY created_at, workflow_id`,
-    [digestId],
-  );
+  const items = await digests.digestItems<DigestState>(s, digestId);
   // The window's runs for the Temporal UI link; the title says since when this digest exists.
   const bucketStart = new Date(Number(d.bucket) * settings.windowMs);
-  const message = buildDigestMessage(items.rows, new Date(d.created_at), links.runsUrl(bucketStart, new Date(bucketStart.getTime() + settings.windowMs)));
+  const message = buildDigestMessage(items, new Date(d.created_at), links.runsUrl(bucketStart, new Date(bucketStart.getTime() + settings.windowMs)));
   if (!d.ts || !d.slack_channel) {
     const r = await slack.post(message);
-    await s.query(
-      `UPDATE killswitch_slack_digests SET ts = $2, slack_channel = $3, shown_version = GREATEST(shown_version, $4), shown_at = now() WHERE id = $1`,
-      [digestId, r.ts ?? null, r.channel ?? null, shownVersion],
-    );
+    await digests.recordDigestPosted(s, digestId, r.ts ?? null, r.channel ?? null, shownVersion);
     return { status: 'sent', shownVersion };
   }
   try {
@@ -248,11 +185,11 @@ async function renderLocked(
   } catch (err) {
     // Someone deleted the digest in Slack: the next render posts it again.
     if (err instanceof ApplicationFailure && /message_not_found/.test(err.message)) {
-      await s.query(`UPDATE killswitch_slack_digests SET ts = NULL, slack_channel = NULL WHERE id = $1`, [digestId]);
+      await digests.forgetDigestMessage(s, digestId);
     }
     throw err;
   }
-  await s.query(`UPDATE killswitch_slack_digests SET shown_version = GREATEST(shown_version, $2), shown_at = now() WHERE id = $1`, [digestId, shownVersion]);
+  await digests.recordDigestShown(s, digestId, shownVersion);
   return { status: 'sent', shownVersion };
 }
 

@@ -14,13 +14,20 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import type { Db } from '../lib/db';
+import {
+  claimMessage,
+  freeMessageClaim,
+  messageLedgerRow,
+  placeInDigest,
+  promoteFromDigest,
+  recordMessagePosted,
+  recordMessageShown,
+  type RunKey,
+} from '../store/notifications';
 import type { SlackMessage, SlackSender } from './slack';
 import { currentDigest, inBurst, renderDigest, upsertDigestLine, type DigestLine, type DigestSettings } from './slack-digest';
 
-export interface RunKey {
-  workflowId: string;
-  runId: string;
-}
+export type { RunKey };
 
 /** A claim older than this whose post never completed (a crashed worker) is taken over. */
 const ABANDONED_CLAIM_MS = 60_000;
@@ -45,14 +52,6 @@ async function serialised<T>(key: string, order: number, fn: (superseded: () => 
       newestQueued.delete(key);
     }
   }
-}
-
-interface LedgerRow {
-  digest_id: string | number | null;
-  external_id: string | null;
-  slack_channel: string | null;
-  seq: string | number | null;
-  created_at: Date | string;
 }
 
 export type UpsertStatus = 'sent' | 'logged' | 'skipped';
@@ -85,13 +84,7 @@ export async function upsertRunMessage(
   return serialised(key, order, async (superseded) => {
     // A newer state of this run is queued right behind: it will be shown instead.
     if (superseded()) return { status: 'skipped' };
-    const where = [run.workflowId, run.runId];
-    const rows = await deps.db.query<LedgerRow>(
-      `SELECT digest_id, external_id, slack_channel, seq, created_at FROM killswitch_notifications
-        WHERE workflow_id = $1 AND run_id = $2 AND channel = 'slack' AND kind = 'message'`,
-      where,
-    );
-    const row = rows.rows[0];
+    const row = await messageLedgerRow(deps.db, run);
 
     const postAndRecord = async (claimed: 'new' | 'takeover') => {
       let r: Awaited<ReturnType<SlackSender['post']>>;
@@ -99,20 +92,10 @@ export async function upsertRunMessage(
         r = await deps.slack.post(build());
       } catch (err) {
         // Nothing was posted: free the claim so the retry (or another worker) posts.
-        if (claimed === 'new') {
-          await deps.db.query(
-            `DELETE FROM killswitch_notifications
-              WHERE workflow_id = $1 AND run_id = $2 AND channel = 'slack' AND kind = 'message' AND external_id IS NULL`,
-            where,
-          );
-        }
+        if (claimed === 'new') await freeMessageClaim(deps.db, run);
         throw err;
       }
-      await deps.db.query(
-        `UPDATE killswitch_notifications SET external_id = $3, slack_channel = $4, seq = $5, updated_at = now()
-          WHERE workflow_id = $1 AND run_id = $2 AND channel = 'slack' AND kind = 'message'`,
-        [...where, r.ts ?? null, r.channel ?? null, order],
-      );
+      await recordMessagePosted(deps.db, run, r.ts ?? null, r.channel ?? null, order);
       return { status: 'sent' as const, ...(r.ts ? { ts: r.ts } : {}) };
     };
 
@@ -130,13 +113,7 @@ export async function upsertRunMessage(
       // It needs a human now (or digests were switched off since): its line says so, and it gets a
       // message of its own (a fresh claim).
       const v = digest ? await upsertDigestLine(deps.db, run, digestId, order, digest.line()) : null;
-      const promoted = await deps.db.query(
-        `UPDATE killswitch_notifications SET digest_id = NULL, created_at = now()
-          WHERE workflow_id = $1 AND run_id = $2 AND channel = 'slack' AND kind = 'message' AND digest_id = $3 AND external_id IS NULL
-          RETURNING 1 AS promoted`,
-        [...where, digestId],
-      );
-      if (promoted.rows.length === 0) throw pending();
+      if (!(await promoteFromDigest(deps.db, run, digestId))) throw pending();
       const sent = await postAndRecord('new');
       // The digest's line changed too; a failure here is retried by the activity (the post is done).
       if (digest && v !== null) await renderDigest(deps, digestId, v, digest.settings, { runsUrl: digest.runsUrl });
@@ -146,22 +123,12 @@ export async function upsertRunMessage(
     // A new run during a burst: a digest line, unless it needs a human.
     if (!row && digest && !digest.ownMessage && (await inBurst(deps.db, deps.slack, digest.settings))) {
       const { id: digestId } = await currentDigest(deps.db, digest.channel, digest.settings);
-      const placed = await deps.db.query(
-        `INSERT INTO killswitch_notifications (workflow_id, run_id, channel, kind, external_id, seq, digest_id)
-         VALUES ($1, $2, 'slack', 'message', NULL, $3, $4) ON CONFLICT DO NOTHING RETURNING 1 AS placed`,
-        [...where, order, digestId],
-      );
-      if (placed.rows.length === 0) throw pending();
+      if (!(await placeInDigest(deps.db, run, order, digestId))) throw pending();
       return showInDigest(digestId, digest.line());
     }
 
     if (!row) {
-      const claim = await deps.db.query(
-        `INSERT INTO killswitch_notifications (workflow_id, run_id, channel, kind, external_id, seq)
-         VALUES ($1, $2, 'slack', 'message', NULL, $3) ON CONFLICT DO NOTHING RETURNING 1 AS claimed`,
-        [...where, order],
-      );
-      if (claim.rows.length === 0) throw pending();
+      if (!(await claimMessage(deps.db, run, order))) throw pending();
       return postAndRecord('new');
     }
     if (!row.external_id || !row.slack_channel) {
@@ -176,11 +143,7 @@ export async function upsertRunMessage(
       if (err instanceof ApplicationFailure && /message_not_found/.test(err.message)) return postAndRecord('takeover');
       throw err;
     }
-    await deps.db.query(
-      `UPDATE killswitch_notifications SET seq = $3, updated_at = now()
-        WHERE workflow_id = $1 AND run_id = $2 AND channel = 'slack' AND kind = 'message' AND (seq IS NULL OR seq < $3)`,
-      [...where, order],
-    );
+    await recordMessageShown(deps.db, run, order);
     return { status: 'sent', ts: row.external_id };
   });
 }

@@ -9,22 +9,21 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { temporalUiRunUrl, type ApiToken } from '../lib/config';
+import type { ApiToken } from '../lib/config';
 import type { Db } from '../lib/db';
-import { isTemporalUnavailable, TemporalUnavailableError, type Dispatched, type IngressDispatcher, type TemporalTarget } from '../lib/dispatch';
+import { isTemporalUnavailable, type IngressDispatcher, type TemporalTarget } from '../lib/dispatch';
 import type { ServerKeys } from '../contracts/keys';
-import type { BreakerState } from '../lib/breaker';
 import type { Logger } from '../lib/logger';
-import type { enrichDetection } from '../workflows/enrich';
 import type { EnrichInput } from '../contracts/enrichment';
+import type { Dispatched } from '../contracts/run';
 import type { DeliveryLedger, SourceSwitches } from './deliveries';
-import { authenticate, requireAdmin } from './auth';
-import { bodyReadProblem, readJsonBody, readRawBody } from './body';
+import { authenticate } from './auth';
+import { bodyReadProblem, readRawBody } from './body';
 import { createCodecRouter, type CodecRouteDeps } from './codec';
 import { HttpProblem } from '../contracts/errors';
 import { sendProblem } from './problem';
-import { bySchema, createAdminControlRouter, createReadRouter, recordAdminChange } from './read';
+import { createAdminRouter, type AdminDeps } from './admin';
+import { createReadRouter } from './read';
 import { reduceFinding, type Sighting } from '../contracts/finding';
 import type { AcceptFn, Delivery, ParseResult, SourceHandler } from './sources/types';
 
@@ -40,8 +39,9 @@ export interface RegisteredSource {
 export interface AppDeps {
   logger: Logger;
   keys: ServerKeys;
+  /** Temporal, for the read API's live state of the runs (every start goes through `dispatcher`). */
   temporal: TemporalTarget;
-  /** The dispatcher with the ingress's one-round-trip path (prepare, start, discard). */
+  /** The dispatcher with the ingress's one-round-trip path (prepare, start, discard) and the enrichment start. */
   dispatcher: IngressDispatcher;
   deliveries: DeliveryLedger;
   switches: SourceSwitches;
@@ -49,7 +49,7 @@ export interface AppDeps {
   /** Sources with routes of their own (GitLab's token revocation API), mounted at /<name>. */
   routers?: Array<{ name: string; enabled: boolean; perMinute: number; build: (accept: AcceptFn) => express.Router }>;
   /** The mass-leak breakers, for the admin API. */
-  breakers?: { list(): Promise<BreakerState[]>; reset(system: string, by: string): Promise<boolean> };
+  breakers?: AdminDeps['breakers'];
   /** Bearer tokens for /admin (admin role; ADMIN_TOKENS, kept for compatibility). */
   adminTokens?: readonly string[];
   /** Slack's interactions (buttons, /killswitch) at POST /slack/events; off when undefined (api/slack.ts). */
@@ -83,52 +83,12 @@ async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T, i: numb
   return out;
 }
 
-export function createApp(deps: AppDeps): express.Express {
-  const now = deps.now ?? (() => new Date());
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('trust proxy', false);
-  app.use(helmet({ contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } }));
-
-  app.use(
-    pinoHttp({
-      logger: deps.logger,
-      // One info line per accepted delivery ('delivery accepted', below); the access line of a
-      // request that went well is debug. Refusals are warn, failures error.
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug'),
-      genReqId: (req, res) => {
-        const given = req.headers['x-request-id'];
-        const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      serializers: {
-        req: (req: { id: unknown; method: string; url: string; headers: Record<string, unknown> }) => ({
-          id: req.id,
-          method: req.method,
-          // The path only: a query string is the sender's and may carry anything, a secret included.
-          url: req.url.split('?')[0],
-          webhookId: req.headers['webhook-id'],
-          githubDelivery: req.headers['x-github-delivery'],
-          userAgent: req.headers['user-agent'],
-        }),
-        // The status is what matters; the response headers (CSP and all) are the same every time.
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-      },
-    }),
-  );
-  app.use((_req, res, next) => {
-    res.setHeader('Cache-Control', 'no-store');
-    next();
-  });
-
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-
-  if (deps.slackEvents) app.post('/slack/events', ...deps.slackEvents);
-  if (deps.codec) app.use('/codec', createCodecRouter(deps.codec));
-
+/**
+ * The intake pipeline shared by every source, routers included: from a parsed delivery through the
+ * ledger's claim to dispatched runs and the answer (`settle`), and the answer stored after it was
+ * sent (`storeAnswer`).
+ */
+function createIntake(deps: AppDeps) {
   /** Every finding reduced (the secret stops here) before anything is written: one bad finding refuses the whole delivery. */
   const reduceAll = (result: ParseResult, receivedAt: Date): Sighting[] =>
     result.kind === 'findings' ? result.findings.map((f, i) => reduceFinding(f, deps.keys, receivedAt, result.findings.length > 1 ? `[${i}]` : '')) : [];
@@ -175,13 +135,10 @@ export function createApp(deps: AppDeps): express.Express {
   };
 
   /**
-   * A delivery that names a finding without its value: one enrichment run per delivery id. A
-   * finished one is answered, never started again (REJECT_DUPLICATE): a re-sent delivery must not
-   * fetch and dispatch its finding twice.
+   * A delivery that names a finding without its value: one enrichment run per delivery id, started
+   * or answered by the dispatcher (lib/dispatch.ts, enrichStart).
    */
   const startEnrichment = async (source: string, result: Extract<ParseResult, { kind: 'enrich' }>, delivery: Delivery) => {
-    const t = deps.temporal;
-    const workflowId = `enrich-${source}-${result.deliveryId}`;
     const input: EnrichInput = {
       source,
       deliveryId: result.deliveryId,
@@ -189,29 +146,8 @@ export function createApp(deps: AppDeps): express.Express {
       receivedAt: delivery.receivedAt.toISOString(),
       ...(result.escalateAfter ? { escalateAfter: result.escalateAfter } : {}),
     };
-    const answer = (runId: string) => ({ body: { status: 'enriching', workflowId, runId, temporalUiUrl: temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, runId) } });
-    try {
-      return await t.client.connection.withDeadline(Date.now() + t.deadlineMs, async () => {
-        try {
-          const handle = await t.client.workflow.start<typeof enrichDetection>('enrichDetection', {
-            taskQueue: t.taskQueue,
-            workflowId,
-            args: [input],
-            workflowIdConflictPolicy: 'USE_EXISTING',
-            workflowIdReusePolicy: 'REJECT_DUPLICATE',
-            staticSummary: `Fetch ${result.request.kind} ${result.request.repository}#${result.request.alertNumber} and contain it`,
-          });
-          return answer(handle.firstExecutionRunId);
-        } catch (err) {
-          if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-          const d = await t.client.workflow.getHandle(workflowId).describe();
-          return answer(d.runId);
-        }
-      });
-    } catch (err) {
-      if (isTemporalUnavailable(err)) throw new TemporalUnavailableError((err as Error).message);
-      throw err;
-    }
+    const run = await deps.dispatcher.enrich(input);
+    return { body: { status: 'enriching', workflowId: run.workflowId, runId: run.runId, temporalUiUrl: run.temporalUiUrl } };
   };
 
   /**
@@ -272,17 +208,35 @@ export function createApp(deps: AppDeps): express.Express {
     }
   };
 
+  return { settle, storeAnswer };
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const now = deps.now ?? (() => new Date());
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.use(helmet({ contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } }));
+
+  app.use(requestLogger(deps.logger));
+  app.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  if (deps.slackEvents) app.post('/slack/events', ...deps.slackEvents);
+  if (deps.codec) app.use('/codec', createCodecRouter(deps.codec));
+
+  const { settle, storeAnswer } = createIntake(deps);
+
   for (const src of deps.sources) {
     const h = src.handler;
     const types = ['application/json', 'application/*+json', ...(src.contentTypes ?? [])];
-    const limiter = rateLimit({
-      windowMs: 60_000,
-      limit: src.perMinute,
-      standardHeaders: 'draft-7',
-      legacyHeaders: false,
-      handler: (_req, _res, next) =>
-        next(new HttpProblem(429, 'rate-limited', 'Too many requests', `more than ${src.perMinute} requests a minute to ${h.name}`, {}, { 'Retry-After': '60' })),
-    });
+    const limiter = rateLimited(h.name, src.perMinute);
     const gate: RequestHandler = async (req, _res, next) => {
       if (!(await deps.switches.enabled(h.name, src.enabled))) {
         return next(new HttpProblem(403, 'source-disabled', 'Source disabled', `the ${h.name} source is disabled`));
@@ -320,14 +274,7 @@ export function createApp(deps: AppDeps): express.Express {
       setImmediate(() => storeAnswer(store, deps.logger));
       return answer;
     });
-    const limiter = rateLimit({
-      windowMs: 60_000,
-      limit: r.perMinute,
-      standardHeaders: 'draft-7',
-      legacyHeaders: false,
-      handler: (_req, _res, next) => next(new HttpProblem(429, 'rate-limited', 'Too many requests', `more than ${r.perMinute} requests a minute to ${r.name}`, {}, { 'Retry-After': '60' })),
-    });
-    app.use(`/${r.name}`, limiter, router);
+    app.use(`/${r.name}`, rateLimited(r.name, r.perMinute), router);
   }
 
   const tokens: ApiToken[] = [
@@ -339,83 +286,24 @@ export function createApp(deps: AppDeps): express.Express {
   const db = deps.db;
   if (tokens.length > 0 && db) app.use('/api', authenticate(tokens), createReadRouter({ db, temporal: deps.temporal }));
   if (tokens.length > 0) {
-    const admin = express.Router();
-    admin.use(authenticate(tokens), requireAdmin);
-    const audited = async (req: Request, res: Response, change: Parameters<typeof recordAdminChange>[3]) => {
-      if (db) await recordAdminChange(db, req, res, change);
-    };
-    const byOf = (res: Response, given: unknown) => {
-      const b = bySchema.safeParse(given ?? undefined);
-      if (!b.success) throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'by: at most 200 printable characters', { errors: [{ field: 'by', message: 'at most 200 printable characters' }] });
-      return b.data ?? (res.locals.principal as { label: string }).label;
-    };
-    const known = new Map([...deps.sources.map((s) => [s.handler.name, s.enabled] as const), ...(deps.routers ?? []).map((r) => [r.name, r.enabled] as const)]);
-    admin.get('/sources', async (_req, res) => {
-      const overrides = new Map((await deps.switches.list()).map((o) => [o.source, o]));
-      res.json({
-        sources: await Promise.all(
-          [...known].map(async ([name, configured]) => ({
-            name,
-            configured,
-            enabled: await deps.switches.enabled(name, configured),
-            ...(overrides.has(name) ? { changedBy: overrides.get(name)!.changedBy, changedAt: overrides.get(name)!.changedAt } : {}),
-          })),
-        ),
-      });
-    });
-    admin.put('/sources/:name', readJsonBody({ limit: '4kb', known: ['enabled', 'by'] }), async (req, res) => {
-      const name = String(req.params.name);
-      if (!known.has(name)) throw new HttpProblem(404, 'unknown-source', 'Unknown source', 'no configured source has this name');
-      const body = req.body as { enabled?: unknown; by?: unknown };
-      if (typeof body?.enabled !== 'boolean') {
-        throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'enabled: must be true or false', { errors: [{ field: 'enabled', message: 'must be a boolean' }] });
-      }
-      const by = byOf(res, body.by);
-      const before = await deps.switches.enabled(name, known.get(name)!);
-      await deps.switches.set(name, body.enabled, by);
-      await audited(req, res, { action: 'source.set', target: name, before: { enabled: before }, after: { enabled: body.enabled }, by });
-      req.log.warn({ source: name, enabled: body.enabled, by }, 'source switched');
-      res.json({ name, enabled: body.enabled, changedBy: by });
-    });
-    const breakers = deps.breakers;
-    if (breakers) {
-      admin.get('/breakers', async (_req, res) => {
-        res.json({ breakers: await breakers.list() });
-      });
-      admin.post('/breakers/:system/reset', readJsonBody({ limit: '4kb', known: ['by'] }), async (req, res) => {
-        const system = String(req.params.system);
-        const body = (req.body ?? {}) as { by?: unknown };
-        const by = byOf(res, body.by);
-        const reset = await breakers.reset(system, by);
-        if (!reset) throw new HttpProblem(404, 'breaker-not-tripped', 'Breaker not tripped', `the breaker of ${system} is not tripped`);
-        await audited(req, res, { action: 'breaker.reset', target: system, before: { tripped: true }, after: { tripped: false }, by });
-        req.log.warn({ system, by }, 'mass-leak breaker reset');
-        res.json({ system, reset: true, by });
-      });
-    }
-    if (db) admin.use(createAdminControlRouter({ db, sources: [...known.keys()], configuredDryRun: deps.configuredDryRun ?? (() => false) }));
-    app.use('/admin', admin);
+    const sources = new Map([...deps.sources.map((s) => [s.handler.name, s.enabled] as const), ...(deps.routers ?? []).map((r) => [r.name, r.enabled] as const)]);
+    app.use(
+      '/admin',
+      createAdminRouter({
+        tokens,
+        switches: deps.switches,
+        sources,
+        ...(deps.breakers ? { breakers: deps.breakers } : {}),
+        ...(db ? { db } : {}),
+        ...(deps.configuredDryRun ? { configuredDryRun: deps.configuredDryRun } : {}),
+      }),
+    );
   }
 
   app.use((_req, _res, next) => next(new HttpProblem(404, 'not-found', 'Not found', 'no such route')));
 
   // One error middleware maps everything to problem+json; no stack traces leave the process.
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    let problem: HttpProblem;
-    const bodyProblem = bodyReadProblem(err, req);
-    if (err instanceof HttpProblem) problem = err;
-    // Any body parser's error (a route's own, a router's): a client's bytes never make a 5xx.
-    else if (bodyProblem) problem = bodyProblem;
-    else if (isTemporalUnavailable(err)) {
-      problem = new HttpProblem(503, 'temporal-unavailable', 'Workflow engine unavailable', 'the delivery was not accepted because Temporal could not be reached; retry later', {}, { 'Retry-After': '5' });
-    } else {
-      req.log?.error({ err }, 'unhandled error');
-      problem = new HttpProblem(500, 'internal', 'Internal error', 'the request failed; see the server log with this request id');
-    }
-    if (problem.status >= 400 && problem.status < 500) req.log?.warn({ problem: problem.slug, status: problem.status }, problem.detail);
-    if (problem.status === 503) req.log?.error({ problem: problem.slug }, problem.detail);
-    sendProblem(res, problem, typeof req.id === 'string' ? `urn:request:${req.id}` : undefined);
-  });
+  app.use(problemHandler);
 
   return app;
 }
@@ -428,4 +316,62 @@ function mediaTypeShown(header: string | undefined): string {
   if (header === undefined) return 'none';
   const type = header.split(';')[0]!.trim().toLowerCase();
   return COMMON_TYPES.has(type) ? type : 'another media type';
+}
+
+/** The access log: request ids, the path only, one level by outcome. */
+function requestLogger(logger: Logger) {
+  return pinoHttp({
+    logger,
+    // One info line per accepted delivery ('delivery accepted', below); the access line of a
+    // request that went well is debug. Refusals are warn, failures error.
+    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug'),
+    genReqId: (req, res) => {
+      const given = req.headers['x-request-id'];
+      const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+      res.setHeader('X-Request-Id', id);
+      return id;
+    },
+    serializers: {
+      req: (req: { id: unknown; method: string; url: string; headers: Record<string, unknown> }) => ({
+        id: req.id,
+        method: req.method,
+        // The path only: a query string is the sender's and may carry anything, a secret included.
+        url: req.url.split('?')[0],
+        webhookId: req.headers['webhook-id'],
+        githubDelivery: req.headers['x-github-delivery'],
+        userAgent: req.headers['user-agent'],
+      }),
+      // The status is what matters; the response headers (CSP and all) are the same every time.
+      res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+    },
+  });
+}
+
+/** A source's rate limit, answered as problem+json. */
+function rateLimited(name: string, perMinute: number): RequestHandler {
+  return rateLimit({
+    windowMs: 60_000,
+    limit: perMinute,
+    standardHeaders: 'draft-7',
+    legacyHeaders: false,
+    handler: (_req, _res, next) => next(new HttpProblem(429, 'rate-limited', 'Too many requests', `more than ${perMinute} requests a minute to ${name}`, {}, { 'Retry-After': '60' })),
+  });
+}
+
+/** Maps every error to problem+json: a client's bytes never make a 5xx, Temporal unreachable is a 503. */
+function problemHandler(err: unknown, req: Request, res: Response, _next: NextFunction): void {
+  let problem: HttpProblem;
+  const bodyProblem = bodyReadProblem(err, req);
+  if (err instanceof HttpProblem) problem = err;
+  // Any body parser's error (a route's own, a router's): a client's bytes never make a 5xx.
+  else if (bodyProblem) problem = bodyProblem;
+  else if (isTemporalUnavailable(err)) {
+    problem = new HttpProblem(503, 'temporal-unavailable', 'Workflow engine unavailable', 'the delivery was not accepted because Temporal could not be reached; retry later', {}, { 'Retry-After': '5' });
+  } else {
+    req.log?.error({ err }, 'unhandled error');
+    problem = new HttpProblem(500, 'internal', 'Internal error', 'the request failed; see the server log with this request id');
+  }
+  if (problem.status >= 400 && problem.status < 500) req.log?.warn({ problem: problem.slug, status: problem.status }, problem.detail);
+  if (problem.status === 503) req.log?.error({ problem: problem.slug }, problem.detail);
+  sendProblem(res, problem, typeof req.id === 'string' ? `urn:request:${req.id}` : undefined);
 }

@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../lib/db';
 import type { DeliveryWrites } from '../lib/dispatch';
+import { claimDelivery, completeDelivery, listSourceStates, releaseDelivery, setSourceState, sourceOverrides } from '../store/deliveries';
 
 export type Claim =
   /** First sight of this delivery id; its writes are committed with the claim. */
@@ -47,51 +48,11 @@ export function createDeliveryLedger(db: Db): DeliveryLedger {
   return {
     async claim(source, rawId, writes) {
       const deliveryId = ledgerKey(rawId);
-      const evidence = (writes?.evidence ?? []).map((e) => ({ workflow_id: e.workflowId, fingerprint: e.fingerprint, sealed: e.sealed.toString('base64'), ttl_hours: e.ttlHours }));
-      const sightings = (writes?.sightings ?? []).map((r) => ({
-        workflow_id: r.workflowId,
-        detection_id: r.detectionId,
-        source: r.source,
-        scanner: r.scanner,
-        location: r.location,
-        validity: r.validity,
-        received_at: r.receivedAt,
-      }));
-      // One statement: the claim, and only if it is new, the evidence and the sightings. `prior` reads
-      // the statement's snapshot, so it sees a row committed before it and never the one it inserts.
-      // A row committed (or released) by a concurrent request while this one waited on it is seen by
-      // neither: the next turn of the loop reads it. Rows are inserted in key order (claim, evidence,
-      // sightings, each sorted), so two deliveries naming the same credentials in another order wait
-      // on each other instead of deadlocking.
+      // One statement: the claim, and only if it is new, the evidence and the sightings
+      // (store/deliveries.ts). A row committed (or released) by a concurrent request while this one
+      // waited on it is seen by neither half of the statement: the next turn of the loop reads it.
       for (;;) {
-        const r = await db.query<{ claimed: boolean; sealed: string[]; status: number | null; response: unknown; received_at: Date | null }>(
-          `WITH claim AS (
-             INSERT INTO killswitch_deliveries (source, delivery_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING delivery_id
-           ), prior AS (
-             SELECT status, response, received_at FROM killswitch_deliveries WHERE source = $1 AND delivery_id = $2
-           ), evidence AS (
-             INSERT INTO killswitch_evidence (workflow_id, fingerprint, sealed, expires_at)
-             SELECT e.workflow_id, e.fingerprint, decode(e.sealed, 'base64'), now() + make_interval(hours => e.ttl_hours)
-               FROM jsonb_to_recordset($3::jsonb) AS e(workflow_id text, fingerprint text, sealed text, ttl_hours int)
-              WHERE EXISTS (SELECT FROM claim)
-              ORDER BY e.workflow_id
-             ON CONFLICT (workflow_id) DO NOTHING
-             RETURNING workflow_id
-           ), sightings AS (
-             INSERT INTO killswitch_sightings (workflow_id, detection_id, source, scanner, location, validity, received_at)
-             SELECT s.workflow_id, s.detection_id, s.source, s.scanner, s.location, s.validity, s.received_at
-               FROM jsonb_to_recordset($4::jsonb) AS s(workflow_id text, detection_id text, source text, scanner text, location jsonb, validity text, received_at timestamptz)
-              WHERE EXISTS (SELECT FROM claim)
-              ORDER BY s.workflow_id, s.detection_id
-             ON CONFLICT DO NOTHING
-           )
-           SELECT EXISTS (SELECT FROM claim) AS claimed,
-                  ARRAY(SELECT workflow_id FROM evidence) AS sealed,
-                  prior.status, prior.response, prior.received_at
-             FROM (VALUES (1)) AS one LEFT JOIN prior ON true`,
-          [source, deliveryId, JSON.stringify(evidence), JSON.stringify(sightings)],
-        );
-        const row = r.rows[0]!;
+        const row = await claimDelivery(db, source, deliveryId, writes);
         if (row.claimed) return { kind: 'new', sealed: row.sealed };
         if (row.received_at === null) continue;
         if (row.status === null) return { kind: 'unfinished', receivedAt: new Date(row.received_at) };
@@ -99,17 +60,11 @@ export function createDeliveryLedger(db: Db): DeliveryLedger {
       }
     },
     async complete(source, rawId, status, response) {
-      const deliveryId = ledgerKey(rawId);
-      await db.query('UPDATE killswitch_deliveries SET status = $3, response = $4::jsonb WHERE source = $1 AND delivery_id = $2 AND status IS NULL', [
-        source,
-        deliveryId,
-        status,
-        // jsonb cannot hold U+0000; an answer may echo a sender's string that carries one.
-        JSON.stringify(response ?? null).replace(/\\u0000/g, '\\ufffd'),
-      ]);
+      // jsonb cannot hold U+0000; an answer may echo a sender's string that carries one.
+      await completeDelivery(db, source, ledgerKey(rawId), status, JSON.stringify(response ?? null).replace(/\\u0000/g, '\\ufffd'));
     },
     async release(source, rawId) {
-      await db.query('DELETE FROM killswitch_deliveries WHERE source = $1 AND delivery_id = $2 AND status IS NULL', [source, ledgerKey(rawId)]);
+      await releaseDelivery(db, source, ledgerKey(rawId));
     },
   };
 }
@@ -125,8 +80,8 @@ export function createSourceSwitches(db: Db, ttlMs = 5000): SourceSwitches {
   let cache: { at: number; map: Map<string, boolean> } | undefined;
   const load = async () => {
     if (cache && Date.now() - cache.at < ttlMs) return cache.map;
-    const r = await db.query<{ source: string; enabled: boolean }>('SELECT source, enabled FROM killswitch_source_state');
-    cache = { at: Date.now(), map: new Map(r.rows.map((x) => [x.source, x.enabled])) };
+    const map = await sourceOverrides(db);
+    cache = { at: Date.now(), map };
     return cache.map;
   };
   return {
@@ -135,18 +90,9 @@ export function createSourceSwitches(db: Db, ttlMs = 5000): SourceSwitches {
       return override ?? configured;
     },
     async set(source, enabled, by) {
-      await db.query(
-        `INSERT INTO killswitch_source_state (source, enabled, changed_by, changed_at) VALUES ($1, $2, $3, now())
-         ON CONFLICT (source) DO UPDATE SET enabled = EXCLUDED.enabled, changed_by = EXCLUDED.changed_by, changed_at = now()`,
-        [source, enabled, by],
-      );
+      await setSourceState(db, source, enabled, by);
       cache = undefined;
     },
-    async list() {
-      const r = await db.query<{ source: string; enabled: boolean; changed_by: string; changed_at: Date }>(
-        'SELECT source, enabled, changed_by, changed_at FROM killswitch_source_state ORDER BY source',
-      );
-      return r.rows.map((x) => ({ source: x.source, enabled: x.enabled, changedBy: x.changed_by, changedAt: new Date(x.changed_at).toISOString() }));
-    },
+    list: () => listSourceStates(db),
   };
 }

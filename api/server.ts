@@ -8,9 +8,11 @@ import { Client, Connection } from '@temporalio/client';
 import type { Express } from 'express';
 import * as boot from '../lib/bootstrap';
 import { loadConfig, type Config } from '../lib/config';
-import { listBreakers, resetBreaker } from '../lib/breaker';
+import { listBreakers, resetBreaker } from '../store/breaker';
 import { createPostgresDb, migrate, type Db } from '../lib/db';
-import { createEvidenceStore, type EvidenceStore } from '../lib/evidence';
+import type { EvidenceStore } from '../lib/evidence';
+import { createEvidenceStore } from '../store/evidence';
+import { sightingLedger } from '../store/sightings';
 import type { ServerKeys } from '../contracts/keys';
 import { createLogger, type Logger } from '../lib/logger';
 import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';
@@ -19,7 +21,7 @@ import { createApp } from './app';
 import { createSlackEvents } from './slack';
 import { createDeliveryLedger, createSourceSwitches } from './deliveries';
 import { buildSources } from './sources/registry';
-import { createDispatcher, temporalTarget } from '../lib/dispatch';
+import { createDispatcher, createWorkflowDispatcher, temporalTarget } from '../lib/dispatch';
 import type { Inventory } from '../lib/inventory';
 import { sourceDryRun } from '../lib/policy';
 import { GLOBAL_SCOPE } from '../lib/dry-run';
@@ -56,7 +58,7 @@ export function createIngressApp(
     logger: parts.logger,
     keys: parts.keys,
     temporal,
-    dispatcher: createDispatcher({ temporal, evidence: parts.evidence, db: parts.db }),
+    dispatcher: createDispatcher({ workflows: createWorkflowDispatcher(temporal), evidence: parts.evidence, sightings: sightingLedger(parts.db) }),
     deliveries: createDeliveryLedger(parts.db),
     switches: createSourceSwitches(parts.db),
     breakers: { list: () => listBreakers(parts.db), reset: (system, by) => resetBreaker(parts.db, system, by) },

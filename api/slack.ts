@@ -21,6 +21,8 @@ import type { Logger } from '../lib/logger';
 import { temporalUiRunUrl } from '../lib/config';
 import { SlackAction } from '../contracts/slack-actions';
 import { acknowledgeSignal, currentStepQuery, decideUpdate, falsePositiveUpdate, retryUpdate, type StepStatus } from '../contracts/run';
+import { auditLinesOf, recentAuditLines, type AuditLine } from '../store/audit';
+import { workflowIdByDetection, workflowIdByFingerprint } from '../store/sightings';
 import { readRawBody } from './body';
 import { HttpProblem } from '../contracts/errors';
 import { assertStorable, parseJsonText } from './sources/validate';
@@ -198,17 +200,6 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
     await ack({ response_type: 'ephemeral', text: answer.text, ...(answer.blocks ? { blocks: answer.blocks as never } : {}) });
   });
 
-  interface AuditLine {
-    workflow_id: string;
-    run_id: string;
-    outcome: string;
-    credential_type: string;
-    credential_ref: Record<string, unknown>;
-    owning_system: string | null;
-    failure_type: string | null;
-    recorded_at: Date;
-  }
-  const AUDIT_COLUMNS = 'workflow_id, run_id, outcome, credential_type, credential_ref, owning_system, failure_type, recorded_at';
   const ref = (r: Record<string, unknown>) =>
     Object.entries(r)
       .map(([k, v]) => `${k}=${String(v)}`)
@@ -218,9 +209,9 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
     `• \`${a.outcome}\` ${esc(a.credential_type)} (${esc(ref(a.credential_ref))}) · ${esc(a.owning_system ?? 'no owner')}${a.failure_type ? ` · ${esc(a.failure_type)}` : ''} · ${new Date(a.recorded_at).toISOString()} · <${temporalUiRunUrl(temporal.uiUrl, temporal.namespace, a.workflow_id, a.run_id)}|run>`;
 
   async function recent() {
-    const rows = await deps.db.query<AuditLine>(`SELECT ${AUDIT_COLUMNS} FROM killswitch_audit ORDER BY recorded_at DESC, id DESC LIMIT 10`);
-    if (rows.rows.length === 0) return { text: 'No audit rows yet.' };
-    const text = `*Last ${rows.rows.length} outcomes*\n${rows.rows.map(line).join('\n')}`;
+    const rows = await recentAuditLines(deps.db);
+    if (rows.length === 0) return { text: 'No audit rows yet.' };
+    const text = `*Last ${rows.length} outcomes*\n${rows.map(line).join('\n')}`;
     return { text: text.slice(0, 3900), blocks: [{ type: 'section', text: { type: 'mrkdwn', text: text.slice(0, 2900) } }] };
   }
 
@@ -230,25 +221,16 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
     const hex = arg.replace(/^hmac-sha256:/, '');
     if (/^[0-9a-f]{32,}$/.test(hex)) {
       const like = `killswitch-%-${hex.slice(0, 32)}`;
-      const r = await deps.db.query<{ workflow_id: string }>(
-        `SELECT workflow_id FROM killswitch_sightings WHERE workflow_id LIKE $1
-         UNION SELECT workflow_id FROM killswitch_audit WHERE workflow_id LIKE $1 OR fingerprint = $2 LIMIT 1`,
-        [like, `hmac-sha256:${hex}`],
-      );
-      if (r.rows[0]) return r.rows[0].workflow_id;
+      const found = await workflowIdByFingerprint(deps.db, like, `hmac-sha256:${hex}`);
+      if (found) return found;
     }
-    const r = await deps.db.query<{ workflow_id: string }>(
-      `SELECT workflow_id FROM killswitch_sightings WHERE detection_id = $1
-       UNION SELECT workflow_id FROM killswitch_audit WHERE detection_id = $1 LIMIT 1`,
-      [arg],
-    );
-    return r.rows[0]?.workflow_id ?? null;
+    return (await workflowIdByDetection(deps.db, arg)) ?? null;
   }
 
   async function status(arg: string) {
     const workflowId = await workflowIdOf(arg);
     if (!workflowId) return { text: `No run found for \`${esc(arg)}\`.` };
-    const rows = await deps.db.query<AuditLine>(`SELECT ${AUDIT_COLUMNS} FROM killswitch_audit WHERE workflow_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 5`, [workflowId]);
+    const rows = await auditLinesOf(deps.db, workflowId);
     let live: StepStatus | null = null;
     let liveNote = '';
     try {
@@ -262,7 +244,7 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
         `*Live step:* ${live.step.replace(/_/g, ' ')}${live.outcome ? ` · outcome ${live.outcome}` : ''}${live.owner ? ` · owner ${esc(live.owner.system)}` : ''}${live.failure ? ` · ${esc(live.failure.type)} at ${live.failure.step}` : ''} · ${live.sightings.length} sighting(s)`,
       );
     } else parts.push(`*Live step:* ${liveNote}`);
-    parts.push(rows.rows.length ? `*Audit*\n${rows.rows.map(line).join('\n')}` : '*Audit:* no row yet');
+    parts.push(rows.length ? `*Audit*\n${rows.map(line).join('\n')}` : '*Audit:* no row yet');
     const text = parts.join('\n');
     return { text: text.slice(0, 3900), blocks: [{ type: 'section', text: { type: 'mrkdwn', text: text.slice(0, 2900) } }] };
   }

@@ -6,14 +6,28 @@
  * Used by the ingress and by the enrichment activity. The ingress's first sight of a delivery takes
  * a shorter path: `prepare` gives the writes, which the delivery ledger commits with its claim in
  * one statement, then `start` only signals.
+ *
+ * Every workflow the kill switch starts from outside a workflow goes through one WorkflowDispatcher
+ * (createWorkflowDispatcher): by workflow type name, with the typed arguments of contracts/, and
+ * options built here by one function per workflow type (killSwitchStart, enrichStart). Nothing here
+ * imports workflows/ and nothing here holds SQL: the sightings and the audit are reached through
+ * the SightingLedger (store/sightings.ts builds it).
  */
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import type { SearchAttributePair, SignalDefinition } from '@temporalio/common';
 import type { Sighting } from '../contracts/finding';
-import type { killSwitch } from '../workflows/killSwitch';
-import { SearchAttributes, killSwitchWorkflowId, sightingOf, sightingSignal, type KillSwitchInput, type SightingInfo } from '../contracts/run';
+import {
+  SearchAttributes,
+  killSwitchWorkflowId,
+  sightingOf,
+  sightingSignal,
+  type Dispatched,
+  type KillSwitchInput,
+  type SightingInfo,
+} from '../contracts/run';
+import { enrichWorkflowId, type EnrichInput } from '../contracts/enrichment';
 import { temporalUiRunUrl, type Config } from './config';
-import type { Db } from './db';
 import type { Detection } from '../contracts/detection';
 import type { EvidenceStore, SealedEvidence } from './evidence';
 
@@ -35,12 +49,6 @@ export function temporalTarget(config: Config, client: Client): TemporalTarget {
     uiUrl: config.temporal.uiUrl,
     deadlineMs: config.temporal.connectTimeoutMs,
   };
-}
-
-export interface Dispatched {
-  workflowId: string;
-  runId: string;
-  temporalUiUrl: string;
 }
 
 export class TemporalUnavailableError extends Error {
@@ -69,6 +77,149 @@ export function isTemporalUnavailable(err: unknown): boolean {
     e = (e as { cause?: unknown }).cause;
   }
   return false;
+}
+
+/** The workflows started from outside a workflow, by type name, with their arguments. */
+export interface WorkflowArgs {
+  killSwitch: [KillSwitchInput];
+  enrichDetection: [EnrichInput];
+}
+
+/** The signal a signal-with-start delivers, by workflow type. */
+export interface WorkflowSignals {
+  killSwitch: [SightingInfo];
+}
+
+export type WorkflowType = keyof WorkflowArgs;
+
+/** A start, as Temporal's client takes it (the task queue is the dispatcher's). */
+export interface StartRequest<W extends WorkflowType = WorkflowType> {
+  workflowType: W;
+  workflowId: string;
+  args: WorkflowArgs[W];
+  workflowIdReusePolicy: 'ALLOW_DUPLICATE' | 'REJECT_DUPLICATE';
+  workflowIdConflictPolicy?: 'USE_EXISTING';
+  typedSearchAttributes?: SearchAttributePair[];
+  staticSummary: string;
+  staticDetails?: string;
+}
+
+export interface SignalWithStartRequest<W extends keyof WorkflowSignals = keyof WorkflowSignals> extends StartRequest<W> {
+  signal: SignalDefinition<WorkflowSignals[W]>;
+  signalArgs: WorkflowSignals[W];
+}
+
+/**
+ * The one place workflows are started. Temporal unreachable (or slower than the target's deadline)
+ * becomes TemporalUnavailableError; every other error is passed on as the client threw it.
+ */
+export interface WorkflowDispatcher {
+  /**
+   * Signals the open run of `workflowId`, starting one first if none is open (the reuse policy
+   * decides whether a closed run lets it start: WorkflowExecutionAlreadyStartedError otherwise).
+   */
+  signalWithStart<W extends keyof WorkflowSignals>(req: SignalWithStartRequest<W>): Promise<Dispatched>;
+  /** Starts the run, or answers the run that holds its id and may not be started over. */
+  start<W extends WorkflowType>(req: StartRequest<W>): Promise<Dispatched>;
+  /** The Temporal UI's page of a run. */
+  runUrl(workflowId: string, runId: string): string;
+}
+
+type WorkflowFn<W extends WorkflowType> = (...args: WorkflowArgs[W]) => Promise<unknown>;
+
+export function createWorkflowDispatcher(t: TemporalTarget): WorkflowDispatcher {
+  const runUrl = (workflowId: string, runId: string) => temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, runId);
+  const within = <R>(fn: () => Promise<R>) => t.client.connection.withDeadline(Date.now() + t.deadlineMs, fn);
+  return {
+    runUrl,
+    async signalWithStart(req) {
+      // killSwitch is the one workflow started with a signal (WorkflowSignals).
+      const { workflowType, ...options } = req as SignalWithStartRequest<'killSwitch'>;
+      try {
+        const handle = await within(() =>
+          t.client.workflow.signalWithStart<WorkflowFn<'killSwitch'>, WorkflowSignals['killSwitch']>(workflowType, {
+            taskQueue: t.taskQueue,
+            ...options,
+          }),
+        );
+        return { workflowId: options.workflowId, runId: handle.signaledRunId, temporalUiUrl: runUrl(options.workflowId, handle.signaledRunId) };
+      } catch (err) {
+        if (isTemporalUnavailable(err)) throw new TemporalUnavailableError(`Temporal unreachable: ${(err as Error).message}`);
+        throw err;
+      }
+    },
+    async start({ workflowType, ...options }) {
+      const answer = (runId: string): Dispatched => ({ workflowId: options.workflowId, runId, temporalUiUrl: runUrl(options.workflowId, runId) });
+      try {
+        return await within(async () => {
+          try {
+            const handle = await t.client.workflow.start<WorkflowFn<typeof workflowType>>(workflowType, { taskQueue: t.taskQueue, ...options });
+            return answer(handle.firstExecutionRunId);
+          } catch (err) {
+            if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+            const d = await t.client.workflow.getHandle(options.workflowId).describe();
+            return answer(d.runId);
+          }
+        });
+      } catch (err) {
+        if (isTemporalUnavailable(err)) throw new TemporalUnavailableError((err as Error).message);
+        throw err;
+      }
+    },
+  };
+}
+
+/**
+ * The signal-with-start of a credential's killSwitch run for one sighting. A finished run never
+ * blocks a new sighting: the new run re-verifies and records it (a re-send asks REJECT_DUPLICATE
+ * first: see dispatch()).
+ */
+export function killSwitchStart(
+  sighting: Sighting,
+  receivedAt: Date,
+  reuse: 'ALLOW_DUPLICATE' | 'REJECT_DUPLICATE' = 'ALLOW_DUPLICATE',
+): SignalWithStartRequest<'killSwitch'> {
+  const { detection } = sighting;
+  const input: KillSwitchInput = { detection, receivedAt: receivedAt.toISOString() };
+  const ref = Object.entries(detection.credentialRef)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  return {
+    workflowType: 'killSwitch',
+    workflowId: workflowIdOf(sighting),
+    args: [input],
+    signal: sightingSignal,
+    signalArgs: [sightingOf(detection, receivedAt.toISOString())],
+    workflowIdReusePolicy: reuse,
+    typedSearchAttributes: [
+      { key: SearchAttributes.credentialType, value: detection.credentialType },
+      { key: SearchAttributes.source, value: detection.source },
+    ],
+    staticSummary: `Leaked ${detection.credentialType}${ref ? ` (${ref})` : ''} reported by ${detection.scanner ?? detection.source}`,
+    staticDetails: [
+      `**Detection** \`${detection.id}\` from ${detection.scanner ?? detection.source} (source ${detection.source}), severity ${detection.severity}${detection.validity ? `, validity ${detection.validity}` : ''}`,
+      `**Credential** ${detection.credentialType}${ref ? ` · ${ref}` : ''}${detection.fingerprint ? ` · fingerprint \`${detection.fingerprint.slice(0, 24)}…\`` : ''}`,
+      `**Found at** ${[detection.location.repository, detection.location.file, detection.location.line, detection.location.commit?.slice(0, 12)].filter((x) => x !== undefined).join(' · ') || 'unknown'}`,
+      `**Received** ${receivedAt.toISOString()}`,
+    ].join('\n\n'),
+  };
+}
+
+/**
+ * The start of a delivery's enrichment run (a finding named without its value): one per delivery
+ * id. A finished one is answered, never started again (REJECT_DUPLICATE): a re-sent delivery must
+ * not fetch and dispatch its finding twice.
+ */
+export function enrichStart(input: EnrichInput): StartRequest<'enrichDetection'> {
+  const r = input.request;
+  return {
+    workflowType: 'enrichDetection',
+    workflowId: enrichWorkflowId(input.source, input.deliveryId),
+    args: [input],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    workflowIdReusePolicy: 'REJECT_DUPLICATE',
+    staticSummary: `Fetch ${r.kind} ${r.repository}#${r.alertNumber} and contain it`,
+  };
 }
 
 export interface DispatchOptions {
@@ -114,6 +265,16 @@ export interface IngressDispatcher extends Dispatcher {
   start(sighting: Sighting, receivedAt: Date): Promise<Dispatched>;
   /** Removes leaked values sealed for runs that never started (nothing half-started stays). */
   discard(workflowIds: readonly string[]): Promise<void>;
+  /** Starts the enrichment run of a delivery that names a finding without its value, or answers the one that exists. */
+  enrich(input: EnrichInput): Promise<Dispatched>;
+}
+
+/** What the dispatcher reads and writes besides the evidence (store/sightings.ts builds it over the database). */
+export interface SightingLedger {
+  /** Records one sighting; a sighting recorded before is left as it is. */
+  record(row: SightingRow): Promise<void>;
+  /** The run id of the newest finished run of this workflow id whose audit row lists the detection. */
+  finishedRunHolding(workflowId: string, detectionId: string): Promise<string | undefined>;
 }
 
 export function sightingRow(workflowId: string, detection: Detection, receivedAt: Date): SightingRow {
@@ -131,57 +292,12 @@ export function sightingRow(workflowId: string, detection: Detection, receivedAt
 export const workflowIdOf = (s: Sighting): string => killSwitchWorkflowId(s.detection.credentialType, s.credentialKey);
 
 export function createDispatcher(deps: {
-  temporal: TemporalTarget;
+  workflows: WorkflowDispatcher;
   evidence: EvidenceStore;
-  db: Db;
+  sightings: SightingLedger;
 }): IngressDispatcher {
-  const t = deps.temporal;
-
-  /** signalWithStart of the credential's run; Temporal unreachable becomes TemporalUnavailableError. */
-  const signal = async (
-    workflowId: string,
-    detection: Detection,
-    receivedAt: Date,
-    reuse: 'ALLOW_DUPLICATE' | 'REJECT_DUPLICATE' = 'ALLOW_DUPLICATE',
-  ): Promise<Dispatched> => {
-    const input: KillSwitchInput = { detection, receivedAt: receivedAt.toISOString() };
-    const ref = Object.entries(detection.credentialRef)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(' ');
-    try {
-      const handle = await t.client.connection.withDeadline(Date.now() + t.deadlineMs, () =>
-        t.client.workflow.signalWithStart<typeof killSwitch, [SightingInfo]>('killSwitch', {
-          taskQueue: t.taskQueue,
-          workflowId,
-          args: [input],
-          signal: sightingSignal,
-          signalArgs: [sightingOf(detection, receivedAt.toISOString())],
-          // A finished run never blocks a new sighting: the new run re-verifies and records it
-          // (a re-send asks REJECT_DUPLICATE first: see dispatch()).
-          workflowIdReusePolicy: reuse,
-          typedSearchAttributes: [
-            { key: SearchAttributes.credentialType, value: detection.credentialType },
-            { key: SearchAttributes.source, value: detection.source },
-          ],
-          staticSummary: `Leaked ${detection.credentialType}${ref ? ` (${ref})` : ''} reported by ${detection.scanner ?? detection.source}`,
-          staticDetails: [
-            `**Detection** \`${detection.id}\` from ${detection.scanner ?? detection.source} (source ${detection.source}), severity ${detection.severity}${detection.validity ? `, validity ${detection.validity}` : ''}`,
-            `**Credential** ${detection.credentialType}${ref ? ` · ${ref}` : ''}${detection.fingerprint ? ` · fingerprint \`${detection.fingerprint.slice(0, 24)}…\`` : ''}`,
-            `**Found at** ${[detection.location.repository, detection.location.file, detection.location.line, detection.location.commit?.slice(0, 12)].filter((x) => x !== undefined).join(' · ') || 'unknown'}`,
-            `**Received** ${receivedAt.toISOString()}`,
-          ].join('\n\n'),
-        }),
-      );
-      return {
-        workflowId,
-        runId: handle.signaledRunId,
-        temporalUiUrl: temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, handle.signaledRunId),
-      };
-    } catch (err) {
-      if (isTemporalUnavailable(err)) throw new TemporalUnavailableError(`Temporal unreachable: ${(err as Error).message}`);
-      throw err;
-    }
-  };
+  const signal = (sighting: Sighting, receivedAt: Date, reuse?: 'ALLOW_DUPLICATE' | 'REJECT_DUPLICATE') =>
+    deps.workflows.signalWithStart(killSwitchStart(sighting, receivedAt, reuse));
 
   return {
     async dispatch(sighting, receivedAt, opts = {}) {
@@ -189,12 +305,8 @@ export function createDispatcher(deps: {
       const workflowId = workflowIdOf(sighting);
       // A finished run that took this detection is found by its audit row, which lists every sighting it took.
       const finishedRun = async (): Promise<Dispatched | undefined> => {
-        const done = await deps.db.query<{ run_id: string }>(
-          `SELECT run_id FROM killswitch_audit WHERE workflow_id = $1 AND sightings @> $2::jsonb ORDER BY recorded_at DESC LIMIT 1`,
-          [workflowId, JSON.stringify([{ detectionId: detection.id }])],
-        );
-        const runId = done.rows[0]?.run_id;
-        return runId ? { workflowId, runId, temporalUiUrl: temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, runId) } : undefined;
+        const runId = await deps.sightings.finishedRunHolding(workflowId, detection.id);
+        return runId ? { workflowId, runId, temporalUiUrl: deps.workflows.runUrl(workflowId, runId) } : undefined;
       };
       if (opts.redelivery) {
         // A run that is still open joins the re-sent sighting (the workflow dedupes by detection id).
@@ -206,24 +318,19 @@ export function createDispatcher(deps: {
         sealed = await deps.evidence.put(workflowId, detection.fingerprint, leakedValue);
       }
       try {
-        const row = sightingRow(workflowId, detection, receivedAt);
-        await deps.db.query(
-          `INSERT INTO killswitch_sightings (workflow_id, detection_id, source, scanner, location, validity, received_at)
-         VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) ON CONFLICT DO NOTHING`,
-          [row.workflowId, row.detectionId, row.source, row.scanner, JSON.stringify(row.location), row.validity, row.receivedAt],
-        );
-        if (!opts.redelivery) return await signal(workflowId, detection, receivedAt);
+        await deps.sightings.record(sightingRow(workflowId, detection, receivedAt));
+        if (!opts.redelivery) return await signal(sighting, receivedAt);
         // A re-send may race the run that took its first copy: open when the audit was read above,
         // closed now. Starting a fresh run would give the detection a second run, so a re-send
         // never starts over a closed run blindly: rejected, it reads the audit again (a run writes
         // its row before it closes). Only a closed run that never took this detection (an earlier
         // sighting's) lets it start a new one.
         try {
-          return await signal(workflowId, detection, receivedAt, 'REJECT_DUPLICATE');
+          return await signal(sighting, receivedAt, 'REJECT_DUPLICATE');
         } catch (err) {
           if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
           const done = await finishedRun();
-          if (!done) return await signal(workflowId, detection, receivedAt);
+          if (!done) return await signal(sighting, receivedAt);
           if (sealed) await deps.evidence.purge(workflowId).catch(() => undefined);
           return done;
         }
@@ -247,11 +354,15 @@ export function createDispatcher(deps: {
     },
 
     start(sighting, receivedAt) {
-      return signal(workflowIdOf(sighting), sighting.detection, receivedAt);
+      return signal(sighting, receivedAt);
     },
 
     async discard(workflowIds) {
       for (const id of new Set(workflowIds)) await deps.evidence.purge(id);
+    },
+
+    enrich(input) {
+      return deps.workflows.start(enrichStart(input));
     },
   };
 }

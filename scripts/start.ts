@@ -12,7 +12,7 @@ import * as boot from '../lib/bootstrap';
 import { ConfigError, loadConfig, type Config } from '../lib/config';
 import { migrate, openDb } from '../lib/db';
 import { resolveInventoryEnv } from '../lib/inventory';
-import { startSweeper } from '../lib/sweeper';
+import { startSweeper } from '../store/sweeper';
 import { temporalTarget } from '../lib/dispatch';
 import { createLogger } from '../lib/logger';
 import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';

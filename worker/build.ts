@@ -9,10 +9,11 @@ import { createPagerDutySender } from '../activities/pagerduty';
 import { createProviderRegistry, type ProviderRegistry } from '../activities/providers';
 import { createSlackSender } from '../activities/slack';
 import { createUpstreamClients } from '../activities/upstream';
-import { createDispatcher, type TemporalTarget } from '../lib/dispatch';
+import { createDispatcher, createWorkflowDispatcher, type TemporalTarget } from '../lib/dispatch';
 import type { Config, WorkerTuning } from '../lib/config';
 import type { Db } from '../lib/db';
-import { createEvidenceStore } from '../lib/evidence';
+import { createEvidenceStore } from '../store/evidence';
+import { sightingLedger } from '../store/sightings';
 import { resolveInventoryEnv, type Inventory } from '../lib/inventory';
 import type { ServerKeys } from '../contracts/keys';
 import type { Logger } from '../lib/logger';
@@ -39,7 +40,7 @@ export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { prov
   return {
     inventory,
     keys,
-    dispatcher: createDispatcher({ temporal: input.temporal, evidence, db }),
+    dispatcher: createDispatcher({ workflows: createWorkflowDispatcher(input.temporal), evidence, sightings: sightingLedger(db) }),
     upstream: createUpstreamClients(inventory.sources, env),
     providers: createProviderRegistry(inventory, checkedEnv),
     db,

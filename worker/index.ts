@@ -10,7 +10,7 @@ import { createPostgresDb, migrate } from '../lib/db';
 import { resolveInventoryEnv } from '../lib/inventory';
 import { createLogger } from '../lib/logger';
 import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';
-import { startSweeper } from '../lib/sweeper';
+import { startSweeper } from '../store/sweeper';
 import { temporalTarget } from '../lib/dispatch';
 import { installTemporalLogging } from '../lib/temporal-logging';
 import { buildActivityDeps, createKillSwitchWorker } from './build';

@@ -20,7 +20,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { KillSwitchActivities } from '../activities';
-import type { Dispatched } from '../lib/dispatch';
+import type { Dispatched } from '../contracts/run';
 import { ActivityProfiles, ENRICH_ESCALATE_AFTER } from './profiles';
 import { enrichedSignal, type EnrichedRun, type EnrichInput } from '../contracts/enrichment';
 import { ErrorType } from '../contracts/errors';

@@ -13,7 +13,7 @@ import { createLocalUiGateway, LOGIN_PATH, UI_SESSION_COOKIE, uiSessionValue, ty
 import { createIngressApp } from '../../api/server';
 import { CodecError, codecFromConfig, EncryptionCodec, ENCRYPTED_ENCODING, KEY_ID_METADATA } from '../../lib/codec';
 import { ConfigError, loadConfig } from '../../lib/config';
-import { createEvidenceStore } from '../../lib/evidence';
+import { createEvidenceStore } from '../../store/evidence';
 import { createServerKeys, newServerKey } from '../../lib/keys';
 import { freePort } from '../../tools/temporal-dev';
 import { startHarness, testLogger, type Harness } from '../helpers/harness';

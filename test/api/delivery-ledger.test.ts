@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDeliveryLedger } from '../../api/deliveries';
 import { createPgliteDb, createPostgresDb, migrate, type Db } from '../../lib/db';
 import type { DeliveryWrites } from '../../lib/dispatch';
-import { createEvidenceStore } from '../../lib/evidence';
+import { createEvidenceStore } from '../../store/evidence';
 import { createServerKeys, newServerKey } from '../../lib/keys';
 import { rand } from '../helpers/harness';
 

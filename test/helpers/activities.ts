@@ -7,7 +7,7 @@ import { createPagerDutySender } from '../../activities/pagerduty';
 import { createProviderRegistry } from '../../activities/providers';
 import { createSlackSender } from '../../activities/slack';
 import type { Db } from '../../lib/db';
-import { createEvidenceStore } from '../../lib/evidence';
+import { createEvidenceStore } from '../../store/evidence';
 import { parseInventory } from '../../lib/inventory';
 import { createServerKeys, newServerKey } from '../../lib/keys';
 

@@ -1,14 +1,16 @@
 /**
- * The mass-leak breaker's state in PostgreSQL, shared by every worker: one hit per run per system,
- * and a breaker row per system that is tripped until an operator resets it. Hits before the reset
- * no longer count, so a reset does not trip again on the same burst.
+ * The mass-leak breaker's state in PostgreSQL, shared by every worker (killswitch_breaker_hits,
+ * killswitch_breakers): one hit per run per system, and a breaker row per system that is tripped
+ * until an operator resets it. Hits before the reset no longer count, so a reset does not trip
+ * again on the same burst.
  */
-import type { Db } from './db';
+import type { Db } from '../lib/db';
 
+/** The PagerDuty dedup key of a system's breaker: one incident per tripped breaker. */
 export const breakerDedupKey = (system: string) => `killswitch-breaker-${system}`;
 
 export async function checkBreaker(
-  db: Db,
+  db: Pick<Db, 'query'>,
   req: { system: string; workflowId: string; threshold: number; windowMs: number },
 ): Promise<{ tripped: boolean; newlyTripped: boolean; count: number }> {
   await db.query('INSERT INTO killswitch_breaker_hits (system, workflow_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [req.system, req.workflowId]);
@@ -41,7 +43,7 @@ export interface BreakerState {
   resetBy: string | null;
 }
 
-export async function listBreakers(db: Db): Promise<BreakerState[]> {
+export async function listBreakers(db: Pick<Db, 'query'>): Promise<BreakerState[]> {
   const r = await db.query<{ system: string; tripped_at: Date | null; tripped_by: string | null; reset_at: Date | null; reset_by: string | null }>(
     'SELECT system, tripped_at, tripped_by, reset_at, reset_by FROM killswitch_breakers ORDER BY system',
   );
@@ -57,7 +59,7 @@ export async function listBreakers(db: Db): Promise<BreakerState[]> {
 }
 
 /** Lets automatic rotation resume for new runs. Runs already held still wait for their own decision. */
-export async function resetBreaker(db: Db, system: string, by: string): Promise<boolean> {
+export async function resetBreaker(db: Pick<Db, 'query'>, system: string, by: string): Promise<boolean> {
   const r = await db.query('UPDATE killswitch_breakers SET reset_at = now(), reset_by = $2 WHERE system = $1 AND reset_at IS NULL RETURNING system', [system, by]);
   return r.rows.length === 1;
 }

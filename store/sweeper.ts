@@ -7,9 +7,10 @@
  * ingress that died in the moment between sending its 2xx and storing it leaves such a row too:
  * its run exists, and a redelivery only names it again.)
  */
-import type { Db } from './db';
-import type { EvidenceStore } from './evidence';
-import type { Logger } from './logger';
+import type { Db } from '../lib/db';
+import type { EvidenceStore } from '../lib/evidence';
+import type { Logger } from '../lib/logger';
+import { deleteDeliveriesOlderThan, unansweredDeliveries } from './deliveries';
 
 export const DELIVERY_RETENTION_DAYS = 30;
 
@@ -22,20 +23,11 @@ export interface SweepResult {
   abandoned: Array<{ source: string; deliveryId: string; receivedAt: string }>;
 }
 
-export async function sweepOnce(db: Db, evidence: EvidenceStore): Promise<SweepResult> {
+export async function sweepOnce(db: Pick<Db, 'query'>, evidence: EvidenceStore): Promise<SweepResult> {
   const purged = await evidence.purgeExpired();
-  const r = await db.query<{ delivery_id: string }>(
-    `DELETE FROM killswitch_deliveries WHERE received_at < now() - make_interval(days => $1::int) RETURNING delivery_id`,
-    [DELIVERY_RETENTION_DAYS],
-  );
-  const a = await db.query<{ source: string; delivery_id: string; received_at: Date }>(
-    `SELECT source, delivery_id, received_at FROM killswitch_deliveries
-      WHERE status IS NULL AND received_at < now() - make_interval(mins => $1::int)
-      ORDER BY received_at DESC LIMIT 50`,
-    [ABANDONED_AFTER_MINUTES],
-  );
-  const abandoned = a.rows.map((x) => ({ source: x.source, deliveryId: x.delivery_id, receivedAt: new Date(x.received_at).toISOString() }));
-  return { evidence: purged, deliveries: r.rows.length, abandoned };
+  const deliveries = await deleteDeliveriesOlderThan(db, DELIVERY_RETENTION_DAYS);
+  const abandoned = await unansweredDeliveries(db, ABANDONED_AFTER_MINUTES);
+  return { evidence: purged, deliveries, abandoned };
 }
 
 export function startSweeper(db: Db, evidence: EvidenceStore, logger: Logger, everyMs = 3_600_000): () => void {
