@@ -28,7 +28,7 @@ import { upsertRunMessage } from './slack-message';
 import { buildDigestLine, needsOwnMessage, type DigestSettings } from './slack-digest';
 import type { PagerDutySender } from './pagerduty';
 import type { ProviderRegistry } from './providers';
-import type { ExpireResult, IssueResult, RevokeResult, VerifyResult } from './providers/types';
+import type { ExpireResult, IssueResult, RevokeResult, VerifyResult } from '../lib/systems/provider';
 import { durationMs } from '../lib/systems/common';
 import { type KillMode } from '../contracts/kill-modes';
 

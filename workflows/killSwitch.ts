@@ -72,11 +72,12 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
         let decision: Decision | undefined;
         let quarantineInstead = false;
         if (policy.action === 'require_approval') {
-          decision = await awaitDecision(run, 'awaiting_approval', (policy.approvalTimeout ?? '30m') as Duration);
+          const approvalTimeout = policy.approvalTimeout ?? '30m';
+          decision = await awaitDecision(run, 'awaiting_approval', approvalTimeout as Duration);
           if (decision === 'timed_out') {
             if (policy.onTimeout === 'rotate') log.warn('nobody decided in time: rotating as the policy says');
             else if (policy.onTimeout === 'quarantine' && owner.canQuarantine) quarantineInstead = true;
-            else run.failure = { step: run.step, type: ErrorType.APPROVAL_TIMEOUT, message: `nobody decided within ${policy.approvalTimeout}` };
+            else run.failure = { step: run.step, type: ErrorType.APPROVAL_TIMEOUT, message: `nobody decided within ${approvalTimeout}` };
           }
         }
         let go = decision === undefined || decision === 'approved' || (decision === 'timed_out' && !run.failure);

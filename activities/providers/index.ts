@@ -7,9 +7,9 @@ import { kindOf, type Env, type OwningSystem } from '../../lib/systems';
 import { createSessionTarget } from '../sessions';
 import { createSink } from '../sinks';
 import { createPacer, paced } from './pacing';
-import type { CredentialProvider, SecretSink, SessionTarget } from './types';
+import type { CredentialProvider, SecretSink, SessionTarget } from '../../lib/systems/provider';
 
-export type { CredentialProvider, SecretSink, SessionTarget } from './types';
+export type { CredentialProvider, SecretSink, SessionTarget } from '../../lib/systems/provider';
 
 export interface SystemRuntime {
   system: OwningSystem;

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../contracts/errors';
 import type { SessionTargetConfig } from '../../lib/systems';
-import type { SessionTarget } from '../providers/types';
+import type { SessionTarget } from '../../lib/systems/provider';
 
 type PgSimpleConfig = Extract<SessionTargetConfig, { kind: 'connect_pg_simple' }>;
 

@@ -6,7 +6,7 @@
 import { Redis } from 'ioredis';
 import type { SessionTargetConfig } from '../../lib/systems';
 import { classifyRedisError } from '../../lib/systems/redis';
-import type { SessionTarget } from '../providers/types';
+import type { SessionTarget } from '../../lib/systems/provider';
 
 type ConnectRedisConfig = Extract<SessionTargetConfig, { kind: 'connect_redis' }>;
 

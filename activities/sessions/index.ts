@@ -1,6 +1,6 @@
 /** Application sessions tied to a credential: one adapter per session store or IdP. */
 import type { SessionTargetConfig } from '../../lib/systems';
-import type { SessionTarget } from '../providers/types';
+import type { SessionTarget } from '../../lib/systems/provider';
 import { ConnectPgSimpleSessionTarget } from './connect-pg-simple';
 import { OktaSessionTarget } from './okta';
 import { ConnectRedisSessions } from './connect-redis';

@@ -10,7 +10,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../contracts/errors';
 import type { SessionTargetConfig } from '../../lib/systems';
-import type { SessionTarget } from '../providers/types';
+import type { SessionTarget } from '../../lib/systems/provider';
 
 type OktaConfig = Extract<SessionTargetConfig, { kind: 'okta' }>;
 

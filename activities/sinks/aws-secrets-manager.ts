@@ -14,7 +14,7 @@ import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { ApplicationFailure } from '@temporalio/common';
 import type { AwsConnection } from '../../lib/systems/common';
 import { ErrorType } from '../../contracts/errors';
-import type { SecretSink, SecretValue } from '../providers/types';
+import type { SecretSink, SecretValue } from '../../lib/systems/provider';
 import { awsClientConfig, classifyAwsError } from '../../lib/systems/aws';
 
 /** A UUID-shaped token (32–64 characters, as Secrets Manager requires) from the token and the value. */

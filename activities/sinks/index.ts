@@ -1,6 +1,6 @@
 /** Secret sinks: where a replacement value goes, chosen per system in the inventory. */
 import type { SinkConfig } from '../../lib/systems';
-import type { SecretSink } from '../providers/types';
+import type { SecretSink } from '../../lib/systems/provider';
 import { awsClientConfig } from '../../lib/systems/aws';
 
 /** `none`: a pure kill. Nothing is stored; a provider asked to deliver here reports it did not. */

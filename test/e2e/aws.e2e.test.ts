@@ -7,7 +7,7 @@
 import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, ListAccessKeysCommand, ListUserPoliciesCommand } from '@aws-sdk/client-iam';
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SESSIONS_POLICY } from '../../activities/providers/aws-iam';
+import { SESSIONS_POLICY } from '../../lib/systems/aws-iam-provider';
 import type { KillSwitchResult } from '../../contracts/run';
 import { parseSlackBody } from '../fakes/slack';
 import { capturedLogs, deepText, rand, startHarness, type Harness } from '../helpers/harness';

@@ -1,2 +1,0 @@
-/** The provider contract lives with the system kinds (lib/systems/provider.ts); re-exported for the activities. */
-export type * from '../../lib/systems/provider';
