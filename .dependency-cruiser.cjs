@@ -12,7 +12,9 @@ const { rooms, top } = JSON.parse(readFileSync(path.join(__dirname, 'tools', 'ro
 const all = [...Object.keys(rooms), ...top];
 
 const upward = Object.entries(rooms).map(([room, allowed]) => {
-  const forbidden = all.filter((r) => r !== room && !allowed.includes(r) && !(room === 'workflows' && r === 'activities'));
+  const forbidden = all.filter(
+    (r) => r !== room && !allowed.includes(r) && !(room === 'workflows' && r === 'activities'),
+  );
   return {
     name: `${room}-imports-down`,
     comment: `${room}/ imports only ${allowed.length ? allowed.join(', ') : 'itself'}`,
@@ -52,7 +54,11 @@ module.exports = {
     exclude: { path: '^(node_modules|dist|\\.tools|\\.data)/' },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
-    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default', 'types'], extensions: ['.ts', '.js', '.cjs', '.mjs', '.json'] },
+    enhancedResolveOptions: {
+      exportsFields: ['exports'],
+      conditionNames: ['import', 'require', 'node', 'default', 'types'],
+      extensions: ['.ts', '.js', '.cjs', '.mjs', '.json'],
+    },
     reporterOptions: { text: { highlightFocused: true } },
   },
 };

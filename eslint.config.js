@@ -6,26 +6,66 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /** Each production room and the rooms it may import (besides itself): tools/rooms.json. */
-const { rooms: ROOMS, top: TOP } = JSON.parse(readFileSync(path.join(import.meta.dirname, 'tools', 'rooms.json'), 'utf8'));
+const { rooms: ROOMS, top: TOP } = JSON.parse(
+  readFileSync(path.join(import.meta.dirname, 'tools', 'rooms.json'), 'utf8'),
+);
 const ALL_ROOMS = [...Object.keys(ROOMS), ...TOP];
 
 /** Relative imports that climb to the project root and into a room this one may not import. */
 function upward(room, allowed) {
-  const forbidden = ALL_ROOMS.filter((r) => r !== room && !allowed.includes(r) && !(room === 'workflows' && r === 'activities'));
-  const patterns = [{ regex: `^(\\.\\./)+(${forbidden.join('|')})(/|$)`, message: `${room}/ imports only ${allowed.length ? allowed.join(', ') : 'itself'} (docs/architecture.md, "The rooms and the import direction").` }];
-  if (room === 'workflows') patterns.push({ regex: '^(\\.\\./)+activities(/|$)', allowTypeImports: true, message: 'Workflows import activity types only.' });
+  const forbidden = ALL_ROOMS.filter(
+    (r) => r !== room && !allowed.includes(r) && !(room === 'workflows' && r === 'activities'),
+  );
+  const patterns = [
+    {
+      regex: `^(\\.\\./)+(${forbidden.join('|')})(/|$)`,
+      message: `${room}/ imports only ${allowed.length ? allowed.join(', ') : 'itself'} (docs/architecture.md, "The rooms and the import direction").`,
+    },
+  ];
+  if (room === 'workflows')
+    patterns.push({
+      regex: '^(\\.\\./)+activities(/|$)',
+      allowTypeImports: true,
+      message: 'Workflows import activity types only.',
+    });
   return patterns;
 }
 
 /** Workflow code is deterministic and does no I/O (STYLE.md §3). */
 const WORKFLOW_PATTERNS = [
   { group: ['node:*'], message: 'Workflows are deterministic: no Node built-ins.' },
-  { group: ['pg', 'pg-*', '@slack/*', 'express', 'pino*', 'undici', 'axios', 'node-fetch', '@electric-sql/*', 'standardwebhooks'], message: 'Workflows do no I/O: call an activity.' },
-  { group: ['@temporalio/client', '@temporalio/worker', '@temporalio/activity'], message: 'Workflows use @temporalio/workflow only.' },
+  {
+    group: [
+      'pg',
+      'pg-*',
+      '@slack/*',
+      'express',
+      'pino*',
+      'undici',
+      'axios',
+      'node-fetch',
+      '@electric-sql/*',
+      'standardwebhooks',
+    ],
+    message: 'Workflows do no I/O: call an activity.',
+  },
+  {
+    group: ['@temporalio/client', '@temporalio/worker', '@temporalio/activity'],
+    message: 'Workflows use @temporalio/workflow only.',
+  },
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.tools/**', '.data/**', 'coverage/**', 'dist/**', '.dependency-cruiser.cjs'] },
+  {
+    ignores: [
+      'node_modules/**',
+      '.tools/**',
+      '.data/**',
+      'coverage/**',
+      'dist/**',
+      '.dependency-cruiser.cjs',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -34,7 +74,10 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' },
+      ],
     },
   },
   {
@@ -53,7 +96,9 @@ export default tseslint.config(
         {
           patterns: [
             ...(room === 'workflows' ? WORKFLOW_PATTERNS : []),
-            ...(room === 'contracts' ? [{ group: ['node:*'], message: 'Contracts are pure: the workflow bundle imports them.' }] : []),
+            ...(room === 'contracts'
+              ? [{ group: ['node:*'], message: 'Contracts are pure: the workflow bundle imports them.' }]
+              : []),
             ...upward(room, allowed),
           ],
         },

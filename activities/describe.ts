@@ -11,7 +11,9 @@ export function describeCredential(d: Detection): string {
 
 export function describeLocation(d: Detection): string | undefined {
   const l = d.location;
-  const where = [l.repository, l.file && (l.line !== undefined ? `${l.file}:${l.line}` : l.file)].filter(Boolean).join(' ');
+  const where = [l.repository, l.file && (l.line !== undefined ? `${l.file}:${l.line}` : l.file)]
+    .filter(Boolean)
+    .join(' ');
   return where || l.url || undefined;
 }
 

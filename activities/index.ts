@@ -18,7 +18,13 @@ import { matchOwner, type Inventory } from '../lib/inventory';
 import { kindOf } from '../lib/systems';
 import { ErrorType } from '../contracts/errors';
 import { type EnrichInput } from '../contracts/enrichment';
-import { type Dispatched, type Outcome, type OwnerRef, type PolicyDecision, type RunSummary } from '../contracts/run';
+import {
+  type Dispatched,
+  type Outcome,
+  type OwnerRef,
+  type PolicyDecision,
+  type RunSummary,
+} from '../contracts/run';
 import { insertAuditRow } from './audit';
 import { atBoundary, classifyFailure, wellFormed } from './boundary';
 import { breakerDedupKey, checkBreaker } from '../store/breaker';
@@ -119,7 +125,12 @@ export function createActivities(deps: ActivityDeps) {
         req.owner,
         runtime,
       );
-      log.debug('policy decision', { action: decision.action, rule: decision.rule, dryRun: decision.dryRun, runtimeDryRun: runtime });
+      log.debug('policy decision', {
+        action: decision.action,
+        rule: decision.rule,
+        dryRun: decision.dryRun,
+        runtimeDryRun: runtime,
+      });
       return decision;
     },
 
@@ -141,14 +152,20 @@ export function createActivities(deps: ActivityDeps) {
       const policy = await acts.decidePolicy({ detection: req.detection, owner });
       const breaker =
         owner && policy.action === 'rotate' && !policy.dryRun
-          ? await acts.checkBreaker({ system: owner.system, workflowId: req.workflowId, threshold: owner.breaker.threshold, window: owner.breaker.window })
+          ? await acts.checkBreaker({
+              system: owner.system,
+              workflowId: req.workflowId,
+              threshold: owner.breaker.threshold,
+              window: owner.breaker.window,
+            })
           : undefined;
       return { prior: null, owner, ...(reason ? { reason } : {}), policy, ...(breaker ? { breaker } : {}) };
     },
 
     /** Makes the leaked credential stop working (or quarantines it, reversibly). */
     async revokeCredential(req: ContainmentRequest): Promise<RevokeResult> {
-      const leakedValue = req.detection.hasEvidence && !req.dryRun ? await deps.evidence.take(req.workflowId) : undefined;
+      const leakedValue =
+        req.detection.hasEvidence && !req.dryRun ? await deps.evidence.take(req.workflowId) : undefined;
       const r = await runtime(req.system).provider.revoke({
         leakedValue,
         workflowId: req.workflowId,
@@ -157,10 +174,17 @@ export function createActivities(deps: ActivityDeps) {
         mode: req.mode ?? 'emergency',
         quarantine: req.quarantine,
       });
-      log.debug(req.dryRun ? 'dry run: revocation checked' : req.quarantine ? 'credential quarantined' : 'credential revoked', {
-        system: req.system,
-        credentialRef: req.detection.credentialRef,
-      });
+      log.debug(
+        req.dryRun
+          ? 'dry run: revocation checked'
+          : req.quarantine
+            ? 'credential quarantined'
+            : 'credential revoked',
+        {
+          system: req.system,
+          credentialRef: req.detection.credentialRef,
+        },
+      );
       return r;
     },
 
@@ -168,10 +192,19 @@ export function createActivities(deps: ActivityDeps) {
     async issueReplacement(req: ContainmentRequest): Promise<IssueResult> {
       const rt = runtime(req.system);
       const r = await rt.provider.issueReplacement(
-        { workflowId: req.workflowId, credentialRef: req.detection.credentialRef, dryRun: req.dryRun, mode: req.mode ?? 'emergency' },
+        {
+          workflowId: req.workflowId,
+          credentialRef: req.detection.credentialRef,
+          dryRun: req.dryRun,
+          mode: req.mode ?? 'emergency',
+        },
         rt.sink,
       );
-      log.debug(req.dryRun ? 'dry run: replacement checked' : 'replacement issued', { system: req.system, delivered: r.delivered, sinkRef: r.sinkRef });
+      log.debug(req.dryRun ? 'dry run: replacement checked' : 'replacement issued', {
+        system: req.system,
+        delivered: r.delivered,
+        sinkRef: r.sinkRef,
+      });
       return r;
     },
 
@@ -190,12 +223,19 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     /** Ends the application sessions (session stores, IdP) of the users the inventory ties to the credential. */
-    async expireUserSessions(req: ContainmentRequest): Promise<{ expired: number; expiredAt: string | null }> {
+    async expireUserSessions(
+      req: ContainmentRequest,
+    ): Promise<{ expired: number; expiredAt: string | null }> {
       let expired = 0;
       for (const target of runtime(req.system).sessions) {
         const r = await target.expire({ dryRun: req.dryRun });
         expired += req.dryRun ? (r.wouldExpire ?? 0) : r.expired;
-        log.debug(req.dryRun ? 'dry run: user sessions counted' : 'user sessions expired', { system: req.system, target: target.kind, expired: r.expired, wouldExpire: r.wouldExpire });
+        log.debug(req.dryRun ? 'dry run: user sessions counted' : 'user sessions expired', {
+          system: req.system,
+          target: target.kind,
+          expired: r.expired,
+          wouldExpire: r.wouldExpire,
+        });
       }
       return { expired, expiredAt: req.dryRun ? null : new Date().toISOString() };
     },
@@ -216,18 +256,34 @@ export function createActivities(deps: ActivityDeps) {
      * retry counts nothing twice) and trips when the count passes the threshold. The first run to
      * trip it pages; every run while it is tripped is held for a human.
      */
-    async checkBreaker(req: { system: string; workflowId: string; threshold: number; window: string }): Promise<{ tripped: boolean; newlyTripped: boolean; count: number }> {
+    async checkBreaker(req: {
+      system: string;
+      workflowId: string;
+      threshold: number;
+      window: string;
+    }): Promise<{ tripped: boolean; newlyTripped: boolean; count: number }> {
       return checkBreaker(deps.db, { ...req, windowMs: durationMs(req.window) });
     },
 
-    async pageBreaker(req: { system: string; count: number; window: string; workflowId: string; runId: string }): Promise<{ status: 'sent' | 'logged'; dedupKey: string }> {
+    async pageBreaker(req: {
+      system: string;
+      count: number;
+      window: string;
+      workflowId: string;
+      runId: string;
+    }): Promise<{ status: 'sent' | 'logged'; dedupKey: string }> {
       return deps.pagerduty.event({
         dedupKey: breakerDedupKey(req.system),
         summary: `Mass leak: more than ${req.count - 1} detections for ${req.system} within ${req.window}; automatic rotation paused, runs held for a decision`,
         source: req.system,
         severity: 'critical',
         class: 'mass_leak_breaker',
-        details: { system: req.system, detections_in_window: req.count, window: req.window, first_held_run: req.workflowId },
+        details: {
+          system: req.system,
+          detections_in_window: req.count,
+          window: req.window,
+          first_held_run: req.workflowId,
+        },
         link: runUrl(req),
       });
     },
@@ -240,7 +296,10 @@ export function createActivities(deps: ActivityDeps) {
       } catch (err) {
         throw classifyFailure(err, `close ${req.ref.kind}`);
       }
-      const what = req.ref.kind === 'github_alert' ? `github_alert ${req.ref.url}` : `gitguardian_incident ${req.ref.incidentId}`;
+      const what =
+        req.ref.kind === 'github_alert'
+          ? `github_alert ${req.ref.url}`
+          : `gitguardian_incident ${req.ref.incidentId}`;
       return done ? `resolved ${what}` : `not resolved (not configured) ${what}`;
     },
 
@@ -256,7 +315,10 @@ export function createActivities(deps: ActivityDeps) {
           scanner: r.kind === 'github_alert' ? 'github-secret-scanning' : input.source,
           findingId: `${r.repository}#${r.alertNumber}`,
           credentialType: 'generic',
-          credentialRef: { alert: `${r.repository}#${r.alertNumber}`, enrichmentError: input.error.slice(0, 240) },
+          credentialRef: {
+            alert: `${r.repository}#${r.alertNumber}`,
+            enrichmentError: input.error.slice(0, 240),
+          },
           location: { repository: r.repository, ...(r.alertUrl ? { url: r.alertUrl } : {}) },
           severity: 'high',
         },
@@ -264,7 +326,9 @@ export function createActivities(deps: ActivityDeps) {
         new Date(input.receivedAt),
       );
       // A retry may follow an attempt that dispatched and then died: join, never start twice.
-      return deps.dispatcher.dispatch(sighting, new Date(input.receivedAt), { redelivery: Context.current().info.attempt > 1 });
+      return deps.dispatcher.dispatch(sighting, new Date(input.receivedAt), {
+        redelivery: Context.current().info.attempt > 1,
+      });
     },
 
     /**
@@ -274,7 +338,11 @@ export function createActivities(deps: ActivityDeps) {
      */
     async runOutcome(req: { workflowId: string; runId: string }): Promise<{ outcome: Outcome }> {
       const outcome = await firstOutcome(deps.db, req.workflowId, req.runId);
-      if (!outcome) throw ApplicationFailure.create({ type: 'RunInProgress', message: `${req.workflowId} has no outcome yet` });
+      if (!outcome)
+        throw ApplicationFailure.create({
+          type: 'RunInProgress',
+          message: `${req.workflowId} has no outcome yet`,
+        });
       return { outcome };
     },
 
@@ -295,7 +363,9 @@ export function createActivities(deps: ActivityDeps) {
       const { secret, ...fields } = fetched;
       const finding: RawFinding = { ...wellFormed(fields), ...(secret !== undefined ? { secret } : {}) };
       const sighting = reduceFinding(finding, deps.keys, new Date(input.receivedAt));
-      const dispatched = await deps.dispatcher.dispatch(sighting, new Date(input.receivedAt), { redelivery: Context.current().info.attempt > 1 });
+      const dispatched = await deps.dispatcher.dispatch(sighting, new Date(input.receivedAt), {
+        redelivery: Context.current().info.attempt > 1,
+      });
       return { ...dispatched, detectionId: sighting.detection.id };
     },
 
@@ -308,7 +378,10 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     /** Resolves (a retry contained the credential, or it was a false positive) or acknowledges the run's incident. */
-    async followUpPagerDuty(req: { dedupKey: string; action: 'acknowledge' | 'resolve' }): Promise<{ status: 'sent' | 'logged'; dedupKey: string }> {
+    async followUpPagerDuty(req: {
+      dedupKey: string;
+      action: 'acknowledge' | 'resolve';
+    }): Promise<{ status: 'sent' | 'logged'; dedupKey: string }> {
       return deps.pagerduty.followUp(req.dedupKey, req.action);
     },
 
@@ -327,7 +400,10 @@ export function createActivities(deps: ActivityDeps) {
      * sessions expired → verified dead → audited). Started without waiting by the workflow:
      * containment never waits on Slack. A stale update (an older state arriving late) is skipped.
      */
-    async slackProgress(req: { summary: RunSummary; seq: number }): Promise<{ status: 'sent' | 'logged' | 'skipped' }> {
+    async slackProgress(req: {
+      summary: RunSummary;
+      seq: number;
+    }): Promise<{ status: 'sent' | 'logged' | 'skipped' }> {
       return { status: (await upsertMessage(req.summary, 'progress', req.seq)).status };
     },
 

@@ -28,9 +28,20 @@ export interface PagerDutyEvent {
 export interface PagerDutySender {
   trigger(summary: RunSummary, runUrl: string): Promise<{ status: 'sent' | 'logged'; dedupKey: string }>;
   /** Acknowledge or resolve the incident of a dedup key (a human is on it; a later retry contained it). */
-  followUp(dedupKey: string, action: 'acknowledge' | 'resolve'): Promise<{ status: 'sent' | 'logged'; dedupKey: string }>;
+  followUp(
+    dedupKey: string,
+    action: 'acknowledge' | 'resolve',
+  ): Promise<{ status: 'sent' | 'logged'; dedupKey: string }>;
   /** A trigger about something other than one run (the mass-leak breaker). */
-  event(e: { dedupKey: string; summary: string; source: string; severity: 'critical' | 'error'; class: string; details: Record<string, unknown>; link: string }): Promise<{
+  event(e: {
+    dedupKey: string;
+    summary: string;
+    source: string;
+    severity: 'critical' | 'error';
+    class: string;
+    details: Record<string, unknown>;
+    link: string;
+  }): Promise<{
     status: 'sent' | 'logged';
     dedupKey: string;
   }>;
@@ -84,13 +95,20 @@ export function createPagerDutySender(opts: {
     return { status: 'sent' as const, dedupKey: event.dedup_key };
   };
   return {
-    followUp: (dedupKey, action) => deliver({ routing_key: opts.routingKey ?? '', event_action: action, dedup_key: dedupKey }),
+    followUp: (dedupKey, action) =>
+      deliver({ routing_key: opts.routingKey ?? '', event_action: action, dedup_key: dedupKey }),
     event: (e) =>
       deliver({
         routing_key: opts.routingKey ?? '',
         event_action: 'trigger',
         dedup_key: e.dedupKey,
-        payload: { summary: e.summary.slice(0, 1024), source: e.source, severity: e.severity, class: e.class, custom_details: e.details },
+        payload: {
+          summary: e.summary.slice(0, 1024),
+          source: e.source,
+          severity: e.severity,
+          class: e.class,
+          custom_details: e.details,
+        },
         links: [{ href: e.link, text: 'Kill switch run in the Temporal UI' }],
         client: 'Secret Kill Switch',
         client_url: e.link,

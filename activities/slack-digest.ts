@@ -22,7 +22,14 @@ import * as digests from '../store/digest';
 import { recentRunMessages } from '../store/notifications';
 import type { RunSummary } from '../contracts/run';
 import { describeCredential } from './describe';
-import { mrkdwnEscape, phaseOf, type MessageKind, type SlackMessage, type SlackSender, type SlackSummary } from './slack';
+import {
+  mrkdwnEscape,
+  phaseOf,
+  type MessageKind,
+  type SlackMessage,
+  type SlackSender,
+  type SlackSummary,
+} from './slack';
 
 export interface DigestSettings {
   /** Run messages within the last minute before routine runs are folded into the digest. */
@@ -67,11 +74,17 @@ const EMOJI: Record<DigestState, string> = {
 /** One run as a digest line: state, credential reference (a link to the run), owner, step, time to contain. */
 export function buildDigestLine(s: SlackSummary, kind: MessageKind, runUrl: string): DigestLine {
   const phase = phaseOf(s, kind);
-  const state: DigestState = needsOwnMessage(s, kind) ? 'needs_human' : phase.inFlight ? 'in_progress' : s.outcome;
+  const state: DigestState = needsOwnMessage(s, kind)
+    ? 'needs_human'
+    : phase.inFlight
+      ? 'in_progress'
+      : s.outcome;
   // The link label may not hold `|` or `>` (they end it); mrkdwnEscape takes care of `>`.
   const cred = mrkdwnEscape(describeCredential(s.detection).replace(/\|/g, '¦')).slice(0, 120);
   const t = s.timeline;
-  const dead = t.verifiedDeadAt ? ` in ${((Date.parse(t.verifiedDeadAt) - Date.parse(t.receivedAt)) / 1000).toFixed(1)}s` : '';
+  const dead = t.verifiedDeadAt
+    ? ` in ${((Date.parse(t.verifiedDeadAt) - Date.parse(t.receivedAt)) / 1000).toFixed(1)}s`
+    : '';
   const what = state === 'needs_human' ? 'needs a human: see its own message' : phase.label;
   const line = `${EMOJI[state]} <${runUrl}|${cred}> · ${mrkdwnEscape(s.owner?.system ?? 'no owner')} · ${mrkdwnEscape(what)}${dead}`;
   return { state, line };
@@ -84,7 +97,11 @@ export async function inBurst(db: Db, slack: SlackSender, settings: DigestSettin
 }
 
 /** The channel's digest for the current time bucket, created if it does not exist yet. */
-export async function currentDigest(db: Db, channel: string, settings: DigestSettings): Promise<{ id: string }> {
+export async function currentDigest(
+  db: Db,
+  channel: string,
+  settings: DigestSettings,
+): Promise<{ id: string }> {
   return digests.currentDigest(db, channel, settings.windowMs);
 }
 
@@ -135,7 +152,9 @@ export async function renderDigest(
   try {
     for (;;) {
       const target = state.wanted;
-      const r = await deps.db.withSession((s) => digests.withDigestLock(s, digestId, () => renderLocked(s, deps.slack, digestId, settings, links)));
+      const r = await deps.db.withSession((s) =>
+        digests.withDigestLock(s, digestId, () => renderLocked(s, deps.slack, digestId, settings, links)),
+      );
       if (r.status === 'sent') result = 'sent';
       if (state.wanted <= Math.max(target, r.shownVersion)) return result;
       if (Date.now() - started > RENDER_LOOP_MS) {
@@ -161,7 +180,8 @@ async function renderLocked(
 ): Promise<{ status: 'sent' | 'skipped'; shownVersion: number }> {
   const first = await digests.digestHead(s, digestId, settings.updateIntervalMs);
   if (!first) return { status: 'skipped', shownVersion: 0 };
-  if (Number(first.shown_version) >= Number(first.version)) return { status: 'skipped', shownVersion: Number(first.shown_version) };
+  if (Number(first.shown_version) >= Number(first.version))
+    return { status: 'skipped', shownVersion: Number(first.shown_version) };
   let d: digests.DigestRow = first;
   // chat.update has its own rate limit: wait out the interval since the last render (the lines that
   // arrive meanwhile are shown by this render too).
@@ -174,7 +194,11 @@ async function renderLocked(
   const items = await digests.digestItems<DigestState>(s, digestId);
   // The window's runs for the Temporal UI link; the title says since when this digest exists.
   const bucketStart = new Date(Number(d.bucket) * settings.windowMs);
-  const message = buildDigestMessage(items, new Date(d.created_at), links.runsUrl(bucketStart, new Date(bucketStart.getTime() + settings.windowMs)));
+  const message = buildDigestMessage(
+    items,
+    new Date(d.created_at),
+    links.runsUrl(bucketStart, new Date(bucketStart.getTime() + settings.windowMs)),
+  );
   if (!d.ts || !d.slack_channel) {
     const r = await slack.post(message);
     await digests.recordDigestPosted(s, digestId, r.ts ?? null, r.channel ?? null, shownVersion);
@@ -193,7 +217,18 @@ async function renderLocked(
   return { status: 'sent', shownVersion };
 }
 
-const ORDER: DigestState[] = ['needs_human', 'escalated', 'in_progress', 'contained', 'already_contained', 'denied', 'dry_run', 'notified', 'false_positive', 'ignored'];
+const ORDER: DigestState[] = [
+  'needs_human',
+  'escalated',
+  'in_progress',
+  'contained',
+  'already_contained',
+  'denied',
+  'dry_run',
+  'notified',
+  'false_positive',
+  'ignored',
+];
 
 const LABEL: Record<DigestState, string> = {
   needs_human: 'need a human (own message)',
@@ -212,10 +247,16 @@ const LABEL: Record<DigestState, string> = {
  * The digest message: counts by state, then the runs that need attention and the newest others
  * (at most DIGEST_MAX_LINES lines), and a button that lists every run of the window in the Temporal UI.
  */
-export function buildDigestMessage(items: ReadonlyArray<{ state: DigestState; line: string }>, since: Date, runsUrl: string): SlackMessage {
+export function buildDigestMessage(
+  items: ReadonlyArray<{ state: DigestState; line: string }>,
+  since: Date,
+  runsUrl: string,
+): SlackMessage {
   const counts = new Map<DigestState, number>();
   for (const i of items) counts.set(i.state, (counts.get(i.state) ?? 0) + 1);
-  const summary = ORDER.filter((st) => counts.get(st)).map((st) => `${counts.get(st)} ${LABEL[st]}`).join(', ');
+  const summary = ORDER.filter((st) => counts.get(st))
+    .map((st) => `${counts.get(st)} ${LABEL[st]}`)
+    .join(', ');
   const at = since.toISOString().slice(11, 16);
   const title = `:zap: Burst digest: ${items.length} leaked credential${items.length === 1 ? '' : 's'} since ${at} UTC: ${summary}`;
   // Attention first (the order above), then the newest.
@@ -248,12 +289,27 @@ export function buildDigestMessage(items: ReadonlyArray<{ state: DigestState; li
     ...sections.map((text) => ({ type: 'section', text: { type: 'mrkdwn', text } })),
   ];
   if (items.length > shown.length) {
-    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `…and ${items.length - shown.length} more (counted above); the Temporal UI lists every run.` }] });
+    blocks.push({
+      type: 'context',
+      elements: [
+        {
+          type: 'mrkdwn',
+          text: `…and ${items.length - shown.length} more (counted above); the Temporal UI lists every run.`,
+        },
+      ],
+    });
   }
   blocks.push({
     type: 'actions',
     block_id: 'killswitch_digest_actions',
-    elements: [{ type: 'button', text: { type: 'plain_text', text: 'Open these runs in Temporal UI' }, url: runsUrl, action_id: 'open_temporal_ui_digest' }],
+    elements: [
+      {
+        type: 'button',
+        text: { type: 'plain_text', text: 'Open these runs in Temporal UI' },
+        url: runsUrl,
+        action_id: 'open_temporal_ui_digest',
+      },
+    ],
   });
   return { text: title.slice(0, 3900), blocks };
 }

@@ -25,7 +25,14 @@ import {
   type RunKey,
 } from '../store/notifications';
 import type { SlackMessage, SlackSender } from './slack';
-import { currentDigest, inBurst, renderDigest, upsertDigestLine, type DigestLine, type DigestSettings } from './slack-digest';
+import {
+  currentDigest,
+  inBurst,
+  renderDigest,
+  upsertDigestLine,
+  type DigestLine,
+  type DigestSettings,
+} from './slack-digest';
 
 export type { RunKey };
 
@@ -35,7 +42,11 @@ const ABANDONED_CLAIM_MS = 60_000;
 const chains = new Map<string, Promise<void>>();
 const newestQueued = new Map<string, number>();
 
-async function serialised<T>(key: string, order: number, fn: (superseded: () => boolean) => Promise<T>): Promise<T> {
+async function serialised<T>(
+  key: string,
+  order: number,
+  fn: (superseded: () => boolean) => Promise<T>,
+): Promise<T> {
   newestQueued.set(key, Math.max(newestQueued.get(key) ?? Number.NEGATIVE_INFINITY, order));
   const prev = chains.get(key) ?? Promise.resolve();
   let release!: () => void;
@@ -103,7 +114,9 @@ export async function upsertRunMessage(
     const showInDigest = async (digestId: string, line: DigestLine) => {
       const version = await upsertDigestLine(deps.db, run, digestId, order, line);
       if (version === null) return { status: 'skipped' as const };
-      return { status: await renderDigest(deps, digestId, version, digest!.settings, { runsUrl: digest!.runsUrl }) };
+      return {
+        status: await renderDigest(deps, digestId, version, digest!.settings, { runsUrl: digest!.runsUrl }),
+      };
     };
 
     // The run is a line of a digest.
@@ -116,7 +129,8 @@ export async function upsertRunMessage(
       if (!(await promoteFromDigest(deps.db, run, digestId))) throw pending();
       const sent = await postAndRecord('new');
       // The digest's line changed too; a failure here is retried by the activity (the post is done).
-      if (digest && v !== null) await renderDigest(deps, digestId, v, digest.settings, { runsUrl: digest.runsUrl });
+      if (digest && v !== null)
+        await renderDigest(deps, digestId, v, digest.settings, { runsUrl: digest.runsUrl });
       return sent;
     }
 
@@ -140,7 +154,8 @@ export async function upsertRunMessage(
       await deps.slack.update(row.slack_channel, row.external_id, build());
     } catch (err) {
       // Someone deleted the message in Slack: post it again and follow the new one.
-      if (err instanceof ApplicationFailure && /message_not_found/.test(err.message)) return postAndRecord('takeover');
+      if (err instanceof ApplicationFailure && /message_not_found/.test(err.message))
+        return postAndRecord('takeover');
       throw err;
     }
     await recordMessageShown(deps.db, run, order);

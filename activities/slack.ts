@@ -89,7 +89,11 @@ function retryWindowOpen(s: RunSummary): boolean {
 /** Where the run is, from the activity that renders it and the milestones in the summary. */
 export function phaseOf(s: SlackSummary, kind: MessageKind): Phase {
   if (kind === 'approval') {
-    return { label: STEP_LABELS[s.heldByBreaker ? 'held_by_breaker' : 'awaiting_approval']!, waiting: 'decision', inFlight: true };
+    return {
+      label: STEP_LABELS[s.heldByBreaker ? 'held_by_breaker' : 'awaiting_approval']!,
+      waiting: 'decision',
+      inFlight: true,
+    };
   }
   if (kind === 'outcome') {
     // An escalation with a retry window open keeps the run waiting for a human.
@@ -98,7 +102,8 @@ export function phaseOf(s: SlackSummary, kind: MessageKind): Phase {
   }
   // A waiting step named by the workflow wins; otherwise the milestone reached says more than the
   // step (progress is reported right after a milestone, before the next step is entered).
-  if (s.step === 'awaiting_approval' || s.step === 'held_by_breaker') return { label: STEP_LABELS[s.step]!, waiting: 'decision', inFlight: true };
+  if (s.step === 'awaiting_approval' || s.step === 'held_by_breaker')
+    return { label: STEP_LABELS[s.step]!, waiting: 'decision', inFlight: true };
   // Progress during the retry window (the failure is still on the summary) waits for a human.
   if (s.step === 'awaiting_retry' || (!s.step && s.failure && s.outcome === 'escalated')) {
     return { label: STEP_LABELS.awaiting_retry!, waiting: 'retry', inFlight: false };
@@ -116,8 +121,19 @@ export function phaseOf(s: SlackSummary, kind: MessageKind): Phase {
   return { label, waiting: null, inFlight: true };
 }
 
-function button(text: string, actionId: string, value: SlackButtonValue, extra: Record<string, unknown> = {}) {
-  return { type: 'button', text: { type: 'plain_text', text }, action_id: actionId, value: JSON.stringify(value), ...extra };
+function button(
+  text: string,
+  actionId: string,
+  value: SlackButtonValue,
+  extra: Record<string, unknown> = {},
+) {
+  return {
+    type: 'button',
+    text: { type: 'plain_text', text },
+    action_id: actionId,
+    value: JSON.stringify(value),
+    ...extra,
+  };
 }
 
 function confirm(title: string, text: string, yes: string) {
@@ -169,10 +185,17 @@ export function buildRunMessage(s: SlackSummary, kind: MessageKind, runUrl: stri
   ];
   const loc = describeLocation(d);
   if (loc) fields.push(`*Found at*\n${loc}`);
-  if (s.sessions) fields.push(`*Sessions terminated*\n${s.sessions.terminated}${s.userSessions ? ` (+${s.userSessions.expired} user sessions)` : ''}`);
+  if (s.sessions)
+    fields.push(
+      `*Sessions terminated*\n${s.sessions.terminated}${s.userSessions ? ` (+${s.userSessions.expired} user sessions)` : ''}`,
+    );
   if (s.verification) fields.push(`*Verification*\n${s.verification.method}`);
-  if (s.pagerduty) fields.push(`*PagerDuty*\n${s.pagerduty.status}${s.resolvedIncident ? ', resolved' : ''} (dedup ${s.pagerduty.dedupKey})`);
-  if (s.policy) fields.push(`*Policy*\n${s.policy.action} (${s.policy.rule})${s.policy.dryRun ? ', dry run' : ''}`);
+  if (s.pagerduty)
+    fields.push(
+      `*PagerDuty*\n${s.pagerduty.status}${s.resolvedIncident ? ', resolved' : ''} (dedup ${s.pagerduty.dedupKey})`,
+    );
+  if (s.policy)
+    fields.push(`*Policy*\n${s.policy.action} (${s.policy.rule})${s.policy.dryRun ? ', dry run' : ''}`);
   const people = [
     s.decidedBy && `decided: ${s.decidedBy}`,
     s.acknowledgedBy && `acknowledged by ${s.acknowledgedBy}`,
@@ -180,11 +203,19 @@ export function buildRunMessage(s: SlackSummary, kind: MessageKind, runUrl: stri
     s.falsePositiveBy && `false positive: ${s.falsePositiveBy}`,
   ].filter((x): x is string => typeof x === 'string');
   if (people.length) fields.push(`*Humans*\n${people.join('\n')}`);
-  if (s.sightings && s.sightings.length > 1) fields.push(`*Sightings*\n${s.sightings.length} (${[...new Set(s.sightings.map((x) => x.scanner ?? x.source))].join(', ')})`);
+  if (s.sightings && s.sightings.length > 1)
+    fields.push(
+      `*Sightings*\n${s.sightings.length} (${[...new Set(s.sightings.map((x) => x.scanner ?? x.source))].join(', ')})`,
+    );
 
   const blocks: unknown[] = [
     { type: 'section', text: { type: 'mrkdwn', text: `*${mrkdwnEscape(title)}*`.slice(0, 3000) } },
-    { type: 'section', fields: fields.slice(0, 10).map((text) => ({ type: 'mrkdwn', text: mrkdwnEscape(text).slice(0, 2000) })) },
+    {
+      type: 'section',
+      fields: fields
+        .slice(0, 10)
+        .map((text) => ({ type: 'mrkdwn', text: mrkdwnEscape(text).slice(0, 2000) })),
+    },
   ];
   if (kind === 'approval') {
     const why = held
@@ -192,7 +223,11 @@ export function buildRunMessage(s: SlackSummary, kind: MessageKind, runUrl: stri
       : `Policy rule \`${s.policy?.rule ?? 'default'}\`; without a decision within ${s.policy?.approvalTimeout ?? '30m'} the run will ${s.policy?.onTimeout === 'rotate' ? 'rotate anyway' : s.policy?.onTimeout === 'quarantine' ? 'quarantine the credential' : 'escalate to PagerDuty'}.`;
     blocks.push({ type: 'section', text: { type: 'mrkdwn', text: mrkdwnEscape(why).slice(0, 2900) } });
   }
-  if (s.failure) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `> ${mrkdwnEscape(s.failure.message).slice(0, 2900)}` } });
+  if (s.failure)
+    blocks.push({
+      type: 'section',
+      text: { type: 'mrkdwn', text: `> ${mrkdwnEscape(s.failure.message).slice(0, 2900)}` },
+    });
   if (s.enrichedRun) {
     // An early escalation of a finding fetched late: the credential's own run took over.
     const e = s.enrichedRun;
@@ -200,17 +235,42 @@ export function buildRunMessage(s: SlackSummary, kind: MessageKind, runUrl: stri
     blocks.push({ type: 'section', text: { type: 'mrkdwn', text: text.slice(0, 2900) } });
   }
   if (s.auditError) {
-    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: mrkdwnEscape(`:warning: The audit row could not be written: ${s.auditError}`).slice(0, 2900) }] });
+    blocks.push({
+      type: 'context',
+      elements: [
+        {
+          type: 'mrkdwn',
+          text: mrkdwnEscape(`:warning: The audit row could not be written: ${s.auditError}`).slice(0, 2900),
+        },
+      ],
+    });
   }
   if (s.rotation && !s.rotation.newValueDelivered && !phase.inFlight) {
-    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: mrkdwnEscape(`No new value was delivered: ${s.rotation.note}`).slice(0, 2900) }] });
+    blocks.push({
+      type: 'context',
+      elements: [
+        {
+          type: 'mrkdwn',
+          text: mrkdwnEscape(`No new value was delivered: ${s.rotation.note}`).slice(0, 2900),
+        },
+      ],
+    });
   }
 
   const v: SlackButtonValue = { w: s.workflowId, r: s.runId };
   const buttons: unknown[] = [];
   if (phase.waiting === 'decision') {
     buttons.push(button('Approve', SlackAction.approve, v, { style: 'primary' }));
-    buttons.push(button('Deny', SlackAction.deny, v, { style: 'danger', confirm: confirm('Deny containment?', 'The credential stays as it is and the run ends as *denied*.', 'Deny') }));
+    buttons.push(
+      button('Deny', SlackAction.deny, v, {
+        style: 'danger',
+        confirm: confirm(
+          'Deny containment?',
+          'The credential stays as it is and the run ends as *denied*.',
+          'Deny',
+        ),
+      }),
+    );
   }
   if (phase.waiting === 'retry') {
     buttons.push(button('Retry rotation', SlackAction.retry, v, { style: 'primary' }));
@@ -219,11 +279,20 @@ export function buildRunMessage(s: SlackSummary, kind: MessageKind, runUrl: stri
   if (phase.waiting) {
     buttons.push(
       button('Mark false positive', SlackAction.falsePositive, v, {
-        confirm: confirm('Mark a false positive?', 'Nothing is rotated; the run ends as *false_positive* with your name on it.', 'Mark false positive'),
+        confirm: confirm(
+          'Mark a false positive?',
+          'Nothing is rotated; the run ends as *false_positive* with your name on it.',
+          'Mark false positive',
+        ),
       }),
     );
   }
-  buttons.push({ type: 'button', text: { type: 'plain_text', text: 'Open in Temporal UI' }, url: runUrl, action_id: SlackAction.openTemporalUi });
+  buttons.push({
+    type: 'button',
+    text: { type: 'plain_text', text: 'Open in Temporal UI' },
+    url: runUrl,
+    action_id: SlackAction.openTemporalUi,
+  });
   blocks.push({ type: 'actions', block_id: 'killswitch_actions', elements: buttons });
   return { text: `${title}. Step: ${phase.label}. Run: ${runUrl}`.slice(0, 3900), blocks };
 }
@@ -287,11 +356,20 @@ export function createSlackSender(opts: {
   return {
     configured: true,
     async post(message) {
-      const r = await call('post', () => client.chat.postMessage({ channel, text: message.text, blocks: message.blocks as never, unfurl_links: false }));
+      const r = await call('post', () =>
+        client.chat.postMessage({
+          channel,
+          text: message.text,
+          blocks: message.blocks as never,
+          unfurl_links: false,
+        }),
+      );
       return { status: 'sent', ts: r.ts, channel: r.channel ?? channel };
     },
     async update(channelId, ts, message) {
-      await call('update', () => client.chat.update({ channel: channelId, ts, text: message.text, blocks: message.blocks as never }));
+      await call('update', () =>
+        client.chat.update({ channel: channelId, ts, text: message.text, blocks: message.blocks as never }),
+      );
     },
     throttledForMs: () => Math.max(0, quietUntil.post - Date.now()),
   };

@@ -35,7 +35,11 @@ function apiConfig<S extends z.ZodType>(schema: S, section: unknown, path: strin
   throw new InventoryError(`inventory is invalid:\n${lines.join('\n')}`);
 }
 
-export function createUpstreamClients(sources: SourcesConfig, env: Record<string, string | undefined>, fetchImpl: typeof fetch = fetch): UpstreamClients {
+export function createUpstreamClients(
+  sources: SourcesConfig,
+  env: Record<string, string | undefined>,
+  fetchImpl: typeof fetch = fetch,
+): UpstreamClients {
   const github = apiConfig(githubApiConfigSchema, sources.github, 'sources.github');
   const gitguardian = apiConfig(gitguardianApiConfigSchema, sources.gitguardian, 'sources.gitguardian');
   const githubToken = () => {
@@ -64,7 +68,12 @@ export function createUpstreamClients(sources: SourcesConfig, env: Record<string
         case 'gitguardian_incident': {
           const token = gitguardian?.apiTokenEnv ? env[gitguardian.apiTokenEnv] : undefined;
           if (!gitguardian || !token) return false;
-          await resolveGitGuardianIncident({ apiUrl: gitguardian.apiUrl, token, incidentId: ref.incidentId, fetch: fetchImpl });
+          await resolveGitGuardianIncident({
+            apiUrl: gitguardian.apiUrl,
+            token,
+            incidentId: ref.incidentId,
+            fetch: fetchImpl,
+          });
           return true;
         }
       }

@@ -27,7 +27,12 @@ export interface AdminChange {
 }
 
 /** Appends one admin change to the admin audit. */
-export async function recordAdminChange(db: Pick<Db, 'query'>, req: Request, res: Response, c: AdminChange): Promise<void> {
+export async function recordAdminChange(
+  db: Pick<Db, 'query'>,
+  req: Request,
+  res: Response,
+  c: AdminChange,
+): Promise<void> {
   const p = principalOf(res);
   await insertAdminAudit(db, {
     actor: c.by ?? p.label,
@@ -87,7 +92,14 @@ export function createAdminRouter(deps: AdminDeps): express.Router {
   };
   const byOf = (res: Response, given: unknown) => {
     const b = bySchema.safeParse(given ?? undefined);
-    if (!b.success) throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'by: at most 200 printable characters', { errors: [{ field: 'by', message: 'at most 200 printable characters' }] });
+    if (!b.success)
+      throw new HttpProblem(
+        422,
+        'invalid-request',
+        'Invalid request',
+        'by: at most 200 printable characters',
+        { errors: [{ field: 'by', message: 'at most 200 printable characters' }] },
+      );
     return b.data ?? (res.locals.principal as { label: string }).label;
   };
 
@@ -99,7 +111,9 @@ export function createAdminRouter(deps: AdminDeps): express.Router {
           name,
           configured,
           enabled: await deps.switches.enabled(name, configured),
-          ...(overrides.has(name) ? { changedBy: overrides.get(name)!.changedBy, changedAt: overrides.get(name)!.changedAt } : {}),
+          ...(overrides.has(name)
+            ? { changedBy: overrides.get(name)!.changedBy, changedAt: overrides.get(name)!.changedAt }
+            : {}),
         })),
       ),
     });
@@ -107,15 +121,24 @@ export function createAdminRouter(deps: AdminDeps): express.Router {
 
   admin.put('/sources/:name', readJsonBody({ limit: '4kb', known: ['enabled', 'by'] }), async (req, res) => {
     const name = String(req.params.name);
-    if (!known.has(name)) throw new HttpProblem(404, 'unknown-source', 'Unknown source', 'no configured source has this name');
+    if (!known.has(name))
+      throw new HttpProblem(404, 'unknown-source', 'Unknown source', 'no configured source has this name');
     const body = req.body as { enabled?: unknown; by?: unknown };
     if (typeof body?.enabled !== 'boolean') {
-      throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'enabled: must be true or false', { errors: [{ field: 'enabled', message: 'must be a boolean' }] });
+      throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'enabled: must be true or false', {
+        errors: [{ field: 'enabled', message: 'must be a boolean' }],
+      });
     }
     const by = byOf(res, body.by);
     const before = await deps.switches.enabled(name, known.get(name)!);
     await deps.switches.set(name, body.enabled, by);
-    await audited(req, res, { action: 'source.set', target: name, before: { enabled: before }, after: { enabled: body.enabled }, by });
+    await audited(req, res, {
+      action: 'source.set',
+      target: name,
+      before: { enabled: before },
+      after: { enabled: body.enabled },
+      by,
+    });
     req.log.warn({ source: name, enabled: body.enabled, by }, 'source switched');
     res.json({ name, enabled: body.enabled, changedBy: by });
   });
@@ -130,8 +153,20 @@ export function createAdminRouter(deps: AdminDeps): express.Router {
       const body = (req.body ?? {}) as { by?: unknown };
       const by = byOf(res, body.by);
       const reset = await breakers.reset(system, by);
-      if (!reset) throw new HttpProblem(404, 'breaker-not-tripped', 'Breaker not tripped', `the breaker of ${system} is not tripped`);
-      await audited(req, res, { action: 'breaker.reset', target: system, before: { tripped: true }, after: { tripped: false }, by });
+      if (!reset)
+        throw new HttpProblem(
+          404,
+          'breaker-not-tripped',
+          'Breaker not tripped',
+          `the breaker of ${system} is not tripped`,
+        );
+      await audited(req, res, {
+        action: 'breaker.reset',
+        target: system,
+        before: { tripped: true },
+        after: { tripped: false },
+        by,
+      });
       req.log.warn({ system, by }, 'mass-leak breaker reset');
       res.json({ system, reset: true, by });
     });
@@ -142,7 +177,11 @@ export function createAdminRouter(deps: AdminDeps): express.Router {
 }
 
 /** /admin/dry-run and /admin/audit: they need the database. */
-function dryRunAndAuditRoutes(db: Db, sources: readonly string[], configuredDryRun: (scope: string) => boolean): express.Router {
+function dryRunAndAuditRoutes(
+  db: Db,
+  sources: readonly string[],
+  configuredDryRun: (scope: string) => boolean,
+): express.Router {
   const router = express.Router();
   const scopes = () => [GLOBAL_SCOPE, ...sources];
 
@@ -167,9 +206,15 @@ function dryRunAndAuditRoutes(db: Db, sources: readonly string[], configuredDryR
   router.put('/dry-run', readJsonBody({ limit: '4kb', known: dryRunBody }), async (req, res) => {
     const body = parseOr422(dryRunBody, req.body, 'body');
     if (!scopes().includes(body.scope)) {
-      throw new HttpProblem(422, 'invalid-request', 'Invalid request', `scope: must be global or a configured source (${sources.join(', ')})`, {
-        errors: [{ field: 'scope', message: 'must be global or a configured source' }],
-      });
+      throw new HttpProblem(
+        422,
+        'invalid-request',
+        'Invalid request',
+        `scope: must be global or a configured source (${sources.join(', ')})`,
+        {
+          errors: [{ field: 'scope', message: 'must be global or a configured source' }],
+        },
+      );
     }
     const before = (await state()).find((s) => s.scope === body.scope)!;
     const by = body.by ?? principalOf(res).label;

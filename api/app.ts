@@ -47,7 +47,12 @@ export interface AppDeps {
   switches: SourceSwitches;
   sources: RegisteredSource[];
   /** Sources with routes of their own (GitLab's token revocation API), mounted at /<name>. */
-  routers?: Array<{ name: string; enabled: boolean; perMinute: number; build: (accept: AcceptFn) => express.Router }>;
+  routers?: Array<{
+    name: string;
+    enabled: boolean;
+    perMinute: number;
+    build: (accept: AcceptFn) => express.Router;
+  }>;
   /** The mass-leak breakers, for the admin API. */
   breakers?: AdminDeps['breakers'];
   /** Bearer tokens for /admin (admin role; ADMIN_TOKENS, kept for compatibility). */
@@ -70,7 +75,11 @@ const DISPATCH_CONCURRENCY = 8;
 
 type Accepted = { status: number; body: Record<string, unknown> };
 
-async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+async function mapLimited<T, R>(
+  items: T[],
+  limit: number,
+  fn: (item: T, i: number) => Promise<R>,
+): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
   const worker = async () => {
@@ -91,29 +100,44 @@ async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T, i: numb
 function createIntake(deps: AppDeps) {
   /** Every finding reduced (the secret stops here) before anything is written: one bad finding refuses the whole delivery. */
   const reduceAll = (result: ParseResult, receivedAt: Date): Sighting[] =>
-    result.kind === 'findings' ? result.findings.map((f, i) => reduceFinding(f, deps.keys, receivedAt, result.findings.length > 1 ? `[${i}]` : '')) : [];
+    result.kind === 'findings'
+      ? result.findings.map((f, i) =>
+          reduceFinding(f, deps.keys, receivedAt, result.findings.length > 1 ? `[${i}]` : ''),
+        )
+      : [];
 
   /**
    * Starts (or joins) the run of each sighting, at most DISPATCH_CONCURRENCY at a time. Throws the
    * first failure once all have settled, marked with whether any run was dispatched, and with the
    * workflow ids that were.
    */
-  const dispatchAll = async (sightings: Sighting[], dispatch: (s: Sighting) => Promise<Dispatched>): Promise<Accepted> => {
+  const dispatchAll = async (
+    sightings: Sighting[],
+    dispatch: (s: Sighting) => Promise<Dispatched>,
+  ): Promise<Accepted> => {
     const started = new Set<string>();
     let failed: unknown;
-    const runs = await mapLimited(sightings, DISPATCH_CONCURRENCY, async (s): Promise<(Dispatched & { detectionId: string }) | undefined> => {
-      try {
-        const r = { ...(await dispatch(s)), detectionId: s.detection.id };
-        started.add(r.workflowId);
-        return r;
-      } catch (err) {
-        failed ??= err;
-        return undefined;
-      }
-    });
-    if (failed !== undefined) throw Object.assign(failed as object, { dispatchedSome: started.size > 0, started });
+    const runs = await mapLimited(
+      sightings,
+      DISPATCH_CONCURRENCY,
+      async (s): Promise<(Dispatched & { detectionId: string }) | undefined> => {
+        try {
+          const r = { ...(await dispatch(s)), detectionId: s.detection.id };
+          started.add(r.workflowId);
+          return r;
+        } catch (err) {
+          failed ??= err;
+          return undefined;
+        }
+      },
+    );
+    if (failed !== undefined)
+      throw Object.assign(failed as object, { dispatchedSome: started.size > 0, started });
     const done = runs as Array<Dispatched & { detectionId: string }>;
-    const body = done.length === 1 ? { status: 'accepted', ...done[0]!, runs: done } : { status: 'accepted', runs: done };
+    const body =
+      done.length === 1
+        ? { status: 'accepted', ...done[0]!, runs: done }
+        : { status: 'accepted', runs: done };
     return { status: 202, body };
   };
 
@@ -124,21 +148,34 @@ function createIntake(deps: AppDeps) {
    * writes (sealed values, sighting rows) were committed with the delivery's claim, so only their
    * runs are left to signal.
    */
-  const accept = async (source: string, result: ParseResult, delivery: Delivery, mode: { redelivery: boolean; writtenWithClaim?: Sighting[] }): Promise<Accepted> => {
+  const accept = async (
+    source: string,
+    result: ParseResult,
+    delivery: Delivery,
+    mode: { redelivery: boolean; writtenWithClaim?: Sighting[] },
+  ): Promise<Accepted> => {
     if (result.kind === 'recorded') {
       return { status: 202, body: { status: 'recorded', reason: result.reason } };
     }
-    if (result.kind === 'enrich') return { ...(await startEnrichment(source, result, delivery)), status: 202 };
+    if (result.kind === 'enrich')
+      return { ...(await startEnrichment(source, result, delivery)), status: 202 };
     if (result.findings.length === 0) return { status: 202, body: { status: 'no_findings', runs: [] } };
-    if (mode.writtenWithClaim) return dispatchAll(mode.writtenWithClaim, (s) => deps.dispatcher.start(s, delivery.receivedAt));
-    return dispatchAll(reduceAll(result, delivery.receivedAt), (s) => deps.dispatcher.dispatch(s, delivery.receivedAt, { redelivery: mode.redelivery }));
+    if (mode.writtenWithClaim)
+      return dispatchAll(mode.writtenWithClaim, (s) => deps.dispatcher.start(s, delivery.receivedAt));
+    return dispatchAll(reduceAll(result, delivery.receivedAt), (s) =>
+      deps.dispatcher.dispatch(s, delivery.receivedAt, { redelivery: mode.redelivery }),
+    );
   };
 
   /**
    * A delivery that names a finding without its value: one enrichment run per delivery id, started
    * or answered by the dispatcher (lib/dispatch.ts, enrichStart).
    */
-  const startEnrichment = async (source: string, result: Extract<ParseResult, { kind: 'enrich' }>, delivery: Delivery) => {
+  const startEnrichment = async (
+    source: string,
+    result: Extract<ParseResult, { kind: 'enrich' }>,
+    delivery: Delivery,
+  ) => {
     const input: EnrichInput = {
       source,
       deliveryId: result.deliveryId,
@@ -147,7 +184,14 @@ function createIntake(deps: AppDeps) {
       ...(result.escalateAfter ? { escalateAfter: result.escalateAfter } : {}),
     };
     const run = await deps.dispatcher.enrich(input);
-    return { body: { status: 'enriching', workflowId: run.workflowId, runId: run.runId, temporalUiUrl: run.temporalUiUrl } };
+    return {
+      body: {
+        status: 'enriching',
+        workflowId: run.workflowId,
+        runId: run.runId,
+        temporalUiUrl: run.temporalUiUrl,
+      },
+    };
   };
 
   /**
@@ -160,7 +204,10 @@ function createIntake(deps: AppDeps) {
       .then(store)
       .catch((err: unknown) => {
         try {
-          log.warn({ err }, 'delivery answered but its answer was not stored; a re-send will be processed again, idempotently');
+          log.warn(
+            { err },
+            'delivery answered but its answer was not stored; a re-send will be processed again, idempotently',
+          );
         } catch {
           // Logging must never take the process down either.
         }
@@ -176,11 +223,21 @@ function createIntake(deps: AppDeps) {
    * time, idempotently. A 2xx therefore always names runs that exist, and a run that exists was
    * signalled: the detection is durable in Temporal before the sender hears of it.
    */
-  const settle = async (source: string, result: ParseResult, delivery: Delivery, acceptedStatus?: number): Promise<Accepted & { store?: () => Promise<void> }> => {
+  const settle = async (
+    source: string,
+    result: ParseResult,
+    delivery: Delivery,
+    acceptedStatus?: number,
+  ): Promise<Accepted & { store?: () => Promise<void> }> => {
     // A sender with no delivery id of its own (GitLab's revocation API) re-sends the same bytes.
-    const deliveryId = result.deliveryId ?? `body-sha256:${createHash('sha256').update(delivery.rawBody).digest('hex')}`;
+    const deliveryId =
+      result.deliveryId ?? `body-sha256:${createHash('sha256').update(delivery.rawBody).digest('hex')}`;
     const sightings = reduceAll(result, delivery.receivedAt);
-    const claim = await deps.deliveries.claim(source, deliveryId, deps.dispatcher.prepare(sightings, delivery.receivedAt));
+    const claim = await deps.deliveries.claim(
+      source,
+      deliveryId,
+      deps.dispatcher.prepare(sightings, delivery.receivedAt),
+    );
     if (claim.kind === 'answered') {
       const body = claim.response && typeof claim.response === 'object' ? claim.response : {};
       return { status: claim.status, body: { ...body, duplicate: true } };
@@ -188,7 +245,12 @@ function createIntake(deps: AppDeps) {
     const redelivery = claim.kind === 'unfinished';
     if (claim.kind === 'unfinished') delivery = { ...delivery, receivedAt: claim.receivedAt };
     try {
-      const answer = await accept(source, result, delivery, claim.kind === 'new' ? { redelivery, writtenWithClaim: sightings } : { redelivery });
+      const answer = await accept(
+        source,
+        result,
+        delivery,
+        claim.kind === 'new' ? { redelivery, writtenWithClaim: sightings } : { redelivery },
+      );
       const status = acceptedStatus && answer.status === 202 ? acceptedStatus : answer.status;
       return {
         status,
@@ -202,7 +264,8 @@ function createIntake(deps: AppDeps) {
         const orphans = claim.sealed.filter((id) => !e?.started?.has(id));
         if (orphans.length > 0) await deps.dispatcher.discard(orphans).catch(() => undefined);
         // Freed only when nothing was dispatched: otherwise the sender's retry must join those runs.
-        if (e?.dispatchedSome !== true) await deps.deliveries.release(source, deliveryId).catch(() => undefined);
+        if (e?.dispatchedSome !== true)
+          await deps.deliveries.release(source, deliveryId).catch(() => undefined);
       }
       throw err;
     }
@@ -216,7 +279,9 @@ export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
-  app.use(helmet({ contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } }));
+  app.use(
+    helmet({ contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } }),
+  );
 
   app.use(requestLogger(deps.logger));
   app.use((_req, res, next) => {
@@ -239,10 +304,19 @@ export function createApp(deps: AppDeps): express.Express {
     const limiter = rateLimited(h.name, src.perMinute);
     const gate: RequestHandler = async (req, _res, next) => {
       if (!(await deps.switches.enabled(h.name, src.enabled))) {
-        return next(new HttpProblem(403, 'source-disabled', 'Source disabled', `the ${h.name} source is disabled`));
+        return next(
+          new HttpProblem(403, 'source-disabled', 'Source disabled', `the ${h.name} source is disabled`),
+        );
       }
       if (!req.is(types)) {
-        return next(new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', `Content-Type must be one of ${types.join(', ')}; got ${mediaTypeShown(req.headers['content-type'])}`));
+        return next(
+          new HttpProblem(
+            415,
+            'unsupported-media-type',
+            'Unsupported media type',
+            `Content-Type must be one of ${types.join(', ')}; got ${mediaTypeShown(req.headers['content-type'])}`,
+          ),
+        );
       }
       next();
     };
@@ -252,11 +326,18 @@ export function createApp(deps: AppDeps): express.Express {
     // "not UTF-8" reveals nothing.
     const rawBody = readRawBody({ limit: h.bodyLimitBytes, utf8: true });
     app.post(`/webhooks/${h.name}`, gate, limiter, rawBody, async (req: Request, res: Response) => {
-      const delivery: Delivery = { rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), headers: req.headers, receivedAt: now() };
+      const delivery: Delivery = {
+        rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
+        headers: req.headers,
+        receivedAt: now(),
+      };
       await h.authenticate(delivery);
       const result = await h.parse(delivery);
       const answer = await settle(h.name, result, delivery, h.acceptedStatus);
-      req.log.info({ source: h.name, status: answer.status, result: result.kind, deliveryId: result.deliveryId }, 'delivery accepted');
+      req.log.info(
+        { source: h.name, status: answer.status, result: result.kind, deliveryId: result.deliveryId },
+        'delivery accepted',
+      );
       const url = (answer.body as { temporalUiUrl?: string }).temporalUiUrl;
       if (url) res.location(url);
       if (answer.status === 204) res.status(204).end();
@@ -268,7 +349,8 @@ export function createApp(deps: AppDeps): express.Express {
 
   for (const r of deps.routers ?? []) {
     const router = r.build(async (source, result, delivery) => {
-      if (!(await deps.switches.enabled(r.name, r.enabled))) throw new HttpProblem(403, 'source-disabled', 'Source disabled', `the ${r.name} source is disabled`);
+      if (!(await deps.switches.enabled(r.name, r.enabled)))
+        throw new HttpProblem(403, 'source-disabled', 'Source disabled', `the ${r.name} source is disabled`);
       const { store, ...answer } = await settle(source, result, delivery);
       // The router answers as soon as this resolves (same tick); the ledger's answer is stored after.
       setImmediate(() => storeAnswer(store, deps.logger));
@@ -284,9 +366,13 @@ export function createApp(deps: AppDeps): express.Express {
       .filter((t) => !(deps.apiTokens ?? []).some((a) => a.token === t.token)),
   ];
   const db = deps.db;
-  if (tokens.length > 0 && db) app.use('/api', authenticate(tokens), createReadRouter({ db, temporal: deps.temporal }));
+  if (tokens.length > 0 && db)
+    app.use('/api', authenticate(tokens), createReadRouter({ db, temporal: deps.temporal }));
   if (tokens.length > 0) {
-    const sources = new Map([...deps.sources.map((s) => [s.handler.name, s.enabled] as const), ...(deps.routers ?? []).map((r) => [r.name, r.enabled] as const)]);
+    const sources = new Map([
+      ...deps.sources.map((s) => [s.handler.name, s.enabled] as const),
+      ...(deps.routers ?? []).map((r) => [r.name, r.enabled] as const),
+    ]);
     app.use(
       '/admin',
       createAdminRouter({
@@ -309,7 +395,18 @@ export function createApp(deps: AppDeps): express.Express {
 }
 
 /** Media types worth naming back to a sender; anything else is the sender's own text (it may be anything). */
-const COMMON_TYPES = new Set(['application/json', 'text/plain', 'text/html', 'text/xml', 'application/xml', 'application/x-www-form-urlencoded', 'multipart/form-data', 'application/octet-stream', 'application/x-ndjson', 'application/jsonl']);
+const COMMON_TYPES = new Set([
+  'application/json',
+  'text/plain',
+  'text/html',
+  'text/xml',
+  'application/xml',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data',
+  'application/octet-stream',
+  'application/x-ndjson',
+  'application/jsonl',
+]);
 
 /** A Content-Type as it may be repeated back: a common media type by name, never the sender's raw text. */
 function mediaTypeShown(header: string | undefined): string {
@@ -324,7 +421,8 @@ function requestLogger(logger: Logger) {
     logger,
     // One info line per accepted delivery ('delivery accepted', below); the access line of a
     // request that went well is debug. Refusals are warn, failures error.
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug'),
+    customLogLevel: (_req, res, err) =>
+      err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug',
     genReqId: (req, res) => {
       const given = req.headers['x-request-id'];
       const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
@@ -354,7 +452,17 @@ function rateLimited(name: string, perMinute: number): RequestHandler {
     limit: perMinute,
     standardHeaders: 'draft-7',
     legacyHeaders: false,
-    handler: (_req, _res, next) => next(new HttpProblem(429, 'rate-limited', 'Too many requests', `more than ${perMinute} requests a minute to ${name}`, {}, { 'Retry-After': '60' })),
+    handler: (_req, _res, next) =>
+      next(
+        new HttpProblem(
+          429,
+          'rate-limited',
+          'Too many requests',
+          `more than ${perMinute} requests a minute to ${name}`,
+          {},
+          { 'Retry-After': '60' },
+        ),
+      ),
   });
 }
 
@@ -366,12 +474,25 @@ function problemHandler(err: unknown, req: Request, res: Response, _next: NextFu
   // Any body parser's error (a route's own, a router's): a client's bytes never make a 5xx.
   else if (bodyProblem) problem = bodyProblem;
   else if (isTemporalUnavailable(err)) {
-    problem = new HttpProblem(503, 'temporal-unavailable', 'Workflow engine unavailable', 'the delivery was not accepted because Temporal could not be reached; retry later', {}, { 'Retry-After': '5' });
+    problem = new HttpProblem(
+      503,
+      'temporal-unavailable',
+      'Workflow engine unavailable',
+      'the delivery was not accepted because Temporal could not be reached; retry later',
+      {},
+      { 'Retry-After': '5' },
+    );
   } else {
     req.log?.error({ err }, 'unhandled error');
-    problem = new HttpProblem(500, 'internal', 'Internal error', 'the request failed; see the server log with this request id');
+    problem = new HttpProblem(
+      500,
+      'internal',
+      'Internal error',
+      'the request failed; see the server log with this request id',
+    );
   }
-  if (problem.status >= 400 && problem.status < 500) req.log?.warn({ problem: problem.slug, status: problem.status }, problem.detail);
+  if (problem.status >= 400 && problem.status < 500)
+    req.log?.warn({ problem: problem.slug, status: problem.status }, problem.detail);
   if (problem.status === 503) req.log?.error({ problem: problem.slug }, problem.detail);
   sendProblem(res, problem, typeof req.id === 'string' ? `urn:request:${req.id}` : undefined);
 }

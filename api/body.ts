@@ -21,7 +21,12 @@ export function charsetProblem(req: Request): HttpProblem | undefined {
   const charset = (m[1] ?? m[2] ?? '').toLowerCase();
   if (CHARSETS.has(charset)) return undefined;
   const named = token(charset);
-  return new HttpProblem(415, 'unsupported-charset', 'Unsupported charset', `${named ? `charset ${named}` : 'this charset'} is not supported: send UTF-8 (charset=utf-8, or no charset)`);
+  return new HttpProblem(
+    415,
+    'unsupported-charset',
+    'Unsupported charset',
+    `${named ? `charset ${named}` : 'this charset'} is not supported: send UTF-8 (charset=utf-8, or no charset)`,
+  );
 }
 
 /**
@@ -31,29 +36,59 @@ export function charsetProblem(req: Request): HttpProblem | undefined {
  */
 export function bodyReadProblem(err: unknown, req: Request): HttpProblem | undefined {
   if (!err || typeof err !== 'object' || err instanceof HttpProblem) return undefined;
-  const e = err as { status?: unknown; statusCode?: unknown; type?: unknown; expose?: unknown; limit?: unknown };
-  const status = typeof e.status === 'number' ? e.status : typeof e.statusCode === 'number' ? e.statusCode : undefined;
+  const e = err as {
+    status?: unknown;
+    statusCode?: unknown;
+    type?: unknown;
+    expose?: unknown;
+    limit?: unknown;
+  };
+  const status =
+    typeof e.status === 'number' ? e.status : typeof e.statusCode === 'number' ? e.statusCode : undefined;
   if (status === undefined || status < 400 || status >= 500) return undefined;
   if (typeof e.type !== 'string' && e.expose !== true) return undefined;
   switch (e.type) {
     case 'entity.too.large':
-      return new HttpProblem(413, 'body-too-large', 'Body too large', `the body exceeds the ${typeof e.limit === 'number' ? `${e.limit}-byte ` : ''}limit of this route`);
+      return new HttpProblem(
+        413,
+        'body-too-large',
+        'Body too large',
+        `the body exceeds the ${typeof e.limit === 'number' ? `${e.limit}-byte ` : ''}limit of this route`,
+      );
     case 'encoding.unsupported':
-      return new HttpProblem(415, 'unsupported-content-encoding', 'Unsupported content encoding', `Content-Encoding must be one of ${CODINGS}`);
+      return new HttpProblem(
+        415,
+        'unsupported-content-encoding',
+        'Unsupported content encoding',
+        `Content-Encoding must be one of ${CODINGS}`,
+      );
     case 'charset.unsupported':
-      return charsetProblem(req) ?? new HttpProblem(415, 'unsupported-charset', 'Unsupported charset', 'send UTF-8');
+      return (
+        charsetProblem(req) ??
+        new HttpProblem(415, 'unsupported-charset', 'Unsupported charset', 'send UTF-8')
+      );
     case 'entity.parse.failed':
       return new HttpProblem(400, 'malformed-json', 'Malformed JSON', 'the body is not valid JSON');
     case 'request.size.invalid':
       return new HttpProblem(400, 'bad-request', 'Bad request', 'the body does not match its Content-Length');
     case 'request.aborted':
-      return new HttpProblem(400, 'bad-request', 'Bad request', 'the request was aborted while its body was read');
+      return new HttpProblem(
+        400,
+        'bad-request',
+        'Bad request',
+        'the request was aborted while its body was read',
+      );
   }
   // A decompression failure (zlib, brotli) carries no `type`: the body is not what its encoding says.
   const coding = String(req.headers['content-encoding'] ?? 'identity').toLowerCase();
   if (typeof e.type !== 'string' && coding !== 'identity') {
     const named = token(coding);
-    return new HttpProblem(400, 'undecodable-body', 'Body cannot be decoded', `the body is not valid ${named ? `${named} ` : ''}data, as its Content-Encoding says`);
+    return new HttpProblem(
+      400,
+      'undecodable-body',
+      'Body cannot be decoded',
+      `the body is not valid ${named ? `${named} ` : ''}data, as its Content-Encoding says`,
+    );
   }
   return new HttpProblem(status, 'bad-request', 'Bad request', 'the request body could not be read');
 }
@@ -97,7 +132,14 @@ export function readJsonBody(opts: { limit: number | string; known?: KnownKeys }
         return next();
       }
       if (!req.is(['application/json', 'application/*+json'])) {
-        return next(new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', 'Content-Type must be application/json'));
+        return next(
+          new HttpProblem(
+            415,
+            'unsupported-media-type',
+            'Unsupported media type',
+            'Content-Type must be application/json',
+          ),
+        );
       }
       try {
         req.body = parseJsonBody(body, 'the body', opts.known ? { known: opts.known } : {});

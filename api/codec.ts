@@ -34,7 +34,9 @@ export interface CodecRouteDeps {
 }
 
 const MAX_PAYLOADS = 1000;
-const base64 = z.string().regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'must be base64');
+const base64 = z
+  .string()
+  .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'must be base64');
 const wirePayload = z.object({ metadata: z.record(z.string(), base64).optional(), data: base64.optional() });
 const wireBody = z.object({ payloads: z.array(wirePayload).max(MAX_PAYLOADS) });
 type WirePayload = z.infer<typeof wirePayload>;
@@ -49,7 +51,8 @@ function fromWire(p: WirePayload): Payload {
 
 function toWire(p: Payload): WirePayload {
   const metadata: Record<string, string> = {};
-  for (const [k, v] of Object.entries(p.metadata ?? {})) if (v) metadata[k] = Buffer.from(v).toString('base64');
+  for (const [k, v] of Object.entries(p.metadata ?? {}))
+    if (v) metadata[k] = Buffer.from(v).toString('base64');
   return p.data ? { metadata, data: Buffer.from(p.data).toString('base64') } : { metadata };
 }
 
@@ -85,13 +88,20 @@ function sessionMatches(header: string | undefined, session: CodecRouteDeps['ses
 }
 
 /** Verifies a bearer JWT against the identity provider's keys, issuer and audience (signature, exp, nbf). */
-function jwtVerifier(cfg: NonNullable<CodecRouteDeps['jwt']>): (header: string | undefined) => Promise<boolean> {
+function jwtVerifier(
+  cfg: NonNullable<CodecRouteDeps['jwt']>,
+): (header: string | undefined) => Promise<boolean> {
   const keys = createRemoteJWKSet(new URL(cfg.jwksUrl), { timeoutDuration: 5_000, cooldownDuration: 30_000 });
   return async (header) => {
     const m = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(header ?? '');
     if (!m) return false;
     try {
-      await jwtVerify(m[1]!, keys, { issuer: cfg.issuer, audience: cfg.audience, algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'], clockTolerance: 30 });
+      await jwtVerify(m[1]!, keys, {
+        issuer: cfg.issuer,
+        audience: cfg.audience,
+        algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'],
+        clockTolerance: 30,
+      });
       return true;
     } catch {
       return false;
@@ -103,7 +113,8 @@ export function createCodecRouter(deps: CodecRouteDeps): express.Router {
   const router = express.Router();
   const tokens = deps.tokens ?? [];
   const jwtValid = deps.jwt ? jwtVerifier(deps.jwt) : undefined;
-  const needToken = 'a valid codec bearer token is required (Authorization: Bearer <one of CODEC_TOKENS, or your identity provider access token>)';
+  const needToken =
+    'a valid codec bearer token is required (Authorization: Bearer <one of CODEC_TOKENS, or your identity provider access token>)';
 
   // CORS: only the UI's origin, with credentials (the UI may include cookies or its access token).
   router.use((req: Request, res: Response, next: NextFunction) => {
@@ -112,7 +123,14 @@ export function createCodecRouter(deps: CodecRouteDeps): express.Router {
     res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
     const origin = req.headers.origin;
     if (origin !== undefined && origin !== deps.uiOrigin) {
-      return next(new HttpProblem(403, 'origin-not-allowed', 'Origin not allowed', `the codec endpoint serves the Temporal UI at ${deps.uiOrigin} only`));
+      return next(
+        new HttpProblem(
+          403,
+          'origin-not-allowed',
+          'Origin not allowed',
+          `the codec endpoint serves the Temporal UI at ${deps.uiOrigin} only`,
+        ),
+      );
     }
     if (origin) {
       res.setHeader('Access-Control-Allow-Origin', origin);
@@ -135,17 +153,38 @@ export function createCodecRouter(deps: CodecRouteDeps): express.Router {
       (jwtValid !== undefined && (await jwtValid(req.headers.authorization)));
     if (!authorised) {
       return next(
-        new HttpProblem(401, 'unauthorized', 'Unauthorized', deps.session ? `${needToken}, or the session cookie of the local UI's login link` : needToken, {}, { 'WWW-Authenticate': 'Bearer realm="codec"' }),
+        new HttpProblem(
+          401,
+          'unauthorized',
+          'Unauthorized',
+          deps.session ? `${needToken}, or the session cookie of the local UI's login link` : needToken,
+          {},
+          { 'WWW-Authenticate': 'Bearer realm="codec"' },
+        ),
       );
     }
     const ns = req.headers['x-namespace'];
     if (ns !== deps.namespace) {
       return next(
-        new HttpProblem(403, 'wrong-namespace', 'Wrong namespace', ns === undefined ? `the X-Namespace header is required (this endpoint serves ${deps.namespace})` : `this endpoint serves namespace ${deps.namespace} only`),
+        new HttpProblem(
+          403,
+          'wrong-namespace',
+          'Wrong namespace',
+          ns === undefined
+            ? `the X-Namespace header is required (this endpoint serves ${deps.namespace})`
+            : `this endpoint serves namespace ${deps.namespace} only`,
+        ),
       );
     }
     if (!req.is('application/json')) {
-      return next(new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', 'Content-Type must be application/json'));
+      return next(
+        new HttpProblem(
+          415,
+          'unsupported-media-type',
+          'Unsupported media type',
+          'Content-Type must be application/json',
+        ),
+      );
     }
     next();
   });
@@ -156,9 +195,15 @@ export function createCodecRouter(deps: CodecRouteDeps): express.Router {
     router.post(`/${op}`, json, async (req: Request, res: Response) => {
       const parsed = wireBody.safeParse(req.body);
       if (!parsed.success) {
-        throw new HttpProblem(422, 'invalid-request', 'Invalid request', 'expected { payloads: [{ metadata: { key: base64 }, data: base64 }] }', {
-          errors: issuesOf(parsed.error, { doc: req.body, known: wireBody }),
-        });
+        throw new HttpProblem(
+          422,
+          'invalid-request',
+          'Invalid request',
+          'expected { payloads: [{ metadata: { key: base64 }, data: base64 }] }',
+          {
+            errors: issuesOf(parsed.error, { doc: req.body, known: wireBody }),
+          },
+        );
       }
       const payloads = parsed.data.payloads.map(fromWire);
       let out: Payload[];

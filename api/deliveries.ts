@@ -13,7 +13,14 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../lib/db';
 import type { DeliveryWrites } from '../lib/dispatch';
-import { claimDelivery, completeDelivery, listSourceStates, releaseDelivery, setSourceState, sourceOverrides } from '../store/deliveries';
+import {
+  claimDelivery,
+  completeDelivery,
+  listSourceStates,
+  releaseDelivery,
+  setSourceState,
+  sourceOverrides,
+} from '../store/deliveries';
 
 export type Claim =
   /** First sight of this delivery id; its writes are committed with the claim. */
@@ -41,7 +48,9 @@ export interface DeliveryLedger {
  * hold, or an unreasonably long one is keyed by its SHA-256 instead, so it still dedupes.
  */
 export function ledgerKey(deliveryId: string): string {
-  return deliveryId.includes('\u0000') || deliveryId.length > 512 ? `sha256:${createHash('sha256').update(deliveryId).digest('hex')}` : deliveryId;
+  return deliveryId.includes('\u0000') || deliveryId.length > 512
+    ? `sha256:${createHash('sha256').update(deliveryId).digest('hex')}`
+    : deliveryId;
 }
 
 export function createDeliveryLedger(db: Db): DeliveryLedger {
@@ -61,7 +70,13 @@ export function createDeliveryLedger(db: Db): DeliveryLedger {
     },
     async complete(source, rawId, status, response) {
       // jsonb cannot hold U+0000; an answer may echo a sender's string that carries one.
-      await completeDelivery(db, source, ledgerKey(rawId), status, JSON.stringify(response ?? null).replace(/\\u0000/g, '\\ufffd'));
+      await completeDelivery(
+        db,
+        source,
+        ledgerKey(rawId),
+        status,
+        JSON.stringify(response ?? null).replace(/\\u0000/g, '\\ufffd'),
+      );
     },
     async release(source, rawId) {
       await releaseDelivery(db, source, ledgerKey(rawId));

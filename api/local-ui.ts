@@ -78,14 +78,31 @@ export function createLocalUiGateway(deps: LocalUiGatewayDeps): LocalUiGateway {
     const code = given ? [...loginCodes].find((c) => matchesOneOf(given, [c])) : undefined;
     if (code) loginCodes.delete(code);
     if (!code && !(given && matchesOneOf(given, [deps.token]))) {
-      throw new HttpProblem(401, 'login-failed', 'Login failed', 'this login link is used up or wrong: open the one printed at the latest start, or pass the token kept in the data folder (codec-token)');
+      throw new HttpProblem(
+        401,
+        'login-failed',
+        'Login failed',
+        'this login link is used up or wrong: open the one printed at the latest start, or pass the token kept in the data folder (codec-token)',
+      );
     }
-    const attrs = ['Path=/', 'HttpOnly', 'SameSite=Strict', ...(origin.protocol === 'https:' ? ['Secure'] : [])];
+    const attrs = [
+      'Path=/',
+      'HttpOnly',
+      'SameSite=Strict',
+      ...(origin.protocol === 'https:' ? ['Secure'] : []),
+    ];
     res.setHeader('Set-Cookie', `${UI_SESSION_COOKIE}=${session}; ${attrs.join('; ')}`);
     log.info('local Temporal UI: a browser logged in');
     res.redirect(303, '/');
   });
-  app.use('/codec', createCodecRouter({ ...deps.codec, uiOrigin: origin.origin, session: { cookie: UI_SESSION_COOKIE, value: session } }));
+  app.use(
+    '/codec',
+    createCodecRouter({
+      ...deps.codec,
+      uiOrigin: origin.origin,
+      session: { cookie: UI_SESSION_COOKIE, value: session },
+    }),
+  );
   app.use((_req, _res, next) => next(new HttpProblem(404, 'not-found', 'Not found', 'no such route')));
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     const status = (err as { status?: unknown })?.status;
@@ -93,7 +110,15 @@ export function createLocalUiGateway(deps: LocalUiGatewayDeps): LocalUiGateway {
     if (err instanceof HttpProblem) problem = err;
     else if (typeof status === 'number' && status >= 400 && status < 500) {
       // A body parser's own error: its message may quote the body, so it is not passed on.
-      problem = status === 413 ? new HttpProblem(413, 'body-too-large', 'Body too large', 'the body exceeds the limit of the codec endpoint') : new HttpProblem(status, 'bad-request', 'Bad request', 'the request body could not be read');
+      problem =
+        status === 413
+          ? new HttpProblem(
+              413,
+              'body-too-large',
+              'Body too large',
+              'the body exceeds the limit of the codec endpoint',
+            )
+          : new HttpProblem(status, 'bad-request', 'Bad request', 'the request body could not be read');
     } else {
       log.error({ err }, 'local UI gateway: unhandled error');
       problem = new HttpProblem(500, 'internal', 'Internal error', 'the request failed; see the log');
@@ -106,18 +131,23 @@ export function createLocalUiGateway(deps: LocalUiGatewayDeps): LocalUiGateway {
   const proxy = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const headers = { ...req.headers, cookie: withoutSession(req.headers.cookie) };
     if (headers.cookie === undefined) delete headers.cookie;
-    const up = http.request({ host: deps.upstream.host, port: deps.upstream.port, method: req.method, path: req.url, headers }, (upRes) => {
-      const out = { ...upRes.headers };
-      delete out.connection;
-      delete out['keep-alive'];
-      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, out);
-      upRes.pipe(res);
-    });
+    const up = http.request(
+      { host: deps.upstream.host, port: deps.upstream.port, method: req.method, path: req.url, headers },
+      (upRes) => {
+        const out = { ...upRes.headers };
+        delete out.connection;
+        delete out['keep-alive'];
+        res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, out);
+        upRes.pipe(res);
+      },
+    );
     let browserGone = false;
     up.on('error', (err) => {
       if (res.headersSent || browserGone) return void res.destroy();
       log.warn({ err: err.message }, 'local UI gateway: the dev server UI did not answer');
-      res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8' }).end('The Temporal dev server UI is not reachable.\n');
+      res
+        .writeHead(502, { 'content-type': 'text/plain; charset=utf-8' })
+        .end('The Temporal dev server UI is not reachable.\n');
     });
     res.on('close', () => {
       if (res.writableFinished) return;
@@ -131,8 +161,12 @@ export function createLocalUiGateway(deps: LocalUiGatewayDeps): LocalUiGateway {
     // One origin: a request that names another host (localhost for 127.0.0.1, a rebound DNS name)
     // is sent to the origin whose cookie and codec work, or refused.
     if (req.headers.host !== origin.host) {
-      if (req.method === 'GET' || req.method === 'HEAD') res.writeHead(308, { location: `${origin.origin}${req.url ?? '/'}` }).end();
-      else res.writeHead(421, { 'content-type': 'text/plain; charset=utf-8' }).end(`Open the Temporal UI at ${origin.origin}\n`);
+      if (req.method === 'GET' || req.method === 'HEAD')
+        res.writeHead(308, { location: `${origin.origin}${req.url ?? '/'}` }).end();
+      else
+        res
+          .writeHead(421, { 'content-type': 'text/plain; charset=utf-8' })
+          .end(`Open the Temporal UI at ${origin.origin}\n`);
       return;
     }
     if (isGatewayPath(req.url ?? '/')) app(req, res);

@@ -2,7 +2,6 @@
 import type { Response } from 'express';
 import type { HttpProblem } from '../contracts/errors';
 
-
 export function sendProblem(res: Response, p: HttpProblem, instance?: string): void {
   for (const [k, v] of Object.entries(p.headers)) res.setHeader(k, v);
   res

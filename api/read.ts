@@ -87,7 +87,10 @@ export function parseOr422<T extends z.ZodType>(schema: T, value: unknown, what:
   const doc = value ?? {};
   const r = schema.safeParse(doc);
   if (r.success) return r.data;
-  const errors = issuesOf(r.error, { doc, known: schema }).map((e) => ({ field: e.field === '(body)' ? what : e.field, message: e.message }));
+  const errors = issuesOf(r.error, { doc, known: schema }).map((e) => ({
+    field: e.field === '(body)' ? what : e.field,
+    message: e.message,
+  }));
   throw new HttpProblem(
     422,
     'invalid-request',

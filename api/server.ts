@@ -53,15 +53,28 @@ export function createIngressApp(
   },
 ): Express {
   const temporal = temporalTarget(config, parts.client);
-  const { sources, routers } = buildSources({ config, inventory: parts.inventory, keys: parts.keys, env: parts.env, genericSecrets: parts.genericSecrets });
+  const { sources, routers } = buildSources({
+    config,
+    inventory: parts.inventory,
+    keys: parts.keys,
+    env: parts.env,
+    genericSecrets: parts.genericSecrets,
+  });
   return createApp({
     logger: parts.logger,
     keys: parts.keys,
     temporal,
-    dispatcher: createDispatcher({ workflows: createWorkflowDispatcher(temporal), evidence: parts.evidence, sightings: sightingLedger(parts.db) }),
+    dispatcher: createDispatcher({
+      workflows: createWorkflowDispatcher(temporal),
+      evidence: parts.evidence,
+      sightings: sightingLedger(parts.db),
+    }),
     deliveries: createDeliveryLedger(parts.db),
     switches: createSourceSwitches(parts.db),
-    breakers: { list: () => listBreakers(parts.db), reset: (system, by) => resetBreaker(parts.db, system, by) },
+    breakers: {
+      list: () => listBreakers(parts.db),
+      reset: (system, by) => resetBreaker(parts.db, system, by),
+    },
     sources,
     routers,
     codec: {
@@ -104,7 +117,11 @@ async function main(): Promise<void> {
   // Lazy: the ingress starts even while Temporal is down and answers 503 until it is back.
   const connection = Connection.lazy({ address: config.temporal.address ?? 'localhost:7233' });
   const codec = codecFromConfig(config, keys);
-  const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter: killSwitchDataConverter(codec) });
+  const client = new Client({
+    connection,
+    namespace: config.temporal.namespace,
+    dataConverter: killSwitchDataConverter(codec),
+  });
   const app = createIngressApp(config, {
     logger,
     client,
@@ -121,12 +138,19 @@ async function main(): Promise<void> {
   // Open the lazy connection now rather than in the first delivery's answer time. Not fatal: while
   // Temporal is down, deliveries get 503 and the connection is made on a later one.
   connection
-    .withDeadline(Date.now() + config.temporal.connectTimeoutMs, () => connection.workflowService.getSystemInfo({}))
-    .catch((err: unknown) => logger.warn({ err }, 'Temporal not reachable yet; deliveries are answered 503 until it is'));
+    .withDeadline(Date.now() + config.temporal.connectTimeoutMs, () =>
+      connection.workflowService.getSystemInfo({}),
+    )
+    .catch((err: unknown) =>
+      logger.warn({ err }, 'Temporal not reachable yet; deliveries are answered 503 until it is'),
+    );
   const stop = () => {
     logger.info('shutting down');
     server.close(() => {
-      void connection.close().then(() => db.close()).finally(() => process.exit(0));
+      void connection
+        .close()
+        .then(() => db.close())
+        .finally(() => process.exit(0));
     });
   };
   process.once('SIGINT', stop);

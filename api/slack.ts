@@ -10,7 +10,13 @@
  * deny, retry or mark a false positive. `/killswitch status|recent` answers from the audit table and
  * the live `currentStep` query. Every answer to a person is ephemeral.
  */
-import { App, verifySlackRequest, type BlockAction, type Logger as BoltLogger, type LogLevel } from '@slack/bolt';
+import {
+  App,
+  verifySlackRequest,
+  type BlockAction,
+  type Logger as BoltLogger,
+  type LogLevel,
+} from '@slack/bolt';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
@@ -20,7 +26,14 @@ import { isTemporalUnavailable, type TemporalTarget } from '../lib/dispatch';
 import type { Logger } from '../lib/logger';
 import { temporalUiRunUrl } from '../lib/config';
 import { SlackAction } from '../contracts/slack-actions';
-import { acknowledgeSignal, currentStepQuery, decideUpdate, falsePositiveUpdate, retryUpdate, type StepStatus } from '../contracts/run';
+import {
+  acknowledgeSignal,
+  currentStepQuery,
+  decideUpdate,
+  falsePositiveUpdate,
+  retryUpdate,
+  type StepStatus,
+} from '../contracts/run';
 import { auditLinesOf, recentAuditLines, type AuditLine } from '../store/audit';
 import { workflowIdByDetection, workflowIdByFingerprint } from '../store/sightings';
 import { readRawBody } from './body';
@@ -47,8 +60,16 @@ const buttonValue = z.object({
 });
 const statusArg = z.string().regex(/^[A-Za-z0-9._:#/@+=-]{1,300}$/);
 
-type HumanActionId = Exclude<(typeof SlackAction)[keyof typeof SlackAction], typeof SlackAction.openTemporalUi>;
-const APPROVER_ONLY: ReadonlySet<string> = new Set([SlackAction.approve, SlackAction.deny, SlackAction.retry, SlackAction.falsePositive]);
+type HumanActionId = Exclude<
+  (typeof SlackAction)[keyof typeof SlackAction],
+  typeof SlackAction.openTemporalUi
+>;
+const APPROVER_ONLY: ReadonlySet<string> = new Set([
+  SlackAction.approve,
+  SlackAction.deny,
+  SlackAction.retry,
+  SlackAction.falsePositive,
+]);
 
 function boltLogger(log: Logger): BoltLogger {
   let level = 'info';
@@ -68,13 +89,17 @@ function boltLogger(log: Logger): BoltLogger {
 /** Reasons a workflow gives for refusing an update, as a person should read them. */
 function refusalReason(err: unknown): string {
   if (err instanceof WorkflowUpdateFailedError) return err.cause?.message ?? err.message;
-  if (err instanceof WorkflowNotFoundError || (err as { name?: string })?.name === 'WorkflowNotFoundError') return 'this run is over; nothing waits for a decision any more';
+  if (err instanceof WorkflowNotFoundError || (err as { name?: string })?.name === 'WorkflowNotFoundError')
+    return 'this run is over; nothing waits for a decision any more';
   if (isTemporalUnavailable(err)) return 'Temporal cannot be reached right now; try again in a moment';
   return 'the request failed; see the kill switch log';
 }
 
 function isRunOver(err: unknown): boolean {
-  return err instanceof WorkflowNotFoundError || /already completed|not found/i.test((err as { message?: string })?.message ?? '');
+  return (
+    err instanceof WorkflowNotFoundError ||
+    /already completed|not found/i.test((err as { message?: string })?.message ?? '')
+  );
 }
 
 /** Builds the /slack/events route: raw body, signature, then Bolt. */
@@ -94,7 +119,8 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
     logger: boltLogger(log),
   });
 
-  const withDeadline = <T>(fn: () => Promise<T>) => temporal.client.connection.withDeadline(Date.now() + temporal.deadlineMs, fn);
+  const withDeadline = <T>(fn: () => Promise<T>) =>
+    temporal.client.connection.withDeadline(Date.now() + temporal.deadlineMs, fn);
 
   /** Who acts: the identity the approvers list knows the user by (id, else e-mail), or null when not an approver. */
   async function approverIdentity(userId: string, client: (typeof bolt)['client']): Promise<string | null> {
@@ -102,10 +128,15 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
     if (approverEmails.length === 0) return null;
     try {
       const info = await client.users.info({ user: userId });
-      const email = (info.user as { profile?: { email?: string } } | undefined)?.profile?.email?.toLowerCase();
+      const email = (
+        info.user as { profile?: { email?: string } } | undefined
+      )?.profile?.email?.toLowerCase();
       if (email && approverEmails.includes(email)) return approvers.find((a) => a.toLowerCase() === email)!;
     } catch (err) {
-      log.warn({ user: userId, error: (err as Error).message }, 'users.info failed; treating the user as not an approver');
+      log.warn(
+        { user: userId, error: (err as Error).message },
+        'users.info failed; treating the user as not an approver',
+      );
     }
     return null;
   }
@@ -115,19 +146,26 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
   });
 
   bolt.action<BlockAction>(
-    { type: 'block_actions', action_id: new RegExp(`^(${[SlackAction.approve, SlackAction.deny, SlackAction.retry, SlackAction.acknowledge, SlackAction.falsePositive].join('|')})$`) },
+    {
+      type: 'block_actions',
+      action_id: new RegExp(
+        `^(${[SlackAction.approve, SlackAction.deny, SlackAction.retry, SlackAction.acknowledge, SlackAction.falsePositive].join('|')})$`,
+      ),
+    },
     async ({ ack, body, action, respond, client }) => {
       await ack();
       const say = (text: string) => respond({ response_type: 'ephemeral', replace_original: false, text });
       const actionId = action.action_id as HumanActionId;
       const userId = body.user?.id;
-      const parsed = buttonValue.safeParse((() => {
-        try {
-          return JSON.parse((action as { value?: string }).value ?? '');
-        } catch {
-          return undefined;
-        }
-      })());
+      const parsed = buttonValue.safeParse(
+        (() => {
+          try {
+            return JSON.parse((action as { value?: string }).value ?? '');
+          } catch {
+            return undefined;
+          }
+        })(),
+      );
       if (!userId || !SLACK_USER.test(userId) || !parsed.success) {
         log.warn({ actionId }, 'Slack action without a valid user or run reference');
         await say(':warning: This button does not name a kill switch run.');
@@ -139,7 +177,9 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
         const identity = await approverIdentity(userId, client);
         if (!identity) {
           log.warn({ user: userId, actionId, workflowId }, 'refused: not an approver');
-          await say(`:no_entry: You are not an approver of kill switch runs, so this was not sent. Approvers: ${approvers.map((a) => (a.includes('@') ? a : `<@${a}>`)).join(', ')}.`);
+          await say(
+            `:no_entry: You are not an approver of kill switch runs, so this was not sent. Approvers: ${approvers.map((a) => (a.includes('@') ? a : `<@${a}>`)).join(', ')}.`,
+          );
           return;
         }
         by = identity;
@@ -150,11 +190,15 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
         let done: string;
         switch (actionId) {
           case SlackAction.approve:
-            await withDeadline(() => handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by, reason }] }));
+            await withDeadline(() =>
+              handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by, reason }] }),
+            );
             done = ':white_check_mark: Approved: containment starts now. The message follows the run.';
             break;
           case SlackAction.deny:
-            await withDeadline(() => handle.executeUpdate(decideUpdate, { args: [{ decision: 'deny', by, reason }] }));
+            await withDeadline(() =>
+              handle.executeUpdate(decideUpdate, { args: [{ decision: 'deny', by, reason }] }),
+            );
             done = ':no_entry: Denied: the credential is left as it is and the run ends as denied.';
             break;
           case SlackAction.retry:
@@ -179,7 +223,10 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
         log.info({ user: userId, by, actionId, workflowId, runId }, 'Slack action sent to the run');
         await say(done);
       } catch (err) {
-        const why = isRunOver(err) && !(err instanceof WorkflowUpdateFailedError) ? 'this run is over; nothing waits for a decision any more' : refusalReason(err);
+        const why =
+          isRunOver(err) && !(err instanceof WorkflowUpdateFailedError)
+            ? 'this run is over; nothing waits for a decision any more'
+            : refusalReason(err);
         log.warn({ user: userId, actionId, workflowId, reason: why }, 'Slack action refused');
         await say(`:warning: Not done: ${why}`);
       }
@@ -191,13 +238,21 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
     let answer: { text: string; blocks?: unknown[] };
     try {
       if (sub === 'recent' && rest.length === 0) answer = await recent();
-      else if (sub === 'status' && rest.length === 1 && statusArg.safeParse(rest[0]).success) answer = await status(rest[0]!);
-      else answer = { text: 'Usage: `/killswitch status <detection id | workflow id | credential fingerprint>` or `/killswitch recent`' };
+      else if (sub === 'status' && rest.length === 1 && statusArg.safeParse(rest[0]).success)
+        answer = await status(rest[0]!);
+      else
+        answer = {
+          text: 'Usage: `/killswitch status <detection id | workflow id | credential fingerprint>` or `/killswitch recent`',
+        };
     } catch (err) {
       log.error({ err: (err as Error).message }, '/killswitch failed');
       answer = { text: ':warning: The kill switch could not answer; see its log.' };
     }
-    await ack({ response_type: 'ephemeral', text: answer.text, ...(answer.blocks ? { blocks: answer.blocks as never } : {}) });
+    await ack({
+      response_type: 'ephemeral',
+      text: answer.text,
+      ...(answer.blocks ? { blocks: answer.blocks as never } : {}),
+    });
   });
 
   const ref = (r: Record<string, unknown>) =>
@@ -212,7 +267,10 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
     const rows = await recentAuditLines(deps.db);
     if (rows.length === 0) return { text: 'No audit rows yet.' };
     const text = `*Last ${rows.length} outcomes*\n${rows.map(line).join('\n')}`;
-    return { text: text.slice(0, 3900), blocks: [{ type: 'section', text: { type: 'mrkdwn', text: text.slice(0, 2900) } }] };
+    return {
+      text: text.slice(0, 3900),
+      blocks: [{ type: 'section', text: { type: 'mrkdwn', text: text.slice(0, 2900) } }],
+    };
   }
 
   /** A detection id, a workflow id or a fingerprint (hmac-sha256:<hex>) -> the run's workflow id. */
@@ -236,7 +294,9 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
     try {
       live = await withDeadline(() => temporal.client.workflow.getHandle(workflowId).query(currentStepQuery));
     } catch (err) {
-      liveNote = isTemporalUnavailable(err) ? 'Temporal unreachable' : 'no live run (finished and past retention, or never started)';
+      liveNote = isTemporalUnavailable(err)
+        ? 'Temporal unreachable'
+        : 'no live run (finished and past retention, or never started)';
     }
     const parts = [`*Run* \`${workflowId}\``];
     if (live) {
@@ -246,7 +306,10 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
     } else parts.push(`*Live step:* ${liveNote}`);
     parts.push(rows.length ? `*Audit*\n${rows.map(line).join('\n')}` : '*Audit:* no row yet');
     const text = parts.join('\n');
-    return { text: text.slice(0, 3900), blocks: [{ type: 'section', text: { type: 'mrkdwn', text: text.slice(0, 2900) } }] };
+    return {
+      text: text.slice(0, 3900),
+      blocks: [{ type: 'section', text: { type: 'mrkdwn', text: text.slice(0, 2900) } }],
+    };
   }
 
   // Strict UTF-8 before the signature: Bolt's verifier signs the decoded string (see app.ts).
@@ -256,18 +319,44 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
     const sig = req.headers['x-slack-signature'];
     const tsHeader = req.headers['x-slack-request-timestamp'];
     if (typeof sig !== 'string' || typeof tsHeader !== 'string') {
-      return next(new HttpProblem(401, 'missing-signature', 'Missing signature', 'X-Slack-Signature and X-Slack-Request-Timestamp are required'));
+      return next(
+        new HttpProblem(
+          401,
+          'missing-signature',
+          'Missing signature',
+          'X-Slack-Signature and X-Slack-Request-Timestamp are required',
+        ),
+      );
     }
     const ts = /^\d{1,12}$/.test(tsHeader) ? Number(tsHeader) : NaN;
     const nowS = Math.floor(now().getTime() / 1000);
     if (!Number.isFinite(ts) || Math.abs(nowS - ts) > TOLERANCE_S) {
-      return next(new HttpProblem(401, 'stale-timestamp', 'Stale timestamp', 'X-Slack-Request-Timestamp is more than 5 minutes away from the server time'));
+      return next(
+        new HttpProblem(
+          401,
+          'stale-timestamp',
+          'Stale timestamp',
+          'X-Slack-Request-Timestamp is more than 5 minutes away from the server time',
+        ),
+      );
     }
     const body = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
     try {
-      verifySlackRequest({ signingSecret: deps.signingSecret, body, headers: { 'x-slack-signature': sig, 'x-slack-request-timestamp': ts }, nowMilliseconds: now().getTime() });
+      verifySlackRequest({
+        signingSecret: deps.signingSecret,
+        body,
+        headers: { 'x-slack-signature': sig, 'x-slack-request-timestamp': ts },
+        nowMilliseconds: now().getTime(),
+      });
     } catch {
-      return next(new HttpProblem(401, 'invalid-signature', 'Invalid signature', 'the X-Slack-Signature does not match this app'));
+      return next(
+        new HttpProblem(
+          401,
+          'invalid-signature',
+          'Invalid signature',
+          'the X-Slack-Signature does not match this app',
+        ),
+      );
     }
     next();
   };
@@ -280,18 +369,30 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
       if (req.is('application/x-www-form-urlencoded')) {
         const form = Object.fromEntries(new URLSearchParams(raw));
         assertStorable(form);
-        body = typeof form.payload === 'string' ? (parseJsonText(form.payload, 'the payload field') as Record<string, unknown>) : form;
+        body =
+          typeof form.payload === 'string'
+            ? (parseJsonText(form.payload, 'the payload field') as Record<string, unknown>)
+            : form;
       } else if (req.is('application/json')) {
         body = parseJsonText(raw, 'the signed body') as Record<string, unknown>;
       } else {
-        return next(new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', 'Slack sends application/x-www-form-urlencoded or application/json'));
+        return next(
+          new HttpProblem(
+            415,
+            'unsupported-media-type',
+            'Unsupported media type',
+            'Slack sends application/x-www-form-urlencoded or application/json',
+          ),
+        );
       }
     } catch (problem) {
       return next(problem);
     }
-    if (!body || typeof body !== 'object' || Array.isArray(body)) return next(new HttpProblem(400, 'malformed-payload', 'Malformed payload', 'not a Slack request'));
+    if (!body || typeof body !== 'object' || Array.isArray(body))
+      return next(new HttpProblem(400, 'malformed-payload', 'Malformed payload', 'not a Slack request'));
     if (body.ssl_check) return void res.status(200).end();
-    if (body.type === 'url_verification' && typeof body.challenge === 'string') return void res.json({ challenge: body.challenge });
+    if (body.type === 'url_verification' && typeof body.challenge === 'string')
+      return void res.json({ challenge: body.challenge });
 
     let answered = false;
     const ack = async (response?: unknown) => {
@@ -307,14 +408,24 @@ export function createSlackEvents(deps: SlackControlDeps): RequestHandler[] {
         body,
         ack,
         ...(Number.isInteger(retryNum) ? { retryNum } : {}),
-        ...(typeof req.headers['x-slack-retry-reason'] === 'string' ? { retryReason: req.headers['x-slack-retry-reason'] } : {}),
+        ...(typeof req.headers['x-slack-retry-reason'] === 'string'
+          ? { retryReason: req.headers['x-slack-retry-reason'] }
+          : {}),
       });
     } catch (err) {
       if (!answered) return next(err);
       log.error({ error: (err as Error).message }, 'Slack interaction failed after it was acknowledged');
       return;
     }
-    if (!answered) next(new HttpProblem(404, 'unhandled-slack-request', 'Unhandled Slack request', 'the kill switch has no handler for this Slack request'));
+    if (!answered)
+      next(
+        new HttpProblem(
+          404,
+          'unhandled-slack-request',
+          'Unhandled Slack request',
+          'the kill switch has no handler for this Slack request',
+        ),
+      );
   };
 
   return [rawBody, verify, dispatch];

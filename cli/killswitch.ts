@@ -16,7 +16,6 @@ import { canaryDetection } from '../lib/canary';
 import { postSigned, resolveSigningSecret } from '../lib/webhook-client';
 import { OUTCOMES } from '../contracts/run';
 
-
 /** A failure the command reports (exit 1); usage errors are CommanderErrors (exit 2). */
 class Failure extends Error {}
 class UsageError extends Error {}

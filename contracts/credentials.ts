@@ -8,7 +8,13 @@ export const GITHUB_TOKEN_PREFIXES = ['github_pat_', 'ghp_', 'gho_', 'ghu_', 'gh
 export type GitHubTokenPrefix = (typeof GITHUB_TOKEN_PREFIXES)[number];
 
 /** What POST /credentials/revoke accepts on github.com (GHES 3.19 accepts ghp_ and github_pat_ only). */
-export const GITHUB_REVOCABLE_PREFIXES: readonly GitHubTokenPrefix[] = ['ghp_', 'github_pat_', 'gho_', 'ghu_', 'ghr_'];
+export const GITHUB_REVOCABLE_PREFIXES: readonly GitHubTokenPrefix[] = [
+  'ghp_',
+  'github_pat_',
+  'gho_',
+  'ghu_',
+  'ghr_',
+];
 
 /** The non-secret prefix of a GitHub token, or undefined when the value is not shaped like one. */
 export function githubTokenPrefix(value: string): GitHubTokenPrefix | undefined {
@@ -19,11 +25,27 @@ export function githubTokenPrefix(value: string): GitHubTokenPrefix | undefined 
 }
 
 /** Slack token prefixes (not secret: they name the token type). Longest first for matching. */
-export const SLACK_TOKEN_PREFIXES = ['xoxe.xoxb-', 'xoxe.xoxp-', 'xoxb-', 'xoxp-', 'xoxa-', 'xoxr-', 'xoxs-', 'xoxc-', 'xoxe-', 'xapp-'] as const;
+export const SLACK_TOKEN_PREFIXES = [
+  'xoxe.xoxb-',
+  'xoxe.xoxp-',
+  'xoxb-',
+  'xoxp-',
+  'xoxa-',
+  'xoxr-',
+  'xoxs-',
+  'xoxc-',
+  'xoxe-',
+  'xapp-',
+] as const;
 export type SlackTokenPrefix = (typeof SLACK_TOKEN_PREFIXES)[number];
 
 /** Token types `auth.revoke` takes: bot and user tokens, plain or rotating. */
-export const SLACK_REVOCABLE_PREFIXES: readonly SlackTokenPrefix[] = ['xoxb-', 'xoxp-', 'xoxe.xoxb-', 'xoxe.xoxp-'];
+export const SLACK_REVOCABLE_PREFIXES: readonly SlackTokenPrefix[] = [
+  'xoxb-',
+  'xoxp-',
+  'xoxe.xoxb-',
+  'xoxe.xoxp-',
+];
 
 /** The non-secret prefix of a Slack token, or undefined when the value is not shaped like one. */
 export function slackTokenPrefix(value: string): SlackTokenPrefix | undefined {

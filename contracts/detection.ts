@@ -37,8 +37,7 @@ export type Validity = 'verified' | 'unverified' | 'unknown';
 
 /** Where to report back once the credential is dead (resolve an alert, close an incident). */
 export type CloseLoopRef =
-  | { kind: 'github_alert'; url: string }
-  | { kind: 'gitguardian_incident'; incidentId: number };
+  { kind: 'github_alert'; url: string } | { kind: 'gitguardian_incident'; incidentId: number };
 
 export interface Detection {
   /** Dedupe key of this sighting: source + the scanner's finding id, or a hash of credential + location. */
@@ -98,8 +97,16 @@ export const genericDetectionSchema = z
     findingId: identifier.optional(),
     scanner: identifier.optional(),
     credentialType: z.enum(CREDENTIAL_TYPES),
-    secret: z.string().min(1).max(16 * 1024).optional(),
-    credentialRef: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/, 'keys are identifiers'), z.union([identifier, z.number().int()]))
+    secret: z
+      .string()
+      .min(1)
+      .max(16 * 1024)
+      .optional(),
+    credentialRef: z
+      .record(
+        z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/, 'keys are identifiers'),
+        z.union([identifier, z.number().int()]),
+      )
       .optional(),
     location: location.optional(),
     severity: z.enum(SEVERITIES).default('high'),

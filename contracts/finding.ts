@@ -5,7 +5,15 @@
  * ingress can seal it as evidence.
  */
 import { parse as parseConnectionString } from 'pg-connection-string';
-import type { CloseLoopRef, CredentialRef, CredentialType, Detection, DetectionLocation, Severity, Validity } from './detection';
+import type {
+  CloseLoopRef,
+  CredentialRef,
+  CredentialType,
+  Detection,
+  DetectionLocation,
+  Severity,
+  Validity,
+} from './detection';
 import type { ServerKeys } from './keys';
 import { githubTokenPrefix, slackTokenPrefix } from './credentials';
 import { HttpProblem } from './errors';
@@ -49,7 +57,9 @@ export function scrub(value: string, needles: readonly string[]): string {
 }
 
 function problem(field: string, message: string): HttpProblem {
-  return new HttpProblem(422, 'invalid-detection', 'Invalid detection', `${field}: ${message}`, { errors: [{ field, message }] });
+  return new HttpProblem(422, 'invalid-detection', 'Invalid detection', `${field}: ${message}`, {
+    errors: [{ field, message }],
+  });
 }
 
 /** `fieldPrefix` names the finding in errors, e.g. `[3]` for the fourth finding of a batch. */
@@ -94,7 +104,8 @@ export function reduceFinding(f: RawFinding, keys: ServerKeys, now: Date, fieldP
       throw problem(at('secret'), 'not a parseable redis:// URL');
     }
     if (!leakedValue) throw problem(at('secret'), 'the URL carries no password');
-    if (ref.user && ref.user !== user) throw problem(at('credentialRef.user'), 'differs from the user in the leaked URL');
+    if (ref.user && ref.user !== user)
+      throw problem(at('credentialRef.user'), 'differs from the user in the leaked URL');
     ref.user ??= user;
     if (url.hostname) ref.host ??= url.hostname.replace(/^\[|\]$/g, '');
     if (url.port) ref.port ??= url.port;
@@ -111,7 +122,8 @@ export function reduceFinding(f: RawFinding, keys: ServerKeys, now: Date, fieldP
       throw problem(at('secret'), 'not a parseable mysql:// URL');
     }
     if (!leakedValue) throw problem(at('secret'), 'the URL carries no password');
-    if (user && ref.user && ref.user !== user) throw problem(at('credentialRef.user'), 'differs from the user in the leaked URL');
+    if (user && ref.user && ref.user !== user)
+      throw problem(at('credentialRef.user'), 'differs from the user in the leaked URL');
     if (user) ref.user ??= user;
     if (url.hostname) ref.host ??= url.hostname.replace(/^\[|\]$/g, '');
     if (url.port) ref.port ??= url.port;
@@ -120,7 +132,8 @@ export function reduceFinding(f: RawFinding, keys: ServerKeys, now: Date, fieldP
   }
   if (leakedValue && (f.credentialType === 'github_token' || f.credentialType === 'slack_token')) {
     // A token's prefix names its type and is not secret: the inventory matches on it.
-    const prefix = f.credentialType === 'github_token' ? githubTokenPrefix(leakedValue) : slackTokenPrefix(leakedValue);
+    const prefix =
+      f.credentialType === 'github_token' ? githubTokenPrefix(leakedValue) : slackTokenPrefix(leakedValue);
     if (prefix) ref.tokenPrefix = prefix;
   }
   /** The `secret` sent was only an identifier (a bare AWS access key id): nothing to scrub. */
@@ -130,19 +143,27 @@ export function reduceFinding(f: RawFinding, keys: ServerKeys, now: Date, fieldP
     // the secret access key (`id:secret`, or concatenated as TruffleHog's RawV2) it is split off.
     const m = /^((?:AKIA|ASIA)[A-Z0-9]{16})(?:[:\s,;]*([A-Za-z0-9/+]{40}))?$/.exec(f.secret.trim());
     if (m) {
-      if (ref.accessKeyId && ref.accessKeyId !== m[1]) throw problem(at('credentialRef.accessKeyId'), 'differs from the access key id in the leaked value');
+      if (ref.accessKeyId && ref.accessKeyId !== m[1])
+        throw problem(at('credentialRef.accessKeyId'), 'differs from the access key id in the leaked value');
       ref.accessKeyId ??= m[1]!;
       leakedValue = m[2];
       secretIsIdentifier = !m[2];
     }
   }
   if (f.credentialType === 'postgres_password' && !ref.role) {
-    throw problem(at('credentialRef.role'), 'required for postgres_password (or send the leaked connection string as secret)');
+    throw problem(
+      at('credentialRef.role'),
+      'required for postgres_password (or send the leaked connection string as secret)',
+    );
   }
   if (f.credentialType === 'mysql_password' && !ref.user) {
-    throw problem(at('credentialRef.user'), 'required for mysql_password (or send the leaked connection URL as secret)');
+    throw problem(
+      at('credentialRef.user'),
+      'required for mysql_password (or send the leaked connection URL as secret)',
+    );
   }
-  if (!leakedValue && Object.keys(ref).length === 0) throw problem(at('credentialRef'), 'either secret or credentialRef is required');
+  if (!leakedValue && Object.keys(ref).length === 0)
+    throw problem(at('credentialRef'), 'either secret or credentialRef is required');
 
   const needles = [secretIsIdentifier ? undefined : f.secret, leakedValue].filter((x): x is string => !!x);
   for (const k of Object.keys(ref)) ref[k] = scrub(ref[k]!, needles);
@@ -155,7 +176,12 @@ export function reduceFinding(f: RawFinding, keys: ServerKeys, now: Date, fieldP
   const fingerprint = leakedValue ? keys.fingerprint(leakedValue) : undefined;
   const credentialKey =
     fingerprint ??
-    keys.refHash([f.credentialType, ...Object.entries(ref).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`)]);
+    keys.refHash([
+      f.credentialType,
+      ...Object.entries(ref)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => `${k}=${v}`),
+    ]);
   const scanner = f.scanner ? scrub(f.scanner, needles) : undefined;
   const id = f.findingId
     ? `${f.source}:${scanner ?? 'unnamed'}:${scrub(f.findingId, needles)}`

@@ -202,7 +202,10 @@ export const sightingSignal = defineSignal<[SightingInfo]>('sighting');
  * A human approves or denies a run waiting for approval (policy or mass-leak breaker); accepted
  * only while it waits and only from the policy's approvers, rejected with the reason otherwise.
  */
-export const decideUpdate = defineUpdate<{ accepted: true; decision: HumanDecision['decision'] }, [HumanDecision]>('decide');
+export const decideUpdate = defineUpdate<
+  { accepted: true; decision: HumanDecision['decision'] },
+  [HumanDecision]
+>('decide');
 /** After an escalation, a human who fixed the cause asks the run to try again. */
 export const retryUpdate = defineUpdate<{ accepted: true }, [HumanAction]>('retry');
 /** A human says this is no leak: the run ends without rotation and records who decided. */

@@ -20,9 +20,15 @@ export interface BootMode {
 
 export function serverKeys(config: Config, mode: BootMode, logger: Logger): ServerKeys {
   if (config.serverKey) return createServerKeys(config.serverKey);
-  if (!mode.embedded) throw new ConfigError('invalid environment:\n  KILLSWITCH_SERVER_KEY: required (base64 of 32 random bytes; e.g. openssl rand -base64 32)');
+  if (!mode.embedded)
+    throw new ConfigError(
+      'invalid environment:\n  KILLSWITCH_SERVER_KEY: required (base64 of 32 random bytes; e.g. openssl rand -base64 32)',
+    );
   const key = loadOrCreateLocalSecret(config.dataDir, 'server.key', newServerKey);
-  logger.info({ file: path.join(config.dataDir, 'server.key') }, 'KILLSWITCH_SERVER_KEY unset: using the local key in the data folder');
+  logger.info(
+    { file: path.join(config.dataDir, 'server.key') },
+    'KILLSWITCH_SERVER_KEY unset: using the local key in the data folder',
+  );
   return createServerKeys(key);
 }
 
@@ -30,20 +36,34 @@ export function serverKeys(config: Config, mode: BootMode, logger: Logger): Serv
  * `generic` is the inventory's `sources.generic`: when its secretsEnv names another variable, the
  * source registry reads and checks that one, and GENERIC_WEBHOOK_SECRETS is not needed.
  */
-export function genericWebhookSecrets(config: Config, mode: BootMode, logger: Logger, generic?: { secretsEnv: string }): readonly string[] {
+export function genericWebhookSecrets(
+  config: Config,
+  mode: BootMode,
+  logger: Logger,
+  generic?: { secretsEnv: string },
+): readonly string[] {
   if (generic && generic.secretsEnv !== DEFAULT_GENERIC_SECRETS_ENV) return [];
   if (config.webhook.genericSecrets) return config.webhook.genericSecrets;
-  if (!mode.embedded) throw new ConfigError('invalid environment:\n  GENERIC_WEBHOOK_SECRETS: required (one or more whsec_<base64> secrets, comma-separated)');
+  if (!mode.embedded)
+    throw new ConfigError(
+      'invalid environment:\n  GENERIC_WEBHOOK_SECRETS: required (one or more whsec_<base64> secrets, comma-separated)',
+    );
   const file = path.join(config.dataDir, 'generic-webhook-secret');
   const secret = loadOrCreateLocalSecret(config.dataDir, 'generic-webhook-secret', newWebhookSecret);
-  logger.info({ file }, 'GENERIC_WEBHOOK_SECRETS unset: the generic webhook accepts the secret kept in this file');
+  logger.info(
+    { file },
+    'GENERIC_WEBHOOK_SECRETS unset: the generic webhook accepts the secret kept in this file',
+  );
   return [secret];
 }
 
 export function inventory(config: Config, logger: Logger): Inventory {
-  const file = config.inventoryFile ?? (existsSync(DEFAULT_INVENTORY_FILE) ? DEFAULT_INVENTORY_FILE : undefined);
+  const file =
+    config.inventoryFile ?? (existsSync(DEFAULT_INVENTORY_FILE) ? DEFAULT_INVENTORY_FILE : undefined);
   if (!file) {
-    logger.warn('no inventory file (INVENTORY_FILE or config/inventory.yaml): every detection will be escalated to a human');
+    logger.warn(
+      'no inventory file (INVENTORY_FILE or config/inventory.yaml): every detection will be escalated to a human',
+    );
     return parseInventory({ systems: [] });
   }
   const inv = loadInventoryFile(file);

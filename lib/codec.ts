@@ -8,7 +8,13 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { METADATA_ENCODING_KEY, ValueError, type DataConverter, type Payload, type PayloadCodec } from '@temporalio/common';
+import {
+  METADATA_ENCODING_KEY,
+  ValueError,
+  type DataConverter,
+  type Payload,
+  type PayloadCodec,
+} from '@temporalio/common';
 import { PROJECT_ROOT } from './paths';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
@@ -40,13 +46,17 @@ export function parseCodecKeys(value: string): CodecKey[] {
     .split(/[\s,]+/)
     .map((s) => s.trim())
     .filter(Boolean);
-  if (entries.length === 0) throw new Error('expected one or more <id>:<base64 of 32 bytes>, comma-separated');
+  if (entries.length === 0)
+    throw new Error('expected one or more <id>:<base64 of 32 bytes>, comma-separated');
   const seen = new Set<string>();
   return entries.map((entry, i) => {
     const sep = entry.indexOf(':');
     const id = sep > 0 ? entry.slice(0, sep) : '';
     const b64 = sep > 0 ? entry.slice(sep + 1) : '';
-    if (!KEY_ID.test(id)) throw new Error(`entry ${i + 1}: expected <id>:<base64 key> with an id of letters, digits, . _ - (at most 64)`);
+    if (!KEY_ID.test(id))
+      throw new Error(
+        `entry ${i + 1}: expected <id>:<base64 key> with an id of letters, digits, . _ - (at most 64)`,
+      );
     if (seen.has(id)) throw new Error(`entry ${i + 1}: key id ${id} appears twice`);
     seen.add(id);
     if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new Error(`key ${id}: not base64`);
@@ -103,9 +113,13 @@ export class EncryptionCodec implements PayloadCodec {
       const keyId = utf8(p.metadata?.[KEY_ID_METADATA]);
       if (!keyId) throw new CodecError(`encrypted payload without ${KEY_ID_METADATA} metadata`);
       const key = this.byId.get(keyId);
-      if (!key) throw new CodecError(`payload encrypted with key id "${keyId}", which is not configured (configured: ${this.keyIds.join(', ')}); add it to KILLSWITCH_CODEC_KEYS`);
+      if (!key)
+        throw new CodecError(
+          `payload encrypted with key id "${keyId}", which is not configured (configured: ${this.keyIds.join(', ')}); add it to KILLSWITCH_CODEC_KEYS`,
+        );
       const sealed = Buffer.from(p.data ?? new Uint8Array());
-      if (sealed.length < 29 || sealed[0] !== SEAL_VERSION) throw new CodecError(`encrypted payload (key id "${keyId}") has an unknown format`);
+      if (sealed.length < 29 || sealed[0] !== SEAL_VERSION)
+        throw new CodecError(`encrypted payload (key id "${keyId}") has an unknown format`);
       try {
         const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(1, 13));
         decipher.setAAD(aad(keyId));
@@ -113,7 +127,9 @@ export class EncryptionCodec implements PayloadCodec {
         return deserialise(Buffer.concat([decipher.update(sealed.subarray(29)), decipher.final()]));
       } catch (err) {
         if (err instanceof CodecError) throw err;
-        throw new CodecError(`encrypted payload (key id "${keyId}") failed authentication: wrong key or tampered data`);
+        throw new CodecError(
+          `encrypted payload (key id "${keyId}") failed authentication: wrong key or tampered data`,
+        );
       }
     });
   }
@@ -126,8 +142,12 @@ function aad(keyId: string): Buffer {
 /** The inner payload as JSON (metadata values and data base64): self-describing and dependency-free. */
 function serialise(p: Payload): Buffer {
   const metadata: Record<string, string> = {};
-  for (const [k, v] of Object.entries(p.metadata ?? {})) if (v) metadata[k] = Buffer.from(v).toString('base64');
-  return Buffer.from(JSON.stringify({ m: metadata, d: p.data ? Buffer.from(p.data).toString('base64') : undefined }), 'utf8');
+  for (const [k, v] of Object.entries(p.metadata ?? {}))
+    if (v) metadata[k] = Buffer.from(v).toString('base64');
+  return Buffer.from(
+    JSON.stringify({ m: metadata, d: p.data ? Buffer.from(p.data).toString('base64') : undefined }),
+    'utf8',
+  );
 }
 
 function deserialise(b: Buffer): Payload {
@@ -149,12 +169,18 @@ export function killSwitchDataConverter(codec: PayloadCodec): DataConverter {
 }
 
 /** The keys in force: KILLSWITCH_CODEC_KEYS when configured, else the one derived from the server key. */
-export function createCodec(configured: readonly CodecKey[] | undefined, derived: () => CodecKey): EncryptionCodec {
+export function createCodec(
+  configured: readonly CodecKey[] | undefined,
+  derived: () => CodecKey,
+): EncryptionCodec {
   return new EncryptionCodec(configured && configured.length > 0 ? configured : [derived()]);
 }
 
 /** The codec of a process: from its config (KILLSWITCH_CODEC_KEYS) or else its server key. */
-export function codecFromConfig(config: { codec: { keys: readonly CodecKey[] | undefined } }, keys: { codecKey(): CodecKey }): EncryptionCodec {
+export function codecFromConfig(
+  config: { codec: { keys: readonly CodecKey[] | undefined } },
+  keys: { codecKey(): CodecKey },
+): EncryptionCodec {
   return createCodec(config.codec.keys, () => keys.codecKey());
 }
 

@@ -43,7 +43,10 @@ function slackDuration(fallback: string, min: number, max: number) {
 
 const byteSize = z
   .string()
-  .refine((v) => /^(\d+)\s*(b|kb|kib|mb|mib)?$/i.test(v.trim()), 'expected a size such as 1mb, 512kb or 1048576')
+  .refine(
+    (v) => /^(\d+)\s*(b|kb|kib|mb|mib)?$/i.test(v.trim()),
+    'expected a size such as 1mb, 512kb or 1048576',
+  )
   .transform(parseByteSize);
 
 const whsec = z
@@ -97,7 +100,12 @@ export const envSchema = z.object({
   /** The Temporal UI's browser origin, allowed by the codec endpoint's CORS; default: the origin of TEMPORAL_UI_URL. */
   TEMPORAL_UI_ORIGIN: z.preprocess(
     (v) => (v === '' ? undefined : v),
-    url.refine((v) => new URL(v).origin === v.replace(/\/+$/, ''), 'must be an origin only: scheme://host[:port], no path').optional(),
+    url
+      .refine(
+        (v) => new URL(v).origin === v.replace(/\/+$/, ''),
+        'must be an origin only: scheme://host[:port], no path',
+      )
+      .optional(),
   ),
   /** Temporal payload keys, `<id>:<base64 32 bytes>`, comma-separated; the first encodes, all decode. */
   KILLSWITCH_CODEC_KEYS: z.preprocess(
@@ -124,7 +132,10 @@ export const envSchema = z.object({
    * The Temporal UI forwards the signed-in engineer's access token (codec.passAccessToken): the
    * codec endpoint accepts a JWT signed by a key of this JWKS, with this issuer and audience.
    */
-  CODEC_JWT_JWKS_URL: z.preprocess((v) => (v === '' ? undefined : v), z.url({ protocol: /^https?$/ }).optional()),
+  CODEC_JWT_JWKS_URL: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z.url({ protocol: /^https?$/ }).optional(),
+  ),
   CODEC_JWT_ISSUER: optionalString,
   CODEC_JWT_AUDIENCE: optionalString,
 
@@ -139,7 +150,11 @@ export const envSchema = z.object({
       .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// connection string')
       .optional(),
   ),
-  EVIDENCE_TTL_HOURS: z.coerce.number().min(1).max(24 * 30).default(24),
+  EVIDENCE_TTL_HOURS: z.coerce
+    .number()
+    .min(1)
+    .max(24 * 30)
+    .default(24),
 
   GENERIC_WEBHOOK_SECRETS: z.preprocess(
     (v) =>
@@ -159,7 +174,14 @@ export const envSchema = z.object({
   /** Verifies Slack's interaction requests (buttons, /killswitch) on /slack/events; the app's Signing Secret. */
   SLACK_SIGNING_SECRET: z.preprocess(
     (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
-    z.string().trim().regex(/^[A-Za-z0-9]{16,128}$/, "must be the Slack app's Signing Secret (Basic Information page), 16-128 letters and digits").optional(),
+    z
+      .string()
+      .trim()
+      .regex(
+        /^[A-Za-z0-9]{16,128}$/,
+        "must be the Slack app's Signing Secret (Basic Information page), 16-128 letters and digits",
+      )
+      .optional(),
   ),
 
   /**
@@ -168,7 +190,9 @@ export const envSchema = z.object({
    */
   SLACK_DIGEST_AFTER: z.preprocess(
     (v) => (v === undefined || v === '' ? '10' : v),
-    z.union([z.literal('off'), z.coerce.number().int().min(1).max(10_000)], { error: 'must be off or a whole number from 1 to 10000' }),
+    z.union([z.literal('off'), z.coerce.number().int().min(1).max(10_000)], {
+      error: 'must be off or a whole number from 1 to 10000',
+    }),
   ),
   /** Least time between two chat.update calls of one digest. */
   SLACK_DIGEST_UPDATE_INTERVAL: slackDuration('3s', 500, 60_000),
@@ -190,12 +214,33 @@ export const envSchema = z.object({
   PAGERDUTY_EVENTS_URL: url.default('https://events.pagerduty.com'),
 
   /** Worker tuning (docs/performance.md); unset: the Temporal SDK's defaults. */
-  WORKER_MAX_CACHED_WORKFLOWS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(100_000).optional()),
-  WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(1).max(10_000).optional()),
-  WORKER_MAX_CONCURRENT_WORKFLOW_TASK_EXECUTIONS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(2).max(10_000).optional()),
-  WORKER_MAX_CONCURRENT_ACTIVITY_TASK_POLLS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(1).max(1_000).optional()),
-  WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(2).max(1_000).optional()),
-  WORKER_REUSE_V8_CONTEXT: z.preprocess((v) => (v === '' ? undefined : v), z.enum(['true', 'false']).transform((v) => v === 'true').optional()),
+  WORKER_MAX_CACHED_WORKFLOWS: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z.coerce.number().int().min(0).max(100_000).optional(),
+  ),
+  WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z.coerce.number().int().min(1).max(10_000).optional(),
+  ),
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASK_EXECUTIONS: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z.coerce.number().int().min(2).max(10_000).optional(),
+  ),
+  WORKER_MAX_CONCURRENT_ACTIVITY_TASK_POLLS: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z.coerce.number().int().min(1).max(1_000).optional(),
+  ),
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z.coerce.number().int().min(2).max(1_000).optional(),
+  ),
+  WORKER_REUSE_V8_CONTEXT: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .enum(['true', 'false'])
+      .transform((v) => v === 'true')
+      .optional(),
+  ),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -222,7 +267,8 @@ export interface Config {
     /** CODEC_TOKENS; undefined: no bearer token opens the codec endpoint. */
     readonly tokens: readonly string[] | undefined;
     /** CODEC_JWT_*: accept the UI's forwarded OIDC access tokens. */
-    readonly jwt: { readonly jwksUrl: string; readonly issuer: string; readonly audience: string } | undefined;
+    readonly jwt:
+      { readonly jwksUrl: string; readonly issuer: string; readonly audience: string } | undefined;
   };
   readonly dataDir: string;
   readonly serverKey: string | undefined;
@@ -243,7 +289,11 @@ export interface Config {
     /** Verifies Slack's requests to /slack/events (buttons, /killswitch). */
     readonly signingSecret: string | undefined;
     /** Burst digests; null when SLACK_DIGEST_AFTER=off. */
-    readonly digest: { readonly after: number; readonly updateIntervalMs: number; readonly windowMs: number } | null;
+    readonly digest: {
+      readonly after: number;
+      readonly updateIntervalMs: number;
+      readonly windowMs: number;
+    } | null;
   };
   readonly pagerduty: { readonly routingKey: string | undefined; readonly eventsUrl: string };
   /** WORKER_* tuning; every field unset means the SDK's default. */
@@ -274,11 +324,19 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     throw new ConfigError(`invalid environment:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
-  const jwtVars = { CODEC_JWT_JWKS_URL: e.CODEC_JWT_JWKS_URL, CODEC_JWT_ISSUER: e.CODEC_JWT_ISSUER, CODEC_JWT_AUDIENCE: e.CODEC_JWT_AUDIENCE };
+  const jwtVars = {
+    CODEC_JWT_JWKS_URL: e.CODEC_JWT_JWKS_URL,
+    CODEC_JWT_ISSUER: e.CODEC_JWT_ISSUER,
+    CODEC_JWT_AUDIENCE: e.CODEC_JWT_AUDIENCE,
+  };
   const jwtSet = Object.entries(jwtVars).filter(([, v]) => v);
   if (jwtSet.length > 0 && jwtSet.length < 3) {
-    const missing = Object.entries(jwtVars).filter(([, v]) => !v).map(([k]) => k);
-    throw new ConfigError(`invalid environment:\n${missing.map((k) => `  ${k}: required when ${jwtSet.map(([n]) => n).join(' and ')} ${jwtSet.length === 1 ? 'is' : 'are'} set`).join('\n')}`);
+    const missing = Object.entries(jwtVars)
+      .filter(([, v]) => !v)
+      .map(([k]) => k);
+    throw new ConfigError(
+      `invalid environment:\n${missing.map((k) => `  ${k}: required when ${jwtSet.map(([n]) => n).join(' and ')} ${jwtSet.length === 1 ? 'is' : 'are'} set`).join('\n')}`,
+    );
   }
   if (e.SLACK_BOT_TOKEN && !e.SLACK_CHANNEL) {
     throw new ConfigError('invalid environment:\n  SLACK_CHANNEL: required when SLACK_BOT_TOKEN is set');
@@ -308,7 +366,13 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     codec: Object.freeze({
       keys: e.KILLSWITCH_CODEC_KEYS ? Object.freeze([...e.KILLSWITCH_CODEC_KEYS]) : undefined,
       tokens: e.CODEC_TOKENS ? Object.freeze([...e.CODEC_TOKENS]) : undefined,
-      jwt: e.CODEC_JWT_JWKS_URL ? Object.freeze({ jwksUrl: e.CODEC_JWT_JWKS_URL, issuer: e.CODEC_JWT_ISSUER!, audience: e.CODEC_JWT_AUDIENCE! }) : undefined,
+      jwt: e.CODEC_JWT_JWKS_URL
+        ? Object.freeze({
+            jwksUrl: e.CODEC_JWT_JWKS_URL,
+            issuer: e.CODEC_JWT_ISSUER!,
+            audience: e.CODEC_JWT_AUDIENCE!,
+          })
+        : undefined,
     }),
     dataDir: e.KILLSWITCH_DATA_DIR,
     serverKey: e.KILLSWITCH_SERVER_KEY,
@@ -322,7 +386,9 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     adminTokens: e.ADMIN_TOKENS ? Object.freeze([...e.ADMIN_TOKENS]) : undefined,
     apiTokens: Object.freeze([
       ...(e.API_TOKENS ?? []).map((t, i) => Object.freeze({ ...t, label: `API_TOKENS[${i}]` })),
-      ...(e.ADMIN_TOKENS ?? []).map((token, i) => Object.freeze({ role: 'admin' as const, token, label: `ADMIN_TOKENS[${i}]` })),
+      ...(e.ADMIN_TOKENS ?? []).map((token, i) =>
+        Object.freeze({ role: 'admin' as const, token, label: `ADMIN_TOKENS[${i}]` }),
+      ),
     ]),
     slack: Object.freeze({
       token: e.SLACK_BOT_TOKEN,
@@ -332,7 +398,11 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
       digest:
         e.SLACK_DIGEST_AFTER === 'off'
           ? null
-          : Object.freeze({ after: e.SLACK_DIGEST_AFTER, updateIntervalMs: e.SLACK_DIGEST_UPDATE_INTERVAL, windowMs: e.SLACK_DIGEST_WINDOW }),
+          : Object.freeze({
+              after: e.SLACK_DIGEST_AFTER,
+              updateIntervalMs: e.SLACK_DIGEST_UPDATE_INTERVAL,
+              windowMs: e.SLACK_DIGEST_WINDOW,
+            }),
     }),
     pagerduty: Object.freeze({
       routingKey: e.PAGERDUTY_ROUTING_KEY,
@@ -358,6 +428,11 @@ function ensureSlash(u: string): string {
 }
 
 /** Link to one run in the Temporal Web UI. */
-export function temporalUiRunUrl(uiUrl: string, namespace: string, workflowId: string, runId: string): string {
+export function temporalUiRunUrl(
+  uiUrl: string,
+  namespace: string,
+  workflowId: string,
+  runId: string,
+): string {
   return `${uiUrl}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}/${encodeURIComponent(runId)}/history`;
 }

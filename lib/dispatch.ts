@@ -104,7 +104,9 @@ export interface StartRequest<W extends WorkflowType = WorkflowType> {
   staticDetails?: string;
 }
 
-export interface SignalWithStartRequest<W extends keyof WorkflowSignals = keyof WorkflowSignals> extends StartRequest<W> {
+export interface SignalWithStartRequest<
+  W extends keyof WorkflowSignals = keyof WorkflowSignals,
+> extends StartRequest<W> {
   signal: SignalDefinition<WorkflowSignals[W]>;
   signalArgs: WorkflowSignals[W];
 }
@@ -128,7 +130,8 @@ export interface WorkflowDispatcher {
 type WorkflowFn<W extends WorkflowType> = (...args: WorkflowArgs[W]) => Promise<unknown>;
 
 export function createWorkflowDispatcher(t: TemporalTarget): WorkflowDispatcher {
-  const runUrl = (workflowId: string, runId: string) => temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, runId);
+  const runUrl = (workflowId: string, runId: string) =>
+    temporalUiRunUrl(t.uiUrl, t.namespace, workflowId, runId);
   const within = <R>(fn: () => Promise<R>) => t.client.connection.withDeadline(Date.now() + t.deadlineMs, fn);
   return {
     runUrl,
@@ -137,23 +140,38 @@ export function createWorkflowDispatcher(t: TemporalTarget): WorkflowDispatcher 
       const { workflowType, ...options } = req as SignalWithStartRequest<'killSwitch'>;
       try {
         const handle = await within(() =>
-          t.client.workflow.signalWithStart<WorkflowFn<'killSwitch'>, WorkflowSignals['killSwitch']>(workflowType, {
-            taskQueue: t.taskQueue,
-            ...options,
-          }),
+          t.client.workflow.signalWithStart<WorkflowFn<'killSwitch'>, WorkflowSignals['killSwitch']>(
+            workflowType,
+            {
+              taskQueue: t.taskQueue,
+              ...options,
+            },
+          ),
         );
-        return { workflowId: options.workflowId, runId: handle.signaledRunId, temporalUiUrl: runUrl(options.workflowId, handle.signaledRunId) };
+        return {
+          workflowId: options.workflowId,
+          runId: handle.signaledRunId,
+          temporalUiUrl: runUrl(options.workflowId, handle.signaledRunId),
+        };
       } catch (err) {
-        if (isTemporalUnavailable(err)) throw new TemporalUnavailableError(`Temporal unreachable: ${(err as Error).message}`);
+        if (isTemporalUnavailable(err))
+          throw new TemporalUnavailableError(`Temporal unreachable: ${(err as Error).message}`);
         throw err;
       }
     },
     async start({ workflowType, ...options }) {
-      const answer = (runId: string): Dispatched => ({ workflowId: options.workflowId, runId, temporalUiUrl: runUrl(options.workflowId, runId) });
+      const answer = (runId: string): Dispatched => ({
+        workflowId: options.workflowId,
+        runId,
+        temporalUiUrl: runUrl(options.workflowId, runId),
+      });
       try {
         return await within(async () => {
           try {
-            const handle = await t.client.workflow.start<WorkflowFn<typeof workflowType>>(workflowType, { taskQueue: t.taskQueue, ...options });
+            const handle = await t.client.workflow.start<WorkflowFn<typeof workflowType>>(workflowType, {
+              taskQueue: t.taskQueue,
+              ...options,
+            });
             return answer(handle.firstExecutionRunId);
           } catch (err) {
             if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
@@ -289,7 +307,8 @@ export function sightingRow(workflowId: string, detection: Detection, receivedAt
   };
 }
 
-export const workflowIdOf = (s: Sighting): string => killSwitchWorkflowId(s.detection.credentialType, s.credentialKey);
+export const workflowIdOf = (s: Sighting): string =>
+  killSwitchWorkflowId(s.detection.credentialType, s.credentialKey);
 
 export function createDispatcher(deps: {
   workflows: WorkflowDispatcher;
@@ -306,7 +325,9 @@ export function createDispatcher(deps: {
       // A finished run that took this detection is found by its audit row, which lists every sighting it took.
       const finishedRun = async (): Promise<Dispatched | undefined> => {
         const runId = await deps.sightings.finishedRunHolding(workflowId, detection.id);
-        return runId ? { workflowId, runId, temporalUiUrl: deps.workflows.runUrl(workflowId, runId) } : undefined;
+        return runId
+          ? { workflowId, runId, temporalUiUrl: deps.workflows.runUrl(workflowId, runId) }
+          : undefined;
       };
       if (opts.redelivery) {
         // A run that is still open joins the re-sent sighting (the workflow dedupes by detection id).

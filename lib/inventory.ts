@@ -24,12 +24,32 @@ export const inventorySchema = z
   .superRefine((inv, ctx) => {
     const seen = new Set<string>();
     inv.systems.forEach((s, i) => {
-      if (seen.has(s.name)) ctx.addIssue({ code: 'custom', path: ['systems', i, 'name'], message: `duplicate system name "${s.name}"` });
+      if (seen.has(s.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['systems', i, 'name'],
+          message: `duplicate system name "${s.name}"`,
+        });
       seen.add(s.name);
       const can = kindOf(s).supports;
-      if (s.mode === 'graceful' && !can.graceful) ctx.addIssue({ code: 'custom', path: ['systems', i, 'mode'], message: `${s.kind} systems cannot keep two valid values; use emergency` });
-      if (s.mode === 'graceful' && s.sink.kind === 'none') ctx.addIssue({ code: 'custom', path: ['systems', i, 'sink'], message: 'graceful mode needs a sink to deliver the replacement to' });
-      if (s.quarantine && !can.quarantine) ctx.addIssue({ code: 'custom', path: ['systems', i, 'quarantine'], message: `${s.kind} systems have no reversible quarantine` });
+      if (s.mode === 'graceful' && !can.graceful)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['systems', i, 'mode'],
+          message: `${s.kind} systems cannot keep two valid values; use emergency`,
+        });
+      if (s.mode === 'graceful' && s.sink.kind === 'none')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['systems', i, 'sink'],
+          message: 'graceful mode needs a sink to deliver the replacement to',
+        });
+      if (s.quarantine && !can.quarantine)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['systems', i, 'quarantine'],
+          message: `${s.kind} systems have no reversible quarantine`,
+        });
     });
   });
 
@@ -40,7 +60,10 @@ export class InventoryError extends Error {
 }
 
 function formatPath(p: ReadonlyArray<PropertyKey>): string {
-  return p.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), '');
+  return p.reduce<string>(
+    (acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)),
+    '',
+  );
 }
 
 /** Validates an already-parsed document; errors name the file and every bad field by path. */
@@ -64,7 +87,9 @@ export function loadInventoryFile(file: string): Inventory {
   try {
     doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    throw new InventoryError(`${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
+    throw new InventoryError(
+      `${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`,
+    );
   }
   return parseInventory(doc, file);
 }
@@ -74,7 +99,10 @@ export function loadInventoryFile(file: string): Inventory {
  * session-store credentials) is set and well-formed. Returns the environment, checked; providers
  * read their secrets from it.
  */
-export function resolveInventoryEnv(inv: Inventory, env: Record<string, string | undefined>): Readonly<Record<string, string | undefined>> {
+export function resolveInventoryEnv(
+  inv: Inventory,
+  env: Record<string, string | undefined>,
+): Readonly<Record<string, string | undefined>> {
   const problems: string[] = [];
   inv.systems.forEach((s, i) => {
     for (const req of kindOf(s).env(s, `systems[${i}]`)) {
@@ -90,18 +118,27 @@ export function resolveInventoryEnv(inv: Inventory, env: Record<string, string |
   return Object.freeze({ ...env });
 }
 
-export type OwnerMatch =
-  | { kind: 'owned'; system: OwningSystem }
-  | { kind: 'unowned'; reason: string };
+export type OwnerMatch = { kind: 'owned'; system: OwningSystem } | { kind: 'unowned'; reason: string };
 
 /** Finds the one system that owns the credential a detection names. Ambiguity is not ownership. */
-export function matchOwner(inv: Inventory, detection: Pick<Detection, 'credentialType' | 'credentialRef'>): OwnerMatch {
+export function matchOwner(
+  inv: Inventory,
+  detection: Pick<Detection, 'credentialType' | 'credentialRef'>,
+): OwnerMatch {
   const able = inv.systems.filter((s) => handles(s, detection.credentialType));
-  if (able.length === 0) return { kind: 'unowned', reason: `no system in the inventory handles ${detection.credentialType}` };
+  if (able.length === 0)
+    return { kind: 'unowned', reason: `no system in the inventory handles ${detection.credentialType}` };
   const candidates = able.filter((s) => kindOf(s).owns(s, detection.credentialRef, detection.credentialType));
   if (candidates.length === 1) return { kind: 'owned', system: candidates[0]! };
   const what = kindOf(able[0]!).describe(detection.credentialRef);
-  if (candidates.length === 0) return { kind: 'unowned', reason: `no ${able.map((s) => s.kind).filter((k, i, a) => a.indexOf(k) === i).join('/')} system owns ${what}` };
+  if (candidates.length === 0)
+    return {
+      kind: 'unowned',
+      reason: `no ${able
+        .map((s) => s.kind)
+        .filter((k, i, a) => a.indexOf(k) === i)
+        .join('/')} system owns ${what}`,
+    };
   return {
     kind: 'unowned',
     reason: `${what} matches ${candidates.length} systems (${candidates.map((c) => c.name).join(', ')}); name the host`,

@@ -3,11 +3,17 @@
  * keyed hashes of secret values and references, and an evidence key that encrypts leaked values
  * held for verify-dead. Separate HKDF labels so one derived key never doubles as the other.
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ServerKeys } from '../contracts/keys';
-
 
 const EVIDENCE_VERSION = 1;
 
@@ -20,7 +26,8 @@ export function createServerKeys(serverKeyBase64: string): ServerKeys {
   const codecKey = derive('secret-kill-switch/payload-codec/v1');
   const codecKeyId = `sk-${createHmac('sha256', codecKey).update('key-id').digest('hex').slice(0, 12)}`;
 
-  const fingerprint = (value: string) => `hmac-sha256:${createHmac('sha256', fpKey).update(value, 'utf8').digest('hex')}`;
+  const fingerprint = (value: string) =>
+    `hmac-sha256:${createHmac('sha256', fpKey).update(value, 'utf8').digest('hex')}`;
 
   return {
     fingerprint,

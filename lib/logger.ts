@@ -25,7 +25,11 @@ export const REDACT_PATHS = [
   '*.connectionString',
 ];
 
-export function createLogger(opts: { level: string; name?: string; destination?: DestinationStream }): Logger {
+export function createLogger(opts: {
+  level: string;
+  name?: string;
+  destination?: DestinationStream;
+}): Logger {
   return pino(
     {
       name: opts.name ?? 'kill-switch',

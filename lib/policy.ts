@@ -31,7 +31,14 @@ export function evaluatePolicy(
   runtime: DryRunOverrides = {},
 ): PolicyDecision {
   const dryRun = (runtime.global ?? policy.dryRun) || (runtime.source ?? sourceDryRun(sources, d.source));
-  if (isCanary(d)) return { action: 'ignore', rule: CANARY_POLICY_RULE, dryRun, approvers: policy.approvers, retryWindow: policy.retryWindow };
+  if (isCanary(d))
+    return {
+      action: 'ignore',
+      rule: CANARY_POLICY_RULE,
+      dryRun,
+      approvers: policy.approvers,
+      retryWindow: policy.retryWindow,
+    };
   for (const [i, rule] of policy.rules.entries()) {
     const m = rule.match;
     if (m.source && !m.source.includes(d.source)) continue;
@@ -50,7 +57,9 @@ export function evaluatePolicy(
       dryRun,
       approvers: policy.approvers,
       retryWindow: policy.retryWindow,
-      ...(rule.action === 'require_approval' ? { approvalTimeout: rule.approvalTimeout, onTimeout: rule.onTimeout } : {}),
+      ...(rule.action === 'require_approval'
+        ? { approvalTimeout: rule.approvalTimeout, onTimeout: rule.onTimeout }
+        : {}),
     };
   }
   return {
@@ -59,6 +68,8 @@ export function evaluatePolicy(
     dryRun,
     approvers: policy.approvers,
     retryWindow: policy.retryWindow,
-    ...(policy.default === 'require_approval' ? { approvalTimeout: '30m', onTimeout: 'escalate' as const } : {}),
+    ...(policy.default === 'require_approval'
+      ? { approvalTimeout: '30m', onTimeout: 'escalate' as const }
+      : {}),
   };
 }

@@ -9,7 +9,9 @@ import { CREDENTIAL_TYPES, SEVERITIES } from '../contracts/detection';
 /** The generic source's secrets variable unless `sources.generic.secretsEnv` names another. */
 export const DEFAULT_GENERIC_SECRETS_ENV = 'GENERIC_WEBHOOK_SECRETS';
 
-export const envVarName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
+export const envVarName = z
+  .string()
+  .regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
 
 export const byteSize = z.union([
   z.number().int().min(1024),
@@ -23,9 +25,7 @@ export const byteSize = z.union([
     }),
 ]);
 
-const duration = z
-  .string()
-  .regex(/^\d+(ms|s|m|h)$/, 'expected a duration such as 30s, 15m or 1h');
+const duration = z.string().regex(/^\d+(ms|s|m|h)$/, 'expected a duration such as 30s, 15m or 1h');
 
 /** Settings every source shares (the full shape, as the ingress validates a section). */
 export const sourceCommon = {
@@ -40,12 +40,12 @@ export const sourceCommon = {
 };
 
 /** Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature), several secrets at once. */
-export const standardWebhooksSourceSchema = z
-  .object({ ...sourceCommon, secretsEnv: envVarName })
-  .strict();
+export const standardWebhooksSourceSchema = z.object({ ...sourceCommon, secretsEnv: envVarName }).strict();
 
 /** The name a sender of `sources.custom` is known by: its route and the source its detections carry. */
-export const customSourceName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,40}$/, 'lower-case letters, digits and -');
+export const customSourceName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,40}$/, 'lower-case letters, digits and -');
 
 /**
  * The parts of `sources.github` the worker reads too (its REST client fetches alerts and resolves
@@ -81,7 +81,12 @@ function envFieldIssues(value: unknown, path: PropertyKey[], ctx: z.RefinementCt
   if (Array.isArray(value)) value.forEach((v, i) => envFieldIssues(v, [...path, i], ctx));
   else if (value && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) {
-      if (/Env$/.test(k) && typeof v === 'string' && !ENV_NAME.test(v)) ctx.addIssue({ code: 'custom', path: [...path, k], message: 'must be an environment variable name (A-Z, 0-9, _)' });
+      if (/Env$/.test(k) && typeof v === 'string' && !ENV_NAME.test(v))
+        ctx.addIssue({
+          code: 'custom',
+          path: [...path, k],
+          message: 'must be an environment variable name (A-Z, 0-9, _)',
+        });
       else envFieldIssues(v, [...path, k], ctx);
     }
   }
@@ -102,7 +107,12 @@ export const sourcesSchema = z
       .object({ ...sectionBase, secretsEnv: envVarName.default(DEFAULT_GENERIC_SECRETS_ENV) })
       .catchall(z.unknown())
       .superRefine((v, ctx) => envFieldIssues(v, [], ctx))
-      .default({ enabled: true, dryRun: false, rateLimit: { perMinute: 600 }, secretsEnv: DEFAULT_GENERIC_SECRETS_ENV }),
+      .default({
+        enabled: true,
+        dryRun: false,
+        rateLimit: { perMinute: 600 },
+        secretsEnv: DEFAULT_GENERIC_SECRETS_ENV,
+      }),
     custom: z
       .array(
         z
@@ -117,7 +127,8 @@ export const sourcesSchema = z
 export const POLICY_ACTIONS = ['rotate', 'require_approval', 'notify_only', 'ignore'] as const;
 export type PolicyAction = (typeof POLICY_ACTIONS)[number];
 
-const oneOrMany = <T extends z.ZodType>(t: T) => z.union([t, z.array(t).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]) as z.infer<T>[]);
+const oneOrMany = <T extends z.ZodType>(t: T) =>
+  z.union([t, z.array(t).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]) as z.infer<T>[]);
 
 export const policyRuleSchema = z
   .object({
@@ -160,7 +171,13 @@ export const policySchema = z
      * Who may approve, deny, retry or mark a false positive: Slack user ids (U…/W…) or e-mail
      * addresses. Empty: anyone who can reach the controls (Slack channel members, admin API).
      */
-    approvers: z.array(z.string().regex(/^([UW][A-Z0-9]{2,20}|[^\s@]+@[^\s@]+)$/, 'a Slack user id (U…) or an e-mail address')).default([]),
+    approvers: z
+      .array(
+        z
+          .string()
+          .regex(/^([UW][A-Z0-9]{2,20}|[^\s@]+@[^\s@]+)$/, 'a Slack user id (U…) or an e-mail address'),
+      )
+      .default([]),
     /** After an escalation, how long the run waits for a human to retry it (0s: it ends at once). */
     retryWindow: duration.default('24h'),
   })
@@ -185,7 +202,10 @@ export function policySourceProblems(policy: PolicyConfig, known: ReadonlySet<st
   const problems: string[] = [];
   policy.rules.forEach((r, i) =>
     r.match.source?.forEach((name, j) => {
-      if (!known.has(name)) problems.push(`  policy.rules[${i}].match.source[${j}]: no such source (the built-in ones, or a sources.custom name)`);
+      if (!known.has(name))
+        problems.push(
+          `  policy.rules[${i}].match.source[${j}]: no such source (the built-in ones, or a sources.custom name)`,
+        );
     }),
   );
   return problems;
@@ -197,7 +217,8 @@ export function secretList(value: string | undefined): string[] {
 }
 
 function standardWebhooksSecretProblem(secret: string): string | undefined {
-  if (!/^whsec_[A-Za-z0-9+/=]{16,}$/.test(secret)) return 'each secret must look like whsec_<base64>, at least 12 bytes';
+  if (!/^whsec_[A-Za-z0-9+/=]{16,}$/.test(secret))
+    return 'each secret must look like whsec_<base64>, at least 12 bytes';
   try {
     new Webhook(secret);
     return undefined;
@@ -222,13 +243,18 @@ export interface EnvRequirement {
  * Webhooks, holds whsec_ secrets). One line per problem, naming the field and the variable, never a
  * value.
  */
-export function envProblems(requirements: readonly EnvRequirement[], env: Record<string, string | undefined>): string[] {
+export function envProblems(
+  requirements: readonly EnvRequirement[],
+  env: Record<string, string | undefined>,
+): string[] {
   const problems: string[] = [];
   for (const { path, name, standardWebhooks, optional } of requirements) {
     if (name === undefined) continue;
     const list = secretList(env[name]);
     if (list.length === 0) {
-      problems.push(`  ${path}: environment variable ${name} is not set${optional ? ' (remove the field, or set the variable)' : ''}`);
+      problems.push(
+        `  ${path}: environment variable ${name} is not set${optional ? ' (remove the field, or set the variable)' : ''}`,
+      );
       continue;
     }
     if (standardWebhooks) {

@@ -18,7 +18,15 @@ export function installTemporalLogging(logger: Logger): void {
   const temporalLogger = logger.child({ component: 'temporal' });
   // The SDK filters before pino sees anything: its level follows the logger's (LOG_LEVEL), so debug
   // lines of activities and workflows appear when asked for and cost nothing otherwise.
-  const level: LogLevel = ({ trace: 'TRACE', debug: 'DEBUG', info: 'INFO', warn: 'WARN' } as Record<string, LogLevel>)[logger.level] ?? (logger.level === 'silent' ? 'ERROR' : logger.level === 'error' || logger.level === 'fatal' ? 'ERROR' : 'INFO');
+  const level: LogLevel =
+    ({ trace: 'TRACE', debug: 'DEBUG', info: 'INFO', warn: 'WARN' } as Record<string, LogLevel>)[
+      logger.level
+    ] ??
+    (logger.level === 'silent'
+      ? 'ERROR'
+      : logger.level === 'error' || logger.level === 'fatal'
+        ? 'ERROR'
+        : 'INFO');
   Runtime.install({
     logger: new DefaultLogger(level, (entry) => {
       const { message, meta } = entry;

@@ -19,7 +19,18 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  closeSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -38,7 +49,15 @@ import { startScramCluster, type ScramCluster } from '../test/helpers/pg-cluster
 import { startSlackFake, type SlackFake } from '../test/fakes/slack';
 import { startPagerDutyFake, type PagerDutyFake } from '../test/fakes/pagerduty';
 import { cdfSvg } from './bench-chart';
-import { CpuMeter, counterDelta, historyShape, postmasterPid, scrapeCounters, type HistoryShape, type Measured } from './bench-measure';
+import {
+  CpuMeter,
+  counterDelta,
+  historyShape,
+  postmasterPid,
+  scrapeCounters,
+  type HistoryShape,
+  type Measured,
+} from './bench-measure';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -76,7 +95,12 @@ interface Options {
  * Calls `fn(i, at)` for i < count: paced, each at its scheduled time (open loop: never waiting for
  * earlier calls; `lag` gets how late each started); burst, `concurrency` loops one after another.
  */
-async function drive(count: number, opts: Pick<Options, 'mode' | 'rate' | 'concurrency'>, fn: (i: number, at: number) => Promise<void>, lag?: number[]): Promise<void> {
+async function drive(
+  count: number,
+  opts: Pick<Options, 'mode' | 'rate' | 'concurrency'>,
+  fn: (i: number, at: number) => Promise<void>,
+  lag?: number[],
+): Promise<void> {
   if (opts.mode === 'paced') {
     const interval = 1000 / opts.rate!;
     const first = performance.now() + 20;
@@ -99,7 +123,8 @@ async function drive(count: number, opts: Pick<Options, 'mode' | 'rate' | 'concu
 }
 
 function usage(): never {
-  process.stderr.write(`usage: npm run bench -- [--n 1000 [--concurrency 32] | --rate R --duration S] [--mix postgres=70,redis=30]
+  process.stderr
+    .write(`usage: npm run bench -- [--n 1000 [--concurrency 32] | --rate R --duration S] [--mix postgres=70,redis=30]
        [--sqlite default|wal|both] [--no-baseline] [--slack-per-second 1] [--pagerduty-per-minute 120]
        [--slack-drain-seconds 90] [--timeout-seconds 300] [--out results] [--label text] [--profile dir] [--keep] [--worker-node-flags "--flag ..."]
 env: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL
@@ -137,13 +162,17 @@ export function parseArgs(argv: string[], env = process.env): Options {
   };
   const int = (v: string | undefined, name: string, min: number, max: number) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer from ${min} to ${max}`);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new Error(`${name} must be an integer from ${min} to ${max}`);
     return n;
   };
   const seen = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    const [flag, inline] = a.includes('=') && a.startsWith('--') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const [flag, inline] =
+      a.includes('=') && a.startsWith('--')
+        ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]
+        : [a, undefined];
     const value = () => inline ?? argv[++i];
     seen.add(flag!);
     switch (flag) {
@@ -156,7 +185,8 @@ export function parseArgs(argv: string[], env = process.env): Options {
       case '--rate': {
         const v = value();
         const r = Number(v);
-        if (v === undefined || v.trim() === '' || !Number.isFinite(r) || r <= 0 || r > 1000) throw new Error('--rate must be a number of detections per second above 0, at most 1000');
+        if (v === undefined || v.trim() === '' || !Number.isFinite(r) || r <= 0 || r > 1000)
+          throw new Error('--rate must be a number of detections per second above 0, at most 1000');
         o.rate = r;
         break;
       }
@@ -167,7 +197,8 @@ export function parseArgs(argv: string[], env = process.env): Options {
         const m = { postgres: 0, redis: 0 };
         for (const part of (value() ?? '').split(',')) {
           const [k, v] = part.split('=');
-          if (k !== 'postgres' && k !== 'redis') throw new Error(`--mix: unknown system kind "${k}" (postgres, redis)`);
+          if (k !== 'postgres' && k !== 'redis')
+            throw new Error(`--mix: unknown system kind "${k}" (postgres, redis)`);
           m[k] = int(v, `--mix ${k}`, 0, 1_000_000);
         }
         if (m.postgres + m.redis === 0) throw new Error('--mix: at least one weight must be positive');
@@ -222,8 +253,12 @@ export function parseArgs(argv: string[], env = process.env): Options {
   if (seen.has('--rate') || seen.has('--duration')) {
     if (!seen.has('--rate')) throw new Error('--duration needs --rate (detections per second)');
     if (!seen.has('--duration')) throw new Error('--rate needs --duration (seconds)');
-    if (seen.has('--n')) throw new Error('--n is for burst mode; in paced mode the count is --rate × --duration');
-    if (seen.has('--concurrency')) throw new Error('--concurrency is for burst mode; paced mode sends on a fixed schedule, however many are in flight');
+    if (seen.has('--n'))
+      throw new Error('--n is for burst mode; in paced mode the count is --rate × --duration');
+    if (seen.has('--concurrency'))
+      throw new Error(
+        '--concurrency is for burst mode; paced mode sends on a fixed schedule, however many are in flight',
+      );
     o.mode = 'paced';
     o.n = Math.round(o.rate! * o.durationSeconds!);
     if (o.n < 1) throw new Error('--rate × --duration must be at least one detection');
@@ -323,7 +358,10 @@ function cleanupAll(): Promise<void> {
     while (cleanups.length) {
       const c = cleanups.pop()!;
       try {
-        await Promise.race([Promise.resolve(c.fn()), sleep(30_000).then(() => Promise.reject(new Error('timed out after 30 s')))]);
+        await Promise.race([
+          Promise.resolve(c.fn()),
+          sleep(30_000).then(() => Promise.reject(new Error('timed out after 30 s'))),
+        ]);
       } catch (err) {
         process.stderr.write(`cleanup: ${c.what} failed: ${(err as Error).message}\n`);
       }
@@ -372,7 +410,8 @@ async function ownedSystems(opts: Options): Promise<OwnedSystems> {
   onCleanup('close the Redis connection', () => redis.quit());
   const redisUsers: string[] = [];
   onCleanup('delete the Redis ACL users made for the run', async () => {
-    for (let i = 0; i < redisUsers.length; i += 200) await redis.call('ACL', ['DELUSER', ...redisUsers.slice(i, i + 200)]);
+    for (let i = 0; i < redisUsers.length; i += 200)
+      await redis.call('ACL', ['DELUSER', ...redisUsers.slice(i, i + 200)]);
   });
 
   return {
@@ -386,7 +425,10 @@ async function ownedSystems(opts: Options): Promise<OwnedSystems> {
       const creds: Credential[] = [];
       for (let i = 0; i < count; i++) {
         // Deterministic interleaving that honours the mix at every prefix of the sequence.
-        const kind: Credential['kind'] = Math.floor(((i + 1) * mix.postgres) / total) > Math.floor((i * mix.postgres) / total) ? 'postgres' : 'redis';
+        const kind: Credential['kind'] =
+          Math.floor(((i + 1) * mix.postgres) / total) > Math.floor((i * mix.postgres) / total)
+            ? 'postgres'
+            : 'redis';
         const name = `ksb_${runId}_${tag}_${i}`;
         const password = newPassword();
         const leakedUrl =
@@ -398,7 +440,14 @@ async function ownedSystems(opts: Options): Promise<OwnedSystems> {
       const roles = creds.filter((c) => c.kind === 'postgres');
       for (let i = 0; i < roles.length; i += 100) {
         const batch = roles.slice(i, i + 100);
-        await su.query(batch.map((c) => `CREATE ROLE ${su.escapeIdentifier(c.name)} LOGIN PASSWORD ${su.escapeLiteral(c.password)};`).join('\n'));
+        await su.query(
+          batch
+            .map(
+              (c) =>
+                `CREATE ROLE ${su.escapeIdentifier(c.name)} LOGIN PASSWORD ${su.escapeLiteral(c.password)};`,
+            )
+            .join('\n'),
+        );
       }
       const users = creds.filter((c) => c.kind === 'redis');
       const pipe = redis.pipeline();
@@ -409,7 +458,10 @@ async function ownedSystems(opts: Options): Promise<OwnedSystems> {
       if (users.length) {
         const r = await pipe.exec();
         const failed = (r ?? []).find(([err]) => err);
-        if (failed) throw new Error(`creating Redis users failed: ${(failed[0] as Error).message.split(SECRET_MARK)[0]}`);
+        if (failed)
+          throw new Error(
+            `creating Redis users failed: ${(failed[0] as Error).message.split(SECRET_MARK)[0]}`,
+          );
       }
       return creds;
     },
@@ -420,14 +472,28 @@ async function ownedSystems(opts: Options): Promise<OwnedSystems> {
 // The kill switch under test: its own Temporal dev server, audit database, worker and ingress.
 
 /** The processes that make up the system under test: their sum is the CPU total per containment. */
-const SYSTEM_PROCESSES = ['devServer', 'worker', 'ingress', 'auditPostgres', 'ownedPostgres', 'redis'] as const;
+const SYSTEM_PROCESSES = [
+  'devServer',
+  'worker',
+  'ingress',
+  'auditPostgres',
+  'ownedPostgres',
+  'redis',
+] as const;
 const PERSISTENCE_COUNTERS = ['persistence_requests', 'visibility_persistence_requests'];
 const HISTORY_SAMPLE = 20;
 /** The worker's production node flags: those of `npm run start:worker` (the Dockerfile's CMD has the same). */
 const WORKER_NODE_FLAGS: string[] = (() => {
-  const script = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start:worker'] ?? '';
+  const script =
+    (
+      JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as {
+        scripts: Record<string, string>;
+      }
+    ).scripts['start:worker'] ?? '';
   const words = script.split(/\s+/);
-  return words.slice(words.indexOf('node') + 1, words.indexOf('dist/worker/index.js')).filter((w) => w.startsWith('--'));
+  return words
+    .slice(words.indexOf('node') + 1, words.indexOf('dist/worker/index.js'))
+    .filter((w) => w.startsWith('--'));
 })();
 
 interface CpuFigures {
@@ -460,7 +526,12 @@ interface Scenario {
   /** 202 answers that named no workflow id (not in timeToContainFromSend). */
   unmatchedAcks: number;
   cpu: CpuFigures;
-  persistence: { requestsPerRun: number; visibilityRequestsPerRun: number | null; requests: number; byOperationPerRun: Record<string, number> } | null;
+  persistence: {
+    requestsPerRun: number;
+    visibilityRequestsPerRun: number | null;
+    requests: number;
+    byOperationPerRun: Record<string, number>;
+  } | null;
   history: HistoryShape | null;
   timeToRevoke: ReturnType<typeof stats>;
   byKind: Record<string, ReturnType<typeof stats>>;
@@ -485,7 +556,11 @@ interface Scenario {
     stillRetrying: number;
   };
   pagerduty: { events: number; rateLimited429: number };
-  memory: { worker: ReturnType<typeof memoryOf>; ingress: ReturnType<typeof memoryOf>; temporal: ReturnType<typeof memoryOf> };
+  memory: {
+    worker: ReturnType<typeof memoryOf>;
+    ingress: ReturnType<typeof memoryOf>;
+    temporal: ReturnType<typeof memoryOf>;
+  };
   workerTuning: Record<string, string>;
   secretMarkInLogs: boolean;
   /** Raw samples for the chart (ms). */
@@ -503,9 +578,21 @@ function buildForProduction(): void {
   process.stderr.write(built.stdout);
 }
 
-function spawnNode(entry: string, env: Record<string, string>, logFile: string, profileDir?: string, nodeFlags: string[] = []): ChildProcess {
+function spawnNode(
+  entry: string,
+  env: Record<string, string>,
+  logFile: string,
+  profileDir?: string,
+  nodeFlags: string[] = [],
+): ChildProcess {
   // Plain `node dist/<entry>.js`: the compiled entry in this one process, so its pid is the one to measure.
-  const flags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${path.basename(entry, '.js')}-${Date.now()}.cpuprofile`] : [];
+  const flags = profileDir
+    ? [
+        '--cpu-prof',
+        `--cpu-prof-dir=${profileDir}`,
+        `--cpu-prof-name=${path.basename(entry, '.js')}-${Date.now()}.cpuprofile`,
+      ]
+    : [];
   const child = spawn(process.execPath, [...nodeFlags, ...flags, entry], {
     cwd: PROJECT_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
@@ -529,7 +616,12 @@ async function stopChild(child: ChildProcess, name: string): Promise<void> {
   clearTimeout(t);
 }
 
-async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode, workDir: string): Promise<Scenario> {
+async function runScenario(
+  opts: Options,
+  owned: OwnedSystems,
+  mode: SqliteMode,
+  workDir: string,
+): Promise<Scenario> {
   const tag = `t${mode === 'wal' ? 'w' : 'd'}`;
   const dir = path.join(workDir, mode);
   mkdirSync(dir, { recursive: true });
@@ -549,12 +641,19 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   const auditUrl = auditUrlObj.toString();
 
   // Fakes with Slack's and PagerDuty's documented rate limits.
-  const slack: SlackFake = await startSlackFake('xoxb-bench-token', opts.slackPerSecond ? { postMessagePerSecond: opts.slackPerSecond, updatePerMinute: 50 } : {});
-  const pagerduty: PagerDutyFake = await startPagerDutyFake(undefined, opts.pagerDutyPerMinute ? { perMinute: opts.pagerDutyPerMinute } : {});
+  const slack: SlackFake = await startSlackFake(
+    'xoxb-bench-token',
+    opts.slackPerSecond ? { postMessagePerSecond: opts.slackPerSecond, updatePerMinute: 50 } : {},
+  );
+  const pagerduty: PagerDutyFake = await startPagerDutyFake(
+    undefined,
+    opts.pagerDutyPerMinute ? { perMinute: opts.pagerDutyPerMinute } : {},
+  );
   onCleanup('stop the Slack and PagerDuty fakes', () => Promise.all([slack.close(), pagerduty.close()]));
 
   // Temporal dev server with a db file, default SQLite settings or WAL.
-  const pragmas: Record<string, string> = mode === 'wal' ? { journal_mode: 'wal', synchronous: 'normal' } : {};
+  const pragmas: Record<string, string> =
+    mode === 'wal' ? { journal_mode: 'wal', synchronous: 'normal' } : {};
   const dbFile = path.join(dir, 'temporal.db');
   const dev: DevServer = await startDevServer({
     cli: resolveTemporalCli({ log: (m) => process.stderr.write(`${m}\n`) }),
@@ -603,7 +702,9 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   const webhookSecret = newWebhookSecret();
   const port = await freePort();
   const taskQueue = `kill-switch-bench-${runId}`;
-  const workerTuning = Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.startsWith('WORKER_') && v) as Array<[string, string]>);
+  const workerTuning = Object.fromEntries(
+    Object.entries(process.env).filter(([k, v]) => k.startsWith('WORKER_') && v) as Array<[string, string]>,
+  );
   const env: Record<string, string> = {
     NODE_ENV: 'production',
     LOG_LEVEL: 'info',
@@ -634,27 +735,49 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   const base = `http://127.0.0.1:${port}`;
   const readyBy = Date.now() + 60_000;
   for (;;) {
-    if (ingress.exitCode !== null) throw new Error(`the ingress exited (${ingress.exitCode}); see ${ingressLog}`);
-    const ok = await fetch(`${base}/healthz`).then((r) => r.ok, () => false);
+    if (ingress.exitCode !== null)
+      throw new Error(`the ingress exited (${ingress.exitCode}); see ${ingressLog}`);
+    const ok = await fetch(`${base}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     if (Date.now() > readyBy) throw new Error(`the ingress was not ready within 60 s; see ${ingressLog}`);
     await sleep(200);
   }
-  const worker = spawnNode('dist/worker/index.js', env, workerLog, opts.profileDir, opts.workerNodeFlags ?? WORKER_NODE_FLAGS);
+  const worker = spawnNode(
+    'dist/worker/index.js',
+    env,
+    workerLog,
+    opts.profileDir,
+    opts.workerNodeFlags ?? WORKER_NODE_FLAGS,
+  );
   onCleanup('stop the worker', () => stopChild(worker, 'worker'));
   const conn = await Connection.connect({ address: dev.address });
   onCleanup('close the Temporal connection', () => conn.close());
   for (;;) {
     if (worker.exitCode !== null) throw new Error(`the worker exited (${worker.exitCode}); see ${workerLog}`);
-    const d = await conn.workflowService.describeTaskQueue({ namespace: 'default', taskQueue: { name: taskQueue }, taskQueueType: 1 }).catch(() => null);
-    const a = await conn.workflowService.describeTaskQueue({ namespace: 'default', taskQueue: { name: taskQueue }, taskQueueType: 2 }).catch(() => null);
+    const d = await conn.workflowService
+      .describeTaskQueue({ namespace: 'default', taskQueue: { name: taskQueue }, taskQueueType: 1 })
+      .catch(() => null);
+    const a = await conn.workflowService
+      .describeTaskQueue({ namespace: 'default', taskQueue: { name: taskQueue }, taskQueueType: 2 })
+      .catch(() => null);
     if ((d?.pollers?.length ?? 0) > 0 && (a?.pollers?.length ?? 0) > 0) break;
-    if (Date.now() > readyBy + 60_000) throw new Error(`the worker did not poll within 120 s; see ${workerLog}`);
+    if (Date.now() > readyBy + 60_000)
+      throw new Error(`the worker did not poll within 120 s; see ${workerLog}`);
     await sleep(250);
   }
   // Figures of a worker that bundled its workflow code at start (a stale build) are not production's.
-  for (let i = 0; !readFileSync(workerLog, 'utf8').includes('"msg":"running the prebuilt workflow bundle"'); i++) {
-    if (i >= 20) throw new Error(`the worker did not run the prebuilt workflow bundle (a workflow file changed after the build?); see ${workerLog}`);
+  for (
+    let i = 0;
+    !readFileSync(workerLog, 'utf8').includes('"msg":"running the prebuilt workflow bundle"');
+    i++
+  ) {
+    if (i >= 20)
+      throw new Error(
+        `the worker did not run the prebuilt workflow bundle (a workflow file changed after the build?); see ${workerLog}`,
+      );
     await sleep(100);
   }
 
@@ -667,7 +790,11 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   await audit.connect();
   onCleanup('close the audit connection', () => audit.end());
   const auditBackends = async () =>
-    (await audit.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()')).rows.map((r) => r.pid);
+    (
+      await audit.query<{ pid: number }>(
+        'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+      )
+    ).rows.map((r) => r.pid);
   const redisPid = Number(/process_id:(\d+)/.exec(await owned.redis.info('server'))?.[1]) || undefined;
   const measured: Record<string, Measured> = {
     devServer: { kind: 'tree', pid: dev.process.pid },
@@ -715,7 +842,12 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
       try {
         const r = await fetch(`${base}/webhooks/generic`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(Math.floor(ts.getTime() / 1000)), 'webhook-signature': wh.sign(id, ts, body) },
+          headers: {
+            'content-type': 'application/json',
+            'webhook-id': id,
+            'webhook-timestamp': String(Math.floor(ts.getTime() / 1000)),
+            'webhook-signature': wh.sign(id, ts, body),
+          },
           body,
           signal: AbortSignal.timeout(30_000),
         });
@@ -758,13 +890,22 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   }
   bar.done();
   await Promise.race([senders, sleep(1000)]);
-  if (audited < opts.n) process.stderr.write(`warning: only ${audited}/${opts.n} runs recorded an outcome within ${opts.timeoutSeconds} s\n`);
+  if (audited < opts.n)
+    process.stderr.write(
+      `warning: only ${audited}/${opts.n} runs recorded an outcome within ${opts.timeoutSeconds} s\n`,
+    );
   // The window closes when the last run has closed (what a run does after its audit row, its
   // notifications, is part of its cost), at most 60 s after the last audit row.
   const openRuns = async () =>
     conn.workflowService
-      .countWorkflowExecutions({ namespace: 'default', query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })
-      .then((r) => Number(r.count ?? 0), () => NaN);
+      .countWorkflowExecutions({
+        namespace: 'default',
+        query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'`,
+      })
+      .then(
+        (r) => Number(r.count ?? 0),
+        () => NaN,
+      );
   const closeBy = Date.now() + 60_000;
   let stillOpen = await openRuns();
   while (stillOpen !== 0 && Date.now() < closeBy) {
@@ -776,7 +917,15 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   const metricsAfter = dev.metricsUrl ? await scrapeCounters(dev.metricsUrl, PERSISTENCE_COUNTERS) : null;
 
   const rows = (
-    await audit.query<{ workflow_id: string; outcome: string; owning_system: string | null; received_at: Date; revoked_at: Date | null; verified_dead_at: Date | null; recorded_at: Date }>(
+    await audit.query<{
+      workflow_id: string;
+      outcome: string;
+      owning_system: string | null;
+      received_at: Date;
+      revoked_at: Date | null;
+      verified_dead_at: Date | null;
+      recorded_at: Date;
+    }>(
       'SELECT workflow_id, outcome, owning_system, received_at, revoked_at, verified_dead_at, recorded_at FROM killswitch_audit',
     )
   ).rows;
@@ -784,8 +933,12 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   for (const r of rows) outcomes[r.outcome] = (outcomes[r.outcome] ?? 0) + 1;
   const contained = rows.filter((r) => r.outcome === 'contained' && r.verified_dead_at);
   const contain = contained.map((r) => r.verified_dead_at!.getTime() - r.received_at.getTime());
-  const revoke = contained.filter((r) => r.revoked_at).map((r) => r.revoked_at!.getTime() - r.received_at.getTime());
-  const fromSend = contained.filter((r) => sentAt.has(r.workflow_id)).map((r) => r.verified_dead_at!.getTime() - sentAt.get(r.workflow_id)!);
+  const revoke = contained
+    .filter((r) => r.revoked_at)
+    .map((r) => r.revoked_at!.getTime() - r.received_at.getTime());
+  const fromSend = contained
+    .filter((r) => sentAt.has(r.workflow_id))
+    .map((r) => r.verified_dead_at!.getTime() - sentAt.get(r.workflow_id)!);
 
   // Cost per contained credential: CPU per process, persistence requests, history shape.
   const per = (x: number) => (contained.length ? Math.round((x / contained.length) * 10) / 10 : NaN);
@@ -793,9 +946,18 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   const systemMs = SYSTEM_PROCESSES.reduce((a, k) => a + cpuWindow.ms[k]!, 0);
   const cpu: CpuFigures = {
     windowSeconds: r1(cpuWindow.seconds),
-    windowClosedWhen: stillOpen === 0 ? 'every run closed' : `60 s after the last audit row, ${Number.isNaN(stillOpen) ? 'unknown' : stillOpen} runs still open`,
-    perContainedMs: { ...Object.fromEntries(Object.entries(cpuWindow.ms).map(([k, v]) => [k, per(v)])), total: per(systemMs) },
-    windowMs: { ...Object.fromEntries(Object.entries(cpuWindow.ms).map(([k, v]) => [k, Math.round(v)])), total: Math.round(systemMs) },
+    windowClosedWhen:
+      stillOpen === 0
+        ? 'every run closed'
+        : `60 s after the last audit row, ${Number.isNaN(stillOpen) ? 'unknown' : stillOpen} runs still open`,
+    perContainedMs: {
+      ...Object.fromEntries(Object.entries(cpuWindow.ms).map(([k, v]) => [k, per(v)])),
+      total: per(systemMs),
+    },
+    windowMs: {
+      ...Object.fromEntries(Object.entries(cpuWindow.ms).map(([k, v]) => [k, Math.round(v)])),
+      total: Math.round(systemMs),
+    },
     idleMsPerSecond: Object.fromEntries(Object.entries(idle.ms).map(([k, v]) => [k, r1(v / idle.seconds)])),
   };
   const persisted = counterDelta(metricsBefore, metricsAfter, 'persistence_requests');
@@ -813,11 +975,17 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
         ),
       }
     : null;
-  const history = await historyShape(new Client({ connection: conn }), contained.map((r) => r.workflow_id), HISTORY_SAMPLE);
+  const history = await historyShape(
+    new Client({ connection: conn }),
+    contained.map((r) => r.workflow_id),
+    HISTORY_SAMPLE,
+  );
 
   const byKind: Record<string, ReturnType<typeof stats>> = {};
   for (const sys of ['bench-pg', 'bench-redis']) {
-    const v = contained.filter((r) => r.owning_system === sys).map((r) => r.verified_dead_at!.getTime() - r.received_at.getTime());
+    const v = contained
+      .filter((r) => r.owning_system === sys)
+      .map((r) => r.verified_dead_at!.getTime() - r.received_at.getTime());
     if (v.length) byKind[sys] = stats(v);
   }
   const firstReceived = Math.min(...rows.map((r) => r.received_at.getTime()));
@@ -864,7 +1032,11 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
         if (at !== undefined && !shown.has(it.workflow_id)) shown.set(it.workflow_id, at);
       }
     }
-    return { shown, digests: digestCounts.size, digestRenders: [...digestCounts.values()].reduce((a, l) => a + l.length, 0) };
+    return {
+      shown,
+      digests: digestCounts.size,
+      digestRenders: [...digestCounts.values()].reduce((a, l) => a + l.length, 0),
+    };
   };
   const drainBy = Date.now() + opts.slackDrainSeconds * 1000;
   const slackBar = progress(`${mode.padEnd(7)} Slack    `, contained.length);
@@ -875,7 +1047,10 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     view = await outcomeShownAt();
     shown = view.shown;
     const listed = await conn.workflowService
-      .countWorkflowExecutions({ namespace: 'default', query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })
+      .countWorkflowExecutions({
+        namespace: 'default',
+        query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'`,
+      })
       .catch(() => null);
     open = listed ? Number(listed.count ?? 0) : open;
     slackBar.update(shown.size, `runs still open ${Number.isFinite(open) ? open : '?'}`);
@@ -905,8 +1080,14 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
   }
 
   // Peak memory, then stop the processes of this scenario.
-  const memory = { worker: memoryOf(worker.pid), ingress: memoryOf(ingress.pid), temporal: memoryOf(dev.process.pid) };
-  const logs = [workerLog, ingressLog, path.join(dir, 'temporal.log')].map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : '')).join('\n');
+  const memory = {
+    worker: memoryOf(worker.pid),
+    ingress: memoryOf(ingress.pid),
+    temporal: memoryOf(dev.process.pid),
+  };
+  const logs = [workerLog, ingressLog, path.join(dir, 'temporal.log')]
+    .map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : ''))
+    .join('\n');
   const scenario: Scenario = {
     mode: opts.mode,
     rate: opts.rate ?? null,
@@ -929,7 +1110,10 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
     timeToRevoke: stats(revoke),
     byKind,
     containedPerSecond: Math.round(containedPerSecond * 10) / 10,
-    offeredPerSecond: opts.mode === 'paced' ? opts.rate! : Math.round((opts.n / Math.max(0.001, (lastAckAt - sendStart) / 1000)) * 10) / 10,
+    offeredPerSecond:
+      opts.mode === 'paced'
+        ? opts.rate!
+        : Math.round((opts.n / Math.max(0.001, (lastAckAt - sendStart) / 1000)) * 10) / 10,
     wallSeconds: Math.round((lastDead - firstReceived) / 100) / 10,
     slack: {
       perSecondLimit: opts.slackPerSecond,
@@ -939,7 +1123,9 @@ async function runScenario(opts: Options, owned: OwnedSystems, mode: SqliteMode,
       outcomeShown: shown.size,
       rateLimited429: slack.rateLimited(),
       lagAfterVerifiedDeadMs: lags.length ? stats(lags) : null,
-      lastOutcomeShownAfterLastDeathSeconds: shown.size ? Math.round((Math.max(...shown.values()) - lastDead) / 100) / 10 : null,
+      lastOutcomeShownAfterLastDeathSeconds: shown.size
+        ? Math.round((Math.max(...shown.values()) - lastDead) / 100) / 10
+        : null,
       outcomeLost,
       stillRetrying,
     },
@@ -968,11 +1154,27 @@ async function runBaseline(opts: Options, owned: OwnedSystems) {
   const creds = await owned.create(opts.n, 'b', opts.mix);
   const inventory = parseInventory({
     systems: [
-      { name: 'bench-pg', kind: 'postgres', adminUrlEnv: 'A', roles: ['ksb_*'], limits: { concurrency: 32, perMinute: 100_000 } },
-      { name: 'bench-redis', kind: 'redis', adminUrlEnv: 'B', users: ['ksb_*'], persist: 'none', limits: { concurrency: 32, perMinute: 100_000 } },
+      {
+        name: 'bench-pg',
+        kind: 'postgres',
+        adminUrlEnv: 'A',
+        roles: ['ksb_*'],
+        limits: { concurrency: 32, perMinute: 100_000 },
+      },
+      {
+        name: 'bench-redis',
+        kind: 'redis',
+        adminUrlEnv: 'B',
+        users: ['ksb_*'],
+        persist: 'none',
+        limits: { concurrency: 32, perMinute: 100_000 },
+      },
     ],
   });
-  const registry: ProviderRegistry = createProviderRegistry(inventory, { A: owned.pgAdminUrl, B: owned.redisAdminUrl });
+  const registry: ProviderRegistry = createProviderRegistry(inventory, {
+    A: owned.pgAdminUrl,
+    B: owned.redisAdminUrl,
+  });
   onCleanup('close the baseline providers', () => registry.closeAll());
   const times: number[] = [];
   const failures: string[] = [];
@@ -989,7 +1191,8 @@ async function runBaseline(opts: Options, owned: OwnedSystems) {
   const containOne = async (i: number, from: number) => {
     const c = creds[i]!;
     const rt = registry.get(c.kind === 'postgres' ? 'bench-pg' : 'bench-redis')!;
-    const ref: CredentialRef = c.kind === 'postgres' ? { role: c.name, host: '127.0.0.1' } : { user: c.name, host: '127.0.0.1' };
+    const ref: CredentialRef =
+      c.kind === 'postgres' ? { role: c.name, host: '127.0.0.1' } : { user: c.name, host: '127.0.0.1' };
     const req = { workflowId: `baseline-${i}`, credentialRef: ref };
     try {
       await rt.provider.revoke({ ...req, mode: 'emergency', leakedValue: c.password });
@@ -1010,7 +1213,12 @@ async function runBaseline(opts: Options, owned: OwnedSystems) {
   const per = (x: number) => (times.length ? Math.round((x / times.length) * 10) / 10 : NaN);
   const total = used.ms.process! + used.ms.ownedPostgres! + used.ms.redis!;
   return {
-    cpuPerContainedMs: { process: per(used.ms.process!), ownedPostgres: per(used.ms.ownedPostgres!), redis: per(used.ms.redis!), total: per(total) },
+    cpuPerContainedMs: {
+      process: per(used.ms.process!),
+      ownedPostgres: per(used.ms.ownedPostgres!),
+      redis: per(used.ms.redis!),
+      total: per(total),
+    },
     n: creds.length,
     contained: times.length,
     failures: failures.length,
@@ -1042,10 +1250,16 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'ks-bench-'));
-  if (!opts.keep) onCleanup('remove the work folder', () => rmSync(workDir, { recursive: true, force: true }));
+  if (!opts.keep)
+    onCleanup('remove the work folder', () => rmSync(workDir, { recursive: true, force: true }));
   const started = new Date();
-  const load = opts.mode === 'paced' ? `paced ${opts.rate}/s for ${opts.durationSeconds} s (N=${opts.n})` : `burst N=${opts.n}, concurrency ${opts.concurrency}`;
-  process.stderr.write(`bench ${runId}: ${load}, mix postgres=${opts.mix.postgres},redis=${opts.mix.redis}, sqlite ${opts.sqlite.join('+')}; work folder ${workDir}\n`);
+  const load =
+    opts.mode === 'paced'
+      ? `paced ${opts.rate}/s for ${opts.durationSeconds} s (N=${opts.n})`
+      : `burst N=${opts.n}, concurrency ${opts.concurrency}`;
+  process.stderr.write(
+    `bench ${runId}: ${load}, mix postgres=${opts.mix.postgres},redis=${opts.mix.redis}, sqlite ${opts.sqlite.join('+')}; work folder ${workDir}\n`,
+  );
   buildForProduction();
   const owned = await ownedSystems(opts);
 
@@ -1058,16 +1272,41 @@ async function main(): Promise<void> {
     label: opts.label ?? null,
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
-    options: { mode: opts.mode, n: opts.n, concurrency: opts.mode === 'burst' ? opts.concurrency : null, rate: opts.rate ?? null, durationSeconds: opts.durationSeconds ?? null, mix: opts.mix, sqlite: opts.sqlite, slackPerSecond: opts.slackPerSecond, pagerDutyPerMinute: opts.pagerDutyPerMinute },
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? 'unknown',
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+    },
+    options: {
+      mode: opts.mode,
+      n: opts.n,
+      concurrency: opts.mode === 'burst' ? opts.concurrency : null,
+      rate: opts.rate ?? null,
+      durationSeconds: opts.durationSeconds ?? null,
+      mix: opts.mix,
+      sqlite: opts.sqlite,
+      slackPerSecond: opts.slackPerSecond,
+      pagerDutyPerMinute: opts.pagerDutyPerMinute,
+    },
     scenarios: scenarios.map(({ samples: _s, ...s }) => s),
     baseline: baseline ? (({ samples: _s, ...b }) => b)(baseline) : null,
     priceOfDurability: baseline
-      ? Object.fromEntries(scenarios.map((s) => [s.sqlite, Math.round((s.timeToContain.p50 / baseline.timeToContain.p50) * 10) / 10]))
+      ? Object.fromEntries(
+          scenarios.map((s) => [
+            s.sqlite,
+            Math.round((s.timeToContain.p50 / baseline.timeToContain.p50) * 10) / 10,
+          ]),
+        )
       : null,
     /** CPU per contained credential, all processes of the system ÷ the inline baseline's (its process and the owned systems). */
     cpuRatio: baseline
-      ? Object.fromEntries(scenarios.map((s) => [s.sqlite, Math.round((s.cpu.perContainedMs.total! / baseline.cpuPerContainedMs.total) * 10) / 10]))
+      ? Object.fromEntries(
+          scenarios.map((s) => [
+            s.sqlite,
+            Math.round((s.cpu.perContainedMs.total! / baseline.cpuPerContainedMs.total) * 10) / 10,
+          ]),
+        )
       : null,
   };
 
@@ -1078,28 +1317,65 @@ async function main(): Promise<void> {
   writeFileSync(path.join(opts.outDir, 'latest.json'), json);
   const colors = ['#d62728', '#1f77b4'];
   const svg = cdfSvg(`Kill switch, ${load}: CDF of latency`, [
-    ...scenarios.map((s, i) => ({ label: `time to contain (sqlite ${s.sqlite})`, color: colors[i % 2]!, values: s.samples.contain })),
-    ...(baseline ? [{ label: 'inline baseline (no Temporal)', color: '#2ca02c', values: baseline.samples }] : []),
-    ...scenarios.map((s, i) => ({ label: `ingress 202 ack (sqlite ${s.sqlite})`, color: colors[i % 2]!, values: s.samples.ack, dashed: true })),
+    ...scenarios.map((s, i) => ({
+      label: `time to contain (sqlite ${s.sqlite})`,
+      color: colors[i % 2]!,
+      values: s.samples.contain,
+    })),
+    ...(baseline
+      ? [{ label: 'inline baseline (no Temporal)', color: '#2ca02c', values: baseline.samples }]
+      : []),
+    ...scenarios.map((s, i) => ({
+      label: `ingress 202 ack (sqlite ${s.sqlite})`,
+      color: colors[i % 2]!,
+      values: s.samples.ack,
+      dashed: true,
+    })),
   ]);
   writeFileSync(path.join(opts.outDir, 'latest.svg'), svg);
 
   // The summary.
   const lines: string[] = [];
-  lines.push(`\nSecret Kill Switch benchmark: ${load}, mix postgres ${opts.mix.postgres} / redis ${opts.mix.redis}`);
+  lines.push(
+    `\nSecret Kill Switch benchmark: ${load}, mix postgres ${opts.mix.postgres} / redis ${opts.mix.redis}`,
+  );
   for (const s of scenarios) {
-    lines.push(`\n[Temporal dev server SQLite: ${s.sqlite}; pragmas ${Object.keys(s.pragmas).length ? Object.entries(s.pragmas).map(([k, v]) => `${k}=${v}`).join(' ') : 'none (SQLite defaults: journal_mode=delete, synchronous=full)'}; on disk: ${s.journalModeOnDisk}]`);
-    lines.push(`  outcomes              ${JSON.stringify(s.outcomes)}   ingress answers ${JSON.stringify(s.ackStatus)}`);
+    lines.push(
+      `\n[Temporal dev server SQLite: ${s.sqlite}; pragmas ${
+        Object.keys(s.pragmas).length
+          ? Object.entries(s.pragmas)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ')
+          : 'none (SQLite defaults: journal_mode=delete, synchronous=full)'
+      }; on disk: ${s.journalModeOnDisk}]`,
+    );
+    lines.push(
+      `  outcomes              ${JSON.stringify(s.outcomes)}   ingress answers ${JSON.stringify(s.ackStatus)}`,
+    );
     const from = s.mode === 'paced' ? 'scheduled send' : 'send';
-    lines.push(`  ingress 202 ack       p50 ${fmtMs(s.ack.p50)}  p95 ${fmtMs(s.ack.p95)}  p99 ${fmtMs(s.ack.p99)}  (${from} → answer)`);
-    if (s.sendLag) lines.push(`  driver send lag       p50 ${fmtMs(s.sendLag.p50)}  p99 ${fmtMs(s.sendLag.p99)}  max ${fmtMs(s.sendLag.max)}  (scheduled → actually sent)`);
-    lines.push(`  time to contain       p50 ${fmtMs(s.timeToContain.p50)}  p95 ${fmtMs(s.timeToContain.p95)}  p99 ${fmtMs(s.timeToContain.p99)}  (received → verified dead)`);
+    lines.push(
+      `  ingress 202 ack       p50 ${fmtMs(s.ack.p50)}  p95 ${fmtMs(s.ack.p95)}  p99 ${fmtMs(s.ack.p99)}  (${from} → answer)`,
+    );
+    if (s.sendLag)
+      lines.push(
+        `  driver send lag       p50 ${fmtMs(s.sendLag.p50)}  p99 ${fmtMs(s.sendLag.p99)}  max ${fmtMs(s.sendLag.max)}  (scheduled → actually sent)`,
+      );
+    lines.push(
+      `  time to contain       p50 ${fmtMs(s.timeToContain.p50)}  p95 ${fmtMs(s.timeToContain.p95)}  p99 ${fmtMs(s.timeToContain.p99)}  (received → verified dead)`,
+    );
     lines.push(
       `                        p50 ${fmtMs(s.timeToContainFromSend.p50)}  p95 ${fmtMs(s.timeToContainFromSend.p95)}  p99 ${fmtMs(s.timeToContainFromSend.p99)}  (${from} → verified dead, n=${s.timeToContainFromSend.count})`,
     );
-    lines.push(`  time to revoke        p50 ${fmtMs(s.timeToRevoke.p50)}  p95 ${fmtMs(s.timeToRevoke.p95)}  p99 ${fmtMs(s.timeToRevoke.p99)}`);
-    for (const [k, v] of Object.entries(s.byKind)) lines.push(`    ${k.padEnd(18)}  p50 ${fmtMs(v.p50)}  p95 ${fmtMs(v.p95)}  p99 ${fmtMs(v.p99)}  (n=${v.count})`);
-    lines.push(`  sustained             ${s.containedPerSecond} contained/s over ${s.wallSeconds} s (offered ${s.offeredPerSecond}/s)`);
+    lines.push(
+      `  time to revoke        p50 ${fmtMs(s.timeToRevoke.p50)}  p95 ${fmtMs(s.timeToRevoke.p95)}  p99 ${fmtMs(s.timeToRevoke.p99)}`,
+    );
+    for (const [k, v] of Object.entries(s.byKind))
+      lines.push(
+        `    ${k.padEnd(18)}  p50 ${fmtMs(v.p50)}  p95 ${fmtMs(v.p95)}  p99 ${fmtMs(v.p99)}  (n=${v.count})`,
+      );
+    lines.push(
+      `  sustained             ${s.containedPerSecond} contained/s over ${s.wallSeconds} s (offered ${s.offeredPerSecond}/s)`,
+    );
     const c = s.cpu.perContainedMs;
     const f = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '?' : v.toFixed(1));
     lines.push(
@@ -1114,7 +1390,9 @@ async function main(): Promise<void> {
         .slice(0, 5)
         .map(([op, v]) => `${op} ${v}`)
         .join(', ');
-      lines.push(`  persistence per run   ${s.persistence.requestsPerRun} requests (visibility ${s.persistence.visibilityRequestsPerRun ?? '?'}); most: ${top}`);
+      lines.push(
+        `  persistence per run   ${s.persistence.requestsPerRun} requests (visibility ${s.persistence.visibilityRequestsPerRun ?? '?'}); most: ${top}`,
+      );
     } else lines.push('  persistence per run   ? (the dev server metrics could not be read)');
     const h = s.history;
     lines.push(
@@ -1122,7 +1400,9 @@ async function main(): Promise<void> {
         ? `  history per run       events mean ${h.events.mean} max ${h.events.max}; workflow tasks mean ${h.workflowTasks.mean} max ${h.workflowTasks.max}; activities ${h.activitiesScheduled.mean}, markers ${h.markers.mean}, search-attribute upserts ${h.searchAttributeUpserts.mean} (mean of ${h.sampled} random runs)`
         : '  history per run       ? (no history could be read)',
     );
-    lines.push(`  peak RSS              worker ${s.memory.worker?.peakRssMiB ?? '?'} MiB, ingress ${s.memory.ingress?.peakRssMiB ?? '?'} MiB, temporal dev server ${s.memory.temporal?.peakRssMiB ?? '?'} MiB`);
+    lines.push(
+      `  peak RSS              worker ${s.memory.worker?.peakRssMiB ?? '?'} MiB, ingress ${s.memory.ingress?.peakRssMiB ?? '?'} MiB, temporal dev server ${s.memory.temporal?.peakRssMiB ?? '?'} MiB`,
+    );
     const l = s.slack.lagAfterVerifiedDeadMs;
     lines.push(
       `  Slack (${s.slack.perSecondLimit}/s/channel) outcome shown for ${s.slack.outcomeShown}/${s.outcomes.contained ?? 0}; own messages ${s.slack.messages}; digests ${s.slack.digests ?? 0} (${s.slack.digestRenders ?? 0} renders); 429s ${s.slack.rateLimited429}; lost ${s.slack.outcomeLost}; still retrying ${s.slack.stillRetrying}` +
@@ -1132,15 +1412,25 @@ async function main(): Promise<void> {
   }
   if (baseline) {
     lines.push(`\n[inline baseline: the providers' revoke → expireSessions → verifyDead, no Temporal]`);
-    lines.push(`  contained ${baseline.contained}/${baseline.n}${baseline.failures ? ` (failures ${baseline.failures}: ${baseline.firstFailure})` : ''}`);
-    lines.push(`  time to contain       p50 ${fmtMs(baseline.timeToContain.p50)}  p95 ${fmtMs(baseline.timeToContain.p95)}  p99 ${fmtMs(baseline.timeToContain.p99)}; ${baseline.containedPerSecond} contained/s`);
+    lines.push(
+      `  contained ${baseline.contained}/${baseline.n}${baseline.failures ? ` (failures ${baseline.failures}: ${baseline.firstFailure})` : ''}`,
+    );
+    lines.push(
+      `  time to contain       p50 ${fmtMs(baseline.timeToContain.p50)}  p95 ${fmtMs(baseline.timeToContain.p95)}  p99 ${fmtMs(baseline.timeToContain.p99)}; ${baseline.containedPerSecond} contained/s`,
+    );
     const b = baseline.cpuPerContainedMs;
-    lines.push(`  CPU per contained     ${b.total.toFixed(1)} ms = bench process ${b.process.toFixed(1)} + owned PG cluster ${b.ownedPostgres.toFixed(1)} + redis ${b.redis.toFixed(1)}`);
+    lines.push(
+      `  CPU per contained     ${b.total.toFixed(1)} ms = bench process ${b.process.toFixed(1)} + owned PG cluster ${b.ownedPostgres.toFixed(1)} + redis ${b.redis.toFixed(1)}`,
+    );
     for (const s of scenarios) {
-      lines.push(`  price of durability (sqlite ${s.sqlite}): median time to contain ×${result.priceOfDurability![s.sqlite]}; CPU per contained ×${result.cpuRatio![s.sqlite]}`);
+      lines.push(
+        `  price of durability (sqlite ${s.sqlite}): median time to contain ×${result.priceOfDurability![s.sqlite]}; CPU per contained ×${result.cpuRatio![s.sqlite]}`,
+      );
     }
   }
-  lines.push(`\nwritten: ${path.relative(process.cwd(), path.join(opts.outDir, `bench-${stamp}.json`))}, latest.json, latest.svg`);
+  lines.push(
+    `\nwritten: ${path.relative(process.cwd(), path.join(opts.outDir, `bench-${stamp}.json`))}, latest.json, latest.svg`,
+  );
   process.stdout.write(`${lines.join('\n')}\n`);
   const leaked = scenarios.some((s) => s.secretMarkInLogs);
   const incomplete = scenarios.some((s) => (s.outcomes.contained ?? 0) < opts.n);

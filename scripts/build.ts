@@ -20,7 +20,13 @@ import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 import { CONVERTER_PATHS } from '../lib/codec';
 import { DIST_DIR, PROJECT_ROOT } from '../lib/paths';
-import { buildWorkflowBundle, WORKFLOW_BUNDLE_MANIFEST_NAME, WORKFLOW_BUNDLE_NAME, WORKFLOWS_PATH, writeAtomic } from '../worker/workflow-bundle';
+import {
+  buildWorkflowBundle,
+  WORKFLOW_BUNDLE_MANIFEST_NAME,
+  WORKFLOW_BUNDLE_NAME,
+  WORKFLOWS_PATH,
+  writeAtomic,
+} from '../worker/workflow-bundle';
 
 export const ENTRY_POINTS = ['scripts/start.ts', 'worker/index.ts', 'api/server.ts'];
 
@@ -29,9 +35,12 @@ const isFile = (file: string) => statSync(file, { throwIfNoEntry: false })?.isFi
 /** The source file a relative import names, as TypeScript's bundler resolution finds it. */
 function resolveSource(spec: string, resolveDir: string): string {
   const base = path.resolve(resolveDir, spec);
-  const candidates = /\.[cm]?js$/.test(base) ? [base.replace(/js$/, 'ts'), base] : [base, `${base}.ts`, path.join(base, 'index.ts')];
+  const candidates = /\.[cm]?js$/.test(base)
+    ? [base.replace(/js$/, 'ts'), base]
+    : [base, `${base}.ts`, path.join(base, 'index.ts')];
   const found = candidates.find(isFile);
-  if (!found) throw new Error(`cannot resolve '${spec}' from ${path.relative(PROJECT_ROOT, resolveDir) || '.'}`);
+  if (!found)
+    throw new Error(`cannot resolve '${spec}' from ${path.relative(PROJECT_ROOT, resolveDir) || '.'}`);
   return found;
 }
 
@@ -45,7 +54,11 @@ function importsAsCompiled(files: Set<string>): Plugin {
         if (!args.path.startsWith('.')) return { path: args.path, external: true };
         const source = resolveSource(args.path, args.resolveDir);
         files.add(source);
-        let spec = path.relative(args.resolveDir, source).split(path.sep).join('/').replace(/\.[cm]?ts$/, '.js');
+        let spec = path
+          .relative(args.resolveDir, source)
+          .split(path.sep)
+          .join('/')
+          .replace(/\.[cm]?ts$/, '.js');
         if (!spec.startsWith('.')) spec = `./${spec}`;
         return { path: spec, external: true };
       });
@@ -109,10 +122,19 @@ async function main(): Promise<void> {
   const force = process.argv.includes('--force');
   const t0 = performance.now();
   const { sources, outputs } = await compile();
-  const removed = removeLeftovers(new Set([...outputs, ...[WORKFLOW_BUNDLE_NAME, WORKFLOW_BUNDLE_MANIFEST_NAME].map((f) => path.join(DIST_DIR, f))]));
+  const removed = removeLeftovers(
+    new Set([
+      ...outputs,
+      ...[WORKFLOW_BUNDLE_NAME, WORKFLOW_BUNDLE_MANIFEST_NAME].map((f) => path.join(DIST_DIR, f)),
+    ]),
+  );
   const t1 = performance.now();
   // With the converters of killSwitchDataConverter, which the worker checks the bundle against.
-  const bundle = await buildWorkflowBundle({ workflowsPath: WORKFLOWS_PATH, converters: CONVERTER_PATHS, force });
+  const bundle = await buildWorkflowBundle({
+    workflowsPath: WORKFLOWS_PATH,
+    converters: CONVERTER_PATHS,
+    force,
+  });
   const t2 = performance.now();
   const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   process.stdout.write(

@@ -12,7 +12,9 @@ function main(argv: string[]): number {
   const files = argv.filter((a) => !a.startsWith('--'));
   const unknown = flags.filter((f) => f !== '--env' && f !== '--help');
   if (flags.includes('--help') || unknown.length || files.length > 1) {
-    process.stderr.write(`usage: npm run inventory:check -- [file] [--env]\n${unknown.length ? `unknown flag: ${unknown.join(' ')}\n` : ''}`);
+    process.stderr.write(
+      `usage: npm run inventory:check -- [file] [--env]\n${unknown.length ? `unknown flag: ${unknown.join(' ')}\n` : ''}`,
+    );
     return flags.includes('--help') && !unknown.length ? 0 : 2;
   }
   const file = files[0] ?? process.env.INVENTORY_FILE ?? 'config/inventory.yaml';
@@ -23,8 +25,12 @@ function main(argv: string[]): number {
   try {
     const inv = loadInventoryFile(file);
     if (flags.includes('--env')) resolveInventoryEnv(inv, process.env);
-    const kinds = inv.systems.map((s) => `${s.name} (${s.kind}, ${s.quarantine ? 'quarantine' : s.mode}, sink ${s.sink.kind})`);
-    process.stdout.write(`${file}: valid; ${inv.systems.length} system(s)${kinds.length ? `: ${kinds.join(', ')}` : ''}\n`);
+    const kinds = inv.systems.map(
+      (s) => `${s.name} (${s.kind}, ${s.quarantine ? 'quarantine' : s.mode}, sink ${s.sink.kind})`,
+    );
+    process.stdout.write(
+      `${file}: valid; ${inv.systems.length} system(s)${kinds.length ? `: ${kinds.join(', ')}` : ''}\n`,
+    );
     return 0;
   } catch (err) {
     if (err instanceof InventoryError) {

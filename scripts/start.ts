@@ -31,10 +31,14 @@ import { buildActivityDeps, createKillSwitchWorker } from '../worker/build';
 function localUiOrigin(config: Config): string {
   const ui = new URL(config.temporal.uiUrl);
   if (ui.pathname !== '/' || ui.search || ui.hash) {
-    throw new ConfigError(`invalid environment:\n  TEMPORAL_UI_URL: npm start serves the dev server's UI at the root of an origin (default http://127.0.0.1:${config.temporal.devUiPort}); remove the path`);
+    throw new ConfigError(
+      `invalid environment:\n  TEMPORAL_UI_URL: npm start serves the dev server's UI at the root of an origin (default http://127.0.0.1:${config.temporal.devUiPort}); remove the path`,
+    );
   }
   if (config.temporal.uiOrigin !== ui.origin) {
-    throw new ConfigError('invalid environment:\n  TEMPORAL_UI_ORIGIN: npm start serves the codec on the UI\'s own origin (that of TEMPORAL_UI_URL); unset it or make the two equal');
+    throw new ConfigError(
+      "invalid environment:\n  TEMPORAL_UI_ORIGIN: npm start serves the codec on the UI's own origin (that of TEMPORAL_UI_URL); unset it or make the two equal",
+    );
   }
   return ui.origin;
 }
@@ -43,8 +47,16 @@ async function main(): Promise<void> {
   const loaded = loadConfig(process.env);
   // A local codec token, kept like the server key: a bearer of /codec (the CLI), and what logs a
   // browser into the local UI gateway. Added to CODEC_TOKENS for this process only.
-  const codecToken = loadOrCreateLocalSecret(loaded.dataDir, 'codec-token', () => randomBytes(32).toString('base64url'));
-  const config: Config = Object.freeze({ ...loaded, codec: Object.freeze({ ...loaded.codec, tokens: Object.freeze([...(loaded.codec.tokens ?? []), codecToken]) }) });
+  const codecToken = loadOrCreateLocalSecret(loaded.dataDir, 'codec-token', () =>
+    randomBytes(32).toString('base64url'),
+  );
+  const config: Config = Object.freeze({
+    ...loaded,
+    codec: Object.freeze({
+      ...loaded.codec,
+      tokens: Object.freeze([...(loaded.codec.tokens ?? []), codecToken]),
+    }),
+  });
   const logger = createLogger({ level: config.logLevel });
   installTemporalLogging(logger);
   const mode = { embedded: true };
@@ -54,11 +66,16 @@ async function main(): Promise<void> {
   resolveInventoryEnv(inventory, process.env); // fail before starting anything
   const codec = codecFromConfig(config, keys);
   const dataConverter = killSwitchDataConverter(codec);
-  if (!config.codec.keys) logger.info({ keyId: codec.activeKeyId }, 'KILLSWITCH_CODEC_KEYS unset: Temporal payloads are encrypted with a key derived from the server key');
+  if (!config.codec.keys)
+    logger.info(
+      { keyId: codec.activeKeyId },
+      'KILLSWITCH_CODEC_KEYS unset: Temporal payloads are encrypted with a key derived from the server key',
+    );
 
   const cleanups: Array<() => Promise<unknown>> = [];
   const cleanup = async () => {
-    for (const fn of cleanups.reverse()) await fn().catch((err) => logger.error({ err }, 'shutdown step failed'));
+    for (const fn of cleanups.reverse())
+      await fn().catch((err) => logger.error({ err }, 'shutdown step failed'));
   };
 
   try {
@@ -75,12 +92,19 @@ async function main(): Promise<void> {
         origin: uiOrigin,
         upstream,
         token: codecToken,
-        codec: { codec, namespace: config.temporal.namespace, tokens: config.codec.tokens, ...(config.codec.jwt ? { jwt: config.codec.jwt } : {}) },
+        codec: {
+          codec,
+          namespace: config.temporal.namespace,
+          tokens: config.codec.tokens,
+          ...(config.codec.jwt ? { jwt: config.codec.jwt } : {}),
+        },
         logger,
       });
       await gateway.listen(config.temporal.devUiPort, '127.0.0.1').catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'EADDRINUSE') throw err;
-        throw new Error(`the Temporal UI port 127.0.0.1:${config.temporal.devUiPort} (TEMPORAL_DEV_UI_PORT) is in use: is another npm start or temporal server start-dev running?`);
+        throw new Error(
+          `the Temporal UI port 127.0.0.1:${config.temporal.devUiPort} (TEMPORAL_DEV_UI_PORT) is in use: is another npm start or temporal server start-dev running?`,
+        );
       });
       cleanups.push(() => gateway!.close());
       dev = await startDevServer({
@@ -108,7 +132,11 @@ async function main(): Promise<void> {
     cleanups.push(() => connection.close());
     if (!dev) {
       const sa = await ensureSearchAttributes(connection, config.temporal.namespace);
-      if (sa.error) logger.warn({ error: sa.error }, 'could not check search attributes; register them as docs/operating.md describes (Running in production)');
+      if (sa.error)
+        logger.warn(
+          { error: sa.error },
+          'could not check search attributes; register them as docs/operating.md describes (Running in production)',
+        );
       else if (sa.added.length) logger.info({ added: sa.added }, 'search attributes registered');
     }
     const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter });

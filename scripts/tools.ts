@@ -4,7 +4,9 @@ import { resolveMoto } from '../tools/moto';
 import { resolveTemporalCli } from '../tools/temporal-cli';
 
 try {
-  process.stdout.write(`temporal: ${resolveTemporalCli()}\nkingfisher: ${resolveKingfisher()}\nmoto: ${resolveMoto()}\n`);
+  process.stdout.write(
+    `temporal: ${resolveTemporalCli()}\nkingfisher: ${resolveKingfisher()}\nmoto: ${resolveMoto()}\n`,
+  );
 } catch (err) {
   process.stderr.write(`tools: ${(err as Error).message}\n`);
   process.exit(1);

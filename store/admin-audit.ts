@@ -16,7 +16,16 @@ export async function insertAdminAudit(db: Pick<Db, 'query'>, e: AdminAuditEntry
   await db.query(
     `INSERT INTO killswitch_admin_audit (actor, role, token, action, target, before, after, request_id)
      VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8)`,
-    [e.actor, e.role, e.token, e.action, e.target, JSON.stringify(e.before ?? null), JSON.stringify(e.after ?? null), e.requestId],
+    [
+      e.actor,
+      e.role,
+      e.token,
+      e.action,
+      e.target,
+      JSON.stringify(e.before ?? null),
+      JSON.stringify(e.after ?? null),
+      e.requestId,
+    ],
   );
 }
 
@@ -34,7 +43,11 @@ export interface AdminAuditRow {
 }
 
 /** Entries newest first, at most `limit`, below the id `cursor` when given. */
-export async function listAdminAudit(db: Pick<Db, 'query'>, limit: number, cursor?: string): Promise<AdminAuditRow[]> {
+export async function listAdminAudit(
+  db: Pick<Db, 'query'>,
+  limit: number,
+  cursor?: string,
+): Promise<AdminAuditRow[]> {
   const r = await db.query<AdminAuditRow>(
     `SELECT id, at, actor, role, token, action, target, before, after, request_id FROM killswitch_admin_audit
         ${cursor ? 'WHERE id < $2::bigint' : ''} ORDER BY id DESC LIMIT $1`,

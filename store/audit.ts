@@ -78,7 +78,11 @@ export async function insertAuditRow(db: Pick<Db, 'query'>, s: RunSummary): Prom
 }
 
 /** The run id of the first finished containment of this credential by another run, if any. */
-export async function priorContainmentRunId(db: Pick<Db, 'query'>, workflowId: string, runId: string): Promise<string | undefined> {
+export async function priorContainmentRunId(
+  db: Pick<Db, 'query'>,
+  workflowId: string,
+  runId: string,
+): Promise<string | undefined> {
   const r = await db.query<{ run_id: string }>(
     `SELECT run_id FROM killswitch_audit
           WHERE workflow_id = $1 AND run_id <> $2 AND outcome IN ('contained', 'already_contained')
@@ -89,7 +93,11 @@ export async function priorContainmentRunId(db: Pick<Db, 'query'>, workflowId: s
 }
 
 /** The first recorded outcome of a run; undefined while it has none. */
-export async function firstOutcome(db: Pick<Db, 'query'>, workflowId: string, runId: string): Promise<Outcome | undefined> {
+export async function firstOutcome(
+  db: Pick<Db, 'query'>,
+  workflowId: string,
+  runId: string,
+): Promise<Outcome | undefined> {
   const r = await db.query<{ outcome: Outcome }>(
     `SELECT outcome FROM killswitch_audit WHERE workflow_id = $1 AND run_id = $2 ORDER BY recorded_at ASC, id ASC LIMIT 1`,
     [workflowId, runId],
@@ -98,7 +106,11 @@ export async function firstOutcome(db: Pick<Db, 'query'>, workflowId: string, ru
 }
 
 /** The newest finished run of this workflow id whose audit row lists the detection among its sightings. */
-export async function finishedRunHolding(db: Pick<Db, 'query'>, workflowId: string, detectionId: string): Promise<string | undefined> {
+export async function finishedRunHolding(
+  db: Pick<Db, 'query'>,
+  workflowId: string,
+  detectionId: string,
+): Promise<string | undefined> {
   const done = await db.query<{ run_id: string }>(
     `SELECT run_id FROM killswitch_audit WHERE workflow_id = $1 AND sightings @> $2::jsonb ORDER BY recorded_at DESC LIMIT 1`,
     [workflowId, JSON.stringify([{ detectionId }])],
@@ -165,7 +177,10 @@ export interface AuditFilter {
 }
 
 /** Audit rows newest first, filtered; each with `recorded_key`, its recorded_at as PostgreSQL text (for a cursor). */
-export async function listAuditRows(db: Pick<Db, 'query'>, q: AuditFilter): Promise<Array<AuditApiRow & { recorded_key: string }>> {
+export async function listAuditRows(
+  db: Pick<Db, 'query'>,
+  q: AuditFilter,
+): Promise<Array<AuditApiRow & { recorded_key: string }>> {
   const where: string[] = [];
   const params: unknown[] = [];
   const p = (v: unknown) => {
@@ -189,7 +204,10 @@ export async function listAuditRows(db: Pick<Db, 'query'>, q: AuditFilter): Prom
 
 /** Every audit row of one workflow id, oldest first. */
 export async function auditRowsOf(db: Pick<Db, 'query'>, workflowId: string): Promise<AuditApiRow[]> {
-  const r = await db.query<AuditApiRow>(`SELECT ${API_COLS} FROM killswitch_audit WHERE workflow_id = $1 ORDER BY recorded_at, id`, [workflowId]);
+  const r = await db.query<AuditApiRow>(
+    `SELECT ${API_COLS} FROM killswitch_audit WHERE workflow_id = $1 ORDER BY recorded_at, id`,
+    [workflowId],
+  );
   return r.rows;
 }
 
@@ -204,14 +222,24 @@ export interface AuditLine {
   failure_type: string | null;
   recorded_at: Date;
 }
-const LINE_COLUMNS = 'workflow_id, run_id, outcome, credential_type, credential_ref, owning_system, failure_type, recorded_at';
+const LINE_COLUMNS =
+  'workflow_id, run_id, outcome, credential_type, credential_ref, owning_system, failure_type, recorded_at';
 
 /** The ten newest audit rows. */
 export async function recentAuditLines(db: Pick<Db, 'query'>): Promise<AuditLine[]> {
-  return (await db.query<AuditLine>(`SELECT ${LINE_COLUMNS} FROM killswitch_audit ORDER BY recorded_at DESC, id DESC LIMIT 10`)).rows;
+  return (
+    await db.query<AuditLine>(
+      `SELECT ${LINE_COLUMNS} FROM killswitch_audit ORDER BY recorded_at DESC, id DESC LIMIT 10`,
+    )
+  ).rows;
 }
 
 /** The five newest audit rows of one workflow id. */
 export async function auditLinesOf(db: Pick<Db, 'query'>, workflowId: string): Promise<AuditLine[]> {
-  return (await db.query<AuditLine>(`SELECT ${LINE_COLUMNS} FROM killswitch_audit WHERE workflow_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 5`, [workflowId])).rows;
+  return (
+    await db.query<AuditLine>(
+      `SELECT ${LINE_COLUMNS} FROM killswitch_audit WHERE workflow_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 5`,
+      [workflowId],
+    )
+  ).rows;
 }

@@ -13,13 +13,24 @@ export async function checkBreaker(
   db: Pick<Db, 'query'>,
   req: { system: string; workflowId: string; threshold: number; windowMs: number },
 ): Promise<{ tripped: boolean; newlyTripped: boolean; count: number }> {
-  await db.query('INSERT INTO killswitch_breaker_hits (system, workflow_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [req.system, req.workflowId]);
+  await db.query(
+    'INSERT INTO killswitch_breaker_hits (system, workflow_id) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+    [req.system, req.workflowId],
+  );
   const state = await db.query<{ tripped: boolean; reset_at: Date | null }>(
     'SELECT (tripped_at IS NOT NULL AND reset_at IS NULL) AS tripped, reset_at FROM killswitch_breakers WHERE system = $1',
     [req.system],
   );
-  const since = new Date(Math.max(Date.now() - req.windowMs, state.rows[0]?.reset_at ? new Date(state.rows[0].reset_at).getTime() : 0));
-  const counted = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM killswitch_breaker_hits WHERE system = $1 AND at > $2', [req.system, since]);
+  const since = new Date(
+    Math.max(
+      Date.now() - req.windowMs,
+      state.rows[0]?.reset_at ? new Date(state.rows[0].reset_at).getTime() : 0,
+    ),
+  );
+  const counted = await db.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM killswitch_breaker_hits WHERE system = $1 AND at > $2',
+    [req.system, since],
+  );
   const count = counted.rows[0]!.n;
   if (state.rows[0]?.tripped) return { tripped: true, newlyTripped: false, count };
   if (count <= req.threshold) return { tripped: false, newlyTripped: false, count };
@@ -44,9 +55,13 @@ export interface BreakerState {
 }
 
 export async function listBreakers(db: Pick<Db, 'query'>): Promise<BreakerState[]> {
-  const r = await db.query<{ system: string; tripped_at: Date | null; tripped_by: string | null; reset_at: Date | null; reset_by: string | null }>(
-    'SELECT system, tripped_at, tripped_by, reset_at, reset_by FROM killswitch_breakers ORDER BY system',
-  );
+  const r = await db.query<{
+    system: string;
+    tripped_at: Date | null;
+    tripped_by: string | null;
+    reset_at: Date | null;
+    reset_by: string | null;
+  }>('SELECT system, tripped_at, tripped_by, reset_at, reset_by FROM killswitch_breakers ORDER BY system');
   const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
   return r.rows.map((x) => ({
     system: x.system,
@@ -60,6 +75,9 @@ export async function listBreakers(db: Pick<Db, 'query'>): Promise<BreakerState[
 
 /** Lets automatic rotation resume for new runs. Runs already held still wait for their own decision. */
 export async function resetBreaker(db: Pick<Db, 'query'>, system: string, by: string): Promise<boolean> {
-  const r = await db.query('UPDATE killswitch_breakers SET reset_at = now(), reset_by = $2 WHERE system = $1 AND reset_at IS NULL RETURNING system', [system, by]);
+  const r = await db.query(
+    'UPDATE killswitch_breakers SET reset_at = now(), reset_by = $2 WHERE system = $1 AND reset_at IS NULL RETURNING system',
+    [system, by],
+  );
   return r.rows.length === 1;
 }

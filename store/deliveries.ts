@@ -24,8 +24,18 @@ export interface ClaimRow {
  * key order (claim, evidence, sightings, each sorted), so two deliveries naming the same credentials
  * in another order wait on each other instead of deadlocking.
  */
-export async function claimDelivery(db: Pick<Db, 'query'>, source: string, deliveryId: string, writes?: DeliveryWrites): Promise<ClaimRow> {
-  const evidence = (writes?.evidence ?? []).map((e) => ({ workflow_id: e.workflowId, fingerprint: e.fingerprint, sealed: e.sealed.toString('base64'), ttl_hours: e.ttlHours }));
+export async function claimDelivery(
+  db: Pick<Db, 'query'>,
+  source: string,
+  deliveryId: string,
+  writes?: DeliveryWrites,
+): Promise<ClaimRow> {
+  const evidence = (writes?.evidence ?? []).map((e) => ({
+    workflow_id: e.workflowId,
+    fingerprint: e.fingerprint,
+    sealed: e.sealed.toString('base64'),
+    ttl_hours: e.ttlHours,
+  }));
   const sightings = (writes?.sightings ?? []).map((r) => ({
     workflow_id: r.workflowId,
     detection_id: r.detectionId,
@@ -66,18 +76,29 @@ export async function claimDelivery(db: Pick<Db, 'query'>, source: string, deliv
 }
 
 /** Stores a claimed delivery's answer; the first answer stored wins. `response` is JSON text. */
-export async function completeDelivery(db: Pick<Db, 'query'>, source: string, deliveryId: string, status: number, response: string): Promise<void> {
-  await db.query('UPDATE killswitch_deliveries SET status = $3, response = $4::jsonb WHERE source = $1 AND delivery_id = $2 AND status IS NULL', [
-    source,
-    deliveryId,
-    status,
-    response,
-  ]);
+export async function completeDelivery(
+  db: Pick<Db, 'query'>,
+  source: string,
+  deliveryId: string,
+  status: number,
+  response: string,
+): Promise<void> {
+  await db.query(
+    'UPDATE killswitch_deliveries SET status = $3, response = $4::jsonb WHERE source = $1 AND delivery_id = $2 AND status IS NULL',
+    [source, deliveryId, status, response],
+  );
 }
 
 /** Frees a claim that has no answer. */
-export async function releaseDelivery(db: Pick<Db, 'query'>, source: string, deliveryId: string): Promise<void> {
-  await db.query('DELETE FROM killswitch_deliveries WHERE source = $1 AND delivery_id = $2 AND status IS NULL', [source, deliveryId]);
+export async function releaseDelivery(
+  db: Pick<Db, 'query'>,
+  source: string,
+  deliveryId: string,
+): Promise<void> {
+  await db.query(
+    'DELETE FROM killswitch_deliveries WHERE source = $1 AND delivery_id = $2 AND status IS NULL',
+    [source, deliveryId],
+  );
 }
 
 /** Deletes ledger rows received more than `days` ago; returns how many. */
@@ -90,23 +111,37 @@ export async function deleteDeliveriesOlderThan(db: Pick<Db, 'query'>, days: num
 }
 
 /** Claims never answered for over `minutes`, newest first, at most 50. */
-export async function unansweredDeliveries(db: Pick<Db, 'query'>, minutes: number): Promise<Array<{ source: string; deliveryId: string; receivedAt: string }>> {
+export async function unansweredDeliveries(
+  db: Pick<Db, 'query'>,
+  minutes: number,
+): Promise<Array<{ source: string; deliveryId: string; receivedAt: string }>> {
   const a = await db.query<{ source: string; delivery_id: string; received_at: Date }>(
     `SELECT source, delivery_id, received_at FROM killswitch_deliveries
       WHERE status IS NULL AND received_at < now() - make_interval(mins => $1::int)
       ORDER BY received_at DESC LIMIT 50`,
     [minutes],
   );
-  return a.rows.map((x) => ({ source: x.source, deliveryId: x.delivery_id, receivedAt: new Date(x.received_at).toISOString() }));
+  return a.rows.map((x) => ({
+    source: x.source,
+    deliveryId: x.delivery_id,
+    receivedAt: new Date(x.received_at).toISOString(),
+  }));
 }
 
 /** The runtime source switches that override the config file, by source. */
 export async function sourceOverrides(db: Pick<Db, 'query'>): Promise<Map<string, boolean>> {
-  const r = await db.query<{ source: string; enabled: boolean }>('SELECT source, enabled FROM killswitch_source_state');
+  const r = await db.query<{ source: string; enabled: boolean }>(
+    'SELECT source, enabled FROM killswitch_source_state',
+  );
   return new Map(r.rows.map((x) => [x.source, x.enabled]));
 }
 
-export async function setSourceState(db: Pick<Db, 'query'>, source: string, enabled: boolean, by: string): Promise<void> {
+export async function setSourceState(
+  db: Pick<Db, 'query'>,
+  source: string,
+  enabled: boolean,
+  by: string,
+): Promise<void> {
   await db.query(
     `INSERT INTO killswitch_source_state (source, enabled, changed_by, changed_at) VALUES ($1, $2, $3, now())
          ON CONFLICT (source) DO UPDATE SET enabled = EXCLUDED.enabled, changed_by = EXCLUDED.changed_by, changed_at = now()`,
@@ -114,9 +149,16 @@ export async function setSourceState(db: Pick<Db, 'query'>, source: string, enab
   );
 }
 
-export async function listSourceStates(db: Pick<Db, 'query'>): Promise<Array<{ source: string; enabled: boolean; changedBy: string; changedAt: string }>> {
+export async function listSourceStates(
+  db: Pick<Db, 'query'>,
+): Promise<Array<{ source: string; enabled: boolean; changedBy: string; changedAt: string }>> {
   const r = await db.query<{ source: string; enabled: boolean; changed_by: string; changed_at: Date }>(
     'SELECT source, enabled, changed_by, changed_at FROM killswitch_source_state ORDER BY source',
   );
-  return r.rows.map((x) => ({ source: x.source, enabled: x.enabled, changedBy: x.changed_by, changedAt: new Date(x.changed_at).toISOString() }));
+  return r.rows.map((x) => ({
+    source: x.source,
+    enabled: x.enabled,
+    changedBy: x.changed_by,
+    changedAt: new Date(x.changed_at).toISOString(),
+  }));
 }

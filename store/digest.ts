@@ -17,7 +17,11 @@ export interface DigestRow {
 }
 
 /** The channel's digest for the current time bucket (`windowMs` long), created if it does not exist yet. */
-export async function currentDigest(db: Pick<Db, 'query'>, channel: string, windowMs: number): Promise<{ id: string }> {
+export async function currentDigest(
+  db: Pick<Db, 'query'>,
+  channel: string,
+  windowMs: number,
+): Promise<{ id: string }> {
   const r = await db.query<{ id: string | number }>(
     `INSERT INTO killswitch_slack_digests (channel, bucket)
      VALUES ($1, floor(extract(epoch FROM now()) * 1000 / $2)::bigint)
@@ -68,17 +72,31 @@ export async function upsertDigestLine(
 }
 
 /** Runs fn holding the digest's advisory lock on this session (`withSession`: the lock is the session's). */
-export async function withDigestLock<T>(session: Pick<Db, 'query'>, digestId: string, fn: () => Promise<T>): Promise<T> {
-  await session.query(`SELECT pg_advisory_lock(hashtext('killswitch_slack_digest'), ($1::bigint % 2147483647)::int)`, [digestId]);
+export async function withDigestLock<T>(
+  session: Pick<Db, 'query'>,
+  digestId: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  await session.query(
+    `SELECT pg_advisory_lock(hashtext('killswitch_slack_digest'), ($1::bigint % 2147483647)::int)`,
+    [digestId],
+  );
   try {
     return await fn();
   } finally {
-    await session.query(`SELECT pg_advisory_unlock(hashtext('killswitch_slack_digest'), ($1::bigint % 2147483647)::int)`, [digestId]);
+    await session.query(
+      `SELECT pg_advisory_unlock(hashtext('killswitch_slack_digest'), ($1::bigint % 2147483647)::int)`,
+      [digestId],
+    );
   }
 }
 
 /** The digest, with how long to wait before the next render (`updateIntervalMs` after the last one). */
-export async function digestHead(db: Pick<Db, 'query'>, digestId: string, updateIntervalMs: number): Promise<(DigestRow & { wait_ms: string | number | null }) | undefined> {
+export async function digestHead(
+  db: Pick<Db, 'query'>,
+  digestId: string,
+  updateIntervalMs: number,
+): Promise<(DigestRow & { wait_ms: string | number | null }) | undefined> {
   const head = await db.query<DigestRow & { wait_ms: string | number | null }>(
     `SELECT id, bucket, slack_channel, ts, version, shown_version, created_at,
             GREATEST(0, $2::float8 - extract(epoch FROM (now() - shown_at)) * 1000) AS wait_ms
@@ -89,11 +107,19 @@ export async function digestHead(db: Pick<Db, 'query'>, digestId: string, update
 }
 
 export async function digestRow(db: Pick<Db, 'query'>, digestId: string): Promise<DigestRow> {
-  return (await db.query<DigestRow>(`SELECT id, bucket, slack_channel, ts, version, shown_version, created_at FROM killswitch_slack_digests WHERE id = $1`, [digestId])).rows[0]!;
+  return (
+    await db.query<DigestRow>(
+      `SELECT id, bucket, slack_channel, ts, version, shown_version, created_at FROM killswitch_slack_digests WHERE id = $1`,
+      [digestId],
+    )
+  ).rows[0]!;
 }
 
 /** The digest's lines, in the order their runs joined it. */
-export async function digestItems<S extends string>(db: Pick<Db, 'query'>, digestId: string): Promise<Array<{ state: S; line: string }>> {
+export async function digestItems<S extends string>(
+  db: Pick<Db, 'query'>,
+  digestId: string,
+): Promise<Array<{ state: S; line: string }>> {
   const items = await db.query<{ state: S; line: string }>(
     `SELECT state, line FROM killswitch_slack_digest_items WHERE digest_id = $1 ORDER BY created_at, workflow_id`,
     [digestId],
@@ -102,7 +128,13 @@ export async function digestItems<S extends string>(db: Pick<Db, 'query'>, diges
 }
 
 /** Records the digest's posted message and the version it shows. */
-export async function recordDigestPosted(db: Pick<Db, 'query'>, digestId: string, ts: string | null, channel: string | null, shownVersion: number): Promise<void> {
+export async function recordDigestPosted(
+  db: Pick<Db, 'query'>,
+  digestId: string,
+  ts: string | null,
+  channel: string | null,
+  shownVersion: number,
+): Promise<void> {
   await db.query(
     `UPDATE killswitch_slack_digests SET ts = $2, slack_channel = $3, shown_version = GREATEST(shown_version, $4), shown_at = now() WHERE id = $1`,
     [digestId, ts, channel, shownVersion],
@@ -111,10 +143,19 @@ export async function recordDigestPosted(db: Pick<Db, 'query'>, digestId: string
 
 /** Forgets the digest's message (deleted in Slack): the next render posts it again. */
 export async function forgetDigestMessage(db: Pick<Db, 'query'>, digestId: string): Promise<void> {
-  await db.query(`UPDATE killswitch_slack_digests SET ts = NULL, slack_channel = NULL WHERE id = $1`, [digestId]);
+  await db.query(`UPDATE killswitch_slack_digests SET ts = NULL, slack_channel = NULL WHERE id = $1`, [
+    digestId,
+  ]);
 }
 
 /** Records the version an update showed. */
-export async function recordDigestShown(db: Pick<Db, 'query'>, digestId: string, shownVersion: number): Promise<void> {
-  await db.query(`UPDATE killswitch_slack_digests SET shown_version = GREATEST(shown_version, $2), shown_at = now() WHERE id = $1`, [digestId, shownVersion]);
+export async function recordDigestShown(
+  db: Pick<Db, 'query'>,
+  digestId: string,
+  shownVersion: number,
+): Promise<void> {
+  await db.query(
+    `UPDATE killswitch_slack_digests SET shown_version = GREATEST(shown_version, $2), shown_at = now() WHERE id = $1`,
+    [digestId, shownVersion],
+  );
 }

@@ -19,7 +19,10 @@ export async function insertEvidence(db: Pick<Db, 'query'>, e: SealedEvidence): 
 }
 
 /** The workflow's sealed value and its fingerprint, unless expired. */
-export async function sealedEvidenceOf(db: Pick<Db, 'query'>, workflowId: string): Promise<{ sealed: Buffer; fingerprint: string } | undefined> {
+export async function sealedEvidenceOf(
+  db: Pick<Db, 'query'>,
+  workflowId: string,
+): Promise<{ sealed: Buffer; fingerprint: string } | undefined> {
   const r = await db.query<{ sealed: Buffer; fingerprint: string }>(
     'SELECT sealed, fingerprint FROM killswitch_evidence WHERE workflow_id = $1 AND expires_at > now()',
     [workflowId],
@@ -55,7 +58,8 @@ export function createEvidenceStore(db: Db, keys: ServerKeys, ttlHours: number):
       const row = await sealedEvidenceOf(db, workflowId);
       if (!row) return undefined;
       const value = keys.decrypt(Buffer.from(row.sealed), workflowId);
-      if (!keys.fingerprintMatches(value, row.fingerprint)) throw new Error('evidence does not match its fingerprint');
+      if (!keys.fingerprintMatches(value, row.fingerprint))
+        throw new Error('evidence does not match its fingerprint');
       return value;
     },
     async purge(workflowId) {

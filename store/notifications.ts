@@ -18,7 +18,10 @@ export interface MessageLedgerRow {
   created_at: Date | string;
 }
 
-export async function messageLedgerRow(db: Pick<Db, 'query'>, run: RunKey): Promise<MessageLedgerRow | undefined> {
+export async function messageLedgerRow(
+  db: Pick<Db, 'query'>,
+  run: RunKey,
+): Promise<MessageLedgerRow | undefined> {
   const rows = await db.query<MessageLedgerRow>(
     `SELECT digest_id, external_id, slack_channel, seq, created_at FROM killswitch_notifications
         WHERE workflow_id = $1 AND run_id = $2 AND channel = 'slack' AND kind = 'message'`,
@@ -38,7 +41,12 @@ export async function claimMessage(db: Pick<Db, 'query'>, run: RunKey, order: nu
 }
 
 /** Places the run in a digest (a line, no message of its own); false when a row exists already. */
-export async function placeInDigest(db: Pick<Db, 'query'>, run: RunKey, order: number, digestId: string): Promise<boolean> {
+export async function placeInDigest(
+  db: Pick<Db, 'query'>,
+  run: RunKey,
+  order: number,
+  digestId: string,
+): Promise<boolean> {
   const placed = await db.query(
     `INSERT INTO killswitch_notifications (workflow_id, run_id, channel, kind, external_id, seq, digest_id)
          VALUES ($1, $2, 'slack', 'message', NULL, $3, $4) ON CONFLICT DO NOTHING RETURNING 1 AS placed`,
@@ -57,7 +65,13 @@ export async function freeMessageClaim(db: Pick<Db, 'query'>, run: RunKey): Prom
 }
 
 /** Records the posted message (ts, channel) and the order it shows. */
-export async function recordMessagePosted(db: Pick<Db, 'query'>, run: RunKey, ts: string | null, channel: string | null, order: number): Promise<void> {
+export async function recordMessagePosted(
+  db: Pick<Db, 'query'>,
+  run: RunKey,
+  ts: string | null,
+  channel: string | null,
+  order: number,
+): Promise<void> {
   await db.query(
     `UPDATE killswitch_notifications SET external_id = $3, slack_channel = $4, seq = $5, updated_at = now()
           WHERE workflow_id = $1 AND run_id = $2 AND channel = 'slack' AND kind = 'message'`,
@@ -75,7 +89,11 @@ export async function recordMessageShown(db: Pick<Db, 'query'>, run: RunKey, ord
 }
 
 /** Takes the run out of its digest as a fresh claim of its own message; false when another worker did. */
-export async function promoteFromDigest(db: Pick<Db, 'query'>, run: RunKey, digestId: string): Promise<boolean> {
+export async function promoteFromDigest(
+  db: Pick<Db, 'query'>,
+  run: RunKey,
+  digestId: string,
+): Promise<boolean> {
   const promoted = await db.query(
     `UPDATE killswitch_notifications SET digest_id = NULL, created_at = now()
           WHERE workflow_id = $1 AND run_id = $2 AND channel = 'slack' AND kind = 'message' AND digest_id = $3 AND external_id IS NULL

@@ -12,7 +12,15 @@ export async function insertSighting(db: Pick<Db, 'query'>, row: SightingRow): P
   await db.query(
     `INSERT INTO killswitch_sightings (workflow_id, detection_id, source, scanner, location, validity, received_at)
          VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) ON CONFLICT DO NOTHING`,
-    [row.workflowId, row.detectionId, row.source, row.scanner, JSON.stringify(row.location), row.validity, row.receivedAt],
+    [
+      row.workflowId,
+      row.detectionId,
+      row.source,
+      row.scanner,
+      JSON.stringify(row.location),
+      row.validity,
+      row.receivedAt,
+    ],
   );
 }
 
@@ -20,8 +28,24 @@ export async function insertSighting(db: Pick<Db, 'query'>, row: SightingRow): P
 export async function sightingsOf(
   db: Pick<Db, 'query'>,
   workflowId: string,
-): Promise<Array<{ detection_id: unknown; source: unknown; scanner: unknown; location: unknown; validity: unknown; received_at: unknown }>> {
-  const r = await db.query<{ detection_id: unknown; source: unknown; scanner: unknown; location: unknown; validity: unknown; received_at: unknown }>(
+): Promise<
+  Array<{
+    detection_id: unknown;
+    source: unknown;
+    scanner: unknown;
+    location: unknown;
+    validity: unknown;
+    received_at: unknown;
+  }>
+> {
+  const r = await db.query<{
+    detection_id: unknown;
+    source: unknown;
+    scanner: unknown;
+    location: unknown;
+    validity: unknown;
+    received_at: unknown;
+  }>(
     'SELECT detection_id, source, scanner, location, validity, received_at FROM killswitch_sightings WHERE workflow_id = $1 ORDER BY received_at',
     [workflowId],
   );
@@ -29,7 +53,10 @@ export async function sightingsOf(
 }
 
 /** Every workflow id a workflow id or detection id names (audit and sightings), the newest activity first. */
-export async function workflowIdsNamed(db: Pick<Db, 'query'>, id: string): Promise<Array<{ workflow_id: string; last: Date | string }>> {
+export async function workflowIdsNamed(
+  db: Pick<Db, 'query'>,
+  id: string,
+): Promise<Array<{ workflow_id: string; last: Date | string }>> {
   const found = await db.query<{ workflow_id: string; last: Date | string }>(
     `SELECT workflow_id, max(at) AS last FROM (
          SELECT workflow_id, recorded_at AS at FROM killswitch_audit WHERE workflow_id = $1 OR detection_id = $1
@@ -42,7 +69,11 @@ export async function workflowIdsNamed(db: Pick<Db, 'query'>, id: string): Promi
 }
 
 /** A workflow id whose id matches `like` (sightings or audit), or whose audit row holds this fingerprint. */
-export async function workflowIdByFingerprint(db: Pick<Db, 'query'>, like: string, fingerprint: string): Promise<string | undefined> {
+export async function workflowIdByFingerprint(
+  db: Pick<Db, 'query'>,
+  like: string,
+  fingerprint: string,
+): Promise<string | undefined> {
   const r = await db.query<{ workflow_id: string }>(
     `SELECT workflow_id FROM killswitch_sightings WHERE workflow_id LIKE $1
          UNION SELECT workflow_id FROM killswitch_audit WHERE workflow_id LIKE $1 OR fingerprint = $2 LIMIT 1`,
@@ -52,7 +83,10 @@ export async function workflowIdByFingerprint(db: Pick<Db, 'query'>, like: strin
 }
 
 /** The workflow id of a detection id (sightings or audit). */
-export async function workflowIdByDetection(db: Pick<Db, 'query'>, detectionId: string): Promise<string | undefined> {
+export async function workflowIdByDetection(
+  db: Pick<Db, 'query'>,
+  detectionId: string,
+): Promise<string | undefined> {
   const r = await db.query<{ workflow_id: string }>(
     `SELECT workflow_id FROM killswitch_sightings WHERE detection_id = $1
        UNION SELECT workflow_id FROM killswitch_audit WHERE detection_id = $1 LIMIT 1`,

@@ -30,11 +30,17 @@ export async function sweepOnce(db: Pick<Db, 'query'>, evidence: EvidenceStore):
   return { evidence: purged, deliveries, abandoned };
 }
 
-export function startSweeper(db: Db, evidence: EvidenceStore, logger: Logger, everyMs = 3_600_000): () => void {
+export function startSweeper(
+  db: Db,
+  evidence: EvidenceStore,
+  logger: Logger,
+  everyMs = 3_600_000,
+): () => void {
   const run = () => {
     sweepOnce(db, evidence)
       .then((n) => {
-        if (n.evidence || n.deliveries) logger.info({ purged: { evidence: n.evidence, deliveries: n.deliveries } }, 'sweep');
+        if (n.evidence || n.deliveries)
+          logger.info({ purged: { evidence: n.evidence, deliveries: n.deliveries } }, 'sweep');
         if (n.abandoned.length > 0) {
           logger.warn(
             { abandoned: n.abandoned },

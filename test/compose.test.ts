@@ -17,7 +17,11 @@ import { envSchema, loadConfig } from '../lib/config';
 import { MIGRATIONS_DIR } from '../lib/db';
 import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../contracts/run';
 import { ENTRY_POINTS } from '../scripts/build';
-import { buildWorkflowBundle, WORKFLOW_BUNDLE_MANIFEST_NAME, WORKFLOWS_PATH } from '../worker/workflow-bundle';
+import {
+  buildWorkflowBundle,
+  WORKFLOW_BUNDLE_MANIFEST_NAME,
+  WORKFLOWS_PATH,
+} from '../worker/workflow-bundle';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const compose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8')) as any;
@@ -83,7 +87,8 @@ function compiledEntry(argv: string[]): string {
   expect(argv[0]).toBe('node');
   // node [flags] dist/<entry>.js: V8 flags only (no loader, no --import).
   const flags = argv.slice(1, -1);
-  for (const f of flags) expect(f, 'a node flag before the entry').toMatch(/^--(max-old-space-size|max-semi-space-size)=\d+$/);
+  for (const f of flags)
+    expect(f, 'a node flag before the entry').toMatch(/^--(max-old-space-size|max-semi-space-size)=\d+$/);
   const entry = argv[argv.length - 1]!;
   const m = /^dist\/(.+)\.js$/.exec(entry);
   expect(m, `${entry} is compiled JavaScript under dist/`).not.toBeNull();
@@ -249,7 +254,9 @@ describe('Dockerfile', () => {
   });
 
   it('runs the worker with the node flags of npm run start:worker (the heap cap the bench measured)', () => {
-    const script = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start:worker']!;
+    const script = (
+      JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+    ).scripts['start:worker']!;
     expect(dockerCmd()).toEqual(script.split(/\s+/));
     expect(script).toContain('--max-old-space-size=');
   });
@@ -267,18 +274,48 @@ describe('Dockerfile', () => {
     expect(build).toMatch(/^RUN npm ci$/m);
     expect(build).toMatch(/^RUN npm run build$/m);
     const copied = copiedIn(build);
-    for (const src of ['package.json', 'tsconfig.json', 'contracts/', 'lib/', 'store/', 'workflows/', 'activities/', 'worker/', 'api/', 'scripts/', 'tools/'])
+    for (const src of [
+      'package.json',
+      'tsconfig.json',
+      'contracts/',
+      'lib/',
+      'store/',
+      'workflows/',
+      'activities/',
+      'worker/',
+      'api/',
+      'scripts/',
+      'tools/',
+    ])
       expect(copied).toContain(src);
-    for (const src of copied) expect(existsSync(path.join(root, src)), `COPY source ${src} exists`).toBe(true);
-    for (const entry of ENTRY_POINTS) expect(copied.some((src) => entry.startsWith(src)), `${entry} is copied`).toBe(true);
+    for (const src of copied)
+      expect(existsSync(path.join(root, src)), `COPY source ${src} exists`).toBe(true);
+    for (const entry of ENTRY_POINTS)
+      expect(
+        copied.some((src) => entry.startsWith(src)),
+        `${entry} is copied`,
+      ).toBe(true);
   });
 
   it('copies every source file the entry points import into the build stage (a new folder is not forgotten)', async () => {
     const copied = copiedIn(stages.find((s) => s.name === 'build')?.body ?? '');
-    const result = await esbuild({ entryPoints: ENTRY_POINTS.map((e) => path.join(root, e)), bundle: true, write: false, metafile: true, platform: 'node', format: 'esm', packages: 'external', logLevel: 'silent', outdir: os.tmpdir(), absWorkingDir: root });
+    const result = await esbuild({
+      entryPoints: ENTRY_POINTS.map((e) => path.join(root, e)),
+      bundle: true,
+      write: false,
+      metafile: true,
+      platform: 'node',
+      format: 'esm',
+      packages: 'external',
+      logLevel: 'silent',
+      outdir: os.tmpdir(),
+      absWorkingDir: root,
+    });
     const ours = Object.keys(result.metafile.inputs).filter((f) => !f.startsWith('node_modules/'));
     expect(ours.length).toBeGreaterThan(20);
-    const missing = ours.filter((file) => !copied.some((src) => (src.endsWith('/') ? file.startsWith(src) : file === src)));
+    const missing = ours.filter(
+      (file) => !copied.some((src) => (src.endsWith('/') ? file.startsWith(src) : file === src)),
+    );
     expect(missing, 'imported files the build stage does not COPY').toEqual([]);
   });
 
@@ -288,8 +325,10 @@ describe('Dockerfile', () => {
     expect(runtimeStage).toMatch(/^COPY --from=build \/app\/dist\/ dist\/$/m);
     expect(runtimeStage).not.toMatch(/tsx/);
     const copied = copiedIn(runtimeStage);
-    for (const src of copied) expect(existsSync(path.join(root, src)), `COPY source ${src} exists`).toBe(true);
-    const inImage = (file: string) => copied.some((src) => (src.endsWith('/') ? file.startsWith(src) : file === src));
+    for (const src of copied)
+      expect(existsSync(path.join(root, src)), `COPY source ${src} exists`).toBe(true);
+    const inImage = (file: string) =>
+      copied.some((src) => (src.endsWith('/') ? file.startsWith(src) : file === src));
     expect(inImage(`${path.relative(root, MIGRATIONS_DIR)}/`)).toBe(true);
     expect(inImage(path.relative(root, FAILURE_CONVERTER_PATH))).toBe(true);
     expect(copied).toContain('config/');
@@ -303,13 +342,19 @@ describe('Dockerfile', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ks-bundle-'));
     try {
       await buildWorkflowBundle({ workflowsPath: WORKFLOWS_PATH, converters: CONVERTER_PATHS, dir });
-      const manifest = JSON.parse(readFileSync(path.join(dir, WORKFLOW_BUNDLE_MANIFEST_NAME), 'utf8')) as { inputs: Record<string, string> };
+      const manifest = JSON.parse(readFileSync(path.join(dir, WORKFLOW_BUNDLE_MANIFEST_NAME), 'utf8')) as {
+        inputs: Record<string, string>;
+      };
       const ours = Object.keys(manifest.inputs).filter((f) => !f.startsWith('node_modules/'));
       expect(ours).toContain('workflows/index.ts');
       // An SDK upgrade makes the bundle stale too: its workflow runtime is among the inputs.
-      expect(Object.keys(manifest.inputs)).toEqual(expect.arrayContaining([expect.stringMatching(/^node_modules\/@temporalio\/workflow\//)]));
+      expect(Object.keys(manifest.inputs)).toEqual(
+        expect.arrayContaining([expect.stringMatching(/^node_modules\/@temporalio\/workflow\//)]),
+      );
       const copied = copiedIn(runtimeStage);
-      const missing = ours.filter((file) => !copied.some((src) => (src.endsWith('/') ? file.startsWith(src) : file === src)));
+      const missing = ours.filter(
+        (file) => !copied.some((src) => (src.endsWith('/') ? file.startsWith(src) : file === src)),
+      );
       expect(missing, 'files the runtime stage does not COPY').toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });

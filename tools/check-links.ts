@@ -33,7 +33,8 @@ export function markdownFiles(root = PROJECT_ROOT): string[] {
 }
 
 /** Fenced code blocks blanked out, line numbers kept. */
-const withoutCode = (text: string) => text.replace(/^(```|~~~)[\s\S]*?^\1/gm, (m) => m.replace(/[^\n]/g, ' '));
+const withoutCode = (text: string) =>
+  text.replace(/^(```|~~~)[\s\S]*?^\1/gm, (m) => m.replace(/[^\n]/g, ' '));
 
 export function anchorsOf(markdown: string): Set<string> {
   const slugger = new GithubSlugger();
@@ -42,7 +43,10 @@ export function anchorsOf(markdown: string): Set<string> {
     const m = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line);
     if (!m) continue;
     // What GitHub slugs is the heading's text: links and inline markup reduced to their words.
-    const text = m[1]!.replace(/\[([^\]]*)\]\([^)]*\)/g, '$1').replace(/<[^>]+>/g, '').replace(/[`*]/g, '');
+    const text = m[1]!
+      .replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')
+      .replace(/<[^>]+>/g, '')
+      .replace(/[`*]/g, '');
     anchors.add(slugger.slug(text));
   }
   return anchors;
@@ -71,7 +75,8 @@ export function brokenLinks(root = PROJECT_ROOT): { checked: number; files: numb
         let problem: string | undefined;
         if (!existsSync(path.join(root, dest))) problem = 'no such file';
         else if (anchor !== undefined) {
-          if (statSync(path.join(root, dest)).isDirectory() || !dest.endsWith('.md')) problem = 'an anchor on a file that is not markdown';
+          if (statSync(path.join(root, dest)).isDirectory() || !dest.endsWith('.md'))
+            problem = 'an anchor on a file that is not markdown';
           else if (!anchors(dest).has(anchor)) problem = `no heading with the anchor #${anchor} in ${dest}`;
         }
         if (problem) broken.push({ file, line: i + 1, target, problem });

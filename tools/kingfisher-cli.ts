@@ -23,15 +23,32 @@ const executable = (f: string) => {
 
 export function resolveKingfisher(env: Record<string, string | undefined> = process.env): string {
   if (env.KINGFISHER_CLI) {
-    if (!executable(env.KINGFISHER_CLI)) throw new Error(`KINGFISHER_CLI=${env.KINGFISHER_CLI} is not an executable file`);
+    if (!executable(env.KINGFISHER_CLI))
+      throw new Error(`KINGFISHER_CLI=${env.KINGFISHER_CLI} is not an executable file`);
     return env.KINGFISHER_CLI;
   }
-  for (const dir of (env.PATH ?? '').split(path.delimiter)) if (dir && executable(path.join(dir, 'kingfisher'))) return path.join(dir, 'kingfisher');
+  for (const dir of (env.PATH ?? '').split(path.delimiter))
+    if (dir && executable(path.join(dir, 'kingfisher'))) return path.join(dir, 'kingfisher');
   if (executable(BINARY)) return BINARY;
   mkdirSync(TOOLS, { recursive: true });
-  const r = spawnSync('python3', ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-input', '--target', TOOLS, `kingfisher-bin==${KINGFISHER_BIN_VERSION}`], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  if (r.status !== 0 || !executable(BINARY)) throw new Error(`installing kingfisher-bin==${KINGFISHER_BIN_VERSION} failed (pip exit ${r.status})`);
+  const r = spawnSync(
+    'python3',
+    [
+      '-m',
+      'pip',
+      'install',
+      '--quiet',
+      '--disable-pip-version-check',
+      '--no-input',
+      '--target',
+      TOOLS,
+      `kingfisher-bin==${KINGFISHER_BIN_VERSION}`,
+    ],
+    {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
+  if (r.status !== 0 || !executable(BINARY))
+    throw new Error(`installing kingfisher-bin==${KINGFISHER_BIN_VERSION} failed (pip exit ${r.status})`);
   return BINARY;
 }

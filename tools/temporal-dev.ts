@@ -68,7 +68,18 @@ export function captureOutput(child: ChildProcess, logFile: string | undefined):
 export async function startDevServer(opts: DevServerOptions): Promise<DevServer> {
   const ip = opts.ip ?? '127.0.0.1';
   const port = opts.port ?? (await freePort(ip));
-  const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--log-level', 'warn', '--log-format', 'json'];
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    ip,
+    '--port',
+    String(port),
+    '--log-level',
+    'warn',
+    '--log-format',
+    'json',
+  ];
   if (opts.namespace && opts.namespace !== 'default') args.push('--namespace', opts.namespace);
   if (opts.headless) args.push('--headless');
   else if (opts.uiPort) args.push('--ui-port', String(opts.uiPort), '--ui-ip', ip);
@@ -113,8 +124,12 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
 
   return {
     address,
-    uiUrl: opts.headless ? undefined : `http://${ip === '0.0.0.0' ? 'localhost' : ip}:${opts.uiPort ?? port + 1000}`,
-    metricsUrl: opts.metricsPort ? `http://${ip === '0.0.0.0' ? '127.0.0.1' : ip}:${opts.metricsPort}/metrics` : undefined,
+    uiUrl: opts.headless
+      ? undefined
+      : `http://${ip === '0.0.0.0' ? 'localhost' : ip}:${opts.uiPort ?? port + 1000}`,
+    metricsUrl: opts.metricsPort
+      ? `http://${ip === '0.0.0.0' ? '127.0.0.1' : ip}:${opts.metricsPort}/metrics`
+      : undefined,
     process: child,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -131,7 +146,10 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
  * On a cluster we did not start, registers the search attributes if they are missing (needs the
  * operator permission; a production cluster may instead have them registered by its operators).
  */
-export async function ensureSearchAttributes(conn: Connection, namespace: string): Promise<{ added: string[]; error?: string }> {
+export async function ensureSearchAttributes(
+  conn: Connection,
+  namespace: string,
+): Promise<{ added: string[]; error?: string }> {
   try {
     const existing = await conn.operatorService.listSearchAttributes({ namespace });
     const have = new Set(Object.keys(existing.customAttributes ?? {}));

@@ -40,7 +40,11 @@ export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { prov
   return {
     inventory,
     keys,
-    dispatcher: createDispatcher({ workflows: createWorkflowDispatcher(input.temporal), evidence, sightings: sightingLedger(db) }),
+    dispatcher: createDispatcher({
+      workflows: createWorkflowDispatcher(input.temporal),
+      evidence,
+      sightings: sightingLedger(db),
+    }),
     upstream: createUpstreamClients(inventory.sources, env),
     providers: createProviderRegistry(inventory, checkedEnv),
     db,
@@ -49,7 +53,8 @@ export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { prov
       token: config.slack.token,
       channel: config.slack.channel,
       apiUrl: config.slack.apiUrl,
-      log: (m) => notifyLog.info({ slack: { text: m.text } }, 'Slack is not configured; message logged instead'),
+      log: (m) =>
+        notifyLog.info({ slack: { text: m.text } }, 'Slack is not configured; message logged instead'),
     }),
     pagerduty: createPagerDutySender({
       routingKey: config.pagerduty.routingKey,
@@ -89,7 +94,10 @@ export async function createKillSwitchWorker(opts: {
   let workflowBundle = opts.workflowBundle;
   if (!workflowBundle) {
     // Bundling at start costs ~1.5 s of CPU and leaves the worker 110-140 MiB larger for its life (docs/performance.md).
-    const prebuilt = prebuiltWorkflowBundle({ workflowsPath: WORKFLOWS_PATH, converters: opts.dataConverter });
+    const prebuilt = prebuiltWorkflowBundle({
+      workflowsPath: WORKFLOWS_PATH,
+      converters: opts.dataConverter,
+    });
     if (prebuilt.ok) {
       workflowBundle = { codePath: prebuilt.codePath };
       opts.logger?.info({ workflowBundle: prebuilt.codePath }, 'running the prebuilt workflow bundle');
@@ -108,10 +116,28 @@ export async function createKillSwitchWorker(opts: {
     ...(workflowBundle ? { workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     shutdownGraceTime: '30s',
     maxCachedWorkflows: t.maxCachedWorkflows ?? DEFAULT_MAX_CACHED_WORKFLOWS,
-    ...(t.maxConcurrentActivityTaskExecutions !== undefined ? { maxConcurrentActivityTaskExecutions: t.maxConcurrentActivityTaskExecutions } : {}),
-    ...(t.maxConcurrentWorkflowTaskExecutions !== undefined ? { maxConcurrentWorkflowTaskExecutions: t.maxConcurrentWorkflowTaskExecutions } : {}),
-    ...(t.maxConcurrentActivityTaskPolls !== undefined ? { activityTaskPollerBehavior: { type: 'simple-maximum' as const, maximum: t.maxConcurrentActivityTaskPolls } } : {}),
-    ...(t.maxConcurrentWorkflowTaskPolls !== undefined ? { workflowTaskPollerBehavior: { type: 'simple-maximum' as const, maximum: t.maxConcurrentWorkflowTaskPolls } } : {}),
+    ...(t.maxConcurrentActivityTaskExecutions !== undefined
+      ? { maxConcurrentActivityTaskExecutions: t.maxConcurrentActivityTaskExecutions }
+      : {}),
+    ...(t.maxConcurrentWorkflowTaskExecutions !== undefined
+      ? { maxConcurrentWorkflowTaskExecutions: t.maxConcurrentWorkflowTaskExecutions }
+      : {}),
+    ...(t.maxConcurrentActivityTaskPolls !== undefined
+      ? {
+          activityTaskPollerBehavior: {
+            type: 'simple-maximum' as const,
+            maximum: t.maxConcurrentActivityTaskPolls,
+          },
+        }
+      : {}),
+    ...(t.maxConcurrentWorkflowTaskPolls !== undefined
+      ? {
+          workflowTaskPollerBehavior: {
+            type: 'simple-maximum' as const,
+            maximum: t.maxConcurrentWorkflowTaskPolls,
+          },
+        }
+      : {}),
     ...(t.reuseV8Context !== undefined ? { reuseV8Context: t.reuseV8Context } : {}),
   });
 }

@@ -29,7 +29,11 @@ async function main(): Promise<void> {
   // The worker's own client dispatches enriched findings (GitHub alerts) to their runs.
   const clientConnection = await Connection.connect({ address });
   const dataConverter = killSwitchDataConverter(codecFromConfig(config, keys));
-  const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace, dataConverter });
+  const client = new Client({
+    connection: clientConnection,
+    namespace: config.temporal.namespace,
+    dataConverter,
+  });
   const temporal = temporalTarget(config, client);
   const deps = buildActivityDeps({ config, temporal, db, keys, inventory, env: process.env, logger });
   const connection = await NativeConnection.connect({ address });

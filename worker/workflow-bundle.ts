@@ -92,11 +92,20 @@ export function prebuiltWorkflowBundle(opts: BundleLocation): PrebuiltBundle {
   try {
     manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as Manifest;
   } catch {
-    return { ok: false, missing: true, reason: `no prebuilt workflow bundle (${rel(manifestFile)}; npm run build makes it)` };
+    return {
+      ok: false,
+      missing: true,
+      reason: `no prebuilt workflow bundle (${rel(manifestFile)}; npm run build makes it)`,
+    };
   }
-  const stale = (why: string): PrebuiltBundle => ({ ok: false, missing: false, reason: `the prebuilt workflow bundle is stale (${why}; npm run build remakes it)` });
+  const stale = (why: string): PrebuiltBundle => ({
+    ok: false,
+    missing: false,
+    reason: `the prebuilt workflow bundle is stale (${why}; npm run build remakes it)`,
+  });
   if (manifest.format !== 1 || typeof manifest.inputs !== 'object') return stale('unknown manifest format');
-  if (manifest.workflowsPath !== rel(opts.workflowsPath)) return stale(`built from ${manifest.workflowsPath}, not ${rel(opts.workflowsPath)}`);
+  if (manifest.workflowsPath !== rel(opts.workflowsPath))
+    return stale(`built from ${manifest.workflowsPath}, not ${rel(opts.workflowsPath)}`);
   for (const kind of ['failureConverter', 'payloadConverter'] as const) {
     const file = opts.converters[`${kind}Path`];
     if ((file ? fileHash(file) : null) !== manifest[kind]) return stale(`built with another ${kind}`);
@@ -104,7 +113,8 @@ export function prebuiltWorkflowBundle(opts: BundleLocation): PrebuiltBundle {
   for (const [file, hash] of Object.entries(manifest.inputs)) {
     if (fileHash(abs(file)) !== hash) return stale(`${file} changed since`);
   }
-  if (fileHash(bundleFile) !== manifest.bundle) return stale(`${rel(bundleFile)} does not match its manifest`);
+  if (fileHash(bundleFile) !== manifest.bundle)
+    return stale(`${rel(bundleFile)} does not match its manifest`);
   return { ok: true, codePath: bundleFile };
 }
 
@@ -113,7 +123,9 @@ export function prebuiltWorkflowBundle(opts: BundleLocation): PrebuiltBundle {
  * current (`force` rebuilds it anyway). Give it the converters the worker runs with
  * (killSwitchDataConverter): the bundle embeds them.
  */
-export async function buildWorkflowBundle(opts: BundleLocation & { force?: boolean }): Promise<{ built: boolean; bytes: number; reason?: string }> {
+export async function buildWorkflowBundle(
+  opts: BundleLocation & { force?: boolean },
+): Promise<{ built: boolean; bytes: number; reason?: string }> {
   const at = locate(opts);
   const current = prebuiltWorkflowBundle(opts);
   if (current.ok && !opts.force) return { built: false, bytes: statSync(current.codePath).size };
@@ -121,13 +133,19 @@ export async function buildWorkflowBundle(opts: BundleLocation & { force?: boole
     const started = Date.now();
     const made = await bundle(opts);
     // A file saved while webpack ran may not be what it read: bundle again rather than record it.
-    const changed = Object.keys(made.manifest.inputs).find((file) => statSync(at.abs(file)).mtimeMs >= started);
+    const changed = Object.keys(made.manifest.inputs).find(
+      (file) => statSync(at.abs(file)).mtimeMs >= started,
+    );
     if (changed && attempt < 3) continue;
     if (changed) throw new Error(`${changed} kept changing while the workflow code was bundled`);
     // The bundle first: a worker starting in between finds a manifest that does not match it and bundles itself.
     writeAtomic(at.bundleFile, made.code);
     writeAtomic(at.manifestFile, `${JSON.stringify(made.manifest, null, 1)}\n`);
-    return { built: true, bytes: Buffer.byteLength(made.code), ...(current.ok ? {} : { reason: current.reason }) };
+    return {
+      built: true,
+      bytes: Buffer.byteLength(made.code),
+      ...(current.ok ? {} : { reason: current.reason }),
+    };
   }
 }
 
@@ -138,8 +156,12 @@ async function bundle(opts: BundleLocation): Promise<{ code: string; manifest: M
   let read: string[] = [];
   const { code } = await bundleWorkflowCode({
     workflowsPath: opts.workflowsPath,
-    ...(opts.converters.failureConverterPath ? { failureConverterPath: opts.converters.failureConverterPath } : {}),
-    ...(opts.converters.payloadConverterPath ? { payloadConverterPath: opts.converters.payloadConverterPath } : {}),
+    ...(opts.converters.failureConverterPath
+      ? { failureConverterPath: opts.converters.failureConverterPath }
+      : {}),
+    ...(opts.converters.payloadConverterPath
+      ? { payloadConverterPath: opts.converters.payloadConverterPath }
+      : {}),
     logger: new DefaultLogger('WARN'),
     // Records every file webpack read; the entry point it generates lives in memory only.
     webpackConfigHook: (config) => ({
@@ -158,10 +180,12 @@ async function bundle(opts: BundleLocation): Promise<{ code: string; manifest: M
   });
   const inputs: Record<string, string> = {};
   for (const file of read.sort()) {
-    if (!file.startsWith(root + path.sep) || statSync(file, { throwIfNoEntry: false })?.isFile() !== true) continue;
+    if (!file.startsWith(root + path.sep) || statSync(file, { throwIfNoEntry: false })?.isFile() !== true)
+      continue;
     inputs[rel(file)] = sha256(readFileSync(file));
   }
-  if (!(rel(opts.workflowsPath) in inputs)) throw new Error(`webpack did not report reading ${rel(opts.workflowsPath)}`);
+  if (!(rel(opts.workflowsPath) in inputs))
+    throw new Error(`webpack did not report reading ${rel(opts.workflowsPath)}`);
   const converter = (file: string | undefined) => (file ? fileHash(file) : null);
   return {
     code,

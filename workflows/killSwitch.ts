@@ -52,9 +52,10 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
   try {
     // One step for the lookups: prior containment, owner, policy and (for an automatic rotation) the breaker.
     run.enter('assessing');
-    const assessed = await lookup.assess.executeWithOptions({ ...LocalActivityProfiles.lookup, summary: 'Look up prior containment, owner, policy and breaker' }, [
-      { workflowId, runId, detection },
-    ]);
+    const assessed = await lookup.assess.executeWithOptions(
+      { ...LocalActivityProfiles.lookup, summary: 'Look up prior containment, owner, policy and breaker' },
+      [{ workflowId, runId, detection }],
+    );
     run.prior = assessed.prior;
     run.owner = assessed.owner;
     const owner = run.owner;
@@ -67,7 +68,12 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
       const policy = (run.policy = assessed.policy!);
       if (policy.action === 'ignore') run.outcome = 'ignored';
       else if (policy.action === 'notify_only') run.outcome = 'notified';
-      else if (!owner) run.failure = { step: 'resolving_owner', type: 'NoOwner', message: assessed.reason ?? 'no owning system matched' };
+      else if (!owner)
+        run.failure = {
+          step: 'resolving_owner',
+          type: 'NoOwner',
+          message: assessed.reason ?? 'no owning system matched',
+        };
       else {
         let decision: Decision | undefined;
         let quarantineInstead = false;
@@ -75,12 +81,19 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
           const approvalTimeout = policy.approvalTimeout ?? '30m';
           decision = await awaitDecision(run, 'awaiting_approval', approvalTimeout as Duration);
           if (decision === 'timed_out') {
-            if (policy.onTimeout === 'rotate') log.warn('nobody decided in time: rotating as the policy says');
+            if (policy.onTimeout === 'rotate')
+              log.warn('nobody decided in time: rotating as the policy says');
             else if (policy.onTimeout === 'quarantine' && owner.canQuarantine) quarantineInstead = true;
-            else run.failure = { step: run.step, type: ErrorType.APPROVAL_TIMEOUT, message: `nobody decided within ${approvalTimeout}` };
+            else
+              run.failure = {
+                step: run.step,
+                type: ErrorType.APPROVAL_TIMEOUT,
+                message: `nobody decided within ${approvalTimeout}`,
+              };
           }
         }
-        let go = decision === undefined || decision === 'approved' || (decision === 'timed_out' && !run.failure);
+        let go =
+          decision === undefined || decision === 'approved' || (decision === 'timed_out' && !run.failure);
         if (go && decision !== undefined) {
           run.enter('approved');
           // The message loses its buttons at once (a human is looking at it).
@@ -90,7 +103,11 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
         if (go && !policy.dryRun && !run.human) {
           const held = await breakerHold(run, owner, assessed.breaker);
           if (held === 'timed_out') {
-            run.failure = { step: run.step, type: ErrorType.MASS_LEAK_HOLD, message: `held by the mass-leak breaker of ${owner.system}; nobody decided within ${owner.breaker.holdTimeout}` };
+            run.failure = {
+              step: run.step,
+              type: ErrorType.MASS_LEAK_HOLD,
+              message: `held by the mass-leak breaker of ${owner.system}; nobody decided within ${owner.breaker.holdTimeout}`,
+            };
           }
           if (held !== undefined) decision = held;
           go = held === undefined || held === 'approved';
@@ -108,7 +125,8 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
   // A dry run never pages: it reports what would have failed.
   if (run.failure && run.policy?.dryRun) run.outcome = 'dry_run';
   run.outcome ??= run.failure ? 'escalated' : 'contained';
-  if (run.outcome === 'false_positive' && run.falsePositive) run.result.falsePositiveBy = run.falsePositive.by;
+  if (run.outcome === 'false_positive' && run.falsePositive)
+    run.result.falsePositiveBy = run.falsePositive.by;
   run.publish();
 
   // Record and tell. Nothing below may be cancelled half-way: the audit and the page must happen.
@@ -119,6 +137,10 @@ export async function killSwitch(input: KillSwitchInput): Promise<KillSwitchResu
 
     run.enter('done');
     const { workflowId: _w, runId: _r, detection: _d, step: _s, ...outcomeFields } = run.summary();
-    return { ...outcomeFields, slack: run.result.slack ?? { status: 'skipped' }, audit: run.result.audit ?? { inserted: false } };
+    return {
+      ...outcomeFields,
+      slack: run.result.slack ?? { status: 'skipped' },
+      audit: run.result.audit ?? { inserted: false },
+    };
   });
 }

@@ -18,7 +18,10 @@ export async function record(run: Run): Promise<void> {
     run.enter('escalating');
     try {
       result.pagerduty = await escalate.triggerPagerDuty.executeWithOptions(
-        { ...ActivityProfiles.escalate, summary: `Page PagerDuty: ${run.failure?.type ?? 'escalated'} at ${run.failure?.step ?? run.step}` },
+        {
+          ...ActivityProfiles.escalate,
+          summary: `Page PagerDuty: ${run.failure?.type ?? 'escalated'} at ${run.failure?.step ?? run.step}`,
+        },
         [run.summary()],
       );
     } catch (err) {
@@ -27,7 +30,11 @@ export async function record(run: Run): Promise<void> {
       result.pagerduty = { status: 'failed', dedupKey: workflowId };
     }
   }
-  if (result.pagerduty && result.pagerduty.status !== 'failed' && (run.outcome === 'contained' || run.outcome === 'false_positive')) {
+  if (
+    result.pagerduty &&
+    result.pagerduty.status !== 'failed' &&
+    (run.outcome === 'contained' || run.outcome === 'false_positive')
+  ) {
     // The incident of an earlier escalation is over: resolve it (same dedup_key).
     try {
       await escalate.followUpPagerDuty({ dedupKey: result.pagerduty.dedupKey, action: 'resolve' });
@@ -56,7 +63,10 @@ export async function record(run: Run): Promise<void> {
 
   run.enter('auditing');
   try {
-    result.audit = await audit.recordAudit.executeWithOptions({ ...LocalActivityProfiles.audit, summary: `Record the outcome (${run.outcome}) in the audit table` }, [run.summary()]);
+    result.audit = await audit.recordAudit.executeWithOptions(
+      { ...LocalActivityProfiles.audit, summary: `Record the outcome (${run.outcome}) in the audit table` },
+      [run.summary()],
+    );
   } catch (err) {
     // Transient store faults are retried until the database is back; what ends here is permanent
     // (StoreRejected): the run still tells Slack instead of dying on its record.
@@ -70,7 +80,10 @@ export async function record(run: Run): Promise<void> {
   if (run.outcome !== 'ignored' && run.outcome !== 'already_contained') {
     run.enter('notifying');
     try {
-      result.slack = await notify.notifySlack.executeWithOptions({ ...ActivityProfiles.notify, summary: `Show the outcome (${run.outcome}) in Slack` }, [run.summary()]);
+      result.slack = await notify.notifySlack.executeWithOptions(
+        { ...ActivityProfiles.notify, summary: `Show the outcome (${run.outcome}) in Slack` },
+        [run.summary()],
+      );
     } catch (err) {
       const f = failureFrom(err, run.step);
       log.error('Slack notification failed', { type: f.type, message: f.message });
@@ -84,7 +97,10 @@ export async function purgeEvidence(run: Run): Promise<void> {
   if (run.evidencePurged || !(run.detection.hasEvidence || run.sightings.length > 1)) return;
   run.evidencePurged = true;
   try {
-    await cleanup.purgeEvidence.executeWithOptions({ ...LocalActivityProfiles.cleanup, summary: 'Purge the sealed leaked value' }, [{ workflowId: run.workflowId }]);
+    await cleanup.purgeEvidence.executeWithOptions(
+      { ...LocalActivityProfiles.cleanup, summary: 'Purge the sealed leaked value' },
+      [{ workflowId: run.workflowId }],
+    );
   } catch (err) {
     // Sealed evidence also expires on its own; a failed purge must not fail the run.
     log.warn('evidence purge failed', { message: failureFrom(err, run.step).message });
@@ -106,7 +122,8 @@ async function tellSlack(run: Run): Promise<void> {
  */
 export async function awaitHumanAfterEscalation(run: Run): Promise<void> {
   const { result, policy } = run;
-  const windowMs = policy && !policy.dryRun && run.outcome === 'escalated' ? durationToMs(policy.retryWindow) : 0;
+  const windowMs =
+    policy && !policy.dryRun && run.outcome === 'escalated' ? durationToMs(policy.retryWindow) : 0;
   const until = Date.now() + windowMs;
   let waits = 0;
   while (run.outcome === 'escalated' && Date.now() < until) {
@@ -115,7 +132,11 @@ export async function awaitHumanAfterEscalation(run: Run): Promise<void> {
     if (waits++ > 0) run.progress();
     const handedOver = () => run.enriched !== undefined && !result.enrichedRun;
     const woke = await condition(
-      () => run.retryAsked !== undefined || run.falsePositive !== undefined || (run.acknowledged !== undefined && !result.acknowledgedBy) || handedOver(),
+      () =>
+        run.retryAsked !== undefined ||
+        run.falsePositive !== undefined ||
+        (run.acknowledged !== undefined && !result.acknowledgedBy) ||
+        handedOver(),
       until - Date.now(),
     );
     if (!woke) {
@@ -127,7 +148,10 @@ export async function awaitHumanAfterEscalation(run: Run): Promise<void> {
     if (run.acknowledged && !result.acknowledgedBy) {
       result.acknowledgedBy = run.acknowledged.by;
       try {
-        await escalate.followUpPagerDuty({ dedupKey: result.pagerduty?.dedupKey ?? run.workflowId, action: 'acknowledge' });
+        await escalate.followUpPagerDuty({
+          dedupKey: result.pagerduty?.dedupKey ?? run.workflowId,
+          action: 'acknowledge',
+        });
       } catch (err) {
         log.warn('PagerDuty acknowledge failed', { message: failureFrom(err, run.step).message });
       }
@@ -155,7 +179,8 @@ export async function awaitHumanAfterEscalation(run: Run): Promise<void> {
       try {
         run.enter('resolving_owner');
         run.owner = (await lookup.resolveOwner(run.detection)).owner;
-        if (!run.owner) run.failure = { step: 'resolving_owner', type: 'NoOwner', message: 'still no owning system' };
+        if (!run.owner)
+          run.failure = { step: 'resolving_owner', type: 'NoOwner', message: 'still no owning system' };
         else await contain(run, run.owner, false);
       } catch (err) {
         run.failure = failureFrom(err, run.step);

@@ -5,7 +5,28 @@
  * deterministic, no I/O.
  */
 import { log, setCurrentDetails, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
-import { SearchAttributes, acknowledgeSignal, currentStepQuery, decideUpdate, falsePositiveUpdate, retryUpdate, sightingOf, sightingSignal, type FailureInfo, type HumanAction, type HumanDecision, type KillSwitchInput, type KillSwitchResult, type Outcome, type OwnerRef, type PolicyDecision, type RunSummary, type SightingInfo, type Step, type Timeline } from '../contracts/run';
+import {
+  SearchAttributes,
+  acknowledgeSignal,
+  currentStepQuery,
+  decideUpdate,
+  falsePositiveUpdate,
+  retryUpdate,
+  sightingOf,
+  sightingSignal,
+  type FailureInfo,
+  type HumanAction,
+  type HumanDecision,
+  type KillSwitchInput,
+  type KillSwitchResult,
+  type Outcome,
+  type OwnerRef,
+  type PolicyDecision,
+  type RunSummary,
+  type SightingInfo,
+  type Step,
+  type Timeline,
+} from '../contracts/run';
 import { enrichedSignal, type EnrichedRun } from '../contracts/enrichment';
 import type { Detection } from '../contracts/detection';
 import { notify } from './steps';
@@ -61,13 +82,22 @@ export class Run {
     setHandler(sightingSignal, (s) => {
       this.addSighting(s);
       // Every run gets its first sighting this way (signal-with-start): only later ones are news.
-      if (this.sightings.length > 1) log.info('sighting joined the run', { detectionId: s.detectionId, source: s.source, sightings: this.sightings.length });
+      if (this.sightings.length > 1)
+        log.info('sighting joined the run', {
+          detectionId: s.detectionId,
+          source: s.source,
+          sightings: this.sightings.length,
+        });
     });
     const requireHuman = (a: { by?: unknown }) => {
       if (typeof a?.by !== 'string' || a.by.trim() === '') throw new Error('by: who decides is required');
-      if (this.policy && this.policy.approvers.length > 0 && !this.policy.approvers.includes(a.by)) throw new Error(`${a.by} is not an approver`);
+      if (this.policy && this.policy.approvers.length > 0 && !this.policy.approvers.includes(a.by))
+        throw new Error(`${a.by} is not an approver`);
     };
-    const waitingForDecision = () => (this.step === 'awaiting_approval' || this.step === 'held_by_breaker') && !this.human && !this.falsePositive;
+    const waitingForDecision = () =>
+      (this.step === 'awaiting_approval' || this.step === 'held_by_breaker') &&
+      !this.human &&
+      !this.falsePositive;
     setHandler(
       decideUpdate,
       (d) => {
@@ -77,7 +107,8 @@ export class Run {
       {
         validator: (d) => {
           if (!waitingForDecision()) throw new Error(`not waiting for a decision (step: ${this.step})`);
-          if (d.decision !== 'approve' && d.decision !== 'deny') throw new Error('decision must be approve or deny');
+          if (d.decision !== 'approve' && d.decision !== 'deny')
+            throw new Error('decision must be approve or deny');
           requireHuman(d);
         },
       },
@@ -90,7 +121,8 @@ export class Run {
       },
       {
         validator: (a) => {
-          if (this.step !== 'awaiting_retry' || this.retryAsked || this.falsePositive) throw new Error(`not waiting for a retry (step: ${this.step})`);
+          if (this.step !== 'awaiting_retry' || this.retryAsked || this.falsePositive)
+            throw new Error(`not waiting for a retry (step: ${this.step})`);
           requireHuman(a);
         },
       },
@@ -103,8 +135,13 @@ export class Run {
       },
       {
         validator: (a) => {
-          if (!(waitingForDecision() || (this.step === 'awaiting_retry' && !this.retryAsked)) || this.falsePositive) {
-            throw new Error(`only a run waiting for a human can be marked a false positive (step: ${this.step})`);
+          if (
+            !(waitingForDecision() || (this.step === 'awaiting_retry' && !this.retryAsked)) ||
+            this.falsePositive
+          ) {
+            throw new Error(
+              `only a run waiting for a human can be marked a false positive (step: ${this.step})`,
+            );
           }
           requireHuman(a);
         },
@@ -115,7 +152,8 @@ export class Run {
     });
     // An early escalation of a finding fetched late (workflows/enrich.ts): its credential's run ended.
     setHandler(enrichedSignal, (e) => {
-      if (!this.enriched && typeof e?.workflowId === 'string' && typeof e.outcome === 'string') this.enriched = e;
+      if (!this.enriched && typeof e?.workflowId === 'string' && typeof e.outcome === 'string')
+        this.enriched = e;
     });
   }
 
@@ -123,7 +161,9 @@ export class Run {
   enter(next: Step): void {
     this.step = next;
     log.debug('step', { step: next });
-    setCurrentDetails(`**${next.replace(/_/g, ' ')}**${this.owner ? ` · ${this.owner.system}` : ''}${this.failure ? ` · ${this.failure.type}` : ''}`);
+    setCurrentDetails(
+      `**${next.replace(/_/g, ' ')}**${this.owner ? ` · ${this.owner.system}` : ''}${this.failure ? ` · ${this.failure.type}` : ''}`,
+    );
   }
 
   /**
@@ -132,7 +172,9 @@ export class Run {
    */
   progress(): void {
     const seq = ++this.progressSeq;
-    notify.slackProgress({ summary: this.summary(), seq }).catch((err: unknown) => log.warn('Slack progress failed', { message: (err as Error).message }));
+    notify
+      .slackProgress({ summary: this.summary(), seq })
+      .catch((err: unknown) => log.warn('Slack progress failed', { message: (err as Error).message }));
   }
 
   /**
@@ -140,10 +182,18 @@ export class Run {
    * path sets its owner, policy and outcome in one upsert.
    */
   publish(): void {
-    const want = { owningSystem: this.owner?.system, policyAction: this.policy?.action, outcome: this.outcome };
-    const changed = (Object.keys(want) as Array<keyof typeof want>).filter((k) => want[k] !== undefined && want[k] !== this.published[k]);
+    const want = {
+      owningSystem: this.owner?.system,
+      policyAction: this.policy?.action,
+      outcome: this.outcome,
+    };
+    const changed = (Object.keys(want) as Array<keyof typeof want>).filter(
+      (k) => want[k] !== undefined && want[k] !== this.published[k],
+    );
     if (!changed.length) return;
-    upsertSearchAttributes(changed.map((k) => ({ key: SearchAttributes[k], value: (this.published[k] = want[k]!) })));
+    upsertSearchAttributes(
+      changed.map((k) => ({ key: SearchAttributes[k], value: (this.published[k] = want[k]!) })),
+    );
   }
 
   /** What Slack, PagerDuty and the audit row are told, as of now. */
@@ -172,7 +222,9 @@ export class Run {
       pagerduty: result.pagerduty,
       policy: this.policy,
       ...(this.prior ? { priorRunId: this.prior.runId } : {}),
-      ...(human ? { decidedBy: `${human.decision} by ${human.by}${human.reason ? `: ${human.reason}` : ''}` } : {}),
+      ...(human
+        ? { decidedBy: `${human.decision} by ${human.by}${human.reason ? `: ${human.reason}` : ''}` }
+        : {}),
       sightings: [...this.sightings],
       ...(result.loopClosed ? { loopClosed: result.loopClosed } : {}),
     };

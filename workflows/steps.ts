@@ -3,7 +3,13 @@
  * run inside the workflow task (markers in history). Regular: rate-limited or slow services,
  * retried by the server for as long as they need.
  */
-import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivities, TimeoutFailure } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  proxyActivities,
+  proxyLocalActivities,
+  TimeoutFailure,
+} from '@temporalio/workflow';
 import type { KillSwitchActivities } from '../activities';
 import { ActivityProfiles, LocalActivityProfiles } from './profiles';
 import type { FailureInfo, Step } from '../contracts/run';
@@ -23,9 +29,15 @@ export const closing = proxyActivities<KillSwitchActivities>(ActivityProfiles.cl
  * Anything else (a bug, a cancellation) is not a step's failure and is rethrown.
  */
 export function failureFrom(err: unknown, step: Step): FailureInfo {
-  const cause = err instanceof ActivityFailure ? err.cause : err instanceof ApplicationFailure || err instanceof TimeoutFailure ? err : undefined;
+  const cause =
+    err instanceof ActivityFailure
+      ? err.cause
+      : err instanceof ApplicationFailure || err instanceof TimeoutFailure
+        ? err
+        : undefined;
   if (err instanceof ActivityFailure || cause) {
-    const type = cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : (cause?.name ?? 'ActivityFailure');
+    const type =
+      cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : (cause?.name ?? 'ActivityFailure');
     return { step, type, message: cause?.message ?? (err as Error).message };
   }
   throw err;

@@ -41,7 +41,11 @@ export function createProviderRegistry(inventory: Inventory, env: Env): Provider
     get: (name) => runtimes.get(name),
     closeAll: async () => {
       await Promise.allSettled(
-        [...runtimes.values()].flatMap((r) => [r.provider.close(), r.sink.close(), ...r.sessions.map((s) => s.close())]),
+        [...runtimes.values()].flatMap((r) => [
+          r.provider.close(),
+          r.sink.close(),
+          ...r.sessions.map((s) => s.close()),
+        ]),
       );
     },
   };

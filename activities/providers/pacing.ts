@@ -29,10 +29,13 @@ export function createPacer(limits: Limits, now: () => number = Date.now) {
     }
     if (waiting.length && active < limits.concurrency && !timer) {
       const ms = Math.ceil(((1 - tokens) * 60_000) / limits.perMinute);
-      timer = setTimeout(() => {
-        timer = undefined;
-        pump();
-      }, Math.max(ms, 1));
+      timer = setTimeout(
+        () => {
+          timer = undefined;
+          pump();
+        },
+        Math.max(ms, 1),
+      );
       timer.unref();
     }
   };
@@ -61,7 +64,8 @@ export function paced<T extends object>(target: T, pacer: Pacer, methods: Readon
   for (const m of methods) {
     const fn = target[m];
     if (typeof fn === 'function') {
-      (wrapped as Record<keyof T, unknown>)[m] = (...args: unknown[]) => pacer.run(() => (fn as (...a: unknown[]) => Promise<unknown>).apply(target, args));
+      (wrapped as Record<keyof T, unknown>)[m] = (...args: unknown[]) =>
+        pacer.run(() => (fn as (...a: unknown[]) => Promise<unknown>).apply(target, args));
     }
   }
   return wrapped;

@@ -27,14 +27,27 @@ export class GitHubApiError extends Error {
  * The alert's API URL. A URL from the delivery is used only when it points at the configured API:
  * the request carries our token, and must never be steered to another host.
  */
-export function alertApiUrl(req: { alertUrl?: string; repository: string; alertNumber: number }, apiUrl: string): string {
+export function alertApiUrl(
+  req: { alertUrl?: string; repository: string; alertNumber: number },
+  apiUrl: string,
+): string {
   const base = apiUrl.replace(/\/+$/, '');
   const built = `${base}/repos/${req.repository}/secret-scanning/alerts/${req.alertNumber}`;
-  if (req.alertUrl && req.alertUrl.startsWith(`${base}/`) && req.alertUrl.endsWith(`/secret-scanning/alerts/${req.alertNumber}`)) return req.alertUrl;
+  if (
+    req.alertUrl &&
+    req.alertUrl.startsWith(`${base}/`) &&
+    req.alertUrl.endsWith(`/secret-scanning/alerts/${req.alertNumber}`)
+  )
+    return req.alertUrl;
   return built;
 }
 
-async function call(fetchImpl: typeof fetch, url: string, token: string, init: RequestInit = {}): Promise<Response> {
+async function call(
+  fetchImpl: typeof fetch,
+  url: string,
+  token: string,
+  init: RequestInit = {},
+): Promise<Response> {
   let res: Response;
   try {
     res = await fetchImpl(url, {
@@ -56,8 +69,16 @@ async function call(fetchImpl: typeof fetch, url: string, token: string, init: R
   const remaining = res.headers.get('x-ratelimit-remaining');
   const retryAfter = Number(res.headers.get('retry-after'));
   const reset = Number(res.headers.get('x-ratelimit-reset'));
-  if (res.status === 429 || (res.status === 403 && (remaining === '0' || Number.isFinite(retryAfter) && retryAfter > 0))) {
-    const wait = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : Number.isFinite(reset) && reset > 0 ? Math.max(1, reset - Date.now() / 1000) : 60;
+  if (
+    res.status === 429 ||
+    (res.status === 403 && (remaining === '0' || (Number.isFinite(retryAfter) && retryAfter > 0)))
+  ) {
+    const wait =
+      Number.isFinite(retryAfter) && retryAfter > 0
+        ? retryAfter
+        : Number.isFinite(reset) && reset > 0
+          ? Math.max(1, reset - Date.now() / 1000)
+          : 60;
     throw new GitHubApiError(`GitHub rate limit (${res.status})`, res.status, false, Math.ceil(wait));
   }
   const permanent = [400, 401, 403, 404, 410, 422].includes(res.status);
@@ -71,11 +92,19 @@ const alertSchema = z
     html_url: z.string().optional(),
     secret_type: z.string().max(200),
     secret_type_display_name: z.string().max(200).nullish(),
-    secret: z.string().min(1).max(16 * 1024),
+    secret: z
+      .string()
+      .min(1)
+      .max(16 * 1024),
     validity: z.enum(['active', 'inactive', 'unknown']).nullish(),
     publicly_leaked: z.boolean().nullish(),
     first_location_detected: z
-      .object({ path: z.string().nullish(), start_line: z.number().int().nullish(), commit_sha: z.string().nullish(), blob_url: z.string().nullish() })
+      .object({
+        path: z.string().nullish(),
+        start_line: z.number().int().nullish(),
+        commit_sha: z.string().nullish(),
+        blob_url: z.string().nullish(),
+      })
       .loose()
       .nullish(),
   })
@@ -89,12 +118,18 @@ export async function fetchGitHubAlertFinding(
   const url = alertApiUrl(req, opts.apiUrl);
   const res = await call(opts.fetch ?? fetch, url, opts.token);
   const r = alertSchema.safeParse(await res.json().catch(() => null));
-  if (!r.success) throw new GitHubApiError(`unexpected alert shape: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`, 200, true);
+  if (!r.success)
+    throw new GitHubApiError(
+      `unexpected alert shape: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`,
+      200,
+      true,
+    );
   const a = r.data;
   const loc = a.first_location_detected;
   const credentialType = credentialTypeOf(a.secret_type, a.secret);
   // GitHub's validity: active = a live check succeeded; inactive = it failed; unknown = not checked.
-  const validity = a.validity === 'active' ? 'verified' : a.validity === 'inactive' ? 'unverified' : 'unknown';
+  const validity =
+    a.validity === 'active' ? 'verified' : a.validity === 'inactive' ? 'unverified' : 'unknown';
   return {
     source: 'github',
     scanner: 'github-secret-scanning',
@@ -117,7 +152,13 @@ export async function fetchGitHubAlertFinding(
 }
 
 /** Resolves the alert as revoked, with a comment linking the run. Already resolved is success. */
-export async function resolveGitHubAlert(opts: { url: string; apiUrl?: string; token: string; runUrl: string; fetch?: typeof fetch }): Promise<void> {
+export async function resolveGitHubAlert(opts: {
+  url: string;
+  apiUrl?: string;
+  token: string;
+  runUrl: string;
+  fetch?: typeof fetch;
+}): Promise<void> {
   if (opts.apiUrl && !opts.url.startsWith(`${opts.apiUrl.replace(/\/+$/, '')}/`)) {
     throw new GitHubApiError('alert URL is not on the configured GitHub API', 0, true);
   }

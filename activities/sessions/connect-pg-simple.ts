@@ -17,7 +17,11 @@ function classify(err: unknown, what: string): Error {
   const msg = `${what}: ${e.code ?? 'error'} ${e.message ?? ''}`.trim();
   switch (e.code) {
     case '42501':
-      return ApplicationFailure.create({ type: ErrorType.PERMISSION_DENIED, message: msg, nonRetryable: true });
+      return ApplicationFailure.create({
+        type: ErrorType.PERMISSION_DENIED,
+        message: msg,
+        nonRetryable: true,
+      });
     case '42P01': // undefined_table
     case '3F000': // invalid_schema_name
     case '42703': // undefined_column (not a connect-pg-simple table)
@@ -41,7 +45,13 @@ export class ConnectPgSimpleSessionTarget implements SessionTarget {
 
   private db(): pg.Pool {
     if (!this.pool) {
-      this.pool = new pg.Pool({ connectionString: this.url, max: 1, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000, application_name: 'secret-kill-switch' });
+      this.pool = new pg.Pool({
+        connectionString: this.url,
+        max: 1,
+        connectionTimeoutMillis: 5_000,
+        idleTimeoutMillis: 30_000,
+        application_name: 'secret-kill-switch',
+      });
       this.pool.on('error', () => undefined);
     }
     return this.pool;
@@ -56,7 +66,10 @@ export class ConnectPgSimpleSessionTarget implements SessionTarget {
     const what = `connect_pg_simple ${schema}.${table}`;
     try {
       if (opts.dryRun) {
-        const r = await this.db().query<{ n: number }>(`SELECT count(*)::int AS n FROM ${target} WHERE ${where}`, params);
+        const r = await this.db().query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM ${target} WHERE ${where}`,
+          params,
+        );
         return { expired: 0, wouldExpire: r.rows[0]!.n };
       }
       const r = await this.db().query(`DELETE FROM ${target} WHERE ${where}`, params);

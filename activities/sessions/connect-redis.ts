@@ -21,7 +21,8 @@ function globEscape(s: string): string {
 export function atPath(value: unknown, path: string): unknown {
   let cur: unknown = value;
   for (const part of path.split('.')) {
-    if (cur === null || typeof cur !== 'object' || !Object.prototype.hasOwnProperty.call(cur, part)) return undefined;
+    if (cur === null || typeof cur !== 'object' || !Object.prototype.hasOwnProperty.call(cur, part))
+      return undefined;
     cur = (cur as Record<string, unknown>)[part];
   }
   return cur;
@@ -73,7 +74,13 @@ export class ConnectRedisSessions implements SessionTarget {
       let expired = 0;
       let cursor = '0';
       do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${globEscape(this.config.prefix)}*`, 'COUNT', SCAN_COUNT);
+        const [next, keys] = await r.scan(
+          cursor,
+          'MATCH',
+          `${globEscape(this.config.prefix)}*`,
+          'COUNT',
+          SCAN_COUNT,
+        );
         cursor = next;
         if (keys.length === 0) continue;
         const values = await r.mget(...keys);

@@ -5,7 +5,10 @@ import { ConnectPgSimpleSessionTarget } from './connect-pg-simple';
 import { OktaSessionTarget } from './okta';
 import { ConnectRedisSessions } from './connect-redis';
 
-export function createSessionTarget(config: SessionTargetConfig, _env: Readonly<Record<string, string | undefined>>): SessionTarget {
+export function createSessionTarget(
+  config: SessionTargetConfig,
+  _env: Readonly<Record<string, string | undefined>>,
+): SessionTarget {
   switch (config.kind) {
     case 'connect_redis':
       return new ConnectRedisSessions(config, _env[config.urlEnv]!);

@@ -47,25 +47,44 @@ export class OktaSessionTarget implements SessionTarget {
       });
     } catch (err) {
       const e = err as { name?: string; cause?: { code?: string } };
-      throw new Error(`okta ${method} sessions of user ${user}: ${e.name === 'TimeoutError' ? 'timed out' : `network error ${e.cause?.code ?? e.name ?? 'unknown'}`}`);
+      throw new Error(
+        `okta ${method} sessions of user ${user}: ${e.name === 'TimeoutError' ? 'timed out' : `network error ${e.cause?.code ?? e.name ?? 'unknown'}`}`,
+      );
     }
   }
 
   private failure(res: Response, user: string): Error {
     const what = `okta: user ${user}: HTTP ${res.status}`;
     if (res.status === 401 || res.status === 403) {
-      return ApplicationFailure.create({ type: ErrorType.PERMISSION_DENIED, message: `${what}: the API token was refused (needs okta.users.manage)`, nonRetryable: true });
+      return ApplicationFailure.create({
+        type: ErrorType.PERMISSION_DENIED,
+        message: `${what}: the API token was refused (needs okta.users.manage)`,
+        nonRetryable: true,
+      });
     }
     if (res.status === 404) {
-      return ApplicationFailure.create({ type: ErrorType.MISCONFIGURED, message: `${what}: Okta knows no such user (the inventory names it)`, nonRetryable: true });
+      return ApplicationFailure.create({
+        type: ErrorType.MISCONFIGURED,
+        message: `${what}: Okta knows no such user (the inventory names it)`,
+        nonRetryable: true,
+      });
     }
     if (res.status === 429) {
       const s = oktaRetryAfter(res.headers);
-      if (s !== undefined) return ApplicationFailure.create({ type: 'UpstreamRateLimited', message: `${what}: rate limited`, nextRetryDelay: `${Math.min(s, MAX_RETRY_S)}s` });
+      if (s !== undefined)
+        return ApplicationFailure.create({
+          type: 'UpstreamRateLimited',
+          message: `${what}: rate limited`,
+          nextRetryDelay: `${Math.min(s, MAX_RETRY_S)}s`,
+        });
       return new Error(`${what}: rate limited`);
     }
     if (res.status >= 500) return new Error(`${what}: server error`);
-    return ApplicationFailure.create({ type: ErrorType.MISCONFIGURED, message: `${what}: unexpected status`, nonRetryable: true });
+    return ApplicationFailure.create({
+      type: ErrorType.MISCONFIGURED,
+      message: `${what}: unexpected status`,
+      nonRetryable: true,
+    });
   }
 
   async expire(opts: { dryRun?: boolean }): Promise<{ expired: number; wouldExpire?: number }> {

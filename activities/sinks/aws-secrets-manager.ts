@@ -20,7 +20,12 @@ import { awsClientConfig, classifyAwsError } from '../../lib/systems/aws';
 /** A UUID-shaped token (32–64 characters, as Secrets Manager requires) from the token and the value. */
 export function clientRequestToken(idempotencyToken: string, serialized: string): string {
   const valueHash = createHash('sha256').update(serialized).digest();
-  const h = createHash('sha256').update('killswitch-sink\0').update(idempotencyToken).update('\0').update(valueHash).digest('hex');
+  const h = createHash('sha256')
+    .update('killswitch-sink\0')
+    .update(idempotencyToken)
+    .update('\0')
+    .update(valueHash)
+    .digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
@@ -38,10 +43,16 @@ export class SecretsManagerSink implements SecretSink {
 
   async put(value: SecretValue, opts: { idempotencyToken: string }): Promise<{ ref: string }> {
     // Sorted keys: the same value always serializes (and so hashes) the same way.
-    const serialized = JSON.stringify(Object.fromEntries(Object.entries(value).sort(([a], [b]) => a.localeCompare(b))));
+    const serialized = JSON.stringify(
+      Object.fromEntries(Object.entries(value).sort(([a], [b]) => a.localeCompare(b))),
+    );
     try {
       const r = await this.client.send(
-        new PutSecretValueCommand({ SecretId: this.secretId, SecretString: serialized, ClientRequestToken: clientRequestToken(opts.idempotencyToken, serialized) }),
+        new PutSecretValueCommand({
+          SecretId: this.secretId,
+          SecretString: serialized,
+          ClientRequestToken: clientRequestToken(opts.idempotencyToken, serialized),
+        }),
       );
       return { ref: `${r.ARN}#${r.VersionId}` };
     } catch (err) {
@@ -55,7 +66,11 @@ export class SecretsManagerSink implements SecretSink {
       }
       if (name === 'InvalidRequestException') {
         // e.g. the secret is scheduled for deletion.
-        throw ApplicationFailure.create({ type: ErrorType.MISCONFIGURED, message: `secret ${this.secretId}: ${(err as Error).message}`, nonRetryable: true });
+        throw ApplicationFailure.create({
+          type: ErrorType.MISCONFIGURED,
+          message: `secret ${this.secretId}: ${(err as Error).message}`,
+          nonRetryable: true,
+        });
       }
       throw classifyAwsError(err, `put a new version of ${this.secretId}`);
     }

@@ -12,7 +12,10 @@ export const noSink: SecretSink = {
   async close() {},
 };
 
-export function createSink(config: SinkConfig, env: Readonly<Record<string, string | undefined>>): SecretSink {
+export function createSink(
+  config: SinkConfig,
+  env: Readonly<Record<string, string | undefined>>,
+): SecretSink {
   switch (config.kind) {
     case 'none':
       return noSink;
@@ -20,7 +23,10 @@ export function createSink(config: SinkConfig, env: Readonly<Record<string, stri
       // The AWS SDK loads with the first replacement stored; the configuration is checked now.
       awsClientConfig(config.aws, env);
       let sink: Promise<SecretSink> | undefined;
-      const load = () => (sink ??= import('./aws-secrets-manager').then(({ SecretsManagerSink }) => new SecretsManagerSink(config.secretId, config.aws, env)));
+      const load = () =>
+        (sink ??= import('./aws-secrets-manager').then(
+          ({ SecretsManagerSink }) => new SecretsManagerSink(config.secretId, config.aws, env),
+        ));
       return {
         kind: 'aws_secrets_manager',
         put: async (value, opts) => (await load()).put(value, opts),

@@ -24,7 +24,9 @@ export function secretsFromEnv(env: Record<string, string | undefined>, name: st
 }
 
 function invalid(field: string, message: string): HttpProblem {
-  return new HttpProblem(422, 'invalid-report', 'Invalid report', `${field}: ${message}`, { errors: [{ field, message }] });
+  return new HttpProblem(422, 'invalid-report', 'Invalid report', `${field}: ${message}`, {
+    errors: [{ field, message }],
+  });
 }
 
 /** A finding checked against its schema: 422 naming the field, never a value or an unknown key. */
@@ -81,14 +83,20 @@ const truffleLocation = z
 
 export const truffleHogFindingSchema = z
   .object({
-    SourceMetadata: z.object({ Data: z.record(z.string(), truffleLocation) }).loose().optional(),
+    SourceMetadata: z
+      .object({ Data: z.record(z.string(), truffleLocation) })
+      .loose()
+      .optional(),
     SourceName: str.optional(),
     DetectorName: z.string().min(1).max(200),
     DetectorType: z.number().int().optional(),
     Verified: z.boolean().default(false),
     VerificationError: str.optional(),
     Raw: z.string().max(16 * 1024),
-    RawV2: z.string().max(16 * 1024).optional(),
+    RawV2: z
+      .string()
+      .max(16 * 1024)
+      .optional(),
     Redacted: str.optional(),
   })
   .loose();
@@ -99,11 +107,19 @@ export function parseTruffleHog(body: Buffer, repoHint?: string): RawFinding[] {
     .map((l) => l.trim())
     .filter(Boolean);
   if (lines.length === 0) throw invalid('(body)', 'no findings: expected one JSON object a line');
-  if (lines.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('(body)', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
+  if (lines.length > MAX_FINDINGS_PER_DELIVERY)
+    throw invalid(
+      '(body)',
+      `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`,
+    );
   const known = new Set([...schemaKeys(truffleHogFindingSchema), ...schemaKeys(truffleHogV2FindingSchema)]);
   const findings = lines.flatMap((line, i) => {
     const doc = parseJsonText(line, `line ${i + 1}`, { known, prefix: `line[${i + 1}]` });
-    if (isTruffleHogV2(doc)) return truffleHogV2Findings(validateFinding(truffleHogV2FindingSchema, doc, `line[${i + 1}]`), repoHint);
+    if (isTruffleHogV2(doc))
+      return truffleHogV2Findings(
+        validateFinding(truffleHogV2FindingSchema, doc, `line[${i + 1}]`),
+        repoHint,
+      );
     const f = validateFinding(truffleHogFindingSchema, doc, `line[${i + 1}]`);
     // RawV2 carries the whole credential when the detector needs two parts (id + secret, URL).
     const secret = f.RawV2 && f.RawV2.length > 0 ? f.RawV2 : f.Raw;
@@ -127,7 +143,11 @@ export function parseTruffleHog(body: Buffer, repoHint?: string): RawFinding[] {
       validity: f.Verified ? 'verified' : 'unverified',
     } satisfies RawFinding;
   });
-  if (findings.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('(body)', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
+  if (findings.length > MAX_FINDINGS_PER_DELIVERY)
+    throw invalid(
+      '(body)',
+      `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`,
+    );
   return findings;
 }
 
@@ -145,7 +165,10 @@ export const truffleHogV2FindingSchema = z
     date: str.optional(),
     path: str.optional(),
     reason: z.string().min(1).max(200),
-    stringsFound: z.array(z.string().max(16 * 1024)).min(1).max(MAX_FINDINGS_PER_DELIVERY),
+    stringsFound: z
+      .array(z.string().max(16 * 1024))
+      .min(1)
+      .max(MAX_FINDINGS_PER_DELIVERY),
   })
   .loose();
 
@@ -191,7 +214,10 @@ export const gitleaksFindingSchema = z
   .object({
     RuleID: z.string().min(1).max(200),
     Description: str.optional(),
-    Secret: z.string().min(1).max(16 * 1024),
+    Secret: z
+      .string()
+      .min(1)
+      .max(16 * 1024),
     Match: str.optional(),
     File: str.optional(),
     StartLine: lineNo.optional(),
@@ -205,13 +231,20 @@ export const gitleaksFindingSchema = z
 
 export function parseGitleaks(body: Buffer, repoHint?: string): RawFinding[] {
   const doc = parseJsonBody(body, 'the report', { known: gitleaksFindingSchema });
-  if (!Array.isArray(doc)) throw invalid('(body)', 'expected the JSON array gitleaks writes with --report-format json');
-  if (doc.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('(body)', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
+  if (!Array.isArray(doc))
+    throw invalid('(body)', 'expected the JSON array gitleaks writes with --report-format json');
+  if (doc.length > MAX_FINDINGS_PER_DELIVERY)
+    throw invalid(
+      '(body)',
+      `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`,
+    );
   return doc.map((item, i) => {
     const f = validateFinding(gitleaksFindingSchema, item, `[${i}]`);
     // Gitleaks' Secret is the captured group; a PostgreSQL URL may only be whole in Match.
     // A quote closes the URL only at its end ('…' in YAML); inside, it may be part of the password.
-    const urlInMatch = f.Match ? /postgres(?:ql)?:\/\/[^\s"`]+/i.exec(f.Match)?.[0]?.replace(/['),;]+$/, '') : undefined;
+    const urlInMatch = f.Match
+      ? /postgres(?:ql)?:\/\/[^\s"`]+/i.exec(f.Match)?.[0]?.replace(/['),;]+$/, '')
+      : undefined;
     const credentialType = credentialTypeOf(f.RuleID, urlInMatch ?? f.Secret);
     return {
       source: 'gitleaks',
@@ -243,7 +276,10 @@ const kingfisherFindingSchema = z
     rule: z.object({ id: z.string().min(1).max(300), name: z.string().max(300).optional() }).loose(),
     finding: z
       .object({
-        snippet: z.string().min(1).max(16 * 1024),
+        snippet: z
+          .string()
+          .min(1)
+          .max(16 * 1024),
         /** Other parts of the credential a rule captured with it, e.g. the AWS secret access key. */
         dependent_captures: z.record(z.string().max(200), str).optional(),
         path: str.optional(),
@@ -251,7 +287,11 @@ const kingfisherFindingSchema = z
         validation: z.object({ outcome: str.optional(), status: str.optional() }).loose().optional(),
         validate_command: str.optional(),
         git_metadata: z
-          .object({ repository_url: str.optional(), commit: z.object({ id: str.optional(), url: str.optional() }).loose().optional(), file: z.object({ url: str.optional() }).loose().optional() })
+          .object({
+            repository_url: str.optional(),
+            commit: z.object({ id: str.optional(), url: str.optional() }).loose().optional(),
+            file: z.object({ url: str.optional() }).loose().optional(),
+          })
           .loose()
           .optional(),
       })
@@ -263,33 +303,60 @@ export function parseKingfisher(body: Buffer, repoHint?: string): RawFinding[] {
   const docs: unknown[] = [];
   for (const [i, line] of decodeUtf8(body, 'the report').split(/\r?\n/).entries()) {
     if (!line.trim()) continue;
-    docs.push(parseJsonText(line, `line ${i + 1} of the report`, { known: kingfisherFindingSchema, prefix: `line[${i + 1}]` }));
+    docs.push(
+      parseJsonText(line, `line ${i + 1} of the report`, {
+        known: kingfisherFindingSchema,
+        prefix: `line[${i + 1}]`,
+      }),
+    );
   }
-  const report = docs.find((d): d is { findings: unknown[] } => !!d && typeof d === 'object' && Array.isArray((d as { findings?: unknown }).findings));
+  const report = docs.find(
+    (d): d is { findings: unknown[] } =>
+      !!d && typeof d === 'object' && Array.isArray((d as { findings?: unknown }).findings),
+  );
   if (!report) throw invalid('findings', 'no report with a findings array (kingfisher scan --format json)');
-  if (report.findings.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('findings', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
+  if (report.findings.length > MAX_FINDINGS_PER_DELIVERY)
+    throw invalid(
+      'findings',
+      `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`,
+    );
   return report.findings.map((item, i) => {
     const { rule, finding: f } = validateFinding(kingfisherFindingSchema, item, `findings[${i}]`);
-    const uri = f.validate_command ? /postgres(?:ql)?:\/\/[^\s'"]+/i.exec(f.validate_command)?.[0] : undefined;
+    const uri = f.validate_command
+      ? /postgres(?:ql)?:\/\/[^\s'"]+/i.exec(f.validate_command)?.[0]
+      : undefined;
     const credentialType = credentialTypeOf(rule.id, uri ?? f.snippet);
     const outcome = (f.validation?.outcome ?? '').toLowerCase();
     const commit = f.git_metadata?.commit?.id;
     // An AWS key pair: the snippet is the access key id, the secret access key is a dependent
     // capture. Sent as `id:secret`, like TruffleHog's RawV2, so the pair is split where every pair is
     // (reduceFinding) and the secret is kept as evidence to prove the key dead.
-    const awsSecret = credentialType === 'aws_access_key' ? Object.entries(f.dependent_captures ?? {}).find(([k, v]) => /SECRET/i.test(k) && /^[A-Za-z0-9/+]{40}$/.test(v))?.[1] : undefined;
+    const awsSecret =
+      credentialType === 'aws_access_key'
+        ? Object.entries(f.dependent_captures ?? {}).find(
+            ([k, v]) => /SECRET/i.test(k) && /^[A-Za-z0-9/+]{40}$/.test(v),
+          )?.[1]
+        : undefined;
     return {
       source: 'kingfisher',
       scanner: 'kingfisher',
       credentialType,
-      secret: credentialType === 'postgres_password' && uri ? uri : awsSecret ? `${f.snippet}:${awsSecret}` : f.snippet,
+      secret:
+        credentialType === 'postgres_password' && uri
+          ? uri
+          : awsSecret
+            ? `${f.snippet}:${awsSecret}`
+            : f.snippet,
       ...(credentialType === 'generic' ? { credentialRef: { rule: rule.id.slice(0, 200) } } : {}),
       location: {
         repository: repoName(f.git_metadata?.repository_url) ?? repoHint,
         file: f.path?.replace(/^\.\//, ''),
         line: f.line,
         commit: commit && /^[0-9a-fA-F]{7,64}$/.test(commit) ? commit : undefined,
-        url: f.git_metadata?.file?.url && /^https?:\/\//.test(f.git_metadata.file.url) ? f.git_metadata.file.url : undefined,
+        url:
+          f.git_metadata?.file?.url && /^https?:\/\//.test(f.git_metadata.file.url)
+            ? f.git_metadata.file.url
+            : undefined,
       },
       severity: outcome === 'valid' ? 'critical' : 'high',
       validity: outcome === 'valid' ? 'verified' : outcome === 'invalid' ? 'unverified' : 'unknown',
@@ -314,7 +381,11 @@ function reportSource(
     authenticate: (d) => verifyStandardWebhook(secrets, d.rawBody, d.headers),
     parse: (d) => {
       const id = d.headers['webhook-id'];
-      return { kind: 'findings', ...(typeof id === 'string' ? { deliveryId: id } : {}), findings: parse(d.rawBody, repositoryHeader(d)) };
+      return {
+        kind: 'findings',
+        ...(typeof id === 'string' ? { deliveryId: id } : {}),
+        findings: parse(d.rawBody, repositoryHeader(d)),
+      };
     },
   };
 }
@@ -323,7 +394,10 @@ function reportSource(
  * A CI report source: `sources.<name>` names the Standard Webhooks secrets, POST /webhooks/<name>
  * takes the report as the tool writes it, `parse` turns it into RawFindings.
  */
-export function ciReportSource(name: string, parse: (body: Buffer, repo?: string) => RawFinding[]): SourceDefinition {
+export function ciReportSource(
+  name: string,
+  parse: (body: Buffer, repo?: string) => RawFinding[],
+): SourceDefinition {
   return defineSource({
     name,
     schema: standardWebhooksSourceSchema.optional(),

@@ -59,7 +59,9 @@ export interface SourceDefinition<C = unknown> {
 }
 
 /** Types a definition by its schema; the registry holds them erased (each config comes from its own schema). */
-export function defineSource<S extends z.ZodType>(def: SourceDefinition<z.output<S>> & { schema: S }): SourceDefinition {
+export function defineSource<S extends z.ZodType>(
+  def: SourceDefinition<z.output<S>> & { schema: S },
+): SourceDefinition {
   return def as unknown as SourceDefinition;
 }
 
@@ -69,5 +71,10 @@ export function registered(
   config: { enabled: boolean; rateLimit: { perMinute: number } },
   contentTypes?: string[],
 ): RegisteredSource {
-  return { handler, enabled: config.enabled, perMinute: config.rateLimit.perMinute, ...(contentTypes ? { contentTypes } : {}) };
+  return {
+    handler,
+    enabled: config.enabled,
+    perMinute: config.rateLimit.perMinute,
+    ...(contentTypes ? { contentTypes } : {}),
+  };
 }

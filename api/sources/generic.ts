@@ -8,7 +8,12 @@ import { genericDetectionSchema, type GenericDetectionPayload } from '../../cont
 import { reduceFinding, type Sighting } from '../../contracts/finding';
 import type { SourceHandler } from './types';
 import { defineSource, registered } from './definition';
-import { DEFAULT_GENERIC_SECRETS_ENV, envVarName, secretList, standardWebhooksSourceSchema } from '../../lib/sources-config';
+import {
+  DEFAULT_GENERIC_SECRETS_ENV,
+  envVarName,
+  secretList,
+  standardWebhooksSourceSchema,
+} from '../../lib/sources-config';
 import { headerId, parseJsonBody, validateJsonBody, validateWith } from './validate';
 import type { ServerKeys } from '../../contracts/keys';
 import { HttpProblem } from '../../contracts/errors';
@@ -16,7 +21,11 @@ import { HttpProblem } from '../../contracts/errors';
 export const GENERIC_SOURCE = 'generic';
 
 /** Verifies against every active secret, so a signing secret can be rotated without downtime. */
-export function verifyStandardWebhook(secrets: readonly string[], rawBody: Buffer, headers: Record<string, string | string[] | undefined>): void {
+export function verifyStandardWebhook(
+  secrets: readonly string[],
+  rawBody: Buffer,
+  headers: Record<string, string | string[] | undefined>,
+): void {
   const h: Record<string, string> = {};
   for (const name of ['webhook-id', 'webhook-timestamp', 'webhook-signature']) {
     const v = headers[name];
@@ -24,11 +33,21 @@ export function verifyStandardWebhook(secrets: readonly string[], rawBody: Buffe
   }
   const missing = ['webhook-id', 'webhook-timestamp', 'webhook-signature'].filter((n) => !h[n]);
   if (missing.length) {
-    throw new HttpProblem(401, 'missing-signature', 'Missing signature headers', `missing header(s): ${missing.join(', ')}`);
+    throw new HttpProblem(
+      401,
+      'missing-signature',
+      'Missing signature headers',
+      `missing header(s): ${missing.join(', ')}`,
+    );
   }
   // The library parses the timestamp with parseInt, so `1700000000xyz` would pass as 1700000000.
   if (!/^\d{1,12}$/.test(h['webhook-timestamp']!)) {
-    throw new HttpProblem(400, 'invalid-signature-headers', 'Malformed signature headers', 'webhook-timestamp must be a Unix time in seconds (digits only)');
+    throw new HttpProblem(
+      400,
+      'invalid-signature-headers',
+      'Malformed signature headers',
+      'webhook-timestamp must be a Unix time in seconds (digits only)',
+    );
   }
   // The id keys the delivery ledger: printable ASCII, so it is stored and logged as sent.
   headerId(h, 'webhook-id');
@@ -44,12 +63,27 @@ export function verifyStandardWebhook(secrets: readonly string[], rawBody: Buffe
   }
   const msg = lastError instanceof Error ? lastError.message : 'verification failed';
   if (/too old|too new/i.test(msg)) {
-    throw new HttpProblem(401, 'stale-timestamp', 'Webhook timestamp outside the tolerance', `${msg}: webhook-timestamp must be within 5 minutes of the server clock`);
+    throw new HttpProblem(
+      401,
+      'stale-timestamp',
+      'Webhook timestamp outside the tolerance',
+      `${msg}: webhook-timestamp must be within 5 minutes of the server clock`,
+    );
   }
   if (/Invalid Signature Headers/i.test(msg)) {
-    throw new HttpProblem(400, 'invalid-signature-headers', 'Malformed signature headers', 'webhook-timestamp must be a Unix time in seconds');
+    throw new HttpProblem(
+      400,
+      'invalid-signature-headers',
+      'Malformed signature headers',
+      'webhook-timestamp must be a Unix time in seconds',
+    );
   }
-  throw new HttpProblem(401, 'invalid-signature', 'Invalid webhook signature', 'no active signing secret produced a matching webhook-signature');
+  throw new HttpProblem(
+    401,
+    'invalid-signature',
+    'Invalid webhook signature',
+    'no active signing secret produced a matching webhook-signature',
+  );
 }
 
 export { parseJsonBody };
@@ -65,13 +99,20 @@ export function normaliseGeneric(p: GenericDetectionPayload, keys: ServerKeys, n
 }
 
 /** The generic source as a SourceHandler: Standard Webhooks, one detection per delivery. */
-export function createGenericSource(opts: { secrets: readonly string[]; bodyLimitBytes: number; keys: ServerKeys }): SourceHandler {
+export function createGenericSource(opts: {
+  secrets: readonly string[];
+  bodyLimitBytes: number;
+  keys: ServerKeys;
+}): SourceHandler {
   return {
     name: GENERIC_SOURCE,
     bodyLimitBytes: opts.bodyLimitBytes,
     authenticate: (d) => verifyStandardWebhook(opts.secrets, d.rawBody, d.headers),
     parse: (d) => {
-      const payload = validateJsonBody(genericDetectionSchema, d.rawBody, { slug: 'invalid-detection', title: 'Invalid detection' });
+      const payload = validateJsonBody(genericDetectionSchema, d.rawBody, {
+        slug: 'invalid-detection',
+        title: 'Invalid detection',
+      });
       const webhookId = d.headers['webhook-id'];
       return {
         kind: 'findings',
@@ -86,15 +127,35 @@ export function createGenericSource(opts: { secrets: readonly string[]; bodyLimi
 export const genericSourceSchema = standardWebhooksSourceSchema
   .extend({ secretsEnv: envVarName.default(DEFAULT_GENERIC_SECRETS_ENV) })
   .strict()
-  .default({ enabled: true, dryRun: false, rateLimit: { perMinute: 600 }, secretsEnv: DEFAULT_GENERIC_SECRETS_ENV });
+  .default({
+    enabled: true,
+    dryRun: false,
+    rateLimit: { perMinute: 600 },
+    secretsEnv: DEFAULT_GENERIC_SECRETS_ENV,
+  });
 
 export const genericSource = defineSource({
   name: GENERIC_SOURCE,
   schema: genericSourceSchema,
   // The default variable is resolved by the boot code instead (it may fall back to a generated local secret).
-  env: (c, path) => (c.secretsEnv === DEFAULT_GENERIC_SECRETS_ENV ? [] : [{ path: `${path}.secretsEnv`, name: c.secretsEnv, standardWebhooks: true }]),
+  env: (c, path) =>
+    c.secretsEnv === DEFAULT_GENERIC_SECRETS_ENV
+      ? []
+      : [{ path: `${path}.secretsEnv`, name: c.secretsEnv, standardWebhooks: true }],
   build: (c, ctx) => {
-    const secrets = c.secretsEnv === DEFAULT_GENERIC_SECRETS_ENV ? ctx.genericSecrets : secretList(ctx.env[c.secretsEnv]);
-    return { sources: [registered(createGenericSource({ secrets, bodyLimitBytes: c.bodyLimit ?? ctx.defaultBodyLimit, keys: ctx.keys }), c)] };
+    const secrets =
+      c.secretsEnv === DEFAULT_GENERIC_SECRETS_ENV ? ctx.genericSecrets : secretList(ctx.env[c.secretsEnv]);
+    return {
+      sources: [
+        registered(
+          createGenericSource({
+            secrets,
+            bodyLimitBytes: c.bodyLimit ?? ctx.defaultBodyLimit,
+            keys: ctx.keys,
+          }),
+          c,
+        ),
+      ],
+    };
   },
 });

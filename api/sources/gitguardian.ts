@@ -33,24 +33,53 @@ export const gitguardianSourceSchema = z
 export type GitGuardianSourceConfig = z.infer<typeof gitguardianSourceSchema>;
 
 /** Actions that mean "a secret is (again) exposed". Everything else is recorded only. */
-export const GG_ACTED_ON = new Set(['incident_triggered', 'incident_reopened', 'incident_regression', 'new_occurrence']);
+export const GG_ACTED_ON = new Set([
+  'incident_triggered',
+  'incident_reopened',
+  'incident_regression',
+  'new_occurrence',
+]);
 
-export function verifyGitGuardianSignature(tokens: readonly string[], d: Delivery, skewSeconds: number, now: Date): void {
+export function verifyGitGuardianSignature(
+  tokens: readonly string[],
+  d: Delivery,
+  skewSeconds: number,
+  now: Date,
+): void {
   const sig = d.headers['gitguardian-signature'];
   const ts = d.headers['timestamp'];
   if (typeof sig !== 'string' || !sig.startsWith('sha256=') || typeof ts !== 'string') {
-    throw new HttpProblem(401, 'missing-signature', 'Missing signature', 'Gitguardian-Signature (sha256=…) and Timestamp are required');
+    throw new HttpProblem(
+      401,
+      'missing-signature',
+      'Missing signature',
+      'Gitguardian-Signature (sha256=…) and Timestamp are required',
+    );
   }
   if (!/^\d{1,12}$/.test(ts) || Math.abs(now.getTime() / 1000 - Number(ts)) > skewSeconds) {
-    throw new HttpProblem(401, 'stale-timestamp', 'Timestamp outside the tolerance', `Timestamp must be within ${skewSeconds} seconds of the server clock`);
+    throw new HttpProblem(
+      401,
+      'stale-timestamp',
+      'Timestamp outside the tolerance',
+      `Timestamp must be within ${skewSeconds} seconds of the server clock`,
+    );
   }
   const given = Buffer.from(sig.slice('sha256='.length), 'utf8');
   let ok = false;
   for (const token of tokens) {
-    const expected = Buffer.from(createHmac('sha256', `${ts}${token}`).update(d.rawBody).digest('hex'), 'utf8');
+    const expected = Buffer.from(
+      createHmac('sha256', `${ts}${token}`).update(d.rawBody).digest('hex'),
+      'utf8',
+    );
     if (expected.length === given.length && timingSafeEqual(expected, given)) ok = true;
   }
-  if (!ok) throw new HttpProblem(401, 'invalid-signature', 'Invalid webhook signature', 'no active signature token produced a matching Gitguardian-Signature');
+  if (!ok)
+    throw new HttpProblem(
+      401,
+      'invalid-signature',
+      'Invalid webhook signature',
+      'no active signature token produced a matching Gitguardian-Signature',
+    );
 }
 
 const text = z.string().max(4096);
@@ -60,7 +89,10 @@ const occurrence = z
     sha: text.nullish(),
     filepath: text.nullish(),
     url: text.nullish(),
-    source: z.object({ full_name: text.nullish(), url: text.nullish(), type: text.nullish() }).loose().nullish(),
+    source: z
+      .object({ full_name: text.nullish(), url: text.nullish(), type: text.nullish() })
+      .loose()
+      .nullish(),
   })
   .loose();
 
@@ -86,24 +118,46 @@ export const gitguardianEventSchema = z
   })
   .loose();
 
-const SEVERITY: Record<string, RawFinding['severity']> = { critical: 'critical', high: 'high', medium: 'medium', low: 'low', info: 'low', unknown: 'high' };
+const SEVERITY: Record<string, RawFinding['severity']> = {
+  critical: 'critical',
+  high: 'high',
+  medium: 'medium',
+  low: 'low',
+  info: 'low',
+  unknown: 'high',
+};
 
 /** Known secrets matched by hash; hashes are not secret, but comparing them in constant time costs nothing. */
-function findKnown(known: readonly KnownSecret[], secretHash?: string | null, hmslHash?: string | null): KnownSecret | undefined {
-  const eq = (a: string, b: string) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+function findKnown(
+  known: readonly KnownSecret[],
+  secretHash?: string | null,
+  hmslHash?: string | null,
+): KnownSecret | undefined {
+  const eq = (a: string, b: string) =>
+    a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
   return known.find(
-    (k) => (secretHash && k.hashes.gitguardian && eq(k.hashes.gitguardian, secretHash)) || (hmslHash && k.hashes.hmsl && eq(k.hashes.hmsl, hmslHash.toLowerCase())),
+    (k) =>
+      (secretHash && k.hashes.gitguardian && eq(k.hashes.gitguardian, secretHash)) ||
+      (hmslHash && k.hashes.hmsl && eq(k.hashes.hmsl, hmslHash.toLowerCase())),
   );
 }
 
-export function parseGitGuardian(body: Buffer, known: readonly KnownSecret[]): { deliveryId: string; findings: RawFinding[] } | { deliveryId: string; recorded: string } {
-  const e = validateJsonBody(gitguardianEventSchema, body, { slug: 'invalid-event', title: 'Invalid GitGuardian event' });
+export function parseGitGuardian(
+  body: Buffer,
+  known: readonly KnownSecret[],
+): { deliveryId: string; findings: RawFinding[] } | { deliveryId: string; recorded: string } {
+  const e = validateJsonBody(gitguardianEventSchema, body, {
+    slug: 'invalid-event',
+    title: 'Invalid GitGuardian event',
+  });
   const deliveryId = `${e.action}:${e.incident.id}:${createHash('sha256').update(body).digest('hex').slice(0, 32)}`;
-  if (!GG_ACTED_ON.has(e.action)) return { deliveryId, recorded: `action ${e.action} is recorded, not acted on` };
+  if (!GG_ACTED_ON.has(e.action))
+    return { deliveryId, recorded: `action ${e.action} is recorded, not acted on` };
   const inc = e.incident;
   const match = findKnown(known, inc.secret_hash, inc.hmsl_hash);
   const occ = inc.occurrences?.[0];
-  const validity = inc.validity === 'valid' ? 'verified' : inc.validity === 'invalid' ? 'unverified' : 'unknown';
+  const validity =
+    inc.validity === 'valid' ? 'verified' : inc.validity === 'invalid' ? 'unverified' : 'unknown';
   return {
     deliveryId,
     findings: [
@@ -113,12 +167,15 @@ export function parseGitGuardian(body: Buffer, known: readonly KnownSecret[]): {
         findingId: String(inc.id),
         credentialType: match ? match.credentialType : credentialTypeOf(inc.detector.name),
         // No value ever: the credential is named by the matching known secret, or by the incident.
-        credentialRef: match ? { ...match.credentialRef } : { gitguardianIncident: String(inc.id), detector: inc.detector.name.slice(0, 200) },
+        credentialRef: match
+          ? { ...match.credentialRef }
+          : { gitguardianIncident: String(inc.id), detector: inc.detector.name.slice(0, 200) },
         location: {
           repository: occ?.source?.full_name ?? undefined,
           file: occ?.filepath ?? undefined,
           commit: occ?.sha && /^[0-9a-f]{7,64}$/.test(occ.sha) ? occ.sha : undefined,
-          url: inc.gitguardian_url && /^https?:\/\//.test(inc.gitguardian_url) ? inc.gitguardian_url : undefined,
+          url:
+            inc.gitguardian_url && /^https?:\/\//.test(inc.gitguardian_url) ? inc.gitguardian_url : undefined,
         },
         severity: SEVERITY[inc.severity ?? 'unknown'] ?? 'high',
         validity,
@@ -141,7 +198,9 @@ export function createGitGuardianSource(
     authenticate: (d) => verifyGitGuardianSignature(tokens, d, config.skewSeconds, now()),
     parse: (d) => {
       const r = parseGitGuardian(d.rawBody, ctx.knownSecrets);
-      return 'recorded' in r ? { kind: 'recorded', deliveryId: r.deliveryId, reason: r.recorded } : { kind: 'findings', deliveryId: r.deliveryId, findings: r.findings };
+      return 'recorded' in r
+        ? { kind: 'recorded', deliveryId: r.deliveryId, reason: r.recorded }
+        : { kind: 'findings', deliveryId: r.deliveryId, findings: r.findings };
     },
   };
 }
@@ -156,5 +215,6 @@ export const gitguardianSource = defineSource({
           { path: `${path}.apiTokenEnv`, name: c.apiTokenEnv, optional: true },
         ]
       : [],
-  build: (c, ctx) => (c ? { sources: [registered(createGitGuardianSource(c, ctx, ctx.defaultBodyLimit), c)] } : {}),
+  build: (c, ctx) =>
+    c ? { sources: [registered(createGitGuardianSource(c, ctx, ctx.defaultBodyLimit), c)] } : {},
 });

@@ -30,7 +30,13 @@ export const githubPartnerSourceSchema = z
 export type GitHubPartnerSourceConfig = z.infer<typeof githubPartnerSourceSchema>;
 
 const keyList = z.object({
-  public_keys: z.array(z.object({ key_identifier: z.string().min(1).max(512), key: z.string().min(1).max(8192), is_current: z.boolean().optional() })),
+  public_keys: z.array(
+    z.object({
+      key_identifier: z.string().min(1).max(512),
+      key: z.string().min(1).max(8192),
+      is_current: z.boolean().optional(),
+    }),
+  ),
 });
 
 const REFETCH_MIN_MS = 60_000;
@@ -52,7 +58,11 @@ export class PartnerKeyCache {
     this.inflight ??= (async () => {
       try {
         const res = await this.fetchImpl(this.url, {
-          headers: { accept: 'application/json', 'user-agent': 'secret-kill-switch', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+          headers: {
+            accept: 'application/json',
+            'user-agent': 'secret-kill-switch',
+            ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+          },
           signal: AbortSignal.timeout(10_000),
         });
         if (!res.ok) throw new Error(`key list answered ${res.status}`);
@@ -73,7 +83,15 @@ export class PartnerKeyCache {
       try {
         await this.refresh();
       } catch (err) {
-        if (this.keys.size === 0) throw new HttpProblem(503, 'keys-unavailable', 'Signing keys unavailable', `GitHub's partner key list could not be fetched: ${(err as Error).message}`, {}, { 'Retry-After': '30' });
+        if (this.keys.size === 0)
+          throw new HttpProblem(
+            503,
+            'keys-unavailable',
+            'Signing keys unavailable',
+            `GitHub's partner key list could not be fetched: ${(err as Error).message}`,
+            {},
+            { 'Retry-After': '30' },
+          );
       }
     }
     return this.keys.get(id);
@@ -84,7 +102,10 @@ const partnerSchema = z
   .array(
     z
       .object({
-        token: z.string().min(1).max(16 * 1024),
+        token: z
+          .string()
+          .min(1)
+          .max(16 * 1024),
         type: z.string().min(1).max(200),
         url: z.string().max(4096).optional(),
         source: z.string().max(100).optional(),
@@ -93,7 +114,12 @@ const partnerSchema = z
   )
   .max(MAX_FINDINGS_PER_DELIVERY);
 
-export function createGitHubPartnerSource(config: GitHubPartnerSourceConfig, ctx: SourceContext, defaultLimit: number, fetchImpl?: typeof fetch): SourceHandler {
+export function createGitHubPartnerSource(
+  config: GitHubPartnerSourceConfig,
+  ctx: SourceContext,
+  defaultLimit: number,
+  fetchImpl?: typeof fetch,
+): SourceHandler {
   const token = config.keysTokenEnv ? ctx.env[config.keysTokenEnv] : undefined;
   const cache = new PartnerKeyCache(config.keysUrl, config.keysCacheSeconds * 1000, token, fetchImpl);
   return {
@@ -104,20 +130,40 @@ export function createGitHubPartnerSource(config: GitHubPartnerSourceConfig, ctx
       const id = d.headers['github-public-key-identifier'];
       const sig = d.headers['github-public-key-signature'];
       if (typeof id !== 'string' || typeof sig !== 'string' || !id || !sig) {
-        throw new HttpProblem(401, 'missing-signature', 'Missing signature', 'Github-Public-Key-Identifier and Github-Public-Key-Signature are required');
+        throw new HttpProblem(
+          401,
+          'missing-signature',
+          'Missing signature',
+          'Github-Public-Key-Identifier and Github-Public-Key-Signature are required',
+        );
       }
       const pem = await cache.get(id);
-      if (!pem) throw new HttpProblem(401, 'unknown-key', 'Unknown signing key', 'the signing key id is not in the published key list');
+      if (!pem)
+        throw new HttpProblem(
+          401,
+          'unknown-key',
+          'Unknown signing key',
+          'the signing key id is not in the published key list',
+        );
       let ok = false;
       try {
         ok = verify('sha256', d.rawBody, { key: pem, dsaEncoding: 'der' }, Buffer.from(sig, 'base64'));
       } catch {
         ok = false;
       }
-      if (!ok) throw new HttpProblem(401, 'invalid-signature', 'Invalid signature', 'the ECDSA signature does not verify with the named key');
+      if (!ok)
+        throw new HttpProblem(
+          401,
+          'invalid-signature',
+          'Invalid signature',
+          'the ECDSA signature does not verify with the named key',
+        );
     },
     parse(d: Delivery) {
-      const batch = validateJsonBody(partnerSchema, d.rawBody, { slug: 'invalid-detection', title: 'Invalid partner batch' });
+      const batch = validateJsonBody(partnerSchema, d.rawBody, {
+        slug: 'invalid-detection',
+        title: 'Invalid partner batch',
+      });
       const findings: RawFinding[] = batch.map((t) => {
         const credentialType = credentialTypeOf(t.type, t.token);
         return {
@@ -142,5 +188,6 @@ export const githubPartnerSource = defineSource({
   name: 'github_partner',
   schema: githubPartnerSourceSchema.optional(),
   env: (c, path) => (c ? [{ path: `${path}.keysTokenEnv`, name: c.keysTokenEnv, optional: true }] : []),
-  build: (c, ctx) => (c ? { sources: [registered(createGitHubPartnerSource(c, ctx, ctx.defaultBodyLimit), c)] } : {}),
+  build: (c, ctx) =>
+    c ? { sources: [registered(createGitHubPartnerSource(c, ctx, ctx.defaultBodyLimit), c)] } : {},
 });

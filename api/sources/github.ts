@@ -42,7 +42,12 @@ export const ACTED_ON = new Set(['created', 'reopened', 'publicly_leaked']);
 /** `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`, checked against every active secret. */
 export function verifyGitHubSignature(secrets: readonly string[], body: Buffer, header: unknown): void {
   if (typeof header !== 'string' || !header.startsWith('sha256=')) {
-    throw new HttpProblem(401, 'missing-signature', 'Missing signature', 'X-Hub-Signature-256 (sha256=…) is required');
+    throw new HttpProblem(
+      401,
+      'missing-signature',
+      'Missing signature',
+      'X-Hub-Signature-256 (sha256=…) is required',
+    );
   }
   const given = Buffer.from(header.slice('sha256='.length), 'utf8');
   let ok = false;
@@ -50,7 +55,13 @@ export function verifyGitHubSignature(secrets: readonly string[], body: Buffer, 
     const expected = Buffer.from(createHmac('sha256', secret).update(body).digest('hex'), 'utf8');
     if (expected.length === given.length && timingSafeEqual(expected, given)) ok = true;
   }
-  if (!ok) throw new HttpProblem(401, 'invalid-signature', 'Invalid webhook signature', 'no active webhook secret produced a matching X-Hub-Signature-256');
+  if (!ok)
+    throw new HttpProblem(
+      401,
+      'invalid-signature',
+      'Invalid webhook signature',
+      'no active webhook secret produced a matching X-Hub-Signature-256',
+    );
 }
 
 const webhookSchema = z
@@ -72,7 +83,11 @@ function header(headers: Record<string, unknown>, name: string): string | undefi
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
-export function createGitHubSource(config: GitHubSourceConfig, ctx: SourceContext, defaultLimit: number): SourceHandler {
+export function createGitHubSource(
+  config: GitHubSourceConfig,
+  ctx: SourceContext,
+  defaultLimit: number,
+): SourceHandler {
   const secrets = secretsFromEnv(ctx.env, config.secretsEnv);
   return {
     name: 'github',
@@ -82,11 +97,22 @@ export function createGitHubSource(config: GitHubSourceConfig, ctx: SourceContex
       const event = header(d.headers, 'x-github-event');
       const deliveryId = header(d.headers, 'x-github-delivery');
       if (!event) throw new HttpProblem(400, 'missing-event', 'Missing event', 'X-GitHub-Event is required');
-      if (!deliveryId || !/^[\w-]{1,100}$/.test(deliveryId)) throw new HttpProblem(400, 'missing-delivery', 'Missing delivery id', 'X-GitHub-Delivery is required');
+      if (!deliveryId || !/^[\w-]{1,100}$/.test(deliveryId))
+        throw new HttpProblem(
+          400,
+          'missing-delivery',
+          'Missing delivery id',
+          'X-GitHub-Delivery is required',
+        );
       if (event === 'ping') return { kind: 'recorded', deliveryId, reason: 'ping' };
-      if (event !== 'secret_scanning_alert') return { kind: 'recorded', deliveryId, reason: `event ${event} is not acted on` };
-      const p = validateJsonBody(webhookSchema, d.rawBody, { slug: 'invalid-event', title: 'Invalid secret_scanning_alert' });
-      if (!ACTED_ON.has(p.action)) return { kind: 'recorded', deliveryId, reason: `action ${p.action} is recorded, not acted on` };
+      if (event !== 'secret_scanning_alert')
+        return { kind: 'recorded', deliveryId, reason: `event ${event} is not acted on` };
+      const p = validateJsonBody(webhookSchema, d.rawBody, {
+        slug: 'invalid-event',
+        title: 'Invalid secret_scanning_alert',
+      });
+      if (!ACTED_ON.has(p.action))
+        return { kind: 'recorded', deliveryId, reason: `action ${p.action} is recorded, not acted on` };
       const request: EnrichmentRequest = {
         kind: 'github_alert',
         repository: p.repository.full_name,
@@ -110,5 +136,6 @@ export const githubSource = defineSource({
           { path: `${path}.apiTokenEnv`, name: c.apiTokenEnv },
         ]
       : [],
-  build: (c, ctx) => (c ? { sources: [registered(createGitHubSource(c, ctx, ctx.defaultBodyLimit), c)] } : {}),
+  build: (c, ctx) =>
+    c ? { sources: [registered(createGitHubSource(c, ctx, ctx.defaultBodyLimit), c)] } : {},
 });

@@ -70,7 +70,11 @@ const normaliseType = (t: string) => t.trim().replace(/ /g, '_').toLowerCase();
 
 function mappingOf(type: string): GitLabMapping | undefined {
   const t = normaliseType(type);
-  return Object.hasOwn(GITLAB_TOKEN_TYPES, t) ? GITLAB_TOKEN_TYPES[t] : Object.hasOwn(GITLAB_TYPE_ALIASES, t) ? GITLAB_TYPE_ALIASES[t] : undefined;
+  return Object.hasOwn(GITLAB_TOKEN_TYPES, t)
+    ? GITLAB_TOKEN_TYPES[t]
+    : Object.hasOwn(GITLAB_TYPE_ALIASES, t)
+      ? GITLAB_TYPE_ALIASES[t]
+      : undefined;
 }
 
 /** A leaked URL with a password names its system; any other token of a by-value type is generic. */
@@ -84,7 +88,10 @@ const bodySchema = z
   .array(
     z.object({
       type: z.string().min(1).max(100),
-      token: z.string().min(1).max(16 * 1024),
+      token: z
+        .string()
+        .min(1)
+        .max(16 * 1024),
       location: z.string().max(4096).optional(),
     }),
   )
@@ -123,55 +130,102 @@ export function locationOf(location: string | undefined): NonNullable<RawFinding
     return { url: location };
   }
   const line = /^#L(\d{1,9})/.exec(url.hash)?.[1];
-  return { url: location, repository: m[1]!.slice(0, 512), commit: m[2]!, file: file.slice(0, 2048), ...(line ? { line: Number(line) } : {}) };
+  return {
+    url: location,
+    repository: m[1]!.slice(0, 512),
+    commit: m[2]!,
+    file: file.slice(0, 2048),
+    ...(line ? { line: Number(line) } : {}),
+  };
 }
 
-export function createGitLabRouter(config: GitLabSourceConfig, ctx: SourceContext, accept: AcceptFn, defaultLimit: number): express.Router {
+export function createGitLabRouter(
+  config: GitLabSourceConfig,
+  ctx: SourceContext,
+  accept: AcceptFn,
+  defaultLimit: number,
+): express.Router {
   const tokens = secretsFromEnv(ctx.env, config.tokensEnv);
   const router = express.Router();
   router.use((req, _res, next) => {
-    if (!authorised(req.headers.authorization, tokens)) return next(new HttpProblem(401, 'unauthorized', 'Unauthorized', 'the Authorization token is not a configured revocation token'));
+    if (!authorised(req.headers.authorization, tokens))
+      return next(
+        new HttpProblem(
+          401,
+          'unauthorized',
+          'Unauthorized',
+          'the Authorization token is not a configured revocation token',
+        ),
+      );
     next();
   });
   router.get('/v1/revocable_token_types', (_req, res) => {
     // GitLab sends only the types listed here; our older names (GITLAB_TYPE_ALIASES) are still taken.
     res.json({ types: Object.keys(GITLAB_TOKEN_TYPES) });
   });
-  router.post('/v1/revoke_tokens', readRawBody({ limit: config.bodyLimit ?? defaultLimit }), async (req, res) => {
-    const receivedAt = new Date();
-    const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-    // GitLab's contract answers every malformed request with 400.
-    const tokens = validateJsonBody(bodySchema, raw, { status: 400, slug: 'invalid-request', title: 'Invalid request' });
-    const unknown = tokens.findIndex((t) => mappingOf(t.type) === undefined);
-    if (unknown >= 0) throw new HttpProblem(400, 'unknown-token-type', 'Unknown token type', `[${unknown}].type: not a token type revocable here (GET /v1/revocable_token_types lists them)`);
-    const findings: RawFinding[] = tokens.map((t) => {
-      const mapped = mappingOf(t.type)!;
-      // A URL type whose token is no URL of ours, like any generic one, keeps GitLab's type name as
-      // its reference: that is what an inventory rule or a human can match on.
-      const credentialType = mapped === 'by_value' ? byValue(t.token.trim()) : mapped;
-      return {
-        source: 'gitlab',
-        scanner: 'gitlab',
-        credentialType,
-        secret: mapped === 'by_value' ? t.token.trim() : t.token,
-        ...(credentialType === 'generic' ? { credentialRef: { tokenType: normaliseType(t.type).slice(0, 100) } } : {}),
-        location: locationOf(t.location),
-        severity: 'critical',
-        validity: 'unknown',
-      };
-    });
-    try {
-      await accept('gitlab', { kind: 'findings', findings }, { rawBody: raw, headers: req.headers, receivedAt });
-    } catch (err) {
-      // GitLab retries on 429: a temporary inability to take the tokens is reported that way.
-      if (err instanceof HttpProblem && err.status !== 429 && err.status !== 503) throw err;
-      if (!(err instanceof HttpProblem) && !/Temporal/i.test((err as Error).message)) throw err;
-      throw new HttpProblem(429, 'try-later', 'Try later', 'the revocation could not be taken now; retry', {}, { 'Retry-After': '10' });
-    }
-    res.status(204).end();
-  });
+  router.post(
+    '/v1/revoke_tokens',
+    readRawBody({ limit: config.bodyLimit ?? defaultLimit }),
+    async (req, res) => {
+      const receivedAt = new Date();
+      const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      // GitLab's contract answers every malformed request with 400.
+      const tokens = validateJsonBody(bodySchema, raw, {
+        status: 400,
+        slug: 'invalid-request',
+        title: 'Invalid request',
+      });
+      const unknown = tokens.findIndex((t) => mappingOf(t.type) === undefined);
+      if (unknown >= 0)
+        throw new HttpProblem(
+          400,
+          'unknown-token-type',
+          'Unknown token type',
+          `[${unknown}].type: not a token type revocable here (GET /v1/revocable_token_types lists them)`,
+        );
+      const findings: RawFinding[] = tokens.map((t) => {
+        const mapped = mappingOf(t.type)!;
+        // A URL type whose token is no URL of ours, like any generic one, keeps GitLab's type name as
+        // its reference: that is what an inventory rule or a human can match on.
+        const credentialType = mapped === 'by_value' ? byValue(t.token.trim()) : mapped;
+        return {
+          source: 'gitlab',
+          scanner: 'gitlab',
+          credentialType,
+          secret: mapped === 'by_value' ? t.token.trim() : t.token,
+          ...(credentialType === 'generic'
+            ? { credentialRef: { tokenType: normaliseType(t.type).slice(0, 100) } }
+            : {}),
+          location: locationOf(t.location),
+          severity: 'critical',
+          validity: 'unknown',
+        };
+      });
+      try {
+        await accept(
+          'gitlab',
+          { kind: 'findings', findings },
+          { rawBody: raw, headers: req.headers, receivedAt },
+        );
+      } catch (err) {
+        // GitLab retries on 429: a temporary inability to take the tokens is reported that way.
+        if (err instanceof HttpProblem && err.status !== 429 && err.status !== 503) throw err;
+        if (!(err instanceof HttpProblem) && !/Temporal/i.test((err as Error).message)) throw err;
+        throw new HttpProblem(
+          429,
+          'try-later',
+          'Try later',
+          'the revocation could not be taken now; retry',
+          {},
+          { 'Retry-After': '10' },
+        );
+      }
+      res.status(204).end();
+    },
+  );
   router.use((err: unknown, req: express.Request, res: express.Response, next: express.NextFunction) => {
-    if (err instanceof HttpProblem) return sendProblem(res, err, typeof req.id === 'string' ? `urn:request:${req.id}` : undefined);
+    if (err instanceof HttpProblem)
+      return sendProblem(res, err, typeof req.id === 'string' ? `urn:request:${req.id}` : undefined);
     next(err);
   });
   return router;
@@ -182,5 +236,16 @@ export const gitlabSource = defineSource({
   schema: gitlabSourceSchema.optional(),
   env: (c, path) => (c ? [{ path: `${path}.tokensEnv`, name: c.tokensEnv }] : []),
   build: (c, ctx) =>
-    c ? { routers: [{ name: 'gitlab', enabled: c.enabled, perMinute: c.rateLimit.perMinute, build: (accept) => createGitLabRouter(c, ctx, accept, ctx.defaultBodyLimit) }] } : {},
+    c
+      ? {
+          routers: [
+            {
+              name: 'gitlab',
+              enabled: c.enabled,
+              perMinute: c.rateLimit.perMinute,
+              build: (accept) => createGitLabRouter(c, ctx, accept, ctx.defaultBodyLimit),
+            },
+          ],
+        }
+      : {},
 });

@@ -36,7 +36,9 @@ const reportMatch = z
   .object({
     provenance: z.array(provenance).min(1).max(100),
     location: z
-      .object({ source_span: z.object({ start: z.object({ line: z.number().int().min(0) }).loose() }).loose() })
+      .object({
+        source_span: z.object({ start: z.object({ line: z.number().int().min(0) }).loose() }).loose(),
+      })
       .loose()
       .optional(),
     structural_id: str.optional(),
@@ -49,7 +51,15 @@ export const noseyParkerFindingSchema = z
     rule_name: z.string().min(1).max(300),
     /** np.github.1, np.aws.6, …: the rule's stable id (Nosey Parker 0.17 and later). */
     rule_text_id: z.string().min(1).max(300).optional(),
-    groups: z.array(z.string().max(32 * 1024).regex(BASE64, 'base64 of the captured text')).min(1).max(16),
+    groups: z
+      .array(
+        z
+          .string()
+          .max(32 * 1024)
+          .regex(BASE64, 'base64 of the captured text'),
+      )
+      .min(1)
+      .max(16),
     matches: z.array(reportMatch).max(MAX_FINDINGS_PER_DELIVERY).default([]),
   })
   .loose();
@@ -73,7 +83,9 @@ const RULES: Readonly<Record<string, CredentialType>> = {
 };
 
 function invalid(field: string, message: string): HttpProblem {
-  return new HttpProblem(422, 'invalid-report', 'Invalid report', `${field}: ${message}`, { errors: [{ field, message }] });
+  return new HttpProblem(422, 'invalid-report', 'Invalid report', `${field}: ${message}`, {
+    errors: [{ field, message }],
+  });
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
@@ -96,7 +108,10 @@ function credentialOf(f: Finding, at: string): { credentialType: CredentialType;
   const rule = f.rule_text_id;
   // The URI rule captures user, password and host: the URL they spell names the role to act on.
   // Any other rule of several groups (the AWS pair: id, secret access key) is the groups together.
-  const secret = rule === 'np.postgres.1' && groups.length === 3 ? `postgres://${groups[0]}:${groups[1]}@${groups[2]}` : groups.join(':');
+  const secret =
+    rule === 'np.postgres.1' && groups.length === 3
+      ? `postgres://${groups[0]}:${groups[1]}@${groups[2]}`
+      : groups.join(':');
   if (!secret) throw invalid(`${at}.groups`, 'empty');
   const byValue = credentialTypeOf(undefined, secret);
   if (byValue !== 'generic') return { credentialType: byValue, secret };
@@ -104,7 +119,10 @@ function credentialOf(f: Finding, at: string): { credentialType: CredentialType;
   return { credentialType: credentialTypeOf(f.rule_name, secret), secret };
 }
 
-function locationOf(m: z.infer<typeof reportMatch> | undefined, repoHint: string | undefined): NonNullable<RawFinding['location']> {
+function locationOf(
+  m: z.infer<typeof reportMatch> | undefined,
+  repoHint: string | undefined,
+): NonNullable<RawFinding['location']> {
   if (!m) return { repository: repoHint };
   const p = m.provenance[0]!;
   const line = m.location?.source_span.start.line;
@@ -130,32 +148,53 @@ export function parseNoseyParker(body: Buffer, repoHint?: string): RawFinding[] 
   let docs: Array<{ doc: unknown; at: string }>;
   if (text.trimStart().startsWith('[')) {
     const doc = parseJsonText(text, 'the report', { known: noseyParkerFindingSchema });
-    if (!Array.isArray(doc)) throw invalid('(body)', 'expected the JSON array of noseyparker report --format json');
+    if (!Array.isArray(doc))
+      throw invalid('(body)', 'expected the JSON array of noseyparker report --format json');
     docs = doc.map((d, i) => ({ doc: d, at: `[${i}]` }));
   } else {
     docs = [];
     for (const [i, line] of text.split(/\r?\n/).entries()) {
-      if (line.trim()) docs.push({ doc: parseJsonText(line, `line ${i + 1} of the report`, { known: noseyParkerFindingSchema, prefix: `line[${i + 1}]` }), at: `line[${i + 1}]` });
+      if (line.trim())
+        docs.push({
+          doc: parseJsonText(line, `line ${i + 1} of the report`, {
+            known: noseyParkerFindingSchema,
+            prefix: `line[${i + 1}]`,
+          }),
+          at: `line[${i + 1}]`,
+        });
     }
   }
-  if (docs.length === 0) throw invalid('(body)', 'no findings: expected noseyparker report --format json (or jsonl)');
+  if (docs.length === 0)
+    throw invalid('(body)', 'no findings: expected noseyparker report --format json (or jsonl)');
   const findings = docs.flatMap(({ doc, at }) => {
-    const f = validateWith(noseyParkerFindingSchema, doc, { slug: 'invalid-report', title: 'Invalid report', prefix: at });
+    const f = validateWith(noseyParkerFindingSchema, doc, {
+      slug: 'invalid-report',
+      title: 'Invalid report',
+      prefix: at,
+    });
     const { credentialType, secret } = credentialOf(f, at);
     const base = {
       source: 'noseyparker',
       scanner: 'noseyparker',
       credentialType,
       secret,
-      ...(credentialType === 'generic' ? { credentialRef: { rule: (f.rule_text_id ?? f.rule_name).slice(0, 200) } } : {}),
+      ...(credentialType === 'generic'
+        ? { credentialRef: { rule: (f.rule_text_id ?? f.rule_name).slice(0, 200) } }
+        : {}),
       severity: 'high',
       // Nosey Parker does not check whether a secret is live.
       validity: 'unknown',
     } satisfies Omit<RawFinding, 'location'>;
     // One sighting per location the report lists; the run is one per credential either way.
-    return (f.matches.length ? f.matches : [undefined]).map((m) => ({ ...base, location: locationOf(m, repoHint) }) satisfies RawFinding);
+    return (f.matches.length ? f.matches : [undefined]).map(
+      (m) => ({ ...base, location: locationOf(m, repoHint) }) satisfies RawFinding,
+    );
   });
-  if (findings.length > MAX_FINDINGS_PER_DELIVERY) throw invalid('(body)', `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`);
+  if (findings.length > MAX_FINDINGS_PER_DELIVERY)
+    throw invalid(
+      '(body)',
+      `more than ${MAX_FINDINGS_PER_DELIVERY} findings in one delivery; split the report`,
+    );
   return findings;
 }
 

@@ -35,7 +35,9 @@ export const SOURCES: readonly SourceDefinition[] = [
 ];
 
 /** The `sources:` section as the ingress validates it: each key is one definition's schema. */
-export const sourcesConfigSchema = z.object(Object.fromEntries(SOURCES.map((d) => [d.name, d.schema]))).strict();
+export const sourcesConfigSchema = z
+  .object(Object.fromEntries(SOURCES.map((d) => [d.name, d.schema])))
+  .strict();
 
 /** The built-in sources, by the name their detections carry (and their route): no custom sender may take one. */
 export const BUILTIN_SOURCES: readonly string[] = SOURCES.filter((d) => !d.list).map((d) => d.name);
@@ -53,7 +55,10 @@ export interface SourceBuildInput {
 }
 
 function formatPath(p: ReadonlyArray<PropertyKey>): string {
-  return p.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), '');
+  return p.reduce<string>(
+    (acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)),
+    '',
+  );
 }
 
 /**
@@ -75,9 +80,16 @@ export function parseSources(inventory: Inventory, origin = 'inventory'): Record
  * names must be set (and well-formed), and each source a policy rule names must exist, before the
  * ingress takes a request.
  */
-function checkSources(parsed: Record<string, unknown>, inventory: Inventory, env: Record<string, string | undefined>): void {
+function checkSources(
+  parsed: Record<string, unknown>,
+  inventory: Inventory,
+  env: Record<string, string | undefined>,
+): void {
   const required: EnvRequirement[] = SOURCES.flatMap((d) => d.env(parsed[d.name], `sources.${d.name}`));
-  const known = new Set<string>([...BUILTIN_SOURCES, ...SOURCES.flatMap((d) => (d.list && d.names ? d.names(parsed[d.name]) : []))]);
+  const known = new Set<string>([
+    ...BUILTIN_SOURCES,
+    ...SOURCES.flatMap((d) => (d.list && d.names ? d.names(parsed[d.name]) : [])),
+  ]);
   const problems = [...envProblems(required, env), ...policySourceProblems(inventory.policy, known)];
   if (problems.length) throw new InventoryError(`sources are incomplete:\n${problems.join('\n')}`);
 }
@@ -86,7 +98,10 @@ export function checkSourcesEnv(inventory: Inventory, env: Record<string, string
   checkSources(parseSources(inventory), inventory, env);
 }
 
-export function buildSources(input: SourceBuildInput): { sources: RegisteredSource[]; routers: NonNullable<AppDeps['routers']> } {
+export function buildSources(input: SourceBuildInput): {
+  sources: RegisteredSource[];
+  routers: NonNullable<AppDeps['routers']>;
+} {
   const { config, inventory } = input;
   const parsed = parseSources(inventory, config.inventoryFile ?? 'inventory');
   checkSources(parsed, inventory, input.env);
@@ -103,8 +118,12 @@ export function buildSources(input: SourceBuildInput): { sources: RegisteredSour
   const routers: NonNullable<AppDeps['routers']> = [];
   for (const def of SOURCES) {
     const built = def.build(parsed[def.name], ctx);
-    for (const name of [...(built.sources ?? []).map((s) => s.handler.name), ...(built.routers ?? []).map((r) => r.name)]) {
-      if (taken.has(name) || (def.list && reserved.has(name))) throw new Error(`sources.${def.name}: "${name}" is already the name of a source`);
+    for (const name of [
+      ...(built.sources ?? []).map((s) => s.handler.name),
+      ...(built.routers ?? []).map((r) => r.name),
+    ]) {
+      if (taken.has(name) || (def.list && reserved.has(name)))
+        throw new Error(`sources.${def.name}: "${name}" is already the name of a source`);
       taken.add(name);
     }
     sources.push(...(built.sources ?? []));

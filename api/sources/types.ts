@@ -25,10 +25,19 @@ export type ParseResult =
    * durably starts an enrichment workflow that fetches the finding (an activity), reduces it, and
    * dispatches it like any other. The delivery is acknowledged once that workflow has started.
    */
-  | { kind: 'enrich'; deliveryId: string; request: EnrichmentRequest; /** Page a human after this long if the fetch keeps failing. */ escalateAfter?: string };
+  | {
+      kind: 'enrich';
+      deliveryId: string;
+      request: EnrichmentRequest;
+      /** Page a human after this long if the fetch keeps failing. */ escalateAfter?: string;
+    };
 
 /** What the ingress answers for an accepted delivery (used by sources with their own routes, e.g. GitLab). */
-export type AcceptFn = (source: string, result: ParseResult, delivery: Delivery) => Promise<{ status: number; body: unknown }>;
+export type AcceptFn = (
+  source: string,
+  result: ParseResult,
+  delivery: Delivery,
+) => Promise<{ status: number; body: unknown }>;
 
 export interface SourceHandler {
   /** Route: POST /webhooks/<name>. */

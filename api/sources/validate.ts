@@ -32,7 +32,9 @@ const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff
 export function unstorable(s: string): string | undefined {
   const m = UNSTORABLE.exec(s);
   if (!m) return undefined;
-  return m[0] === '\u0000' ? 'contains U+0000, which cannot be stored' : 'contains a lone UTF-16 surrogate, which cannot be stored';
+  return m[0] === '\u0000'
+    ? 'contains U+0000, which cannot be stored'
+    : 'contains a lone UTF-16 surrogate, which cannot be stored';
 }
 
 /** Key names a schema declares (every object shape, at any depth): the words an error may echo. */
@@ -49,7 +51,8 @@ export function schemaKeys(schema: z.ZodType | undefined): ReadonlySet<string> {
         walk(v);
       }
     }
-    for (const k of ['innerType', 'element', 'valueType', 'in', 'out', 'left', 'right', 'catchall']) walk(def[k]);
+    for (const k of ['innerType', 'element', 'valueType', 'in', 'out', 'left', 'right', 'catchall'])
+      walk(def[k]);
     if (Array.isArray(def.options)) def.options.forEach(walk);
     if (Array.isArray(def.items)) def.items.forEach(walk);
   };
@@ -85,7 +88,12 @@ function keyByPosition(parent: unknown, key: string): string {
  * `a.b[0].c`, under an optional prefix such as `line[3]` or `[2]`. A key is written as it is only
  * when `known` names it (the schema's own words); any other key by its position in `doc`.
  */
-export function fieldPath(path: ReadonlyArray<PropertyKey>, prefix = '', doc?: unknown, known: ReadonlySet<string> = new Set()): string {
+export function fieldPath(
+  path: ReadonlyArray<PropertyKey>,
+  prefix = '',
+  doc?: unknown,
+  known: ReadonlySet<string> = new Set(),
+): string {
   let cur: unknown = doc;
   let tail = '';
   for (const p of path) {
@@ -104,7 +112,10 @@ export function fieldPath(path: ReadonlyArray<PropertyKey>, prefix = '', doc?: u
  * Issues as `{ field, message }`, never echoing a value or an unknown key. zod's own messages name
  * only types, bounds and the schema's options, except `unrecognized_keys`, which quotes the keys.
  */
-export function issuesOf(error: z.ZodError, opts: { doc: unknown; known?: KnownKeys; prefix?: string }): Array<{ field: string; message: string }> {
+export function issuesOf(
+  error: z.ZodError,
+  opts: { doc: unknown; known?: KnownKeys; prefix?: string },
+): Array<{ field: string; message: string }> {
   const known = knownSet(opts.known);
   const prefix = opts.prefix ?? '';
   const out: Array<{ field: string; message: string }> = [];
@@ -112,14 +123,19 @@ export function issuesOf(error: z.ZodError, opts: { doc: unknown; known?: KnownK
     if (i.code === 'unrecognized_keys') {
       const base = fieldPath(i.path, prefix, opts.doc, known);
       let parent: unknown = opts.doc;
-      for (const p of i.path) parent = parent && typeof parent === 'object' ? (parent as Record<PropertyKey, unknown>)[p] : undefined;
+      for (const p of i.path)
+        parent =
+          parent && typeof parent === 'object' ? (parent as Record<PropertyKey, unknown>)[p] : undefined;
       for (const k of i.keys) {
         const name = keyByPosition(parent, k);
         out.push({ field: base === '(body)' ? name : `${base}.${name}`, message: 'unknown field' });
       }
       continue;
     }
-    const message = i.code === 'invalid_key' ? `invalid key${i.issues[0]?.message ? `: ${i.issues[0].message}` : ''}` : i.message;
+    const message =
+      i.code === 'invalid_key'
+        ? `invalid key${i.issues[0]?.message ? `: ${i.issues[0].message}` : ''}`
+        : i.message;
     out.push({ field: fieldPath(i.path, prefix, opts.doc, known), message });
   }
   return out;
@@ -133,14 +149,23 @@ export function validateWith<S extends z.ZodType>(
   const r = schema.safeParse(doc);
   if (r.success) return r.data;
   const errors = issuesOf(r.error, { doc, known: schema, prefix: problem.prefix });
-  throw new HttpProblem(problem.status ?? 422, problem.slug, problem.title, errors.map((e) => `${e.field}: ${e.message}`).join('; '), { errors });
+  throw new HttpProblem(
+    problem.status ?? 422,
+    problem.slug,
+    problem.title,
+    errors.map((e) => `${e.field}: ${e.message}`).join('; '),
+    { errors },
+  );
 }
 
 /**
  * 422 naming every string (key or value) of a parsed document that PostgreSQL or Slack cannot
  * store. Keys the caller does not know are named by position.
  */
-export function assertStorable(doc: unknown, opts: { known?: KnownKeys; prefix?: string; status?: number } = {}): void {
+export function assertStorable(
+  doc: unknown,
+  opts: { known?: KnownKeys; prefix?: string; status?: number } = {},
+): void {
   const known = knownSet(opts.known);
   const errors: Array<{ field: string; message: string }> = [];
   // Iterative, in document order, at any depth: a string nested deeper than any schema looks is
@@ -166,17 +191,32 @@ export function assertStorable(doc: unknown, opts: { known?: KnownKeys; prefix?:
     }
   }
   if (errors.length === 0) return;
-  throw new HttpProblem(opts.status ?? 422, 'unstorable-string', 'String cannot be stored', errors.map((e) => `${e.field}: ${e.message}`).join('; '), { errors });
+  throw new HttpProblem(
+    opts.status ?? 422,
+    'unstorable-string',
+    'String cannot be stored',
+    errors.map((e) => `${e.field}: ${e.message}`).join('; '),
+    { errors },
+  );
 }
 
 /** JSON.parse without echoing the text: V8 quotes the text around a parse error, which may be a secret. */
-export function parseJsonText(text: string, what = 'the body', opts: { known?: KnownKeys; prefix?: string; status?: number } = {}): unknown {
+export function parseJsonText(
+  text: string,
+  what = 'the body',
+  opts: { known?: KnownKeys; prefix?: string; status?: number } = {},
+): unknown {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (err) {
     const pos = /at position (\d+)/.exec((err as Error).message);
-    throw new HttpProblem(400, 'malformed-json', 'Malformed JSON', `${what} is not valid JSON${pos ? ` (error at character ${pos[1]})` : ''}`);
+    throw new HttpProblem(
+      400,
+      'malformed-json',
+      'Malformed JSON',
+      `${what} is not valid JSON${pos ? ` (error at character ${pos[1]})` : ''}`,
+    );
   }
   assertStorable(doc, opts);
   return doc;
@@ -186,13 +226,25 @@ export function parseJsonText(text: string, what = 'the body', opts: { known?: K
  * The one way a JSON body is read: strict UTF-8 (400), JSON (400), storable strings (422, or
  * `status`). `known` (a schema or key names) lets errors name keys instead of positions.
  */
-export function parseJsonBody(raw: Uint8Array, what = 'the body', opts: { known?: KnownKeys; prefix?: string; status?: number } = {}): unknown {
+export function parseJsonBody(
+  raw: Uint8Array,
+  what = 'the body',
+  opts: { known?: KnownKeys; prefix?: string; status?: number } = {},
+): unknown {
   return parseJsonText(decodeUtf8(raw, what), what, opts);
 }
 
 /** parseJsonBody then validateWith, with the schema's keys named in both. */
-export function validateJsonBody<S extends z.ZodType>(schema: S, raw: Uint8Array, problem: { slug: string; title: string; status?: number; prefix?: string }): z.infer<S> {
-  const doc = parseJsonBody(raw, 'the body', { known: schema, ...(problem.status ? { status: problem.status } : {}), ...(problem.prefix ? { prefix: problem.prefix } : {}) });
+export function validateJsonBody<S extends z.ZodType>(
+  schema: S,
+  raw: Uint8Array,
+  problem: { slug: string; title: string; status?: number; prefix?: string },
+): z.infer<S> {
+  const doc = parseJsonBody(raw, 'the body', {
+    known: schema,
+    ...(problem.status ? { status: problem.status } : {}),
+    ...(problem.prefix ? { prefix: problem.prefix } : {}),
+  });
   return validateWith(schema, doc, problem);
 }
 
@@ -200,11 +252,20 @@ export function validateJsonBody<S extends z.ZodType>(schema: S, raw: Uint8Array
  * A header used as an id (webhook-id, X-GitHub-Delivery): printable ASCII only, so it can be
  * stored and logged as it is. 400 naming the header, never its value.
  */
-export function headerId(headers: Record<string, string | string[] | undefined>, name: string, max = 256): string | undefined {
+export function headerId(
+  headers: Record<string, string | string[] | undefined>,
+  name: string,
+  max = 256,
+): string | undefined {
   const v = headers[name.toLowerCase()];
   if (v === undefined) return undefined;
   if (typeof v !== 'string' || !new RegExp(`^[\\x21-\\x7e]{1,${max}}$`).test(v)) {
-    throw new HttpProblem(400, 'invalid-header', 'Invalid header', `${name} must be 1 to ${max} printable ASCII characters`);
+    throw new HttpProblem(
+      400,
+      'invalid-header',
+      'Invalid header',
+      `${name} must be 1 to ${max} printable ASCII characters`,
+    );
   }
   return v;
 }

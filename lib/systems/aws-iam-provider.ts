@@ -34,7 +34,17 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../contracts/errors';
 import { ACCESS_KEY_ID, awsClientConfig, classifyAwsError, userAllowed, type AwsIamSystem } from './aws';
-import type { CredentialProvider, ExpireResult, IssueRequest, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, SecretSink, VerifyResult } from './provider';
+import type {
+  CredentialProvider,
+  ExpireResult,
+  IssueRequest,
+  IssueResult,
+  ProviderRequest,
+  RevokeRequest,
+  RevokeResult,
+  SecretSink,
+  VerifyResult,
+} from './provider';
 
 export const QUARANTINE_POLICY = 'KillSwitchQuarantine';
 export const SESSIONS_POLICY = 'KillSwitchRevokeOlderSessions';
@@ -42,11 +52,21 @@ export const revokedTag = (keyId: string) => `killswitch-revoked-${keyId}`;
 export const replacementTag = (keyId: string) => `killswitch-replacement-${keyId}`;
 
 /** What an authentication refusal looks like from STS (the key is unknown, inactive, or the secret wrong). */
-const REJECTED = new Set(['InvalidClientTokenId', 'SignatureDoesNotMatch', 'InvalidAccessKeyId', 'AuthFailure', 'UnrecognizedClientException', 'IncompleteSignature']);
+const REJECTED = new Set([
+  'InvalidClientTokenId',
+  'SignatureDoesNotMatch',
+  'InvalidAccessKeyId',
+  'AuthFailure',
+  'UnrecognizedClientException',
+  'IncompleteSignature',
+]);
 /** A create retried within this window of the "pending" mark is ours (clock skew between worker and AWS). */
 const PENDING_SKEW_MS = 5_000;
 
-const DENY_ALL = JSON.stringify({ Version: '2012-10-17', Statement: [{ Sid: 'KillSwitchQuarantine', Effect: 'Deny', Action: '*', Resource: '*' }] });
+const DENY_ALL = JSON.stringify({
+  Version: '2012-10-17',
+  Statement: [{ Sid: 'KillSwitchQuarantine', Effect: 'Deny', Action: '*', Resource: '*' }],
+});
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -58,7 +78,10 @@ interface Located {
   revoked?: { at: string; workflowId: string };
 }
 
-function decodePolicy(doc: string | undefined): { Statement?: Array<{ Sid?: string; Condition?: { DateLessThan?: Record<string, string> } }> } | undefined {
+function decodePolicy(
+  doc: string | undefined,
+):
+  { Statement?: Array<{ Sid?: string; Condition?: { DateLessThan?: Record<string, string> } }> } | undefined {
   if (!doc) return undefined;
   try {
     return JSON.parse(doc.trimStart().startsWith('{') ? doc : decodeURIComponent(doc));
@@ -83,7 +106,11 @@ export class AwsIamProvider implements CredentialProvider {
   private keyId(req: ProviderRequest): string {
     const id = req.credentialRef.accessKeyId;
     if (!id || !ACCESS_KEY_ID.test(id)) {
-      throw ApplicationFailure.create({ type: ErrorType.UNKNOWN_CREDENTIAL, message: 'no AWS access key id in credentialRef', nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: ErrorType.UNKNOWN_CREDENTIAL,
+        message: 'no AWS access key id in credentialRef',
+        nonRetryable: true,
+      });
     }
     return id;
   }
@@ -98,14 +125,20 @@ export class AwsIamProvider implements CredentialProvider {
 
   private isNoSuchEntity(err: unknown): boolean {
     const n = (err as { name?: string }).name;
-    return n === 'NoSuchEntityException' || n === 'NoSuchEntity' || (err instanceof ApplicationFailure && err.type === ErrorType.UNKNOWN_CREDENTIAL);
+    return (
+      n === 'NoSuchEntityException' ||
+      n === 'NoSuchEntity' ||
+      (err instanceof ApplicationFailure && err.type === ErrorType.UNKNOWN_CREDENTIAL)
+    );
   }
 
   private async tags(user: string): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     let marker: string | undefined;
     do {
-      const r = await this.call(`list tags of ${user}`, () => this.iam.send(new ListUserTagsCommand({ UserName: user, Marker: marker, MaxItems: 100 })));
+      const r = await this.call(`list tags of ${user}`, () =>
+        this.iam.send(new ListUserTagsCommand({ UserName: user, Marker: marker, MaxItems: 100 })),
+      );
       for (const t of r.Tags ?? []) out.set(t.Key!, t.Value ?? '');
       marker = r.IsTruncated ? r.Marker : undefined;
     } while (marker);
@@ -113,7 +146,9 @@ export class AwsIamProvider implements CredentialProvider {
   }
 
   private async keysOf(user: string): Promise<AccessKeyMetadata[]> {
-    const r = await this.call(`list access keys of ${user}`, () => this.iam.send(new ListAccessKeysCommand({ UserName: user })));
+    const r = await this.call(`list access keys of ${user}`, () =>
+      this.iam.send(new ListAccessKeysCommand({ UserName: user })),
+    );
     return r.AccessKeyMetadata ?? [];
   }
 
@@ -152,7 +187,11 @@ export class AwsIamProvider implements CredentialProvider {
     // Unknown to IAM: deleted by an earlier run of the kill switch (its tag says so), or never ours.
     const found = await this.findRevokedMarker(keyId);
     if (!found) {
-      throw ApplicationFailure.create({ type: ErrorType.UNKNOWN_CREDENTIAL, message: `access key ${keyId} does not exist in ${this.system.name}`, nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: ErrorType.UNKNOWN_CREDENTIAL,
+        message: `access key ${keyId} does not exist in ${this.system.name}`,
+        nonRetryable: true,
+      });
     }
     return found;
   }
@@ -174,7 +213,9 @@ export class AwsIamProvider implements CredentialProvider {
     }
     let marker: string | undefined;
     do {
-      const r = await this.call('list IAM users', () => this.iam.send(new ListUsersCommand({ Marker: marker, MaxItems: 1000 })));
+      const r = await this.call('list IAM users', () =>
+        this.iam.send(new ListUsersCommand({ Marker: marker, MaxItems: 1000 })),
+      );
       for (const u of r.Users ?? []) {
         if (!u.UserName || u.UserName === hint || !userAllowed(this.system, u.UserName)) continue;
         const hit = await check(u.UserName);
@@ -201,19 +242,39 @@ export class AwsIamProvider implements CredentialProvider {
     let revokedAt = loc.revoked?.at;
     if (loc.key) {
       if (loc.key.Status !== 'Inactive') {
-        await this.call(`deactivate ${keyId}`, () => this.iam.send(new UpdateAccessKeyCommand({ UserName: user, AccessKeyId: keyId, Status: 'Inactive' })));
+        await this.call(`deactivate ${keyId}`, () =>
+          this.iam.send(
+            new UpdateAccessKeyCommand({ UserName: user, AccessKeyId: keyId, Status: 'Inactive' }),
+          ),
+        );
         revokedAt = undefined;
       }
       if (!revokedAt) {
         revokedAt = new Date().toISOString();
         // Before the delete: the record that lets a re-run find this key's user once IAM forgets it.
         await this.call(`tag ${user}`, () =>
-          this.iam.send(new TagUserCommand({ UserName: user, Tags: [{ Key: revokedTag(keyId), Value: `${revokedAt} ${req.workflowId}` }] })),
+          this.iam.send(
+            new TagUserCommand({
+              UserName: user,
+              Tags: [{ Key: revokedTag(keyId), Value: `${revokedAt} ${req.workflowId}` }],
+            }),
+          ),
         );
       }
       if (req.quarantine) {
-        await this.call(`quarantine ${user}`, () => this.iam.send(new PutUserPolicyCommand({ UserName: user, PolicyName: QUARANTINE_POLICY, PolicyDocument: DENY_ALL })));
-        return { revokedAt, note: `access key ${keyId} of ${user} deactivated and kept; ${QUARANTINE_POLICY} denies the user everything` };
+        await this.call(`quarantine ${user}`, () =>
+          this.iam.send(
+            new PutUserPolicyCommand({
+              UserName: user,
+              PolicyName: QUARANTINE_POLICY,
+              PolicyDocument: DENY_ALL,
+            }),
+          ),
+        );
+        return {
+          revokedAt,
+          note: `access key ${keyId} of ${user} deactivated and kept; ${QUARANTINE_POLICY} denies the user everything`,
+        };
       }
       try {
         await this.iam.send(new DeleteAccessKeyCommand({ UserName: user, AccessKeyId: keyId }));
@@ -222,7 +283,10 @@ export class AwsIamProvider implements CredentialProvider {
       }
       return { revokedAt, note: `access key ${keyId} of ${user} deactivated and deleted` };
     }
-    return { revokedAt: revokedAt!, note: `access key ${keyId} of ${user} was already deleted by ${loc.revoked!.workflowId}` };
+    return {
+      revokedAt: revokedAt!,
+      note: `access key ${keyId} of ${user} was already deleted by ${loc.revoked!.workflowId}`,
+    };
   }
 
   async issueReplacement(req: IssueRequest, sink: SecretSink): Promise<IssueResult> {
@@ -232,10 +296,18 @@ export class AwsIamProvider implements CredentialProvider {
     const keys = await this.keysOf(user);
     if (req.dryRun) {
       const full = keys.filter((k) => req.mode === 'graceful' || k.AccessKeyId !== keyId).length >= 2;
-      return { issuedAt: null, delivered: false, note: `dry run: would create an access key for ${user} (it holds ${keys.length} of 2)${full ? '; the two-key limit would refuse it' : ''}` };
+      return {
+        issuedAt: null,
+        delivered: false,
+        note: `dry run: would create an access key for ${user} (it holds ${keys.length} of 2)${full ? '; the two-key limit would refuse it' : ''}`,
+      };
     }
     if (sink.kind === 'none') {
-      return { issuedAt: null, delivered: false, note: `no replacement key created for ${user}: sink none (nobody would receive it)` };
+      return {
+        issuedAt: null,
+        delivered: false,
+        note: `no replacement key created for ${user}: sink none (nobody would receive it)`,
+      };
     }
 
     // An earlier attempt of this step: remove its key, whose secret nobody holds any more.
@@ -244,32 +316,53 @@ export class AwsIamProvider implements CredentialProvider {
       const [first, at] = prior.split(' ');
       const stale =
         first === 'pending'
-          ? keys.filter((k) => k.AccessKeyId !== keyId && k.CreateDate && k.CreateDate.getTime() >= Date.parse(at ?? '') - PENDING_SKEW_MS)
+          ? keys.filter(
+              (k) =>
+                k.AccessKeyId !== keyId &&
+                k.CreateDate &&
+                k.CreateDate.getTime() >= Date.parse(at ?? '') - PENDING_SKEW_MS,
+            )
           : keys.filter((k) => k.AccessKeyId === first);
       for (const k of stale) {
         try {
           await this.iam.send(new DeleteAccessKeyCommand({ UserName: user, AccessKeyId: k.AccessKeyId! }));
         } catch (err) {
-          if (!this.isNoSuchEntity(err)) throw classifyAwsError(err, `delete the earlier replacement of ${keyId}`);
+          if (!this.isNoSuchEntity(err))
+            throw classifyAwsError(err, `delete the earlier replacement of ${keyId}`);
         }
       }
     }
 
-    const setTag = (value: string) => this.call(`tag ${user}`, () => this.iam.send(new TagUserCommand({ UserName: user, Tags: [{ Key: tag, Value: value }] })));
+    const setTag = (value: string) =>
+      this.call(`tag ${user}`, () =>
+        this.iam.send(new TagUserCommand({ UserName: user, Tags: [{ Key: tag, Value: value }] })),
+      );
     await setTag(`pending ${new Date().toISOString()}`);
-    const created = await this.call(`create an access key for ${user}`, () => this.iam.send(new CreateAccessKeyCommand({ UserName: user })));
+    const created = await this.call(`create an access key for ${user}`, () =>
+      this.iam.send(new CreateAccessKeyCommand({ UserName: user })),
+    );
     const key = created.AccessKey!;
     const issuedAt = (key.CreateDate ?? new Date()).toISOString();
     await setTag(`${key.AccessKeyId} ${issuedAt}`);
     let put: { ref: string };
     try {
-      put = await sink.put({ accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! }, { idempotencyToken: `${req.workflowId}-issue` });
+      put = await sink.put(
+        { accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! },
+        { idempotencyToken: `${req.workflowId}-issue` },
+      );
     } catch (err) {
       // Undelivered, the new key is useless and would count against the two-key limit.
-      await this.iam.send(new DeleteAccessKeyCommand({ UserName: user, AccessKeyId: key.AccessKeyId! })).catch(() => undefined);
+      await this.iam
+        .send(new DeleteAccessKeyCommand({ UserName: user, AccessKeyId: key.AccessKeyId! }))
+        .catch(() => undefined);
       throw err;
     }
-    return { issuedAt, delivered: true, sinkRef: put.ref, note: `new access key ${key.AccessKeyId} of ${user} delivered to ${sink.kind}` };
+    return {
+      issuedAt,
+      delivered: true,
+      sinkRef: put.ref,
+      note: `new access key ${key.AccessKeyId} of ${user} delivered to ${sink.kind}`,
+    };
   }
 
   async expireSessions(req: ProviderRequest): Promise<ExpireResult> {
@@ -280,7 +373,9 @@ export class AwsIamProvider implements CredentialProvider {
     const sid = `KillSwitch${createHash('sha256').update(req.workflowId).digest('hex').slice(0, 24)}`;
     let existing: ReturnType<typeof decodePolicy>;
     try {
-      const r = await this.iam.send(new GetUserPolicyCommand({ UserName: user, PolicyName: SESSIONS_POLICY }));
+      const r = await this.iam.send(
+        new GetUserPolicyCommand({ UserName: user, PolicyName: SESSIONS_POLICY }),
+      );
       existing = decodePolicy(r.PolicyDocument);
     } catch (err) {
       if (!this.isNoSuchEntity(err)) throw classifyAwsError(err, `read ${SESSIONS_POLICY} of ${user}`);
@@ -291,10 +386,24 @@ export class AwsIamProvider implements CredentialProvider {
     const cutoff = new Date().toISOString();
     const doc = {
       Version: '2012-10-17',
-      Statement: [{ Sid: sid, Effect: 'Deny', Action: '*', Resource: '*', Condition: { DateLessThan: { 'aws:TokenIssueTime': cutoff } } }],
+      Statement: [
+        {
+          Sid: sid,
+          Effect: 'Deny',
+          Action: '*',
+          Resource: '*',
+          Condition: { DateLessThan: { 'aws:TokenIssueTime': cutoff } },
+        },
+      ],
     };
     await this.call(`put ${SESSIONS_POLICY} on ${user}`, () =>
-      this.iam.send(new PutUserPolicyCommand({ UserName: user, PolicyName: SESSIONS_POLICY, PolicyDocument: JSON.stringify(doc) })),
+      this.iam.send(
+        new PutUserPolicyCommand({
+          UserName: user,
+          PolicyName: SESSIONS_POLICY,
+          PolicyDocument: JSON.stringify(doc),
+        }),
+      ),
     );
     // IAM cannot count the temporary sessions it just cut off.
     return { sessionsExpiredAt: cutoff, terminated: 0 };
@@ -305,28 +414,43 @@ export class AwsIamProvider implements CredentialProvider {
     if (req.dryRun) return { verifiedDeadAt: null, method: 'dry_run' };
     if (leakedValue !== undefined) {
       // Signed where the inventory says AWS is, never at an endpoint named by the detection.
-      const sts = new STSClient({ ...awsClientConfig(this.system.aws, this.env), credentials: { accessKeyId: keyId, secretAccessKey: leakedValue }, maxAttempts: 1 });
+      const sts = new STSClient({
+        ...awsClientConfig(this.system.aws, this.env),
+        credentials: { accessKeyId: keyId, secretAccessKey: leakedValue },
+        maxAttempts: 1,
+      });
       try {
         await sts.send(new GetCallerIdentityCommand({}));
       } catch (err) {
         const e = err as { name?: string; Code?: string };
-        if (REJECTED.has(e.Code ?? e.name ?? '')) return { verifiedDeadAt: new Date().toISOString(), method: 'login_rejected' };
+        if (REJECTED.has(e.Code ?? e.name ?? ''))
+          return { verifiedDeadAt: new Date().toISOString(), method: 'login_rejected' };
         throw new Error(`verify ${keyId}: STS did not answer: ${(err as Error).name}`);
       } finally {
         sts.destroy();
       }
       // IAM is eventually consistent: a just-deactivated key can work for a few seconds; retried.
-      throw ApplicationFailure.create({ type: ErrorType.CREDENTIAL_STILL_VALID, message: `the leaked secret of ${keyId} still authenticates to AWS`, nonRetryable: false });
+      throw ApplicationFailure.create({
+        type: ErrorType.CREDENTIAL_STILL_VALID,
+        message: `the leaked secret of ${keyId} still authenticates to AWS`,
+        nonRetryable: false,
+      });
     }
     let loc: Located;
     try {
       loc = await this.locate(keyId);
     } catch (err) {
-      if (err instanceof ApplicationFailure && err.type === ErrorType.UNKNOWN_CREDENTIAL) return { verifiedDeadAt: new Date().toISOString(), method: 'revoked_by_owner' };
+      if (err instanceof ApplicationFailure && err.type === ErrorType.UNKNOWN_CREDENTIAL)
+        return { verifiedDeadAt: new Date().toISOString(), method: 'revoked_by_owner' };
       throw err;
     }
-    if (!loc.key || loc.key.Status === 'Inactive') return { verifiedDeadAt: new Date().toISOString(), method: 'revoked_by_owner' };
-    throw ApplicationFailure.create({ type: ErrorType.CREDENTIAL_STILL_VALID, message: `access key ${keyId} of ${loc.user} is still active`, nonRetryable: false });
+    if (!loc.key || loc.key.Status === 'Inactive')
+      return { verifiedDeadAt: new Date().toISOString(), method: 'revoked_by_owner' };
+    throw ApplicationFailure.create({
+      type: ErrorType.CREDENTIAL_STILL_VALID,
+      message: `access key ${keyId} of ${loc.user} is still active`,
+      nonRetryable: false,
+    });
   }
 
   async close(): Promise<void> {

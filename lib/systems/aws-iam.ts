@@ -21,13 +21,19 @@ export const awsIamKind = defineKind({
   env(s, at) {
     const out: EnvRequirement[] = [];
     if (s.aws.accessKeyIdEnv) {
-      out.push({ path: `${at}.aws.accessKeyIdEnv`, name: s.aws.accessKeyIdEnv, check: (v) => (/^[A-Z0-9]{16,128}$/.test(v) ? undefined : 'must be an AWS access key id') });
+      out.push({
+        path: `${at}.aws.accessKeyIdEnv`,
+        name: s.aws.accessKeyIdEnv,
+        check: (v) => (/^[A-Z0-9]{16,128}$/.test(v) ? undefined : 'must be an AWS access key id'),
+      });
       out.push({ path: `${at}.aws.secretAccessKeyEnv`, name: s.aws.secretAccessKeyEnv! });
     }
     return [...out, ...commonEnv(s, at)];
   },
   describe(ref) {
-    return ref.accessKeyId ? `access key ${ref.accessKeyId}${ref.accountId ? ` in account ${ref.accountId}` : ''}` : 'no AWS access key id';
+    return ref.accessKeyId
+      ? `access key ${ref.accessKeyId}${ref.accountId ? ` in account ${ref.accountId}` : ''}`
+      : 'no AWS access key id';
   },
   createProvider(s, env) {
     // The client configuration is still built now, at startup; the SDK waits for the first call.

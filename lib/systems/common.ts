@@ -10,7 +10,9 @@ export const systemName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, - and _, at most 63 characters');
 
-export const envVarName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
+export const envVarName = z
+  .string()
+  .regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
 
 /** A Temporal duration string: 500ms, 30s, 10m, 2h, 1d. */
 export const duration = z.string().regex(/^\d{1,6}(ms|s|m|h|d)$/, 'a duration such as 30s, 10m or 2h');
@@ -21,7 +23,10 @@ export { durationToMs as durationMs } from '../../contracts/durations';
 /** Where an AWS API lives and which credentials to use; every field optional (the SDK's default chain). */
 export const awsConnectionSchema = z
   .object({
-    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'an AWS region such as us-east-1').default('us-east-1'),
+    region: z
+      .string()
+      .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'an AWS region such as us-east-1')
+      .default('us-east-1'),
     /** Another endpoint (an emulator, a VPC endpoint, a partition). */
     endpointUrl: z.url({ protocol: /^https?$/ }).optional(),
     /** Env vars holding static credentials; unset means the SDK's default provider chain. */
@@ -29,7 +34,10 @@ export const awsConnectionSchema = z
     secretAccessKeyEnv: envVarName.optional(),
   })
   .strict()
-  .refine((a) => !a.accessKeyIdEnv === !a.secretAccessKeyEnv, { message: 'accessKeyIdEnv and secretAccessKeyEnv go together', path: ['secretAccessKeyEnv'] });
+  .refine((a) => !a.accessKeyIdEnv === !a.secretAccessKeyEnv, {
+    message: 'accessKeyIdEnv and secretAccessKeyEnv go together',
+    path: ['secretAccessKeyEnv'],
+  });
 export type AwsConnection = z.infer<typeof awsConnectionSchema>;
 
 /** Where a replacement value goes. `none`: a pure kill, nobody receives a new value. */
@@ -55,7 +63,10 @@ export const sessionTargetSchema = z.discriminatedUnion('kind', [
       urlEnv: envVarName,
       prefix: z.string().max(100).default('sess:'),
       /** Dotted path in the session JSON naming its user, e.g. `passport.user` or `userId`. */
-      userField: z.string().regex(/^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/, 'a dotted path such as passport.user').default('userId'),
+      userField: z
+        .string()
+        .regex(/^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/, 'a dotted path such as passport.user')
+        .default('userId'),
       users: z.array(z.string().min(1).max(256)).min(1),
     })
     .strict(),
@@ -64,9 +75,18 @@ export const sessionTargetSchema = z.discriminatedUnion('kind', [
       /** An Express app's sessions in PostgreSQL, as connect-pg-simple stores them (sid, sess json, expire). */
       kind: z.literal('connect_pg_simple'),
       urlEnv: envVarName,
-      schema: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/).default('public'),
-      table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/).default('session'),
-      userField: z.string().regex(/^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/, 'a dotted path such as passport.user').default('userId'),
+      schema: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/)
+        .default('public'),
+      table: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/)
+        .default('session'),
+      userField: z
+        .string()
+        .regex(/^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/, 'a dotted path such as passport.user')
+        .default('userId'),
       users: z.array(z.string().min(1).max(256)).min(1),
     })
     .strict(),
@@ -136,12 +156,18 @@ export interface EnvRequirement {
 }
 
 export function glob(pattern: string): RegExp {
-  const escaped = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const escaped = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${escaped}$`);
 }
 
 /** Env requirements common to every kind: the sink's and the session targets' credentials. */
-export function commonEnv(s: { sink: SinkConfig; sessions: SessionTargetConfig[] }, at: string): EnvRequirement[] {
+export function commonEnv(
+  s: { sink: SinkConfig; sessions: SessionTargetConfig[] },
+  at: string,
+): EnvRequirement[] {
   const out: EnvRequirement[] = [];
   if (s.sink.kind === 'aws_secrets_manager' && s.sink.aws.accessKeyIdEnv) {
     out.push({ path: `${at}.sink.aws.accessKeyIdEnv`, name: s.sink.aws.accessKeyIdEnv });
@@ -155,8 +181,12 @@ export function commonEnv(s: { sink: SinkConfig; sessions: SessionTargetConfig[]
         name: t.urlEnv,
         check: (v) =>
           t.kind === 'connect_redis'
-            ? /^rediss?:\/\//.test(v) ? undefined : 'must be a redis:// URL'
-            : /^postgres(ql)?:\/\//.test(v) ? undefined : 'must be a postgres:// connection string',
+            ? /^rediss?:\/\//.test(v)
+              ? undefined
+              : 'must be a redis:// URL'
+            : /^postgres(ql)?:\/\//.test(v)
+              ? undefined
+              : 'must be a postgres:// connection string',
       });
   });
   return out;

@@ -11,12 +11,34 @@
  * verify  = GET /user with the leaked token: 401 means GitHub refuses it.
  */
 import { z } from 'zod';
-import { GITHUB_REVOCABLE_PREFIXES, GITHUB_TOKEN_PREFIXES, githubTokenPrefix, type GitHubTokenPrefix } from '../../contracts/credentials';
+import {
+  GITHUB_REVOCABLE_PREFIXES,
+  GITHUB_TOKEN_PREFIXES,
+  githubTokenPrefix,
+  type GitHubTokenPrefix,
+} from '../../contracts/credentials';
 import { ErrorType } from '../../contracts/errors';
 import { commonEnv, commonSystemFields, envVarName } from './common';
 import { defineKind } from './kind';
-import type { CredentialProvider, ExpireResult, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, VerifyResult } from './provider';
-import { bodyMessage, call, joinUrl, permanent, rateLimited, retryAfterMs, stillValid, type HttpAnswer } from './token-http';
+import type {
+  CredentialProvider,
+  ExpireResult,
+  IssueResult,
+  ProviderRequest,
+  RevokeRequest,
+  RevokeResult,
+  VerifyResult,
+} from './provider';
+import {
+  bodyMessage,
+  call,
+  joinUrl,
+  permanent,
+  rateLimited,
+  retryAfterMs,
+  stillValid,
+  type HttpAnswer,
+} from './token-http';
 
 /** GitHub's documented per-request maximum for POST /credentials/revoke. */
 export const GITHUB_MAX_TOKENS_PER_REQUEST = 1000;
@@ -34,7 +56,10 @@ export const githubSystemSchema = z
      */
     tokenEnv: envVarName.optional(),
     /** Token types this system revokes (credentialRef.tokenPrefix must be one of them). */
-    tokenPrefixes: z.array(z.enum(GITHUB_TOKEN_PREFIXES)).min(1).default([...GITHUB_REVOCABLE_PREFIXES]),
+    tokenPrefixes: z
+      .array(z.enum(GITHUB_TOKEN_PREFIXES))
+      .min(1)
+      .default([...GITHUB_REVOCABLE_PREFIXES]),
     /** Per-request timeout. */
     timeoutMs: z.number().int().min(100).max(25_000).default(10_000),
     /** Host names detections may name (credentialRef.host); when set, a detection naming another host does not match. */
@@ -42,7 +67,12 @@ export const githubSystemSchema = z
     /** Concurrent revocations in one worker are collected for `windowMs` and sent together, up to `maxTokens` a request. */
     batch: z
       .object({
-        maxTokens: z.number().int().min(1).max(GITHUB_MAX_TOKENS_PER_REQUEST).default(GITHUB_MAX_TOKENS_PER_REQUEST),
+        maxTokens: z
+          .number()
+          .int()
+          .min(1)
+          .max(GITHUB_MAX_TOKENS_PER_REQUEST)
+          .default(GITHUB_MAX_TOKENS_PER_REQUEST),
         windowMs: z.number().int().min(0).max(5_000).default(250),
       })
       .strict()
@@ -54,7 +84,11 @@ export const githubSystemSchema = z
       .default({ perHour: 60 }),
     /** A token cannot be re-issued: nothing goes to a sink. */
     sink: z
-      .object({ kind: z.literal('none', { error: 'github systems revoke only; a token cannot be re-issued, so the sink is none' }) })
+      .object({
+        kind: z.literal('none', {
+          error: 'github systems revoke only; a token cannot be re-issued, so the sink is none',
+        }),
+      })
       .strict()
       .default({ kind: 'none' }),
     /**
@@ -141,9 +175,15 @@ class HourlyBudget {
   /** Takes one request from the budget, or returns how long until one is free. */
   take(): { ok: true } | { ok: false; waitMs: number; why: string } {
     const t = this.now();
-    if (this.blockedUntil > t) return { ok: false, waitMs: this.blockedUntil - t, why: 'GitHub reported the limit exhausted' };
+    if (this.blockedUntil > t)
+      return { ok: false, waitMs: this.blockedUntil - t, why: 'GitHub reported the limit exhausted' };
     this.sent = this.sent.filter((s) => s > t - HOUR_MS);
-    if (this.sent.length >= this.perHour) return { ok: false, waitMs: this.sent[0]! + HOUR_MS - t, why: `${this.perHour} requests in the last hour` };
+    if (this.sent.length >= this.perHour)
+      return {
+        ok: false,
+        waitMs: this.sent[0]! + HOUR_MS - t,
+        why: `${this.perHour} requests in the last hour`,
+      };
     this.sent.push(t);
     return { ok: true };
   }
@@ -154,7 +194,9 @@ class HourlyBudget {
 
   remaining(): number {
     const t = this.now();
-    return this.blockedUntil > t ? 0 : Math.max(0, this.perHour - this.sent.filter((s) => s > t - HOUR_MS).length);
+    return this.blockedUntil > t
+      ? 0
+      : Math.max(0, this.perHour - this.sent.filter((s) => s > t - HOUR_MS).length);
   }
 }
 
@@ -182,23 +224,38 @@ export class GitHubProvider implements CredentialProvider {
     now: () => number = Date.now,
   ) {
     this.budget = new HourlyBudget(system.rateLimit.perHour, now);
-    this.batcher = new RevocationBatcher((tokens) => this.sendBatch(tokens), system.batch.maxTokens, system.batch.windowMs);
+    this.batcher = new RevocationBatcher(
+      (tokens) => this.sendBatch(tokens),
+      system.batch.maxTokens,
+      system.batch.windowMs,
+    );
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { accept: 'application/vnd.github+json', 'x-github-api-version': API_VERSION, 'user-agent': 'secret-kill-switch', ...extra };
+    return {
+      accept: 'application/vnd.github+json',
+      'x-github-api-version': API_VERSION,
+      'user-agent': 'secret-kill-switch',
+      ...extra,
+    };
   }
 
   private async sendBatch(tokens: string[]): Promise<void> {
     const slot = this.budget.take();
     if (!slot.ok) {
-      throw rateLimited(`GitHub credential revocation of ${this.system.name} is rate limited (${slot.why}); retry in ${Math.ceil(slot.waitMs / 1000)} s`, slot.waitMs);
+      throw rateLimited(
+        `GitHub credential revocation of ${this.system.name} is rate limited (${slot.why}); retry in ${Math.ceil(slot.waitMs / 1000)} s`,
+        slot.waitMs,
+      );
     }
     const a = await call(
       joinUrl(this.system.apiUrl, 'credentials/revoke'),
       {
         method: 'POST',
-        headers: this.headers({ 'content-type': 'application/json', ...(this.adminToken ? { authorization: `Bearer ${this.adminToken}` } : {}) }),
+        headers: this.headers({
+          'content-type': 'application/json',
+          ...(this.adminToken ? { authorization: `Bearer ${this.adminToken}` } : {}),
+        }),
         body: JSON.stringify({ credentials: tokens }),
       },
       this.system.timeoutMs,
@@ -209,7 +266,12 @@ export class GitHubProvider implements CredentialProvider {
     const detail = `${a.status}${bodyMessage(a.json, scrubbed) ? ` ${bodyMessage(a.json, scrubbed)}` : ''}`;
     const what = `GitHub refused the revocation of ${tokens.length} token(s) on ${this.system.name} (${detail})`;
     if (a.status === 403 || a.status === 429 || a.status === 422) {
-      const wait = a.status === 422 ? (a.headers.get('x-ratelimit-remaining') === '0' ? rateLimitWait(a) : undefined) : rateLimitWait(a);
+      const wait =
+        a.status === 422
+          ? a.headers.get('x-ratelimit-remaining') === '0'
+            ? rateLimitWait(a)
+            : undefined
+          : rateLimitWait(a);
       if (wait !== undefined) {
         this.budget.blockFor(wait);
         throw rateLimited(`${what}: rate limited; retry in ${Math.ceil(wait / 1000)} s`, wait);
@@ -224,7 +286,10 @@ export class GitHubProvider implements CredentialProvider {
           `${what}${this.adminToken ? ': github.com refuses authenticated calls to this endpoint; unset tokenEnv there' : ''}`,
         );
       case 404:
-        throw permanent(ErrorType.MISCONFIGURED, `${what}: no credential revocation API at ${this.system.apiUrl}`);
+        throw permanent(
+          ErrorType.MISCONFIGURED,
+          `${what}: no credential revocation API at ${this.system.apiUrl}`,
+        );
       case 422:
         // Validation failed: GitHub does not take (one of) these values as a credential it can revoke.
         throw permanent(ErrorType.UNKNOWN_CREDENTIAL, what);
@@ -261,16 +326,24 @@ export class GitHubProvider implements CredentialProvider {
     }
     const { token, prefix } = this.leakedToken(req);
     await this.batcher.submit(token);
-    return { revokedAt: new Date().toISOString(), note: `${prefix} token submitted to GitHub's credential revocation API (202 Accepted); GitHub notifies its owner` };
+    return {
+      revokedAt: new Date().toISOString(),
+      note: `${prefix} token submitted to GitHub's credential revocation API (202 Accepted); GitHub notifies its owner`,
+    };
   }
 
   async issueReplacement(): Promise<IssueResult> {
-    throw permanent(ErrorType.MISCONFIGURED, `${this.system.name}: a GitHub token cannot be re-issued by the kill switch; its owner creates a new one`);
+    throw permanent(
+      ErrorType.MISCONFIGURED,
+      `${this.system.name}: a GitHub token cannot be re-issued by the kill switch; its owner creates a new one`,
+    );
   }
 
   async expireSessions(req: ProviderRequest): Promise<ExpireResult> {
     // A token is a bearer credential: once revoked, nothing authenticated by it lives on.
-    return req.dryRun ? { sessionsExpiredAt: null, terminated: 0, wouldTerminate: 0 } : { sessionsExpiredAt: new Date().toISOString(), terminated: 0 };
+    return req.dryRun
+      ? { sessionsExpiredAt: null, terminated: 0, wouldTerminate: 0 }
+      : { sessionsExpiredAt: new Date().toISOString(), terminated: 0 };
   }
 
   async verifyDead(req: ProviderRequest, leakedValue: string | undefined): Promise<VerifyResult> {
@@ -286,13 +359,21 @@ export class GitHubProvider implements CredentialProvider {
     if (a.status === 401) return { verifiedDeadAt: new Date().toISOString(), method: 'login_rejected' };
     if (a.status === 403 || a.status === 429) {
       const wait = rateLimitWait(a);
-      if (wait !== undefined) throw rateLimited(`GET /user on ${this.system.name} is rate limited; retry in ${Math.ceil(wait / 1000)} s`, wait);
+      if (wait !== undefined)
+        throw rateLimited(
+          `GET /user on ${this.system.name} is rate limited; retry in ${Math.ceil(wait / 1000)} s`,
+          wait,
+        );
     }
     if ((a.status >= 200 && a.status < 300) || a.status === 403) {
       // 403: GitHub authenticated the token and refused this resource (an installation token): it lives.
-      throw stillValid(`the leaked GitHub token still authenticates on ${this.system.name} (GET /user: ${a.status}); revocation is asynchronous, retrying`);
+      throw stillValid(
+        `the leaked GitHub token still authenticates on ${this.system.name} (GET /user: ${a.status}); revocation is asynchronous, retrying`,
+      );
     }
-    throw new Error(`GET /user on ${this.system.name} answered ${a.status} ${bodyMessage(a.json, token)}`.trim());
+    throw new Error(
+      `GET /user on ${this.system.name} answered ${a.status} ${bodyMessage(a.json, token)}`.trim(),
+    );
   }
 
   async close(): Promise<void> {
@@ -314,7 +395,9 @@ export const githubKind = defineKind({
     return [...(s.tokenEnv ? [{ path: `${at}.tokenEnv`, name: s.tokenEnv }] : []), ...commonEnv(s, at)];
   },
   describe(ref) {
-    return ref.tokenPrefix ? `GitHub token of type ${ref.tokenPrefix}${ref.host ? ` on ${ref.host}` : ''}` : 'no recognisable GitHub token prefix';
+    return ref.tokenPrefix
+      ? `GitHub token of type ${ref.tokenPrefix}${ref.host ? ` on ${ref.host}` : ''}`
+      : 'no recognisable GitHub token prefix';
   },
   createProvider: (s, env) => new GitHubProvider(s, s.tokenEnv ? env[s.tokenEnv] : undefined),
 });

@@ -23,7 +23,17 @@ import { CREDENTIAL_TYPES, type CredentialRef } from '../../contracts/detection'
 import { ErrorType } from '../../contracts/errors';
 import { commonEnv, commonSystemFields, envVarName, glob } from './common';
 import { defineKind } from './kind';
-import type { CredentialProvider, ExpireResult, IssueRequest, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, SecretSink, VerifyResult } from './provider';
+import type {
+  CredentialProvider,
+  ExpireResult,
+  IssueRequest,
+  IssueResult,
+  ProviderRequest,
+  RevokeRequest,
+  RevokeResult,
+  SecretSink,
+  VerifyResult,
+} from './provider';
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 export const RECIPES = ['revoke', 'issue', 'expire', 'verify'] as const;
@@ -39,16 +49,24 @@ const extractPath = z
   .string()
   .min(1)
   .max(500)
-  .refine((p) => p.startsWith('/') || /^[^./][^.]*(\.[^.]+)*$/.test(p), 'a JSON pointer (/a/0/b) or a dotted path (a.0.b)');
+  .refine(
+    (p) => p.startsWith('/') || /^[^./][^.]*(\.[^.]+)*$/.test(p),
+    'a JSON pointer (/a/0/b) or a dotted path (a.0.b)',
+  );
 
 export const httpStepSchema = z
   .object({
     /** Shown in errors and notes (defaults to the step number). */
-    name: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/).optional(),
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,40}$/)
+      .optional(),
     method: z.enum(HTTP_METHODS),
     /** A path resolved against baseUrl (`/admin/keys/{{ref.keyId}}`); interpolated values are URL-encoded. */
     url: z.string().min(1).max(2000).startsWith('/', 'a path beginning with / (resolved against baseUrl)'),
-    headers: z.record(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'an HTTP header name'), z.string().max(4000)).default({}),
+    headers: z
+      .record(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'an HTTP header name'), z.string().max(4000))
+      .default({}),
     /** A JSON value; every string in it is a template. Sent as application/json. */
     body: z.json().optional(),
     /** Statuses meaning "done, carry on". */
@@ -74,7 +92,9 @@ export const httpSystemSchema = z
     /** Detection credential types this system owns. */
     credentialTypes: z.array(z.enum(CREDENTIAL_TYPES)).min(1).default(['generic']),
     /** credentialRef field → glob; every entry must match (and the field be present). */
-    match: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/), z.string().min(1).max(500)).refine((m) => Object.keys(m).length > 0, 'at least one credentialRef field to match'),
+    match: z
+      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/), z.string().min(1).max(500))
+      .refine((m) => Object.keys(m).length > 0, 'at least one credentialRef field to match'),
     /** Env vars the recipes may read as `{{env.NAME}}` (an admin API token). */
     secretsEnv: z.array(envVarName).max(20).default([]),
     /** Where the admin API lives; every step's url is a path below it. */
@@ -104,15 +124,36 @@ export const httpSystemSchema = z
         if (step.body !== undefined) walkStrings(step.body, [], (text, p) => check(text, ['body', ...p]));
         const last = i === steps.length - 1;
         if (step.deadStatus && !(recipe === 'verify' && last)) {
-          ctx.addIssue({ code: 'custom', path: [...at, 'deadStatus'], message: 'only the last step of verify has deadStatus' });
+          ctx.addIssue({
+            code: 'custom',
+            path: [...at, 'deadStatus'],
+            message: 'only the last step of verify has deadStatus',
+          });
         }
         if (recipe === 'verify' && last && !step.deadStatus) {
-          ctx.addIssue({ code: 'custom', path: [...at, 'deadStatus'], message: 'the last verify step needs deadStatus (the statuses that prove the value is refused, e.g. [401])' });
+          ctx.addIssue({
+            code: 'custom',
+            path: [...at, 'deadStatus'],
+            message:
+              'the last verify step needs deadStatus (the statuses that prove the value is refused, e.g. [401])',
+          });
         }
-        const overlap = step.alreadyDoneStatus.filter((x) => step.expectStatus.includes(x) || step.deadStatus?.includes(x));
-        if (overlap.length) ctx.addIssue({ code: 'custom', path: [...at, 'alreadyDoneStatus'], message: `${overlap.join(', ')} also listed as expected` });
+        const overlap = step.alreadyDoneStatus.filter(
+          (x) => step.expectStatus.includes(x) || step.deadStatus?.includes(x),
+        );
+        if (overlap.length)
+          ctx.addIssue({
+            code: 'custom',
+            path: [...at, 'alreadyDoneStatus'],
+            message: `${overlap.join(', ')} also listed as expected`,
+          });
         for (const name of Object.keys(step.extract)) {
-          if (extracted.has(name)) ctx.addIssue({ code: 'custom', path: [...at, 'extract', name], message: `"${name}" is already extracted by an earlier step` });
+          if (extracted.has(name))
+            ctx.addIssue({
+              code: 'custom',
+              path: [...at, 'extract', name],
+              message: `"${name}" is already extracted by an earlier step`,
+            });
           extracted.add(name);
         }
       });
@@ -120,12 +161,21 @@ export const httpSystemSchema = z
         steps.forEach((step, i) => {
           // An issue that "was already done" has no value to deliver: make the API idempotent instead ({{workflowId}} as its key).
           if (step.alreadyDoneStatus.length || step.alreadyDoneWhenMissing) {
-            ctx.addIssue({ code: 'custom', path: [recipe, i, 'alreadyDoneStatus'], message: 'issue steps cannot be "already done"; send {{workflowId}} as the API\'s idempotency key instead' });
+            ctx.addIssue({
+              code: 'custom',
+              path: [recipe, i, 'alreadyDoneStatus'],
+              message:
+                'issue steps cannot be "already done"; send {{workflowId}} as the API\'s idempotency key instead',
+            });
           }
         });
       }
       if (recipe === 'issue' && extracted.size === 0) {
-        ctx.addIssue({ code: 'custom', path: ['issue'], message: 'issue must extract at least one value (what the sink receives)' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['issue'],
+          message: 'issue must extract at least one value (what the sink receives)',
+        });
       }
     }
     if (s.mode === 'graceful' && !s.issue) {
@@ -135,7 +185,10 @@ export const httpSystemSchema = z
 export type HttpSystem = z.infer<typeof httpSystemSchema>;
 
 /** Template variables a recipe may not use, as config messages (empty: all good). */
-export function templateProblems(text: string, c: { recipe: RecipeName; secretsEnv: readonly string[]; extracted: ReadonlySet<string> }): string[] {
+export function templateProblems(
+  text: string,
+  c: { recipe: RecipeName; secretsEnv: readonly string[]; extracted: ReadonlySet<string> },
+): string[] {
   const out: string[] = [];
   if (/\{\{(?![^{}]*\}\})/.test(text)) out.push('unclosed {{ in template');
   for (const m of text.matchAll(TEMPLATE_RE)) {
@@ -146,11 +199,18 @@ export function templateProblems(text: string, c: { recipe: RecipeName; secretsE
   return out;
 }
 
-function variableProblem(v: string, c: { recipe: RecipeName; secretsEnv: readonly string[]; extracted: ReadonlySet<string> }): string | undefined {
+function variableProblem(
+  v: string,
+  c: { recipe: RecipeName; secretsEnv: readonly string[]; extracted: ReadonlySet<string> },
+): string | undefined {
   if (v === 'workflowId') return undefined;
-  if (v === 'leaked') return c.recipe === 'revoke' || c.recipe === 'verify' ? undefined : 'the leaked value is only available to revoke and verify';
+  if (v === 'leaked')
+    return c.recipe === 'revoke' || c.recipe === 'verify'
+      ? undefined
+      : 'the leaked value is only available to revoke and verify';
   const [scope, name, ...rest] = v.split('.');
-  if (!name || rest.length) return 'unknown template variable (use ref.<field>, env.<NAME>, steps.<name>, leaked or workflowId)';
+  if (!name || rest.length)
+    return 'unknown template variable (use ref.<field>, env.<NAME>, steps.<name>, leaked or workflowId)';
   switch (scope) {
     case 'ref':
       return /^[A-Za-z_][A-Za-z0-9_]*$/.test(name) ? undefined : 'not a credentialRef field name';
@@ -166,7 +226,8 @@ function variableProblem(v: string, c: { recipe: RecipeName; secretsEnv: readonl
 function walkStrings(v: unknown, path: PropertyKey[], fn: (s: string, path: PropertyKey[]) => void): void {
   if (typeof v === 'string') fn(v, path);
   else if (Array.isArray(v)) v.forEach((x, i) => walkStrings(x, [...path, i], fn));
-  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walkStrings(x, [...path, k], fn);
+  else if (v && typeof v === 'object')
+    for (const [k, x] of Object.entries(v)) walkStrings(x, [...path, k], fn);
 }
 
 /** True when a recipe reads the leaked value somewhere. */
@@ -222,7 +283,12 @@ function transient(message: string, retryAfter: number | undefined): Error {
 
 /** Reads `/a/0/b` (JSON pointer, RFC 6901) or `a.0.b` from a parsed body. */
 export function readPath(doc: unknown, path: string): unknown {
-  const parts = path.startsWith('/') ? path.slice(1).split('/').map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~')) : path.split('.');
+  const parts = path.startsWith('/')
+    ? path
+        .slice(1)
+        .split('/')
+        .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+    : path.split('.');
   let cur: unknown = doc;
   for (const p of parts) {
     if (cur === null || typeof cur !== 'object') return undefined;
@@ -265,45 +331,64 @@ export class HttpProvider implements CredentialProvider {
     const [scope, key] = name.split('.') as [string, string];
     if (scope === 'ref') {
       const v = vars.ref[key];
-      if (v === undefined) throw permanent(ErrorType.UNKNOWN_CREDENTIAL, `${this.system.name}: the detection's credentialRef has no field "${key}"`);
+      if (v === undefined)
+        throw permanent(
+          ErrorType.UNKNOWN_CREDENTIAL,
+          `${this.system.name}: the detection's credentialRef has no field "${key}"`,
+        );
       return v;
     }
     if (scope === 'env') {
       // Checked at startup (resolveInventoryEnv); a value that vanished since is a configuration problem.
       const v = this.env[key];
-      if (!v) throw permanent(ErrorType.MISCONFIGURED, `${this.system.name}: environment variable ${key} is not set`);
+      if (!v)
+        throw permanent(
+          ErrorType.MISCONFIGURED,
+          `${this.system.name}: environment variable ${key} is not set`,
+        );
       return v;
     }
     const v = vars.steps[key];
-    if (v === undefined) throw permanent(ErrorType.MISCONFIGURED, `${this.system.name}: step value "${key}" was not extracted`);
+    if (v === undefined)
+      throw permanent(ErrorType.MISCONFIGURED, `${this.system.name}: step value "${key}" was not extracted`);
     return v;
   }
 
   private renderBody(v: unknown, vars: Vars): unknown {
     if (typeof v === 'string') return this.render(v, vars, false);
     if (Array.isArray(v)) return v.map((x) => this.renderBody(x, vars));
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, this.renderBody(x, vars)]));
+    if (v && typeof v === 'object')
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, this.renderBody(x, vars)]));
     return v;
   }
 
   /** Runs one recipe; throws classified failures whose messages carry no rendered value. */
-  private async run(recipe: RecipeName, steps: readonly HttpStep[], vars: Vars, opts: { dryRun?: boolean } = {}): Promise<RecipeOutcome> {
+  private async run(
+    recipe: RecipeName,
+    steps: readonly HttpStep[],
+    vars: Vars,
+    opts: { dryRun?: boolean } = {},
+  ): Promise<RecipeOutcome> {
     const extracted: Record<string, string> = {};
     for (let i = 0; i < steps.length; i++) {
       const step = steps[i]!;
       const label = `${this.system.name} ${recipe} step ${step.name ?? i + 1} (${step.method} ${step.url})`;
       const last = i === steps.length - 1;
-      if (opts.dryRun && !SAFE_METHODS.has(step.method)) return { kind: 'dry_run', stoppedAt: label, extracted };
+      if (opts.dryRun && !SAFE_METHODS.has(step.method))
+        return { kind: 'dry_run', stoppedAt: label, extracted };
 
       let url: URL;
       let headers: Record<string, string>;
       let body: string | undefined;
       try {
         url = new URL(this.base.href.replace(/\/$/, '') + this.render(step.url, vars, true));
-        headers = Object.fromEntries(Object.entries(step.headers).map(([h, t]) => [h, this.render(t, vars, false)]));
+        headers = Object.fromEntries(
+          Object.entries(step.headers).map(([h, t]) => [h, this.render(t, vars, false)]),
+        );
         if (step.body !== undefined) {
           body = JSON.stringify(this.renderBody(step.body, vars));
-          if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
+          if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type'))
+            headers['content-type'] = 'application/json';
         }
       } catch (err) {
         if (err instanceof MissingLeakedValue) {
@@ -313,9 +398,14 @@ export class HttpProvider implements CredentialProvider {
         if (err instanceof ApplicationFailure) throw err;
         throw permanent(ErrorType.MISCONFIGURED, `${label}: the rendered URL is invalid`);
       }
-      if (url.origin !== this.base.origin) throw permanent(ErrorType.MISCONFIGURED, `${label}: the rendered URL leaves ${this.base.origin}`);
+      if (url.origin !== this.base.origin)
+        throw permanent(ErrorType.MISCONFIGURED, `${label}: the rendered URL leaves ${this.base.origin}`);
       const badHeader = Object.entries(headers).find(([, v]) => /[\r\n\0]/.test(v));
-      if (badHeader) throw permanent(ErrorType.MISCONFIGURED, `${label}: header ${badHeader[0]} rendered with a line break`);
+      if (badHeader)
+        throw permanent(
+          ErrorType.MISCONFIGURED,
+          `${label}: header ${badHeader[0]} rendered with a line break`,
+        );
 
       let res: Response;
       let text: string;
@@ -331,17 +421,25 @@ export class HttpProvider implements CredentialProvider {
       } catch (err) {
         // Only the error's code: undici messages can quote the request.
         const e = err as { name?: string; cause?: { code?: string } };
-        const why = e.name === 'TimeoutError' ? `no answer within ${this.system.timeoutMs} ms` : `network error ${e.cause?.code ?? e.name ?? 'unknown'}`;
+        const why =
+          e.name === 'TimeoutError'
+            ? `no answer within ${this.system.timeoutMs} ms`
+            : `network error ${e.cause?.code ?? e.name ?? 'unknown'}`;
         throw new Error(`${label}: ${why}`);
       }
       if (text.length > MAX_BODY_BYTES) text = '';
       const s = res.status;
 
       if (recipe === 'verify' && last && step.deadStatus?.includes(s)) return { kind: 'dead', extracted };
-      if (step.alreadyDoneStatus.includes(s)) return { kind: 'already_done', step: step.name ?? String(i + 1), extracted };
+      if (step.alreadyDoneStatus.includes(s))
+        return { kind: 'already_done', step: step.name ?? String(i + 1), extracted };
       if (step.expectStatus.includes(s)) {
         if (recipe === 'verify' && last) {
-          throw ApplicationFailure.create({ type: ErrorType.CREDENTIAL_STILL_VALID, message: `${label}: HTTP ${s}, the leaked credential is still accepted`, nonRetryable: false });
+          throw ApplicationFailure.create({
+            type: ErrorType.CREDENTIAL_STILL_VALID,
+            message: `${label}: HTTP ${s}, the leaked credential is still accepted`,
+            nonRetryable: false,
+          });
         }
         let doc: unknown;
         if (Object.keys(step.extract).length) {
@@ -354,10 +452,18 @@ export class HttpProvider implements CredentialProvider {
         for (const [name, path] of Object.entries(step.extract)) {
           const v = readPath(doc, path);
           if (v === undefined || v === null || v === '') {
-            if (step.alreadyDoneWhenMissing) return { kind: 'already_done', step: step.name ?? String(i + 1), extracted };
-            throw permanent(recipe === 'issue' ? ErrorType.MISCONFIGURED : ErrorType.UNKNOWN_CREDENTIAL, `${label}: the response has no ${path} (for ${name})`);
+            if (step.alreadyDoneWhenMissing)
+              return { kind: 'already_done', step: step.name ?? String(i + 1), extracted };
+            throw permanent(
+              recipe === 'issue' ? ErrorType.MISCONFIGURED : ErrorType.UNKNOWN_CREDENTIAL,
+              `${label}: the response has no ${path} (for ${name})`,
+            );
           }
-          if (typeof v === 'object') throw permanent(ErrorType.MISCONFIGURED, `${label}: ${path} (for ${name}) is not a string or number`);
+          if (typeof v === 'object')
+            throw permanent(
+              ErrorType.MISCONFIGURED,
+              `${label}: ${path} (for ${name}) is not a string or number`,
+            );
           extracted[name] = String(v);
           vars.steps[name] = String(v);
         }
@@ -370,55 +476,105 @@ export class HttpProvider implements CredentialProvider {
 
   private classify(status: number, headers: Headers, label: string): Error {
     const msg = `${label}: HTTP ${status}`;
-    if (status === 401 || status === 403) return permanent(ErrorType.PERMISSION_DENIED, `${msg}: the admin credential was refused`);
+    if (status === 401 || status === 403)
+      return permanent(ErrorType.PERMISSION_DENIED, `${msg}: the admin credential was refused`);
     if (status === 404 || status === 410) return permanent(ErrorType.UNKNOWN_CREDENTIAL, `${msg}: not found`);
-    if (status === 408 || status === 425 || status === 429 || status >= 500) return transient(msg, retryAfterSeconds(headers.get('retry-after')));
+    if (status === 408 || status === 425 || status === 429 || status >= 500)
+      return transient(msg, retryAfterSeconds(headers.get('retry-after')));
     // Other 4xx, an unexpected redirect or 1xx/2xx: the recipe does not fit the API.
     return permanent(ErrorType.MISCONFIGURED, `${msg}: not an expected status`);
   }
 
   private vars(req: ProviderRequest, leaked?: string): Vars {
-    return { workflowId: req.workflowId, ref: req.credentialRef, steps: {}, ...(leaked !== undefined ? { leaked } : {}) };
+    return {
+      workflowId: req.workflowId,
+      ref: req.credentialRef,
+      steps: {},
+      ...(leaked !== undefined ? { leaked } : {}),
+    };
   }
 
   async revoke(req: RevokeRequest): Promise<RevokeResult> {
-    if (req.quarantine) throw permanent(ErrorType.MISCONFIGURED, `${this.system.name}: http systems have no reversible quarantine`);
+    if (req.quarantine)
+      throw permanent(
+        ErrorType.MISCONFIGURED,
+        `${this.system.name}: http systems have no reversible quarantine`,
+      );
     let out: RecipeOutcome;
     try {
-      out = await this.run('revoke', this.system.revoke, this.vars(req, req.dryRun ? undefined : req.leakedValue), { dryRun: req.dryRun });
+      out = await this.run(
+        'revoke',
+        this.system.revoke,
+        this.vars(req, req.dryRun ? undefined : req.leakedValue),
+        { dryRun: req.dryRun },
+      );
     } catch (err) {
       if (err instanceof MissingLeakedValue) {
-        throw permanent(ErrorType.UNKNOWN_CREDENTIAL, `${this.system.name}: the revoke recipe needs the leaked value ({{leaked}}) and the detection carried none`);
+        throw permanent(
+          ErrorType.UNKNOWN_CREDENTIAL,
+          `${this.system.name}: the revoke recipe needs the leaked value ({{leaked}}) and the detection carried none`,
+        );
       }
       throw err;
     }
-    if (out.kind === 'dry_run') return { revokedAt: null, note: `dry run: lookups answered as expected; would continue with ${out.stoppedAt ?? 'nothing'}` };
-    if (out.kind === 'already_done') return { revokedAt: new Date().toISOString(), note: `already revoked (step ${out.step} answered that it was done)` };
-    return { revokedAt: new Date().toISOString(), note: `revoked through ${this.system.revoke.length} HTTP step(s)` };
+    if (out.kind === 'dry_run')
+      return {
+        revokedAt: null,
+        note: `dry run: lookups answered as expected; would continue with ${out.stoppedAt ?? 'nothing'}`,
+      };
+    if (out.kind === 'already_done')
+      return {
+        revokedAt: new Date().toISOString(),
+        note: `already revoked (step ${out.step} answered that it was done)`,
+      };
+    return {
+      revokedAt: new Date().toISOString(),
+      note: `revoked through ${this.system.revoke.length} HTTP step(s)`,
+    };
   }
 
   async issueReplacement(req: IssueRequest, sink: SecretSink): Promise<IssueResult> {
     const recipe = this.system.issue;
     if (!recipe) throw permanent(ErrorType.MISCONFIGURED, `${this.system.name} has no issue recipe`);
     if (sink.kind === 'none' && !req.dryRun) {
-      return { issuedAt: null, delivered: false, note: 'no replacement issued: the sink is none, nobody would receive it' };
+      return {
+        issuedAt: null,
+        delivered: false,
+        note: 'no replacement issued: the sink is none, nobody would receive it',
+      };
     }
     const out = await this.run('issue', recipe, this.vars(req), { dryRun: req.dryRun });
-    if (out.kind === 'dry_run') return { issuedAt: null, delivered: false, note: `dry run: would continue with ${out.stoppedAt ?? 'nothing'}` };
+    if (out.kind === 'dry_run')
+      return {
+        issuedAt: null,
+        delivered: false,
+        note: `dry run: would continue with ${out.stoppedAt ?? 'nothing'}`,
+      };
     const issuedAt = new Date().toISOString();
     // The extracted values are the replacement: straight to the sink, never returned.
     const put = await sink.put(out.extracted, { idempotencyToken: `${req.workflowId}-issue` });
-    return { issuedAt, delivered: true, sinkRef: put.ref, note: `replacement (${Object.keys(out.extracted).join(', ')}) delivered to ${sink.kind}` };
+    return {
+      issuedAt,
+      delivered: true,
+      sinkRef: put.ref,
+      note: `replacement (${Object.keys(out.extracted).join(', ')}) delivered to ${sink.kind}`,
+    };
   }
 
   async expireSessions(req: ProviderRequest): Promise<ExpireResult> {
     const recipe = this.system.expire;
-    if (!recipe) return req.dryRun ? { sessionsExpiredAt: null, terminated: 0, wouldTerminate: 0 } : { sessionsExpiredAt: null, terminated: 0 };
+    if (!recipe)
+      return req.dryRun
+        ? { sessionsExpiredAt: null, terminated: 0, wouldTerminate: 0 }
+        : { sessionsExpiredAt: null, terminated: 0 };
     const out = await this.run('expire', recipe, this.vars(req), { dryRun: req.dryRun });
     const n = Number(out.extracted.terminated ?? 0);
     const count = Number.isFinite(n) && n >= 0 ? Math.floor(n) : 0;
     if (out.kind === 'dry_run') return { sessionsExpiredAt: null, terminated: 0, wouldTerminate: count };
-    return { sessionsExpiredAt: new Date().toISOString(), terminated: out.kind === 'already_done' ? 0 : count };
+    return {
+      sessionsExpiredAt: new Date().toISOString(),
+      terminated: out.kind === 'already_done' ? 0 : count,
+    };
   }
 
   async verifyDead(req: ProviderRequest, leakedValue: string | undefined): Promise<VerifyResult> {
@@ -427,9 +583,14 @@ export class HttpProvider implements CredentialProvider {
     // Without a verify recipe the owner's answer to the revocation is all the evidence there is.
     if (!recipe) return { verifiedDeadAt: null, method: 'revoked_by_owner' };
     const withLeaked = usesLeaked(recipe);
-    if (withLeaked && leakedValue === undefined) return { verifiedDeadAt: null, method: 'not_verifiable_no_leaked_value' };
+    if (withLeaked && leakedValue === undefined)
+      return { verifiedDeadAt: null, method: 'not_verifiable_no_leaked_value' };
     const out = await this.run('verify', recipe, this.vars(req, leakedValue));
-    if (out.kind === 'dead') return { verifiedDeadAt: new Date().toISOString(), method: withLeaked ? 'login_rejected' : 'revoked_by_owner' };
+    if (out.kind === 'dead')
+      return {
+        verifiedDeadAt: new Date().toISOString(),
+        method: withLeaked ? 'login_rejected' : 'revoked_by_owner',
+      };
     // A lookup said the credential is gone (alreadyDone): the owner confirms it.
     return { verifiedDeadAt: new Date().toISOString(), method: 'revoked_by_owner' };
   }
@@ -439,17 +600,28 @@ export class HttpProvider implements CredentialProvider {
 
 export const httpKind = defineKind({
   schema: httpSystemSchema,
-  supports: (s) => ({ graceful: s.issue !== undefined, quarantine: false, replacement: s.issue !== undefined }),
+  supports: (s) => ({
+    graceful: s.issue !== undefined,
+    quarantine: false,
+    replacement: s.issue !== undefined,
+  }),
   credentialTypes: (s) => s.credentialTypes,
   owns(s, ref) {
-    return Object.entries(s.match).every(([field, pattern]) => ref[field] !== undefined && glob(pattern).test(ref[field]!));
+    return Object.entries(s.match).every(
+      ([field, pattern]) => ref[field] !== undefined && glob(pattern).test(ref[field]!),
+    );
   },
   env(s, at) {
-    return [...s.secretsEnv.map((name, i) => ({ path: `${at}.secretsEnv[${i}]`, name })), ...commonEnv(s, at)];
+    return [
+      ...s.secretsEnv.map((name, i) => ({ path: `${at}.secretsEnv[${i}]`, name })),
+      ...commonEnv(s, at),
+    ];
   },
   describe(ref) {
     const fields = Object.keys(ref);
-    return fields.length ? `the credential with ${fields.map((f) => `${f}="${ref[f]}"`).join(', ')}` : 'a credential with no credentialRef fields';
+    return fields.length
+      ? `the credential with ${fields.map((f) => `${f}="${ref[f]}"`).join(', ')}`
+      : 'a credential with no credentialRef fields';
   },
   createProvider: (s, env) => new HttpProvider(s, env),
 });

@@ -50,7 +50,10 @@ export function defineKind<Schema extends KindSchema>(def: SystemKindDef<Schema>
 }
 
 /** A kind's definition with `supports` and `credentialTypes` resolved for one system. */
-export interface ResolvedKind<S> extends Omit<SystemKindDef<KindSchema, S>, 'supports' | 'credentialTypes' | 'schema'> {
+export interface ResolvedKind<S> extends Omit<
+  SystemKindDef<KindSchema, S>,
+  'supports' | 'credentialTypes' | 'schema'
+> {
   kind: string;
   supports: KindSupports;
   credentialTypes: readonly CredentialType[];

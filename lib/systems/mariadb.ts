@@ -21,7 +21,17 @@ import { z } from 'zod';
 import { ErrorType } from '../../contracts/errors';
 import { commonEnv, commonSystemFields, envVarName, glob } from './common';
 import { defineKind } from './kind';
-import type { CredentialProvider, ExpireResult, IssueRequest, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, SecretSink, VerifyResult } from './provider';
+import type {
+  CredentialProvider,
+  ExpireResult,
+  IssueRequest,
+  IssueResult,
+  ProviderRequest,
+  RevokeRequest,
+  RevokeResult,
+  SecretSink,
+  VerifyResult,
+} from './provider';
 
 /**
  * A user name glob (`*` any run of characters, `?` one character), optionally `@<account host glob>`:
@@ -83,15 +93,29 @@ function scrub(message: string, needles: ReadonlyArray<string | undefined>): str
 }
 
 /** Server error numbers that will not get better by retrying; connection errors and the rest are transient. */
-export function classifyMariadbError(err: unknown, context: string, needles: ReadonlyArray<string | undefined> = []): Error {
+export function classifyMariadbError(
+  err: unknown,
+  context: string,
+  needles: ReadonlyArray<string | undefined> = [],
+): Error {
   if (err instanceof ApplicationFailure) return err;
   const e = err as { errno?: number; message?: string };
   // Only the message: mysql2 also keeps the statement (`sql`), which may hold a password.
   const msg = scrub(`${context}: ${e.message ?? String(err)}`, needles);
-  if (e.errno !== undefined && PERMISSION.has(e.errno)) return ApplicationFailure.create({ type: ErrorType.PERMISSION_DENIED, message: msg, nonRetryable: true });
-  if (e.errno === NO_SUCH_ACCOUNT) return ApplicationFailure.create({ type: ErrorType.UNKNOWN_CREDENTIAL, message: msg, nonRetryable: true });
+  if (e.errno !== undefined && PERMISSION.has(e.errno))
+    return ApplicationFailure.create({ type: ErrorType.PERMISSION_DENIED, message: msg, nonRetryable: true });
+  if (e.errno === NO_SUCH_ACCOUNT)
+    return ApplicationFailure.create({
+      type: ErrorType.UNKNOWN_CREDENTIAL,
+      message: msg,
+      nonRetryable: true,
+    });
   if (e.errno !== undefined && (LOGIN_REFUSED.has(e.errno) || e.errno === BAD_DB)) {
-    return ApplicationFailure.create({ type: ErrorType.MISCONFIGURED, message: `admin connection refused: ${msg}`, nonRetryable: true });
+    return ApplicationFailure.create({
+      type: ErrorType.MISCONFIGURED,
+      message: `admin connection refused: ${msg}`,
+      nonRetryable: true,
+    });
   }
   return new Error(msg);
 }
@@ -125,7 +149,11 @@ export class MariadbProvider implements CredentialProvider {
   }
 
   /** One connection per operation: activities are rare, and a dead connection never outlives its call. */
-  private async withAdmin<T>(context: string, needles: ReadonlyArray<string | undefined>, fn: (c: Connection) => Promise<T>): Promise<T> {
+  private async withAdmin<T>(
+    context: string,
+    needles: ReadonlyArray<string | undefined>,
+    fn: (c: Connection) => Promise<T>,
+  ): Promise<T> {
     const mysql = await driver();
     let c: Connection;
     try {
@@ -145,13 +173,21 @@ export class MariadbProvider implements CredentialProvider {
 
   private user(req: ProviderRequest): string {
     const user = req.credentialRef.user;
-    if (!user) throw ApplicationFailure.create({ type: ErrorType.UNKNOWN_CREDENTIAL, message: 'no user in credentialRef', nonRetryable: true });
+    if (!user)
+      throw ApplicationFailure.create({
+        type: ErrorType.UNKNOWN_CREDENTIAL,
+        message: 'no user in credentialRef',
+        nonRetryable: true,
+      });
     return user;
   }
 
   /** The accounts of `user` this system owns; none is UnknownCredential (ALTER USER would fail, CREATE is not ours to do). */
   private async accounts(c: Connection, user: string): Promise<Account[]> {
-    const [rows] = await c.query('SELECT User AS user, Host AS host FROM mysql.user WHERE User = ? ORDER BY Host', [user]);
+    const [rows] = await c.query(
+      'SELECT User AS user, Host AS host FROM mysql.user WHERE User = ? ORDER BY Host',
+      [user],
+    );
     const owned = patterns(this.system).filter((p) => p.user.test(user));
     const accounts = (rows as Account[]).filter((a) => owned.some((p) => !p.host || p.host.test(a.host)));
     if (accounts.length === 0) {
@@ -175,7 +211,10 @@ export class MariadbProvider implements CredentialProvider {
     const current = (who as Array<{ u: string }>)[0]!.u;
     const at = current.lastIndexOf('@');
     const grantee = `'${current.slice(0, at)}'@'${current.slice(at + 1)}'`;
-    const [rows] = await c.query('SELECT PRIVILEGE_TYPE AS p FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ?', [grantee]);
+    const [rows] = await c.query(
+      'SELECT PRIVILEGE_TYPE AS p FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ?',
+      [grantee],
+    );
     const held = new Set((rows as Array<{ p: string }>).map((r) => r.p));
     if (!privileges.some((p) => held.has(p))) {
       throw ApplicationFailure.create({
@@ -198,14 +237,21 @@ export class MariadbProvider implements CredentialProvider {
       }
       // The value is generated here and discarded: nobody holds it, so the leaked password is dead.
       await this.setPassword(c, accounts, password);
-      return { revokedAt: new Date().toISOString(), note: `password of ${names} replaced by a random value nobody holds` };
+      return {
+        revokedAt: new Date().toISOString(),
+        note: `password of ${names} replaced by a random value nobody holds`,
+      };
     });
   }
 
   async issueReplacement(req: IssueRequest, sink: SecretSink): Promise<IssueResult> {
     const user = this.user(req);
     if (req.mode === 'graceful') {
-      throw ApplicationFailure.create({ type: ErrorType.MISCONFIGURED, message: `${this.system.name}: MariaDB keeps one password per account; graceful mode is not supported`, nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: ErrorType.MISCONFIGURED,
+        message: `${this.system.name}: MariaDB keeps one password per account; graceful mode is not supported`,
+        nonRetryable: true,
+      });
     }
     const password = strongPassword();
     return this.withAdmin(`issue a replacement for user ${user}`, [password], async (c) => {
@@ -213,19 +259,32 @@ export class MariadbProvider implements CredentialProvider {
       const names = accounts.map(quoteAccount).join(', ');
       if (req.dryRun) {
         await this.requireGlobal(c, ['CREATE USER'], 'ALTER USER needs it');
-        return { issuedAt: null, delivered: false, note: `dry run: would set a new password on ${names}; nothing changed` };
+        return {
+          issuedAt: null,
+          delivered: false,
+          note: `dry run: would set a new password on ${names}; nothing changed`,
+        };
       }
       // Re-running leaves one state: every account with the newest password, and the sink holding it.
       await this.setPassword(c, accounts, password);
       const issuedAt = new Date().toISOString();
       if (sink.kind === 'none') {
-        return { issuedAt, delivered: false, note: `new password set on ${names} and not kept (sink: none): the user is locked out until an operator sets one` };
+        return {
+          issuedAt,
+          delivered: false,
+          note: `new password set on ${names} and not kept (sink: none): the user is locked out until an operator sets one`,
+        };
       }
       const put = await sink.put(
         { engine: 'mariadb', username: user, password, host: this.target.hostname, port: this.target.port },
         { idempotencyToken: `${req.workflowId}-issue` },
       );
-      return { issuedAt, delivered: true, sinkRef: put.ref, note: `new password of ${names} delivered to ${sink.kind}` };
+      return {
+        issuedAt,
+        delivered: true,
+        sinkRef: put.ref,
+        note: `new password of ${names} delivered to ${sink.kind}`,
+      };
     });
   }
 
@@ -235,10 +294,14 @@ export class MariadbProvider implements CredentialProvider {
       // Without PROCESS the process list shows the admin's own connections only: "none left" would be a lie.
       await this.requireGlobal(c, ['PROCESS', 'SUPER'], "seeing other users' connections needs it");
       const list = async () => {
-        const [rows] = await c.query('SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()', [user]);
+        const [rows] = await c.query(
+          'SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()',
+          [user],
+        );
         return (rows as Array<{ id: number }>).map((r) => Number(r.id));
       };
-      if (req.dryRun) return { sessionsExpiredAt: null, terminated: 0, wouldTerminate: (await list()).length };
+      if (req.dryRun)
+        return { sessionsExpiredAt: null, terminated: 0, wouldTerminate: (await list()).length };
       let terminated = 0;
       // A connection that was mid-authentication can appear after the first sweep; sweep until none is left.
       for (let sweep = 0; sweep < 5; sweep++) {
@@ -275,8 +338,13 @@ export class MariadbProvider implements CredentialProvider {
       c = await mysql.createConnection(this.options(url));
     } catch (err) {
       const errno = (err as { errno?: number }).errno;
-      if (errno !== undefined && LOGIN_REFUSED.has(errno)) return { verifiedDeadAt: new Date().toISOString(), method: 'login_rejected' };
-      throw new Error(scrub(`verify ${user}: could not reach ${this.system.name}: ${(err as Error).message}`, [leakedValue]));
+      if (errno !== undefined && LOGIN_REFUSED.has(errno))
+        return { verifiedDeadAt: new Date().toISOString(), method: 'login_rejected' };
+      throw new Error(
+        scrub(`verify ${user}: could not reach ${this.system.name}: ${(err as Error).message}`, [
+          leakedValue,
+        ]),
+      );
     }
     c.on('error', () => undefined);
     await c.end().catch(() => c.destroy());
@@ -298,16 +366,25 @@ export const mariadbKind = defineKind({
     const user = ref.user;
     if (!user) return false;
     const host = ref.host?.toLowerCase();
-    return patterns(s).some((p) => p.user.test(user)) && (!host || !s.hosts || s.hosts.some((h) => h.toLowerCase() === host));
+    return (
+      patterns(s).some((p) => p.user.test(user)) &&
+      (!host || !s.hosts || s.hosts.some((h) => h.toLowerCase() === host))
+    );
   },
   env(s, at) {
     return [
-      { path: `${at}.adminUrlEnv`, name: s.adminUrlEnv, check: (v) => (ADMIN_URL.test(v) ? undefined : 'must be a mysql:// or mariadb:// URL') },
+      {
+        path: `${at}.adminUrlEnv`,
+        name: s.adminUrlEnv,
+        check: (v) => (ADMIN_URL.test(v) ? undefined : 'must be a mysql:// or mariadb:// URL'),
+      },
       ...commonEnv(s, at),
     ];
   },
   describe(ref) {
-    return ref.user ? `MariaDB/MySQL user "${ref.user}"${ref.host ? ` on ${ref.host}` : ''}` : 'no MariaDB/MySQL user';
+    return ref.user
+      ? `MariaDB/MySQL user "${ref.user}"${ref.host ? ` on ${ref.host}` : ''}`
+      : 'no MariaDB/MySQL user';
   },
   createProvider: (s, env) => new MariadbProvider(s, env[s.adminUrlEnv]!),
 });

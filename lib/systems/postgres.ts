@@ -17,10 +17,24 @@ import { z } from 'zod';
 import { ErrorType } from '../../contracts/errors';
 import { commonEnv, commonSystemFields, envVarName, glob } from './common';
 import { defineKind } from './kind';
-import type { CredentialProvider, ExpireResult, IssueRequest, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, SecretSink, VerifyResult } from './provider';
+import type {
+  CredentialProvider,
+  ExpireResult,
+  IssueRequest,
+  IssueResult,
+  ProviderRequest,
+  RevokeRequest,
+  RevokeResult,
+  SecretSink,
+  VerifyResult,
+} from './provider';
 
 /** Role names or glob patterns (`*` any run of characters, `?` one character). */
-const rolePattern = z.string().min(1).max(63).regex(/^[^\s]+$/, 'must not contain whitespace');
+const rolePattern = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[^\s]+$/, 'must not contain whitespace');
 
 export const postgresSystemSchema = z
   .object({
@@ -37,7 +51,10 @@ export const postgresSystemSchema = z
      * role, `<role><cloneSuffix>`, member of the leaked role (same privileges). The sink receives
      * its user name and password; the leaked role's password dies after the overlap.
      */
-    cloneSuffix: z.string().regex(/^[a-z0-9_]{1,20}$/, 'lower-case letters, digits and _').default('_ks'),
+    cloneSuffix: z
+      .string()
+      .regex(/^[a-z0-9_]{1,20}$/, 'lower-case letters, digits and _')
+      .default('_ks'),
   })
   .strict();
 export type PostgresSystem = z.infer<typeof postgresSystemSchema>;
@@ -50,13 +67,25 @@ function classify(err: unknown, context: string): Error {
   const msg = `${context}: ${e.message ?? String(err)}`;
   switch (e.code) {
     case '42501': // insufficient_privilege
-      return ApplicationFailure.create({ type: ErrorType.PERMISSION_DENIED, message: msg, nonRetryable: true });
+      return ApplicationFailure.create({
+        type: ErrorType.PERMISSION_DENIED,
+        message: msg,
+        nonRetryable: true,
+      });
     case '42704': // undefined_object (role does not exist)
-      return ApplicationFailure.create({ type: ErrorType.UNKNOWN_CREDENTIAL, message: msg, nonRetryable: true });
+      return ApplicationFailure.create({
+        type: ErrorType.UNKNOWN_CREDENTIAL,
+        message: msg,
+        nonRetryable: true,
+      });
     case '28P01': // invalid_password (the admin credential itself)
     case '28000': // invalid_authorization_specification
     case '3D000': // invalid_catalog_name
-      return ApplicationFailure.create({ type: ErrorType.MISCONFIGURED, message: `admin connection refused: ${msg}`, nonRetryable: true });
+      return ApplicationFailure.create({
+        type: ErrorType.MISCONFIGURED,
+        message: `admin connection refused: ${msg}`,
+        nonRetryable: true,
+      });
     default:
       // Connection errors, 08xxx, 53xxx (resources), 57Pxx (shutdown), 40001 (serialization): transient.
       return new Error(msg);
@@ -92,7 +121,12 @@ export class PostgresProvider implements CredentialProvider {
 
   private role(req: ProviderRequest): string {
     const role = req.credentialRef.role;
-    if (!role) throw ApplicationFailure.create({ type: ErrorType.UNKNOWN_CREDENTIAL, message: 'no role in credentialRef', nonRetryable: true });
+    if (!role)
+      throw ApplicationFailure.create({
+        type: ErrorType.UNKNOWN_CREDENTIAL,
+        message: 'no role in credentialRef',
+        nonRetryable: true,
+      });
     return role;
   }
 
@@ -143,10 +177,16 @@ export class PostgresProvider implements CredentialProvider {
       const alter = `ALTER ROLE ${c.escapeIdentifier(role)} WITH PASSWORD ${c.escapeLiteral(strongPassword())}`;
       if (req.dryRun) {
         await this.attempt(c, alter);
-        return { revokedAt: null, note: `dry run: ALTER ROLE ${role} PASSWORD succeeded inside a rolled-back transaction; nothing changed` };
+        return {
+          revokedAt: null,
+          note: `dry run: ALTER ROLE ${role} PASSWORD succeeded inside a rolled-back transaction; nothing changed`,
+        };
       }
       await c.query(alter);
-      return { revokedAt: new Date().toISOString(), note: `password of ${role} replaced by a random value nobody holds` };
+      return {
+        revokedAt: new Date().toISOString(),
+        note: `password of ${role} replaced by a random value nobody holds`,
+      };
     });
   }
 
@@ -157,30 +197,48 @@ export class PostgresProvider implements CredentialProvider {
     return this.withAdmin(`issue a replacement for role ${role}`, async (c) => {
       await this.requireRole(c, role);
       const password = strongPassword();
-      const exists = graceful ? (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])).rowCount === 1 : true;
+      const exists = graceful
+        ? (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])).rowCount === 1
+        : true;
       // Re-running leaves one state: the clone exists once, with the newest password, and the sink holds it.
       const sql = exists
         ? `ALTER ROLE ${c.escapeIdentifier(user)} WITH LOGIN PASSWORD ${c.escapeLiteral(password)}`
         : `CREATE ROLE ${c.escapeIdentifier(user)} WITH LOGIN INHERIT PASSWORD ${c.escapeLiteral(password)} IN ROLE ${c.escapeIdentifier(role)}`;
       if (req.dryRun) {
         await this.attempt(c, sql);
-        return { issuedAt: null, delivered: false, note: `dry run: ${exists ? 'ALTER' : 'CREATE'} ROLE ${user} succeeded inside a rolled-back transaction; nothing changed` };
+        return {
+          issuedAt: null,
+          delivered: false,
+          note: `dry run: ${exists ? 'ALTER' : 'CREATE'} ROLE ${user} succeeded inside a rolled-back transaction; nothing changed`,
+        };
       }
       await c.query(sql);
       const issuedAt = new Date().toISOString();
       if (sink.kind === 'none') {
-        return { issuedAt, delivered: false, note: `new password set on ${user} and not kept (sink: none): the role is locked until an operator sets one` };
+        return {
+          issuedAt,
+          delivered: false,
+          note: `new password set on ${user} and not kept (sink: none): the role is locked until an operator sets one`,
+        };
       }
       const target = parseConnectionString(this.adminUrl);
       const put = await sink.put(
-        { engine: 'postgres', username: user, password, ...(target.host ? { host: target.host } : {}), ...(target.port ? { port: String(target.port) } : {}) },
+        {
+          engine: 'postgres',
+          username: user,
+          password,
+          ...(target.host ? { host: target.host } : {}),
+          ...(target.port ? { port: String(target.port) } : {}),
+        },
         { idempotencyToken: `${req.workflowId}-issue` },
       );
       return {
         issuedAt,
         delivered: true,
         sinkRef: put.ref,
-        note: graceful ? `replacement login role ${user} (member of ${role}) delivered to ${sink.kind}` : `new password of ${role} delivered to ${sink.kind}`,
+        note: graceful
+          ? `replacement login role ${user} (member of ${role}) delivered to ${sink.kind}`
+          : `new password of ${role} delivered to ${sink.kind}`,
       };
     });
   }
@@ -189,7 +247,10 @@ export class PostgresProvider implements CredentialProvider {
     const role = this.role(req);
     return this.withAdmin(`terminate sessions of ${role}`, async (c) => {
       if (req.dryRun) {
-        const r = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1', [role]);
+        const r = await c.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1',
+          [role],
+        );
         return { sessionsExpiredAt: null, terminated: 0, wouldTerminate: r.rows[0]!.n };
       }
       let terminated = 0;
@@ -204,7 +265,9 @@ export class PostgresProvider implements CredentialProvider {
         terminated += r.rows.filter((x) => x.ok).length;
         if (r.rowCount === 0) break;
       }
-      const left = await c.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1', [role]);
+      const left = await c.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1', [
+        role,
+      ]);
       const n = (left.rows[0] as { n: number }).n;
       if (n > 0) throw new Error(`${n} backend(s) of ${role} still connected after termination`);
       return { sessionsExpiredAt: new Date().toISOString(), terminated };
@@ -259,11 +322,18 @@ export const postgresKind = defineKind({
     const role = ref.role;
     if (!role) return false;
     const host = ref.host?.toLowerCase();
-    return s.roles.some((p) => glob(p).test(role)) && (!host || !s.hosts || s.hosts.some((h) => h.toLowerCase() === host));
+    return (
+      s.roles.some((p) => glob(p).test(role)) &&
+      (!host || !s.hosts || s.hosts.some((h) => h.toLowerCase() === host))
+    );
   },
   env(s, at) {
     return [
-      { path: `${at}.adminUrlEnv`, name: s.adminUrlEnv, check: (v) => (/^postgres(ql)?:\/\//.test(v) ? undefined : 'must be a postgres:// connection string') },
+      {
+        path: `${at}.adminUrlEnv`,
+        name: s.adminUrlEnv,
+        check: (v) => (/^postgres(ql)?:\/\//.test(v) ? undefined : 'must be a postgres:// connection string'),
+      },
       ...commonEnv(s, at),
     ];
   },

@@ -20,10 +20,24 @@ import { z } from 'zod';
 import { ErrorType } from '../../contracts/errors';
 import { commonEnv, commonSystemFields, durationMs, envVarName, glob } from './common';
 import { defineKind } from './kind';
-import type { CredentialProvider, ExpireResult, IssueRequest, IssueResult, ProviderRequest, RevokeRequest, RevokeResult, SecretSink, VerifyResult } from './provider';
+import type {
+  CredentialProvider,
+  ExpireResult,
+  IssueRequest,
+  IssueResult,
+  ProviderRequest,
+  RevokeRequest,
+  RevokeResult,
+  SecretSink,
+  VerifyResult,
+} from './provider';
 
 /** ACL user names or glob patterns (`*` any run of characters, `?` one character). */
-const userPattern = z.string().min(1).max(128).regex(/^[^\s]+$/, 'must not contain whitespace');
+const userPattern = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[^\s]+$/, 'must not contain whitespace');
 
 export const redisSystemSchema = z
   .object({
@@ -49,7 +63,12 @@ export const redisSystemSchema = z
      * graceful mode: where the kill switch records (per workflow, with a TTL) the SHA-256 of the
      * replacement it added, so a retried issue swaps it instead of adding a second one.
      */
-    stateKeyPrefix: z.string().min(1).max(100).regex(/^[^\s]+$/, 'must not contain whitespace').default('killswitch:'),
+    stateKeyPrefix: z
+      .string()
+      .min(1)
+      .max(100)
+      .regex(/^[^\s]+$/, 'must not contain whitespace')
+      .default('killswitch:'),
   })
   .strict();
 export type RedisSystem = z.infer<typeof redisSystemSchema>;
@@ -71,18 +90,28 @@ function scrub(message: string, needles: ReadonlyArray<string | undefined>): str
 }
 
 /** Redis reply errors that will not get better by retrying; everything else (network, LOADING, BUSY, …) is transient. */
-export function classifyRedisError(err: unknown, context: string, needles: ReadonlyArray<string | undefined> = []): Error {
+export function classifyRedisError(
+  err: unknown,
+  context: string,
+  needles: ReadonlyArray<string | undefined> = [],
+): Error {
   if (err instanceof ApplicationFailure) return err;
   // EXECABORT: a queued command was refused (NOPERM, …); classify the refusal.
   const queued = (err as { previousErrors?: unknown[] } | undefined)?.previousErrors?.[0];
   if (queued) return classifyRedisError(queued, context, needles);
   const raw = err instanceof Error ? err.message : String(err);
   const message = scrub(`${context}: ${raw}`, needles);
-  const permanent = (type: string, prefix = '') => ApplicationFailure.create({ type, message: `${prefix}${message}`, nonRetryable: true });
+  const permanent = (type: string, prefix = '') =>
+    ApplicationFailure.create({ type, message: `${prefix}${message}`, nonRetryable: true });
   if (/^NOPERM\b/.test(raw)) return permanent(ErrorType.PERMISSION_DENIED);
   if (/^ERR No such user\b/.test(raw)) return permanent(ErrorType.UNKNOWN_CREDENTIAL);
-  if (/^(WRONGPASS|NOAUTH)\b/.test(raw)) return permanent(ErrorType.MISCONFIGURED, 'admin connection refused: ');
-  if (/^ERR (unknown command|unknown subcommand|This Redis instance is not configured to use an ACL file|The server is running without a config file)/i.test(raw)) {
+  if (/^(WRONGPASS|NOAUTH)\b/.test(raw))
+    return permanent(ErrorType.MISCONFIGURED, 'admin connection refused: ');
+  if (
+    /^ERR (unknown command|unknown subcommand|This Redis instance is not configured to use an ACL file|The server is running without a config file)/i.test(
+      raw,
+    )
+  ) {
     return permanent(ErrorType.MISCONFIGURED);
   }
   // A fresh Error: the original carries the command's arguments.
@@ -121,7 +150,11 @@ export class RedisProvider implements CredentialProvider {
     private readonly adminUrl: string,
   ) {
     const u = new URL(adminUrl);
-    this.target = { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 6379, tls: u.protocol === 'rediss:' };
+    this.target = {
+      host: u.hostname.replace(/^\[|\]$/g, ''),
+      port: u.port ? Number(u.port) : 6379,
+      tls: u.protocol === 'rediss:',
+    };
   }
 
   private options(extra: RedisOptions = {}): RedisOptions {
@@ -139,7 +172,11 @@ export class RedisProvider implements CredentialProvider {
   }
 
   /** One connection per operation: activities are rare, and a dead connection never outlives its call. */
-  private async withAdmin<T>(context: string, needles: ReadonlyArray<string | undefined>, fn: (r: Redis) => Promise<T>): Promise<T> {
+  private async withAdmin<T>(
+    context: string,
+    needles: ReadonlyArray<string | undefined>,
+    fn: (r: Redis) => Promise<T>,
+  ): Promise<T> {
     const { Redis: Client } = await driver();
     const r = new Client(this.adminUrl, this.options({ connectionName: 'secret-kill-switch' }));
     // A refused AUTH or a refused connection arrives as an 'error' event; connect() only says "closed".
@@ -161,7 +198,12 @@ export class RedisProvider implements CredentialProvider {
 
   private user(req: ProviderRequest): string {
     const user = req.credentialRef.user;
-    if (!user) throw ApplicationFailure.create({ type: ErrorType.UNKNOWN_CREDENTIAL, message: 'no user in credentialRef', nonRetryable: true });
+    if (!user)
+      throw ApplicationFailure.create({
+        type: ErrorType.UNKNOWN_CREDENTIAL,
+        message: 'no user in credentialRef',
+        nonRetryable: true,
+      });
     return user;
   }
 
@@ -169,7 +211,11 @@ export class RedisProvider implements CredentialProvider {
   private async requireUser(r: Redis, user: string): Promise<AclUser> {
     const u = parseGetUser(await r.call('ACL', ['GETUSER', user]));
     if (!u) {
-      throw ApplicationFailure.create({ type: ErrorType.UNKNOWN_CREDENTIAL, message: `ACL user ${user} does not exist in ${this.system.name}`, nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: ErrorType.UNKNOWN_CREDENTIAL,
+        message: `ACL user ${user} does not exist in ${this.system.name}`,
+        nonRetryable: true,
+      });
     }
     return u;
   }
@@ -179,7 +225,11 @@ export class RedisProvider implements CredentialProvider {
     const me = String(await r.call('ACL', ['WHOAMI']));
     const verdict = String(await r.call('ACL', ['DRYRUN', me, 'ACL', ...args]));
     if (verdict !== 'OK') {
-      throw ApplicationFailure.create({ type: ErrorType.PERMISSION_DENIED, message: `dry run: ${me} may not run ACL ${args[0]}: ${verdict}`, nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: ErrorType.PERMISSION_DENIED,
+        message: `dry run: ${me} may not run ACL ${args[0]}: ${verdict}`,
+        nonRetryable: true,
+      });
     }
   }
 
@@ -203,7 +253,8 @@ export class RedisProvider implements CredentialProvider {
         let configFile: string;
         try {
           aclfile = String(((await r.call('CONFIG', ['GET', 'aclfile'])) as string[])[1] ?? '');
-          configFile = /^config_file:(.*)$/m.exec(String(await r.call('INFO', ['server'])))?.[1]?.trim() ?? '';
+          configFile =
+            /^config_file:(.*)$/m.exec(String(await r.call('INFO', ['server'])))?.[1]?.trim() ?? '';
         } catch (err) {
           // Managed services refuse CONFIG: the operator's own mechanism persists ACLs there.
           return `not persisted: could not inspect the server's persistence (${(err as Error).message.split('\n')[0]})`;
@@ -232,7 +283,10 @@ export class RedisProvider implements CredentialProvider {
       const acl = await this.requireUser(r, user);
       if (req.dryRun) {
         await this.dryRunCheck(r, ['SETUSER', user, 'resetpass']);
-        return { revokedAt: null, note: `dry run: ${user} exists and the admin may run ACL SETUSER; nothing changed` };
+        return {
+          revokedAt: null,
+          note: `dry run: ${user} exists and the admin may run ACL SETUSER; nothing changed`,
+        };
       }
       let what: string;
       if (req.mode !== 'graceful') {
@@ -275,7 +329,11 @@ export class RedisProvider implements CredentialProvider {
       const acl = await this.requireUser(r, user);
       if (req.dryRun) {
         await this.dryRunCheck(r, ['SETUSER', user, graceful ? `#${h}` : 'resetpass']);
-        return { issuedAt: null, delivered: false, note: `dry run: ${user} exists and the admin may run ACL SETUSER; nothing changed` };
+        return {
+          issuedAt: null,
+          delivered: false,
+          note: `dry run: ${user} exists and the admin may run ACL SETUSER; nothing changed`,
+        };
       }
       if (sink.kind === 'none') {
         return { issuedAt: null, delivered: false, note: `no replacement issued for ${user} (sink: none)` };
@@ -289,7 +347,10 @@ export class RedisProvider implements CredentialProvider {
         // Beside the leaked one. A retry swaps this run's earlier replacement for the new one.
         const key = this.stateKey(req.workflowId);
         const previous = await r.get(key);
-        const rules = previous && previous !== h && acl.passwords.includes(previous) ? [`!${previous}`, `#${h}`] : [`#${h}`];
+        const rules =
+          previous && previous !== h && acl.passwords.includes(previous)
+            ? [`!${previous}`, `#${h}`]
+            : [`#${h}`];
         const results = await r
           .multi()
           .call('ACL', ['SETUSER', user, ...rules])
@@ -302,7 +363,14 @@ export class RedisProvider implements CredentialProvider {
       }
       const issuedAt = new Date().toISOString();
       const put = await sink.put(
-        { engine: 'redis', username: user, password, host: this.target.host, port: String(this.target.port), tls: String(this.target.tls) },
+        {
+          engine: 'redis',
+          username: user,
+          password,
+          host: this.target.host,
+          port: String(this.target.port),
+          tls: String(this.target.tls),
+        },
         { idempotencyToken: `${req.workflowId}-issue` },
       );
       return {
@@ -334,7 +402,11 @@ export class RedisProvider implements CredentialProvider {
     // Log in where the inventory says the system is, never at a host named by the detection.
     const { Redis: Client } = await driver();
     const r = new Client(
-      this.options({ host: this.target.host, port: this.target.port, ...(this.target.tls ? { tls: { servername: this.target.host } } : {}) }),
+      this.options({
+        host: this.target.host,
+        port: this.target.port,
+        ...(this.target.tls ? { tls: { servername: this.target.host } } : {}),
+      }),
     );
     let lastError: unknown;
     r.on('error', (err) => (lastError = err));
@@ -342,13 +414,16 @@ export class RedisProvider implements CredentialProvider {
       try {
         await r.connect();
       } catch (err) {
-        throw classifyRedisError(lastError ?? err, `verify ${user}: could not reach ${this.system.name}`, [leakedValue]);
+        throw classifyRedisError(lastError ?? err, `verify ${user}: could not reach ${this.system.name}`, [
+          leakedValue,
+        ]);
       }
       try {
         await r.call('AUTH', [user, leakedValue]);
       } catch (err) {
         const msg = err instanceof Error ? err.message : String(err);
-        if (/^WRONGPASS\b/.test(msg)) return { verifiedDeadAt: new Date().toISOString(), method: 'login_rejected' };
+        if (/^WRONGPASS\b/.test(msg))
+          return { verifiedDeadAt: new Date().toISOString(), method: 'login_rejected' };
         throw new Error(scrub(`verify ${user}: AUTH failed unexpectedly: ${msg}`, [leakedValue]));
       }
       throw ApplicationFailure.create({
@@ -372,11 +447,18 @@ export const redisKind = defineKind({
     const user = ref.user;
     if (!user) return false;
     const host = ref.host?.toLowerCase();
-    return s.users.some((p) => glob(p).test(user)) && (!host || !s.hosts || s.hosts.some((h) => h.toLowerCase() === host));
+    return (
+      s.users.some((p) => glob(p).test(user)) &&
+      (!host || !s.hosts || s.hosts.some((h) => h.toLowerCase() === host))
+    );
   },
   env(s, at) {
     return [
-      { path: `${at}.adminUrlEnv`, name: s.adminUrlEnv, check: (v) => (/^rediss?:\/\//.test(v) ? undefined : 'must be a redis:// or rediss:// URL') },
+      {
+        path: `${at}.adminUrlEnv`,
+        name: s.adminUrlEnv,
+        check: (v) => (/^rediss?:\/\//.test(v) ? undefined : 'must be a redis:// or rediss:// URL'),
+      },
       ...commonEnv(s, at),
     ];
   },

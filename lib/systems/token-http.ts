@@ -13,7 +13,11 @@ import { ErrorType } from '../../contracts/errors';
 export const RATE_LIMITED = 'RateLimited';
 
 export function rateLimited(message: string, delayMs: number): ApplicationFailure {
-  return ApplicationFailure.create({ type: RATE_LIMITED, message, nextRetryDelay: Math.max(1_000, Math.ceil(delayMs)) });
+  return ApplicationFailure.create({
+    type: RATE_LIMITED,
+    message,
+    nextRetryDelay: Math.max(1_000, Math.ceil(delayMs)),
+  });
 }
 
 export function permanent(type: ErrorType, message: string): ApplicationFailure {
@@ -33,13 +37,21 @@ export interface HttpAnswer {
 }
 
 /** Network failures and timeouts become plain (transient) errors whose message names only `what`. */
-export async function call(url: string, init: RequestInit, timeoutMs: number, what: string): Promise<HttpAnswer> {
+export async function call(
+  url: string,
+  init: RequestInit,
+  timeoutMs: number,
+  what: string,
+): Promise<HttpAnswer> {
   let res: Response;
   try {
     res = await fetch(url, { ...init, redirect: 'error', signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
     const e = err as Error;
-    const reason = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : `${e.message}${(e.cause as Error | undefined)?.message ? ` (${(e.cause as Error).message})` : ''}`;
+    const reason =
+      e.name === 'TimeoutError'
+        ? `no answer within ${timeoutMs} ms`
+        : `${e.message}${(e.cause as Error | undefined)?.message ? ` (${(e.cause as Error).message})` : ''}`;
     throw new Error(`${what}: ${reason}`);
   }
   const text = await res.text().catch(() => '');

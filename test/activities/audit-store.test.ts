@@ -32,7 +32,18 @@ function summary(workflowId: string, runId: string): RunSummary {
       detectedAt: new Date().toISOString(),
       hasEvidence: false,
     },
-    owner: { system: 'app-db', kind: 'postgres', mode: 'emergency', overlap: '10m', quarantine: false, canQuarantine: false, sink: 'none', replacement: false, userSessionTargets: 0, breaker: { threshold: 25, window: '5m', holdTimeout: '24h' } },
+    owner: {
+      system: 'app-db',
+      kind: 'postgres',
+      mode: 'emergency',
+      overlap: '10m',
+      quarantine: false,
+      canQuarantine: false,
+      sink: 'none',
+      replacement: false,
+      userSessionTargets: 0,
+      breaker: { threshold: 25, window: '5m', holdTimeout: '24h' },
+    },
     outcome: 'contained',
     timeline: { receivedAt: new Date().toISOString(), rotatedAt: new Date().toISOString() },
     rotation: { mode: 'emergency', newValueDelivered: false, note: 'locked' },
@@ -94,11 +105,25 @@ describe.each(engines)('audit store on %s', (_name, open) => {
       expect(await insertAuditRow(db, summary(wf, 'run-1'))).toEqual({ inserted: true });
       expect(await insertAuditRow(db, summary(wf, 'run-1'))).toEqual({ inserted: false });
       expect(await insertAuditRow(db, summary(wf, 'run-2'))).toEqual({ inserted: true });
-      const rows = (await db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1 ORDER BY run_id', [wf])).rows;
+      const rows = (
+        await db.query<Record<string, any>>(
+          'SELECT * FROM killswitch_audit WHERE workflow_id = $1 ORDER BY run_id',
+          [wf],
+        )
+      ).rows;
       expect(rows).toHaveLength(2);
-      expect(rows[0]).toMatchObject({ outcome: 'contained', owning_system: 'app-db', sessions_terminated: 2, credential_ref: { role: 'app_user', host: 'db.internal' } });
-      await expect(db.query("UPDATE killswitch_audit SET outcome = 'escalated' WHERE workflow_id = $1", [wf])).rejects.toThrow(/append-only/);
-      await expect(db.query('DELETE FROM killswitch_audit WHERE workflow_id = $1', [wf])).rejects.toThrow(/append-only/);
+      expect(rows[0]).toMatchObject({
+        outcome: 'contained',
+        owning_system: 'app-db',
+        sessions_terminated: 2,
+        credential_ref: { role: 'app_user', host: 'db.internal' },
+      });
+      await expect(
+        db.query("UPDATE killswitch_audit SET outcome = 'escalated' WHERE workflow_id = $1", [wf]),
+      ).rejects.toThrow(/append-only/);
+      await expect(db.query('DELETE FROM killswitch_audit WHERE workflow_id = $1', [wf])).rejects.toThrow(
+        /append-only/,
+      );
     } finally {
       await db.close();
     }
@@ -114,7 +139,11 @@ describe.each(engines)('audit store on %s', (_name, open) => {
       const value = `leaked-${rand()}`;
       expect(await store.put(wf, keys.fingerprint(value), value)).toBe(true);
       expect(await store.put(wf, keys.fingerprint(value), value)).toBe(false);
-      const raw = (await db.query<{ sealed: Buffer }>('SELECT sealed FROM killswitch_evidence WHERE workflow_id = $1', [wf])).rows[0]!;
+      const raw = (
+        await db.query<{ sealed: Buffer }>('SELECT sealed FROM killswitch_evidence WHERE workflow_id = $1', [
+          wf,
+        ])
+      ).rows[0]!;
       expect(Buffer.from(raw.sealed).toString('latin1')).not.toContain(value);
       expect(await store.take(wf)).toBe(value);
       // Another server key cannot open it.
@@ -124,15 +153,24 @@ describe.each(engines)('audit store on %s', (_name, open) => {
 
       const old = `killswitch-test-${rand()}`;
       await store.put(old, keys.fingerprint('x'), 'x');
-      await db.query("UPDATE killswitch_evidence SET expires_at = now() - interval '1 minute' WHERE workflow_id = $1", [old]);
+      await db.query(
+        "UPDATE killswitch_evidence SET expires_at = now() - interval '1 minute' WHERE workflow_id = $1",
+        [old],
+      );
       expect(await store.take(old)).toBeUndefined();
       expect(await store.purgeExpired()).toBeGreaterThanOrEqual(1);
 
       // The sweeper also forgets deliveries older than the replay window, and only those.
-      await db.query(`INSERT INTO killswitch_deliveries (source, delivery_id, received_at) VALUES ('t', $1, now() - interval '31 days'), ('t', $2, now())`, [`old-${wf}`, `new-${wf}`]);
+      await db.query(
+        `INSERT INTO killswitch_deliveries (source, delivery_id, received_at) VALUES ('t', $1, now() - interval '31 days'), ('t', $2, now())`,
+        [`old-${wf}`, `new-${wf}`],
+      );
       const swept = await sweepOnce(db, store);
       expect(swept.deliveries).toBeGreaterThanOrEqual(1);
-      const left = await db.query<{ delivery_id: string }>("SELECT delivery_id FROM killswitch_deliveries WHERE source = 't' AND delivery_id LIKE $1", [`%-${wf}`]);
+      const left = await db.query<{ delivery_id: string }>(
+        "SELECT delivery_id FROM killswitch_deliveries WHERE source = 't' AND delivery_id LIKE $1",
+        [`%-${wf}`],
+      );
       expect(left.rows.map((r) => r.delivery_id)).toEqual([`new-${wf}`]);
 
       // A delivery claimed and never answered for over ten minutes (its ingress died, its sender has

@@ -26,7 +26,10 @@ afterAll(async () => {
 });
 
 const target = (over: Record<string, unknown>, url = redisUrl()) =>
-  createSessionTarget(sessionTargetSchema.parse({ kind: 'connect_redis', urlEnv: 'SESSIONS_REDIS_URL', ...over }), { SESSIONS_REDIS_URL: url });
+  createSessionTarget(
+    sessionTargetSchema.parse({ kind: 'connect_redis', urlEnv: 'SESSIONS_REDIS_URL', ...over }),
+    { SESSIONS_REDIS_URL: url },
+  );
 
 async function app(prefix: string) {
   const a = await startSessionApp(prefix);
@@ -80,7 +83,9 @@ describe('connect_redis session target', () => {
     expect(await a.whoami(mine)).toBeNull();
     expect(await n.whoami(theirs)).toBe('carol');
     // A userField that is absent matches nothing.
-    expect(await target({ prefix: neighbourPrefix, userField: 'passport.id', users: ['carol'] }).expire({})).toEqual({ expired: 0 });
+    expect(
+      await target({ prefix: neighbourPrefix, userField: 'passport.id', users: ['carol'] }).expire({}),
+    ).toEqual({ expired: 0 });
     expect(await n.whoami(theirs)).toBe('carol');
   });
 
@@ -89,18 +94,26 @@ describe('connect_redis session target', () => {
     const a = await app(prefix);
     const dave = await a.login('dave');
     const { user, password } = await fx.createUser({ rules: [`~${prefix}*`, '+scan', '+mget', '+del'] });
-    expect(await target({ prefix, users: ['dave'] }, redisUrl(user, password)).expire({})).toEqual({ expired: 1 });
+    expect(await target({ prefix, users: ['dave'] }, redisUrl(user, password)).expire({})).toEqual({
+      expired: 1,
+    });
     expect(await a.whoami(dave)).toBeNull();
   });
 
   it('classifies a store user without SCAN as PermissionDenied, an unreachable store as transient', async () => {
     const { user, password } = await fx.createUser({ rules: ['~*', '+get', '+del'] });
     const denied = target({ users: ['x'] }, redisUrl(user, password));
-    const refused = await denied.expire({}).then(() => null, (e: unknown) => e);
+    const refused = await denied.expire({}).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(refused).toBeInstanceOf(ApplicationFailure);
     expect(refused).toMatchObject({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
     const down = target({ users: ['x'] }, 'redis://127.0.0.1:1');
-    const err = await down.expire({}).then(() => null, (e: unknown) => e);
+    const err = await down.expire({}).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(Error);
     expect(err).not.toBeInstanceOf(ApplicationFailure);
   });

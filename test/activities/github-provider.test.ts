@@ -11,7 +11,12 @@ import { GitHubProvider, githubKind, githubSystemSchema } from '../../lib/system
 import { githubTokenPrefix } from '../../contracts/credentials';
 import { parseInventory } from '../../lib/inventory';
 import { ErrorType } from '../../contracts/errors';
-import { fakeGitHubToken, startGitHubRevocationFake, type GitHubRevocationFake, type GitHubRevocationFakeOptions } from '../fakes/github-revocation';
+import {
+  fakeGitHubToken,
+  startGitHubRevocationFake,
+  type GitHubRevocationFake,
+  type GitHubRevocationFakeOptions,
+} from '../fakes/github-revocation';
 import { rand } from '../helpers/harness';
 import { failureProbe } from '../helpers/failure';
 import { ISO_TIME } from '../helpers/matchers';
@@ -27,7 +32,10 @@ async function setup(
   adminToken?: string,
 ): Promise<{ fake: GitHubRevocationFake; provider: GitHubProvider }> {
   const fake = await startGitHubRevocationFake(fakeOpts);
-  const provider = new GitHubProvider(githubSystemSchema.parse({ name: 'github', kind: 'github', apiUrl: fake.apiUrl, ...system }), adminToken);
+  const provider = new GitHubProvider(
+    githubSystemSchema.parse({ name: 'github', kind: 'github', apiUrl: fake.apiUrl, ...system }),
+    adminToken,
+  );
   open.push(fake, provider);
   return { fake, provider };
 }
@@ -43,13 +51,28 @@ const rev = (leakedValue?: string, dryRun = false) => ({
 const failure = failureProbe({ with: ['nextRetryDelay'] });
 
 describe('github system kind', () => {
-  it('defaults to api.github.com, GitHub\'s 1000-token batches and 60 requests an hour, and refuses graceful, quarantine and a sink', () => {
+  it("defaults to api.github.com, GitHub's 1000-token batches and 60 requests an hour, and refuses graceful, quarantine and a sink", () => {
     const s = githubSystemSchema.parse({ name: 'gh', kind: 'github' });
-    expect(s).toMatchObject({ apiUrl: 'https://api.github.com', batch: { maxTokens: 1000 }, rateLimit: { perHour: 60 }, sink: { kind: 'none' } });
-    expect(() => githubSystemSchema.parse({ name: 'gh', kind: 'github', batch: { maxTokens: 1001 } })).toThrow();
-    expect(() => parseInventory({ systems: [{ name: 'gh', kind: 'github', mode: 'graceful' }] })).toThrow(/cannot keep two valid values/);
-    expect(() => parseInventory({ systems: [{ name: 'gh', kind: 'github', quarantine: true }] })).toThrow(/no reversible quarantine/);
-    expect(() => parseInventory({ systems: [{ name: 'gh', kind: 'github', sink: { kind: 'aws_secrets_manager', secretId: 'x' } }] })).toThrow(/sink/);
+    expect(s).toMatchObject({
+      apiUrl: 'https://api.github.com',
+      batch: { maxTokens: 1000 },
+      rateLimit: { perHour: 60 },
+      sink: { kind: 'none' },
+    });
+    expect(() =>
+      githubSystemSchema.parse({ name: 'gh', kind: 'github', batch: { maxTokens: 1001 } }),
+    ).toThrow();
+    expect(() => parseInventory({ systems: [{ name: 'gh', kind: 'github', mode: 'graceful' }] })).toThrow(
+      /cannot keep two valid values/,
+    );
+    expect(() => parseInventory({ systems: [{ name: 'gh', kind: 'github', quarantine: true }] })).toThrow(
+      /no reversible quarantine/,
+    );
+    expect(() =>
+      parseInventory({
+        systems: [{ name: 'gh', kind: 'github', sink: { kind: 'aws_secrets_manager', secretId: 'x' } }],
+      }),
+    ).toThrow(/sink/);
   });
 });
 
@@ -59,7 +82,11 @@ describe('github token detections', () => {
     expect(githubTokenPrefix(fakeGitHubToken('gho_'))).toBe('gho_');
     expect(githubTokenPrefix('ghp_short')).toBeUndefined();
     const token = fakeGitHubToken();
-    const s = reduceFinding({ source: 'generic', credentialType: 'github_token', secret: `${token}\n`, severity: 'high' }, createServerKeys(newServerKey()), new Date());
+    const s = reduceFinding(
+      { source: 'generic', credentialType: 'github_token', secret: `${token}\n`, severity: 'high' },
+      createServerKeys(newServerKey()),
+      new Date(),
+    );
     expect(s.detection.credentialRef).toEqual({ tokenPrefix: 'ghp_' });
     expect(s.detection.hasEvidence).toBe(true);
     expect(JSON.stringify(s.detection)).not.toContain(token);
@@ -74,7 +101,10 @@ describe('GitHubProvider', () => {
     fake.live.add(token);
     fake.live.add(bystander);
 
-    expect(await failure(provider.verifyDead(rev(), token), token)).toEqual({ type: ErrorType.CREDENTIAL_STILL_VALID, nonRetryable: false });
+    expect(await failure(provider.verifyDead(rev(), token), token)).toEqual({
+      type: ErrorType.CREDENTIAL_STILL_VALID,
+      nonRetryable: false,
+    });
 
     const first = await provider.revoke(rev(token));
     expect(first.revokedAt).toMatch(ISO_TIME);
@@ -110,7 +140,10 @@ describe('GitHubProvider', () => {
     const token = fakeGitHubToken('github_pat_');
     fake.live.add(token);
     await provider.revoke({ ...rev(token), credentialRef: { tokenPrefix: 'github_pat_' } });
-    expect(await failure(provider.verifyDead(rev(), token), token)).toEqual({ type: ErrorType.CREDENTIAL_STILL_VALID, nonRetryable: false });
+    expect(await failure(provider.verifyDead(rev(), token), token)).toEqual({
+      type: ErrorType.CREDENTIAL_STILL_VALID,
+      nonRetryable: false,
+    });
     await new Promise((r) => setTimeout(r, 600));
     expect((await provider.verifyDead(rev(), token)).method).toBe('login_rejected');
   });
@@ -137,7 +170,10 @@ describe('GitHubProvider', () => {
   });
 
   it('keeps its own hourly budget: the request over rateLimit.perHour fails as RateLimited with a delay, and never reaches GitHub', async () => {
-    const { fake, provider } = await setup({}, { rateLimit: { perHour: 2 }, batch: { maxTokens: 10, windowMs: 0 } });
+    const { fake, provider } = await setup(
+      {},
+      { rateLimit: { perHour: 2 }, batch: { maxTokens: 10, windowMs: 0 } },
+    );
     const [a, b, c] = [fakeGitHubToken(), fakeGitHubToken(), fakeGitHubToken()];
     await provider.revoke(rev(a));
     await provider.revoke(rev(b));
@@ -149,7 +185,7 @@ describe('GitHubProvider', () => {
     expect(fake.revokeCalls()).toHaveLength(2);
   });
 
-  it('honours GitHub\'s rate limit: 403 with x-ratelimit-remaining 0 waits until x-ratelimit-reset, and stops calling until then', async () => {
+  it("honours GitHub's rate limit: 403 with x-ratelimit-remaining 0 waits until x-ratelimit-reset, and stops calling until then", async () => {
     const { fake, provider } = await setup({ perHour: 1 }, { batch: { maxTokens: 10, windowMs: 0 } });
     const [a, b, c] = [fakeGitHubToken(), fakeGitHubToken(), fakeGitHubToken()];
     await provider.revoke(rev(a));
@@ -162,14 +198,22 @@ describe('GitHubProvider', () => {
     expect(fake.revokeCalls()).toHaveLength(2);
   });
 
-  it('honours a 429 secondary rate limit\'s Retry-After', async () => {
+  it("honours a 429 secondary rate limit's Retry-After", async () => {
     const { fake, provider } = await setup();
     const token = fakeGitHubToken();
-    fake.script.push({ status: 429, headers: { 'retry-after': '42' }, body: { message: 'You have exceeded a secondary rate limit.' } });
-    expect(await failure(provider.revoke(rev(token)), token)).toEqual({ type: RATE_LIMITED, nonRetryable: false, nextRetryDelay: 42_000 });
+    fake.script.push({
+      status: 429,
+      headers: { 'retry-after': '42' },
+      body: { message: 'You have exceeded a secondary rate limit.' },
+    });
+    expect(await failure(provider.revoke(rev(token)), token)).toEqual({
+      type: RATE_LIMITED,
+      nonRetryable: false,
+      nextRetryDelay: 42_000,
+    });
   });
 
-  it('GitHub\'s per-request limit: a batch over it gets 422, classified UnknownCredential for every caller', async () => {
+  it("GitHub's per-request limit: a batch over it gets 422, classified UnknownCredential for every caller", async () => {
     const { fake, provider } = await setup({ maxPerRequest: 2 }, { batch: { maxTokens: 3, windowMs: 50 } });
     const tokens = [fakeGitHubToken(), fakeGitHubToken(), fakeGitHubToken()];
     const fs = await Promise.all(tokens.map((t) => failure(provider.revoke(rev(t)), t)));
@@ -180,10 +224,18 @@ describe('GitHubProvider', () => {
 
   it('without the leaked value, or with a token type it does not revoke, fails permanently as UnknownCredential', async () => {
     const { fake, provider } = await setup();
-    expect(await failure(provider.revoke(rev(undefined)))).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+    expect(await failure(provider.revoke(rev(undefined)))).toEqual({
+      type: ErrorType.UNKNOWN_CREDENTIAL,
+      nonRetryable: true,
+    });
     const installation = fakeGitHubToken('ghs_');
-    expect(await failure(provider.revoke(rev(installation)), installation)).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
-    expect(await failure(provider.revoke(rev('not-a-github-token-at-all')), 'not-a-github-token-at-all')).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+    expect(await failure(provider.revoke(rev(installation)), installation)).toEqual({
+      type: ErrorType.UNKNOWN_CREDENTIAL,
+      nonRetryable: true,
+    });
+    expect(
+      await failure(provider.revoke(rev('not-a-github-token-at-all')), 'not-a-github-token-at-all'),
+    ).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
     expect(fake.requests).toHaveLength(0);
   });
 
@@ -202,7 +254,10 @@ describe('GitHubProvider', () => {
     expect(r).toMatchObject({ terminated: 0 });
     expect(r.sessionsExpiredAt).toMatch(ISO_TIME);
     expect(githubKind.supports).toMatchObject({ replacement: false });
-    expect(await failure(provider.issueReplacement())).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
+    expect(await failure(provider.issueReplacement())).toEqual({
+      type: ErrorType.MISCONFIGURED,
+      nonRetryable: true,
+    });
   });
 
   it('classifies: 5xx and an unreachable API transient; an admin token on github.com PermissionDenied; GHES without its token Misconfigured', async () => {
@@ -211,21 +266,35 @@ describe('GitHubProvider', () => {
     fake.script.push({ status: 502, body: { message: 'Server Error' } });
     expect(await failure(provider.revoke(rev(token)), token)).toEqual({ type: 'plain' });
 
-    const unreachable = new GitHubProvider(githubSystemSchema.parse({ name: 'gh', kind: 'github', apiUrl: 'http://127.0.0.1:1', timeoutMs: 2000 }));
+    const unreachable = new GitHubProvider(
+      githubSystemSchema.parse({ name: 'gh', kind: 'github', apiUrl: 'http://127.0.0.1:1', timeoutMs: 2000 }),
+    );
     open.push(unreachable);
     expect(await failure(unreachable.revoke(rev(token)), token)).toEqual({ type: 'plain' });
     expect(await failure(unreachable.verifyDead(rev(), token), token)).toEqual({ type: 'plain' });
 
-    const withToken = new GitHubProvider(githubSystemSchema.parse({ name: 'gh', kind: 'github', apiUrl: fake.apiUrl }), 'ghp_adminadminadminadminadminadminadmin');
+    const withToken = new GitHubProvider(
+      githubSystemSchema.parse({ name: 'gh', kind: 'github', apiUrl: fake.apiUrl }),
+      'ghp_adminadminadminadminadminadminadmin',
+    );
     open.push(withToken);
-    expect(await failure(withToken.revoke(rev(token)), token)).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+    expect(await failure(withToken.revoke(rev(token)), token)).toEqual({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
 
     const ghesAdmin = `ghp_${rand()}${rand()}${rand()}${rand()}`;
     const ghes = await setup({ adminToken: ghesAdmin });
     const victim = fakeGitHubToken();
     ghes.fake.live.add(victim);
-    expect(await failure(ghes.provider.revoke(rev(victim)), victim)).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
-    const ghesOk = new GitHubProvider(githubSystemSchema.parse({ name: 'ghes', kind: 'github', apiUrl: ghes.fake.apiUrl }), ghesAdmin);
+    expect(await failure(ghes.provider.revoke(rev(victim)), victim)).toEqual({
+      type: ErrorType.MISCONFIGURED,
+      nonRetryable: true,
+    });
+    const ghesOk = new GitHubProvider(
+      githubSystemSchema.parse({ name: 'ghes', kind: 'github', apiUrl: ghes.fake.apiUrl }),
+      ghesAdmin,
+    );
     open.push(ghesOk);
     await ghesOk.revoke(rev(victim));
     expect(ghes.fake.revoked.has(victim)).toBe(true);

@@ -20,15 +20,30 @@ const rand = () => randomBytes(4).toString('hex');
 const pw = () => randomBytes(12).toString('base64url');
 
 const system = (over: Record<string, unknown> = {}) =>
-  parseInventory({ systems: [{ name: 'owned-mariadb', kind: 'mariadb', adminUrlEnv: 'X', users: ['ksm_*'], ...over }] }).systems[0] as MariadbSystem;
-const req = (user: string, dryRun = false) => ({ workflowId: `wf-${rand()}`, credentialRef: { user }, ...(dryRun ? { dryRun } : {}) });
+  parseInventory({
+    systems: [{ name: 'owned-mariadb', kind: 'mariadb', adminUrlEnv: 'X', users: ['ksm_*'], ...over }],
+  }).systems[0] as MariadbSystem;
+const req = (user: string, dryRun = false) => ({
+  workflowId: `wf-${rand()}`,
+  credentialRef: { user },
+  ...(dryRun ? { dryRun } : {}),
+});
 const rev = (user: string, dryRun = false) => ({ ...req(user, dryRun), mode: 'emergency' as const });
 
 function keepingSink(): SecretSink & { versions: SecretValue[] } {
   const versions: SecretValue[] = [];
-  return { kind: 'test_keeping', versions, put: async (v) => (versions.push(v), { ref: `test#${versions.length}` }), close: async () => undefined };
+  return {
+    kind: 'test_keeping',
+    versions,
+    put: async (v) => (versions.push(v), { ref: `test#${versions.length}` }),
+    close: async () => undefined,
+  };
 }
-const noSink: SecretSink = { kind: 'none', put: () => Promise.reject(new Error('not called')), close: async () => undefined };
+const noSink: SecretSink = {
+  kind: 'none',
+  put: () => Promise.reject(new Error('not called')),
+  close: async () => undefined,
+};
 
 const failureType = failureProbe();
 let su: Connection;
@@ -37,7 +52,9 @@ let provider: MariadbProvider;
 const created: Array<{ user: string; host: string }> = [];
 const open: Connection[] = [];
 
-async function createUser(opts: { prefix?: string; hosts?: string[]; grants?: string[] } = {}): Promise<{ user: string; password: string }> {
+async function createUser(
+  opts: { prefix?: string; hosts?: string[]; grants?: string[] } = {},
+): Promise<{ user: string; password: string }> {
   const user = `${opts.prefix ?? 'ksm_'}${rand()}`;
   const password = pw();
   for (const host of opts.hosts ?? ['%']) {
@@ -52,7 +69,13 @@ async function createUser(opts: { prefix?: string; hosts?: string[]; grants?: st
 async function loginErrno(user: string, password: string): Promise<number | null> {
   const url = new URL(ADMIN_URL);
   try {
-    const c = await mysql.createConnection({ host: url.hostname, port: Number(url.port || 3306), user, password, connectTimeout: 5000 });
+    const c = await mysql.createConnection({
+      host: url.hostname,
+      port: Number(url.port || 3306),
+      user,
+      password,
+      connectTimeout: 5000,
+    });
     await c.end();
     return null;
   } catch (err) {
@@ -62,19 +85,29 @@ async function loginErrno(user: string, password: string): Promise<number | null
 
 async function connectAs(user: string, password: string): Promise<Connection> {
   const url = new URL(ADMIN_URL);
-  const c = await mysql.createConnection({ host: url.hostname, port: Number(url.port || 3306), user, password });
+  const c = await mysql.createConnection({
+    host: url.hostname,
+    port: Number(url.port || 3306),
+    user,
+    password,
+  });
   c.on('error', () => undefined);
   open.push(c);
   return c;
 }
 
 async function connectionsOf(user: string): Promise<number> {
-  const [rows] = await su.query('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ?', [user]);
+  const [rows] = await su.query('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ?', [
+    user,
+  ]);
   return Number((rows as Array<{ n: number }>)[0]!.n);
 }
 
 async function authString(user: string, host: string): Promise<string> {
-  const [rows] = await su.query('SELECT authentication_string AS a FROM mysql.user WHERE User = ? AND Host = ?', [user, host]);
+  const [rows] = await su.query(
+    'SELECT authentication_string AS a FROM mysql.user WHERE User = ? AND Host = ?',
+    [user, host],
+  );
   return (rows as Array<{ a: string }>)[0]!.a;
 }
 
@@ -107,7 +140,10 @@ describe('MariadbProvider', () => {
     const before = { any: await authString(user, '%'), local: await authString(user, 'localhost') };
 
     const first = await provider.revoke(rev(user));
-    expect(first).toEqual({ revokedAt: expect.stringMatching(ISO_TIME), note: `password of '${user}'@'%', '${user}'@'localhost' replaced by a random value nobody holds` });
+    expect(first).toEqual({
+      revokedAt: expect.stringMatching(ISO_TIME),
+      note: `password of '${user}'@'%', '${user}'@'localhost' replaced by a random value nobody holds`,
+    });
     expect(await loginErrno(user, password)).toBe(1045);
     expect(await authString(user, '%')).not.toBe(before.any);
     expect(await authString(user, 'localhost')).not.toBe(before.local);
@@ -127,7 +163,10 @@ describe('MariadbProvider', () => {
     expect(await authString(user, 'localhost')).toBe(local);
     // A user the patterns do not name is not this system's to touch.
     const other = new MariadbProvider(system({ users: [`${user}@10.9.%`] }), ADMIN_URL);
-    expect(await failureType(other.revoke(rev(user)))).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+    expect(await failureType(other.revoke(rev(user)))).toEqual({
+      type: ErrorType.UNKNOWN_CREDENTIAL,
+      nonRetryable: true,
+    });
   });
 
   it('quotes user names: a name with a quote and spaces is revoked, nothing else is touched', async () => {
@@ -143,9 +182,17 @@ describe('MariadbProvider', () => {
 
   it('expireSessions kills every connection of the user, and a second run finds none', async () => {
     const { user, password } = await createUser();
-    const sessions = await Promise.all([connectAs(user, password), connectAs(user, password), connectAs(user, password)]);
+    const sessions = await Promise.all([
+      connectAs(user, password),
+      connectAs(user, password),
+      connectAs(user, password),
+    ]);
     expect(await connectionsOf(user)).toBe(3);
-    expect(await provider.expireSessions(req(user, true))).toEqual({ sessionsExpiredAt: null, terminated: 0, wouldTerminate: 3 });
+    expect(await provider.expireSessions(req(user, true))).toEqual({
+      sessionsExpiredAt: null,
+      terminated: 0,
+      wouldTerminate: 3,
+    });
     expect(await connectionsOf(user)).toBe(3);
 
     const first = await provider.expireSessions(req(user));
@@ -157,11 +204,23 @@ describe('MariadbProvider', () => {
 
   it('verifyDead proves a rotated password is refused (1045), and refuses to call a live one dead', async () => {
     const { user, password } = await createUser();
-    expect(await failureType(provider.verifyDead(req(user), password), password)).toEqual({ type: ErrorType.CREDENTIAL_STILL_VALID, nonRetryable: false });
+    expect(await failureType(provider.verifyDead(req(user), password), password)).toEqual({
+      type: ErrorType.CREDENTIAL_STILL_VALID,
+      nonRetryable: false,
+    });
     await provider.revoke(rev(user));
-    expect(await provider.verifyDead(req(user), password)).toEqual({ verifiedDeadAt: expect.stringMatching(ISO_TIME), method: 'login_rejected' });
-    expect(await provider.verifyDead(req(user), undefined)).toEqual({ verifiedDeadAt: null, method: 'not_verifiable_no_leaked_value' });
-    expect(await provider.verifyDead(req(user, true), password)).toEqual({ verifiedDeadAt: null, method: 'dry_run' });
+    expect(await provider.verifyDead(req(user), password)).toEqual({
+      verifiedDeadAt: expect.stringMatching(ISO_TIME),
+      method: 'login_rejected',
+    });
+    expect(await provider.verifyDead(req(user), undefined)).toEqual({
+      verifiedDeadAt: null,
+      method: 'not_verifiable_no_leaked_value',
+    });
+    expect(await provider.verifyDead(req(user, true), password)).toEqual({
+      verifiedDeadAt: null,
+      method: 'dry_run',
+    });
   });
 
   it('emergency: revoke then issue delivers a new password that logs in, and the leaked one stays dead', async () => {
@@ -170,9 +229,19 @@ describe('MariadbProvider', () => {
     const r = rev(user);
     await provider.revoke({ ...r, leakedValue: password });
     const issued = await provider.issueReplacement(r, sink);
-    expect(issued).toMatchObject({ issuedAt: expect.stringMatching(ISO_TIME), delivered: true, sinkRef: 'test#1' });
+    expect(issued).toMatchObject({
+      issuedAt: expect.stringMatching(ISO_TIME),
+      delivered: true,
+      sinkRef: 'test#1',
+    });
     const url = new URL(ADMIN_URL);
-    expect(sink.versions[0]).toEqual({ engine: 'mariadb', username: user, password: expect.any(String), host: url.hostname, port: url.port || '3306' });
+    expect(sink.versions[0]).toEqual({
+      engine: 'mariadb',
+      username: user,
+      password: expect.any(String),
+      host: url.hostname,
+      port: url.port || '3306',
+    });
     expect(JSON.stringify(issued)).not.toContain(sink.versions[0]!.password);
     expect(await loginErrno(user, sink.versions[0]!.password!)).toBeNull();
     expect(await loginErrno(user, password)).toBe(1045);
@@ -191,7 +260,9 @@ describe('MariadbProvider', () => {
 
   it('refuses graceful issue (one password per account): Misconfigured, nothing changed', async () => {
     const { user, password } = await createUser();
-    expect(await failureType(provider.issueReplacement({ ...req(user), mode: 'graceful' }, keepingSink()))).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
+    expect(
+      await failureType(provider.issueReplacement({ ...req(user), mode: 'graceful' }, keepingSink())),
+    ).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
     expect(await loginErrno(user, password)).toBeNull();
   });
 
@@ -206,31 +277,55 @@ describe('MariadbProvider', () => {
 
   it('classifies an unknown user as UnknownCredential (non-retryable)', async () => {
     const user = `ksm_nobody_${rand()}`;
-    for (const call of [() => provider.revoke(rev(user)), () => provider.issueReplacement(rev(user), keepingSink()), () => provider.revoke(rev(user, true))]) {
+    for (const call of [
+      () => provider.revoke(rev(user)),
+      () => provider.issueReplacement(rev(user), keepingSink()),
+      () => provider.revoke(rev(user, true)),
+    ]) {
       expect(await failureType(call())).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
     }
-    expect(await failureType(provider.revoke({ workflowId: 'wf', credentialRef: {}, mode: 'emergency' }))).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+    expect(
+      await failureType(provider.revoke({ workflowId: 'wf', credentialRef: {}, mode: 'emergency' })),
+    ).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
   });
 
   it('classifies an admin without the privileges it needs as PermissionDenied (non-retryable), and changes nothing', async () => {
     const { user, password } = await createUser();
     // Cannot read mysql.user (1142).
     const blind = await weakAdmin([]);
-    expect(await failureType(blind.revoke(rev(user)))).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+    expect(await failureType(blind.revoke(rev(user)))).toEqual({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
     // Reads the accounts but may not ALTER USER (1227); its dry run says so too.
     const readOnly = await weakAdmin(['SELECT ON mysql.user']);
-    expect(await failureType(readOnly.revoke(rev(user)))).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
-    expect(await failureType(readOnly.revoke(rev(user, true)))).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
-    expect(await failureType(readOnly.issueReplacement(rev(user), keepingSink()))).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+    expect(await failureType(readOnly.revoke(rev(user)))).toEqual({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
+    expect(await failureType(readOnly.revoke(rev(user, true)))).toEqual({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
+    expect(await failureType(readOnly.issueReplacement(rev(user), keepingSink()))).toEqual({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
     expect(await loginErrno(user, password)).toBeNull();
 
     await connectAs(user, password);
     // Without PROCESS it would see no connection of the user: refused rather than "none left".
     const noProcess = await weakAdmin(['SELECT ON mysql.user', 'CREATE USER ON *.*']);
-    expect(await failureType(noProcess.expireSessions(req(user)))).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+    expect(await failureType(noProcess.expireSessions(req(user)))).toEqual({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
     // Sees them but may not kill another user's connection (1095).
     const noKill = await weakAdmin(['PROCESS ON *.*']);
-    expect(await failureType(noKill.expireSessions(req(user)))).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+    expect(await failureType(noKill.expireSessions(req(user)))).toEqual({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
     expect(await connectionsOf(user)).toBe(1);
   });
 
@@ -240,14 +335,19 @@ describe('MariadbProvider', () => {
     url.username = 'root';
     url.password = 'not-the-root-password';
     const wrong = new MariadbProvider(system(), url.href);
-    expect(await failureType(wrong.revoke(rev(user)), 'not-the-root-password')).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
+    expect(await failureType(wrong.revoke(rev(user)), 'not-the-root-password')).toEqual({
+      type: ErrorType.MISCONFIGURED,
+      nonRetryable: true,
+    });
     const down = new MariadbProvider(system(), 'mariadb://root@127.0.0.1:9/test');
     expect(await failureType(down.revoke(rev(user)))).toEqual({ type: 'plain' });
     expect(await failureType(down.verifyDead(req(user), 'x'))).toEqual({ type: 'plain' });
   });
 
   it('is what the registry builds for a mariadb system, from the checked env', async () => {
-    const inv = parseInventory({ systems: [{ name: 'm', kind: 'mariadb', adminUrlEnv: 'MARIADB_ADMIN_URL', users: ['ksm_*'] }] });
+    const inv = parseInventory({
+      systems: [{ name: 'm', kind: 'mariadb', adminUrlEnv: 'MARIADB_ADMIN_URL', users: ['ksm_*'] }],
+    });
     const reg = createProviderRegistry(inv, { MARIADB_ADMIN_URL: ADMIN_URL });
     const { user, password } = await createUser();
     expect(reg.get('m')?.provider.kind).toBe('mariadb');

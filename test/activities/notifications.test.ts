@@ -46,7 +46,9 @@ function summary(outcome: 'contained' | 'escalated' = 'escalated'): RunSummary {
     owner: null,
     outcome,
     timeline: { receivedAt: new Date().toISOString() },
-    ...(outcome === 'escalated' ? { failure: { step: 'resolving_owner' as const, type: 'NoOwner', message: 'no owner' } } : {}),
+    ...(outcome === 'escalated'
+      ? { failure: { step: 'resolving_owner' as const, type: 'NoOwner', message: 'no owner' } }
+      : {}),
   };
 }
 
@@ -60,7 +62,13 @@ async function caught(p: Promise<unknown>): Promise<unknown> {
 }
 
 describe('Slack', () => {
-  const sender = () => createSlackSender({ token: slackFake.token, channel: '#sec', apiUrl: slackFake.apiUrl, log: () => undefined });
+  const sender = () =>
+    createSlackSender({
+      token: slackFake.token,
+      channel: '#sec',
+      apiUrl: slackFake.apiUrl,
+      log: () => undefined,
+    });
 
   it('posts a Block Kit message with the outcome and a button to the run', async () => {
     const before = slackFake.messages().length;
@@ -74,7 +82,11 @@ describe('Slack', () => {
   });
 
   it('turns 429 into a retryable failure that waits Retry-After', async () => {
-    slackFake.script.push({ status: 429, headers: { 'retry-after': '7' }, body: { ok: false, error: 'ratelimited' } });
+    slackFake.script.push({
+      status: 429,
+      headers: { 'retry-after': '7' },
+      body: { ok: false, error: 'ratelimited' },
+    });
     const err = await caught(sender().post(buildSlackMessage(summary(), RUN_URL)));
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect((err as ApplicationFailure).type).toBe('SlackRateLimited');
@@ -92,7 +104,12 @@ describe('Slack', () => {
   it('logs instead of posting when no token is configured', async () => {
     const logged: string[] = [];
     const before = slackFake.requests.length;
-    const s = createSlackSender({ token: undefined, channel: undefined, apiUrl: slackFake.apiUrl, log: (m) => logged.push(m.text) });
+    const s = createSlackSender({
+      token: undefined,
+      channel: undefined,
+      apiUrl: slackFake.apiUrl,
+      log: (m) => logged.push(m.text),
+    });
     expect(await s.post(buildSlackMessage(summary(), RUN_URL))).toEqual({ status: 'logged' });
     expect(logged).toHaveLength(1);
     expect(slackFake.requests.length).toBe(before);
@@ -110,19 +127,37 @@ describe('Slack', () => {
   it('keeps ONE message per run: posts once, then chat.update in scheduling order, skipping a stale state', async () => {
     const acts = activities();
     const s = summary('contained');
-    const running = { ...s, outcome: 'contained' as const, owner: null, timeline: { receivedAt: s.timeline.receivedAt } };
+    const running = {
+      ...s,
+      outcome: 'contained' as const,
+      owner: null,
+      timeline: { receivedAt: s.timeline.receivedAt },
+    };
     // The activity id is the run's activity sequence number: it orders the states.
     const at = (activityId: number) => new MockActivityEnvironment({ activityId: String(activityId) });
     expect(await at(5).run(acts.slackProgress, { summary: running, seq: 2 })).toEqual({ status: 'sent' });
-    expect(await at(8).run(acts.slackProgress, { summary: { ...running, timeline: { ...running.timeline, rotatedAt: new Date().toISOString() } }, seq: 3 })).toEqual({ status: 'sent' });
+    expect(
+      await at(8).run(acts.slackProgress, {
+        summary: { ...running, timeline: { ...running.timeline, rotatedAt: new Date().toISOString() } },
+        seq: 3,
+      }),
+    ).toEqual({ status: 'sent' });
     // An older state arriving late changes nothing.
     expect(await at(3).run(acts.slackProgress, { summary: running, seq: 1 })).toEqual({ status: 'skipped' });
     expect(await at(12).run(acts.notifySlack, s)).toEqual({ status: 'sent' });
     // A retried activity (same id) does not post or edit again.
     expect(await at(12).run(acts.notifySlack, s)).toEqual({ status: 'sent' });
     const [message] = slackFake.messages().filter((m) => m.text.includes(s.workflowId));
-    expect(slackFake.historyOf(message!.ts).map((x) => x.method)).toEqual(['chat.postMessage', 'chat.update', 'chat.update']);
-    expect(slackFake.historyOf(message!.ts).map((x) => x.text.split(':')[1])).toEqual(['hourglass_flowing_sand', 'hourglass_flowing_sand', 'white_check_mark']);
+    expect(slackFake.historyOf(message!.ts).map((x) => x.method)).toEqual([
+      'chat.postMessage',
+      'chat.update',
+      'chat.update',
+    ]);
+    expect(slackFake.historyOf(message!.ts).map((x) => x.text.split(':')[1])).toEqual([
+      'hourglass_flowing_sand',
+      'hourglass_flowing_sand',
+      'white_check_mark',
+    ]);
     expect(message!.text).toMatch(/Leaked credential contained/);
     const ledger = await db.query<{ external_id: string; slack_channel: string; seq: string }>(
       "SELECT external_id, slack_channel, seq FROM killswitch_notifications WHERE workflow_id = $1 AND kind = 'message'",
@@ -137,7 +172,9 @@ describe('Slack', () => {
     await new MockActivityEnvironment({ activityId: '4' }).run(acts.slackProgress, { summary: s, seq: 1 });
     slackFake.script.push({ status: 200, body: { ok: false, error: 'message_not_found' } });
     await new MockActivityEnvironment({ activityId: '9' }).run(acts.notifySlack, s);
-    const posts = slackFake.messageRequests().filter((x) => x.method === 'chat.postMessage' && x.text.includes(s.workflowId));
+    const posts = slackFake
+      .messageRequests()
+      .filter((x) => x.method === 'chat.postMessage' && x.text.includes(s.workflowId));
     expect(posts).toHaveLength(2);
     expect(posts[1]!.text).toMatch(/Leaked credential contained/);
   });
@@ -148,13 +185,18 @@ function activities() {
 }
 
 describe('PagerDuty Events API v2', () => {
-  const sender = () => createPagerDutySender({ routingKey: pdFake.routingKey, eventsUrl: pdFake.url, log: () => undefined });
+  const sender = () =>
+    createPagerDutySender({ routingKey: pdFake.routingKey, eventsUrl: pdFake.url, log: () => undefined });
 
   it('sends a valid trigger whose dedup_key is the workflow id', async () => {
     const s = summary();
     expect(await sender().trigger(s, RUN_URL)).toEqual({ status: 'sent', dedupKey: s.workflowId });
     const e = pdFake.events().find((x) => x.dedup_key === s.workflowId)!;
-    expect(e).toMatchObject({ event_action: 'trigger', payload: { severity: 'critical', class: 'NoOwner' }, links: [{ href: RUN_URL }] });
+    expect(e).toMatchObject({
+      event_action: 'trigger',
+      payload: { severity: 'critical', class: 'NoOwner' },
+      links: [{ href: RUN_URL }],
+    });
   });
 
   it('waits Retry-After on 429, retries 5xx, gives up on 400', async () => {
@@ -168,7 +210,11 @@ describe('PagerDuty Events API v2', () => {
     const down = await caught(sender().trigger(summary(), RUN_URL));
     expect(down).not.toBeInstanceOf(ApplicationFailure);
 
-    const bad = createPagerDutySender({ routingKey: 'too-short', eventsUrl: pdFake.url, log: () => undefined });
+    const bad = createPagerDutySender({
+      routingKey: 'too-short',
+      eventsUrl: pdFake.url,
+      log: () => undefined,
+    });
     const rejected = (await caught(bad.trigger(summary(), RUN_URL))) as ApplicationFailure;
     expect(rejected.type).toBe('NotificationRejected');
     expect(rejected.nonRetryable).toBe(true);
@@ -177,7 +223,11 @@ describe('PagerDuty Events API v2', () => {
   it('logs the event without the routing key when none is configured', async () => {
     const logged: unknown[] = [];
     const before = pdFake.requests.length;
-    const s = createPagerDutySender({ routingKey: undefined, eventsUrl: pdFake.url, log: (e) => logged.push(e) });
+    const s = createPagerDutySender({
+      routingKey: undefined,
+      eventsUrl: pdFake.url,
+      log: (e) => logged.push(e),
+    });
     expect((await s.trigger(summary(), RUN_URL)).status).toBe('logged');
     expect(pdFake.requests.length).toBe(before);
     expect(JSON.stringify(logged)).not.toContain('routing_key');

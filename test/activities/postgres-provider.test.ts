@@ -13,14 +13,21 @@ import { ISO_TIME } from '../helpers/matchers';
 
 let owned: OwnedSystem;
 let provider: PostgresProvider;
-const system = () => parseInventory({ systems: [{ name: 'owned-db', kind: 'postgres', adminUrlEnv: 'X', roles: ['*'] }] }).systems[0] as PostgresSystem;
+const system = () =>
+  parseInventory({ systems: [{ name: 'owned-db', kind: 'postgres', adminUrlEnv: 'X', roles: ['*'] }] })
+    .systems[0] as PostgresSystem;
 const req = (role: string) => ({ workflowId: `wf-${rand()}`, credentialRef: { role } });
 const rev = (role: string, mode: 'emergency' | 'graceful' = 'emergency') => ({ ...req(role), mode });
 
 /** A sink that keeps what it receives, so the test can log in with the replacement. */
 function keepingSink(): SecretSink & { versions: SecretValue[] } {
   const versions: SecretValue[] = [];
-  return { kind: 'test_keeping', versions, put: async (v) => (versions.push(v), { ref: `test#${versions.length}` }), close: async () => undefined };
+  return {
+    kind: 'test_keeping',
+    versions,
+    put: async (v) => (versions.push(v), { ref: `test#${versions.length}` }),
+    close: async () => undefined,
+  };
 }
 
 const failureType = failureProbe();
@@ -38,20 +45,28 @@ describe('PostgresProvider', () => {
   it('revoke locks the leaked password out, and revoking twice leaves the same state', async () => {
     const { role, password } = await owned.createRole();
     expect(await owned.loginFails(role, password)).toBeNull();
-    const verifierBefore = (await owned.su.query('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [role])).rows[0].rolpassword;
+    const verifierBefore = (
+      await owned.su.query('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [role])
+    ).rows[0].rolpassword;
 
     const before = new Date().toISOString();
     const first = await provider.revoke(rev(role));
-    expect(first).toEqual({ revokedAt: expect.stringMatching(ISO_TIME), note: `password of ${role} replaced by a random value nobody holds` });
+    expect(first).toEqual({
+      revokedAt: expect.stringMatching(ISO_TIME),
+      note: `password of ${role} replaced by a random value nobody holds`,
+    });
     expect(first.revokedAt! >= before && first.revokedAt! <= new Date().toISOString()).toBe(true);
     expect(await owned.loginFails(role, password)).toBe('28P01');
-    const afterFirst = (await owned.su.query('SELECT rolpassword, rolcanlogin FROM pg_authid WHERE rolname = $1', [role])).rows[0];
+    const afterFirst = (
+      await owned.su.query('SELECT rolpassword, rolcanlogin FROM pg_authid WHERE rolname = $1', [role])
+    ).rows[0];
     expect(afterFirst.rolpassword).not.toBe(verifierBefore);
     expect(afterFirst.rolpassword).toMatch(/^SCRAM-SHA-256\$/);
 
     await provider.revoke(rev(role));
     expect(await owned.loginFails(role, password)).toBe('28P01');
-    const afterSecond = (await owned.su.query('SELECT rolcanlogin FROM pg_authid WHERE rolname = $1', [role])).rows[0];
+    const afterSecond = (await owned.su.query('SELECT rolcanlogin FROM pg_authid WHERE rolname = $1', [role]))
+      .rows[0];
     expect(afterSecond.rolcanlogin).toBe(afterFirst.rolcanlogin);
   });
 
@@ -66,7 +81,11 @@ describe('PostgresProvider', () => {
 
   it('expireSessions terminates every backend of the role, and a second run finds none', async () => {
     const { role, password } = await owned.createRole();
-    const sessions = await Promise.all([owned.connectAs(role, password), owned.connectAs(role, password), owned.connectAs(role, password)]);
+    const sessions = await Promise.all([
+      owned.connectAs(role, password),
+      owned.connectAs(role, password),
+      owned.connectAs(role, password),
+    ]);
     expect(await owned.backendsOf(role)).toBe(3);
     const first = await provider.expireSessions(req(role));
     expect(first.terminated).toBe(3);
@@ -91,17 +110,29 @@ describe('PostgresProvider', () => {
 
   it('classifies a role the admin may not alter as PermissionDenied (non-retryable)', async () => {
     const { role } = await owned.createRole({ superuser: true });
-    expect(await failureType(provider.revoke(rev(role)))).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+    expect(await failureType(provider.revoke(rev(role)))).toEqual({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
   });
 
   it('classifies an unknown role as UnknownCredential (non-retryable)', async () => {
-    expect(await failureType(provider.revoke(rev(`ghost_${rand()}`)))).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+    expect(await failureType(provider.revoke(rev(`ghost_${rand()}`)))).toEqual({
+      type: ErrorType.UNKNOWN_CREDENTIAL,
+      nonRetryable: true,
+    });
   });
 
   it('classifies a wrong admin password as Misconfigured, and an unreachable server as transient', async () => {
-    const badAdmin = new PostgresProvider(system(), owned.adminUrl.replace(owned.adminPassword, 'wrong-password'));
+    const badAdmin = new PostgresProvider(
+      system(),
+      owned.adminUrl.replace(owned.adminPassword, 'wrong-password'),
+    );
     try {
-      expect(await failureType(badAdmin.revoke(rev('app_any')))).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
+      expect(await failureType(badAdmin.revoke(rev('app_any')))).toEqual({
+        type: ErrorType.MISCONFIGURED,
+        nonRetryable: true,
+      });
     } finally {
       await badAdmin.close();
     }
@@ -146,7 +177,10 @@ describe('PostgresProvider', () => {
     expect((await asClone.query('SELECT count(*)::int AS n FROM graceful_probe')).rows).toEqual([{ n: 0 }]);
 
     await provider.issueReplacement(r, sink); // retried: still one clone, with the newest password
-    expect((await owned.su.query('SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1', [clone.username])).rows[0].n).toBe(1);
+    expect(
+      (await owned.su.query('SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1', [clone.username]))
+        .rows[0].n,
+    ).toBe(1);
     const newest = sink.versions[1]!;
 
     await provider.revoke(r);
@@ -162,6 +196,9 @@ describe('PostgresProvider', () => {
     expect((await provider.revoke(r)).revokedAt).toBeNull();
     expect(sink.versions).toHaveLength(0);
     expect(await owned.loginFails(role, password)).toBeNull();
-    expect((await owned.su.query('SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1', [`${role}_ks`])).rows[0].n).toBe(0);
+    expect(
+      (await owned.su.query('SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1', [`${role}_ks`]))
+        .rows[0].n,
+    ).toBe(0);
   });
 });

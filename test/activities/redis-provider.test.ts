@@ -21,14 +21,24 @@ let admin: { user: string; password: string; url: string };
 let provider: RedisProvider;
 
 const system = (over: Record<string, unknown> = {}): RedisSystem =>
-  redisSystemSchema.parse({ name: SYSTEM_NAME, kind: 'redis', adminUrlEnv: 'REDIS_ADMIN_URL', users: ['app_*'], overlap: '1m', ...over });
+  redisSystemSchema.parse({
+    name: SYSTEM_NAME,
+    kind: 'redis',
+    adminUrlEnv: 'REDIS_ADMIN_URL',
+    users: ['app_*'],
+    overlap: '1m',
+    ...over,
+  });
 const req = (user: string, workflowId = `wf-${rand()}`) => ({ workflowId, credentialRef: { user } });
 
 /**
  * The secret store at the other end of the sink contract: it keeps what it is given, one version
  * per idempotency token, so the tests can log in with the replacement the applications would read.
  */
-function recordingSink(): SecretSink & { current(): SecretValue | undefined; versions: Map<string, SecretValue> } {
+function recordingSink(): SecretSink & {
+  current(): SecretValue | undefined;
+  versions: Map<string, SecretValue>;
+} {
   const versions = new Map<string, SecretValue>();
   let last: string | undefined;
   return {
@@ -179,7 +189,11 @@ describe('RedisProvider: sessions and verification', () => {
   it('expireSessions kills every live client of the user (dry run only counts), and a second run finds none', async () => {
     const { user, password } = await fx.createUser();
     const bystander = await fx.createUser();
-    const victims = await Promise.all([fx.connectAs(user, password), fx.connectAs(user, password), fx.connectAs(user, password)]);
+    const victims = await Promise.all([
+      fx.connectAs(user, password),
+      fx.connectAs(user, password),
+      fx.connectAs(user, password),
+    ]);
     const other = await fx.connectAs(bystander.user, bystander.password);
     const closed = victims.map((c) => new Promise<void>((resolve) => c.once('end', () => resolve())));
 
@@ -198,14 +212,23 @@ describe('RedisProvider: sessions and verification', () => {
 
   it('verifyDead proves a revoked password is refused, and refuses to call a live one dead', async () => {
     const { user, password } = await fx.createUser();
-    expect(await failureOf(provider.verifyDead(req(user), password))).toMatchObject({ type: ErrorType.CREDENTIAL_STILL_VALID, nonRetryable: false });
+    expect(await failureOf(provider.verifyDead(req(user), password))).toMatchObject({
+      type: ErrorType.CREDENTIAL_STILL_VALID,
+      nonRetryable: false,
+    });
     await provider.revoke({ ...req(user), mode: 'emergency', leakedValue: password });
     const dead = await provider.verifyDead(req(user), password);
     expect(dead.method).toBe('login_rejected');
     expect(dead.verifiedDeadAt).toMatch(ISO_TIME);
     expect((await provider.verifyDead(req(user), password)).method).toBe('login_rejected');
-    expect(await provider.verifyDead(req(user), undefined)).toEqual({ verifiedDeadAt: null, method: 'not_verifiable_no_leaked_value' });
-    expect(await provider.verifyDead({ ...req(user), dryRun: true }, password)).toEqual({ verifiedDeadAt: null, method: 'dry_run' });
+    expect(await provider.verifyDead(req(user), undefined)).toEqual({
+      verifiedDeadAt: null,
+      method: 'not_verifiable_no_leaked_value',
+    });
+    expect(await provider.verifyDead({ ...req(user), dryRun: true }, password)).toEqual({
+      verifiedDeadAt: null,
+      method: 'dry_run',
+    });
   });
 
   it('a dry run changes nothing', async () => {
@@ -213,7 +236,10 @@ describe('RedisProvider: sessions and verification', () => {
     const before = await fx.passwordsOf(user);
     const c = await fx.connectAs(user, password);
     expect((await provider.revoke({ ...req(user), mode: 'emergency', dryRun: true })).revokedAt).toBeNull();
-    expect((await provider.issueReplacement({ ...req(user), mode: 'emergency', dryRun: true }, recordingSink())).issuedAt).toBeNull();
+    expect(
+      (await provider.issueReplacement({ ...req(user), mode: 'emergency', dryRun: true }, recordingSink()))
+        .issuedAt,
+    ).toBeNull();
     expect(await fx.passwordsOf(user)).toEqual(before);
     expect(await fx.authFails(user, password)).toBeNull();
     expect(await c.ping()).toBe('PONG');
@@ -231,26 +257,42 @@ describe('RedisProvider: error classification', () => {
       () => provider.issueReplacement({ ...req(ghost), mode: 'graceful' }, sink),
       () => provider.expireSessions(req(ghost)),
     ]) {
-      expect(await failureOf(call())).toMatchObject({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+      expect(await failureOf(call())).toMatchObject({
+        type: ErrorType.UNKNOWN_CREDENTIAL,
+        nonRetryable: true,
+      });
     }
     expect(await fx.su.call('ACL', ['GETUSER', ghost])).toBeNull();
     expect(sink.versions.size).toBe(0);
   });
 
   it('an admin without ACL SETUSER is PermissionDenied (non-retryable), for the real call and the dry run', async () => {
-    const weak = await fx.createAdmin(ADMIN_RULES.filter((r) => r !== '+acl|setuser' && r !== '+client|kill'));
+    const weak = await fx.createAdmin(
+      ADMIN_RULES.filter((r) => r !== '+acl|setuser' && r !== '+client|kill'),
+    );
     const weakProvider = new RedisProvider(system(), weak.url);
     const { user, password } = await fx.createUser();
-    expect(await failureOf(weakProvider.revoke({ ...req(user), mode: 'emergency' }))).toMatchObject({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
-    expect(await failureOf(weakProvider.revoke({ ...req(user), mode: 'emergency', dryRun: true }))).toMatchObject({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
-    expect(await failureOf(weakProvider.expireSessions(req(user)))).toMatchObject({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+    expect(await failureOf(weakProvider.revoke({ ...req(user), mode: 'emergency' }))).toMatchObject({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
+    expect(
+      await failureOf(weakProvider.revoke({ ...req(user), mode: 'emergency', dryRun: true })),
+    ).toMatchObject({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+    expect(await failureOf(weakProvider.expireSessions(req(user)))).toMatchObject({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
     expect(await fx.authFails(user, password)).toBeNull();
   });
 
   it('a wrong admin password is Misconfigured; an unreachable server is transient; ACL SAVE without an aclfile is Misconfigured', async () => {
     const { user, password } = await fx.createUser();
     const bad = new RedisProvider(system(), redisUrl(admin.user, 'wrong-password'));
-    expect(await failureOf(bad.revoke({ ...req(user), mode: 'emergency' }))).toMatchObject({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
+    expect(await failureOf(bad.revoke({ ...req(user), mode: 'emergency' }))).toMatchObject({
+      type: ErrorType.MISCONFIGURED,
+      nonRetryable: true,
+    });
     const unreachable = new RedisProvider(system(), 'redis://x:y@127.0.0.1:1');
     expect((await failureOf(unreachable.revoke({ ...req(user), mode: 'emergency' }))).type).toBe('plain');
     const leakedFailure = await failureOf(unreachable.verifyDead(req(user), password));
@@ -259,7 +301,10 @@ describe('RedisProvider: error classification', () => {
 
     // This server runs without an aclfile: insisting on ACL SAVE is a configuration error (after the in-memory reset).
     const saving = new RedisProvider(system({ persist: 'acl_save' }), admin.url);
-    expect(await failureOf(saving.revoke({ ...req(user), mode: 'emergency' }))).toMatchObject({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
+    expect(await failureOf(saving.revoke({ ...req(user), mode: 'emergency' }))).toMatchObject({
+      type: ErrorType.MISCONFIGURED,
+      nonRetryable: true,
+    });
     expect(await fx.authFails(user, password)).toBe('WRONGPASS');
   });
 

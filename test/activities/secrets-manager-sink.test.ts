@@ -32,7 +32,12 @@ function sinkFor(secretId: string, e: Record<string, string> = env): SecretsMana
 
 async function newSecret(): Promise<{ name: string; arn: string }> {
   const name = `ks-test/${rand()}/app-key`;
-  const r = await sm.send(new CreateSecretCommand({ Name: name, SecretString: JSON.stringify({ accessKeyId: 'AKIAORIGINAL', secretAccessKey: 'original' }) }));
+  const r = await sm.send(
+    new CreateSecretCommand({
+      Name: name,
+      SecretString: JSON.stringify({ accessKeyId: 'AKIAORIGINAL', secretAccessKey: 'original' }),
+    }),
+  );
   return { name, arn: r.ARN! };
 }
 
@@ -49,7 +54,10 @@ afterAll(async () => {
 describe('SecretsManagerSink', () => {
   it('makes the value AWSCURRENT, keeps the previous one AWSPREVIOUS, and returns only ARN#version', async () => {
     const { name, arn } = await newSecret();
-    const value = { accessKeyId: `AKIA${rand().toUpperCase()}NEWKEY`, secretAccessKey: `new-secret-${rand()}` };
+    const value = {
+      accessKeyId: `AKIA${rand().toUpperCase()}NEWKEY`,
+      secretAccessKey: `new-secret-${rand()}`,
+    };
     const { ref } = await sinkFor(name).put(value, { idempotencyToken: `wf-${rand()}-issue` });
     expect(ref).toMatch(new RegExp(`^${arn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}#[0-9a-f-]{36}$`));
     expect(ref).not.toContain(value.secretAccessKey);
@@ -58,8 +66,13 @@ describe('SecretsManagerSink', () => {
     expect(JSON.parse(current.SecretString!)).toEqual(value);
     expect(current.VersionId).toBe(ref.split('#')[1]);
     expect(current.VersionStages).toContain('AWSCURRENT');
-    const previous = await sm.send(new GetSecretValueCommand({ SecretId: name, VersionStage: 'AWSPREVIOUS' }));
-    expect(JSON.parse(previous.SecretString!)).toEqual({ accessKeyId: 'AKIAORIGINAL', secretAccessKey: 'original' });
+    const previous = await sm.send(
+      new GetSecretValueCommand({ SecretId: name, VersionStage: 'AWSPREVIOUS' }),
+    );
+    expect(JSON.parse(previous.SecretString!)).toEqual({
+      accessKeyId: 'AKIAORIGINAL',
+      secretAccessKey: 'original',
+    });
   });
 
   it('is idempotent: the same token and value twice leave one new version', async () => {
@@ -87,7 +100,9 @@ describe('SecretsManagerSink', () => {
   });
 
   it('classifies a missing secret as Misconfigured and a forbidden put as PermissionDenied, both non-retryable', async () => {
-    expect(await failure(sinkFor(`ks-test/${rand()}/missing`).put({ a: 'b' }, { idempotencyToken: 't' }))).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
+    expect(
+      await failure(sinkFor(`ks-test/${rand()}/missing`).put({ a: 'b' }, { idempotencyToken: 't' })),
+    ).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
 
     // A real IAM user without any policy: moto evaluates IAM policies and refuses it.
     const iam = new IAMClient({ region: 'us-east-1', endpoint, credentials: admin });
@@ -97,11 +112,23 @@ describe('SecretsManagerSink', () => {
     iam.destroy();
     const { name } = await newSecret();
     const weak = sinkFor(name, { SINK_KEY_ID: key.AccessKeyId!, SINK_SECRET: key.SecretAccessKey! });
-    expect(await failure(weak.put({ a: 'b' }, { idempotencyToken: 't' }))).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+    expect(await failure(weak.put({ a: 'b' }, { idempotencyToken: 't' }))).toEqual({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
   });
 
   it('treats an unreachable endpoint as transient (a plain, retried error)', async () => {
-    const dead = new SecretsManagerSink('x', { region: 'us-east-1', endpointUrl: 'http://127.0.0.1:9', accessKeyIdEnv: 'SINK_KEY_ID', secretAccessKeyEnv: 'SINK_SECRET' }, env);
+    const dead = new SecretsManagerSink(
+      'x',
+      {
+        region: 'us-east-1',
+        endpointUrl: 'http://127.0.0.1:9',
+        accessKeyIdEnv: 'SINK_KEY_ID',
+        secretAccessKeyEnv: 'SINK_SECRET',
+      },
+      env,
+    );
     sinks.push(dead);
     expect(await failure(dead.put({ a: 'b' }, { idempotencyToken: 't' }))).toEqual({ type: 'plain' });
   });
@@ -109,7 +136,9 @@ describe('SecretsManagerSink', () => {
   it('is what the inventory builds for a system whose sink is aws_secrets_manager', async () => {
     const { name } = await newSecret();
     const system = parseInventory({
-      systems: [{ name: 'keys', kind: 'aws_iam', sink: { kind: 'aws_secrets_manager', secretId: name, aws } }],
+      systems: [
+        { name: 'keys', kind: 'aws_iam', sink: { kind: 'aws_secrets_manager', secretId: name, aws } },
+      ],
     }).systems[0]!;
     const sink = createSink(system.sink, env);
     try {

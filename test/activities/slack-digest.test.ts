@@ -46,8 +46,13 @@ function summary(outcome: 'contained' | 'escalated', role = `app_${rand()}`): Ru
     },
     owner: null,
     outcome,
-    timeline: outcome === 'contained' ? { receivedAt, rotatedAt: receivedAt, verifiedDeadAt: new Date().toISOString() } : { receivedAt },
-    ...(outcome === 'escalated' ? { failure: { step: 'revoking' as const, type: 'UpstreamRefused', message: 'permission denied' } } : {}),
+    timeline:
+      outcome === 'contained'
+        ? { receivedAt, rotatedAt: receivedAt, verifiedDeadAt: new Date().toISOString() }
+        : { receivedAt },
+    ...(outcome === 'escalated'
+      ? { failure: { step: 'revoking' as const, type: 'UpstreamRefused', message: 'permission denied' } }
+      : {}),
   };
 }
 
@@ -86,7 +91,9 @@ describe('burst digests', () => {
     // One message in the channel: the digest, with one line per run, all contained.
     expect(inChannel()).toHaveLength(1);
     const [digest] = digests();
-    expect(digest!.text).toMatch(/^:zap: Burst digest: 3 leaked credentials since \d\d:\d\d UTC: 3 contained$/);
+    expect(digest!.text).toMatch(
+      /^:zap: Burst digest: 3 leaked credentials since \d\d:\d\d UTC: 3 contained$/,
+    );
     const body = JSON.stringify(digest!.blocks);
     for (const s of runs) {
       expect(body).toContain(encodeURIComponent(s.workflowId));
@@ -97,7 +104,9 @@ describe('burst digests', () => {
 
     // A retried activity (same id) and a stale state (lower id) do not edit the digest again.
     const renders = slackFake.historyOf(digest!.ts).length;
-    expect(await at(12).run(acts.notifySlack, runs[0]!)).toMatchObject({ status: expect.stringMatching(/sent|skipped/) });
+    expect(await at(12).run(acts.notifySlack, runs[0]!)).toMatchObject({
+      status: expect.stringMatching(/sent|skipped/),
+    });
     expect(await at(3).run(acts.slackProgress, { summary: runs[1]!, seq: 0 })).toEqual({ status: 'skipped' });
     expect(slackFake.historyOf(digest!.ts)).toHaveLength(renders);
     expect(slackFake.historyOf(digest!.ts)[0]!.method).toBe('chat.postMessage');
@@ -133,7 +142,9 @@ describe('burst digests', () => {
       await at(12).run(acts.notifySlack, runs[0]!);
       expect(inChannel()).toHaveLength(1);
       expect(digests()[0]!.text).toMatch(/: 2 contained$/);
-      const rows = await lite.query<{ version: string | number; shown_version: string | number }>('SELECT version, shown_version FROM killswitch_slack_digests');
+      const rows = await lite.query<{ version: string | number; shown_version: string | number }>(
+        'SELECT version, shown_version FROM killswitch_slack_digests',
+      );
       expect(rows.rows.map((r) => [Number(r.version), Number(r.shown_version)])).toEqual([[2, 2]]);
     } finally {
       await lite.close();
@@ -158,7 +169,11 @@ describe('burst digests', () => {
     expect(JSON.stringify(digest.blocks)).toContain('needs a human: see its own message');
     // Retrying the outcome now updates the run's own message; nothing new is posted.
     await at(12).run(acts.notifySlack, s);
-    expect(slackFake.messageRequests().filter((m) => m.method === 'chat.postMessage' && m.text.includes(encodeURIComponent(s.workflowId)))).toHaveLength(1);
+    expect(
+      slackFake
+        .messageRequests()
+        .filter((m) => m.method === 'chat.postMessage' && m.text.includes(encodeURIComponent(s.workflowId))),
+    ).toHaveLength(1);
   });
 
   it('a 429 on the digest fails the activity with Retry-After; its retry shows the line', async () => {
@@ -167,10 +182,17 @@ describe('burst digests', () => {
     await at(12).run(acts.notifySlack, first);
     const s = summary('contained');
     await new Promise((r) => setTimeout(r, 600));
-    slackFake.script.push({ status: 429, headers: { 'retry-after': '1' }, body: { ok: false, error: 'ratelimited' } });
+    slackFake.script.push({
+      status: 429,
+      headers: { 'retry-after': '1' },
+      body: { ok: false, error: 'ratelimited' },
+    });
     const err = await at(12)
       .run(acts.notifySlack, s)
-      .then(() => null, (e: unknown) => e);
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect((err as ApplicationFailure).type).toBe('SlackRateLimited');
     expect(JSON.stringify(digests()[0]!.blocks)).not.toContain(encodeURIComponent(s.workflowId));
@@ -190,13 +212,16 @@ describe('digest message', () => {
       buildDigestLine(summary('escalated'), 'outcome', url),
     ];
     const m = buildDigestMessage(items, new Date('2026-11-24T15:00:00Z'), 'http://ui/list');
-    expect(m.text).toBe(':zap: Burst digest: 61 leaked credentials since 15:00 UTC: 1 need a human (own message), 60 contained');
+    expect(m.text).toBe(
+      ':zap: Burst digest: 61 leaked credentials since 15:00 UTC: 1 need a human (own message), 60 contained',
+    );
     const text = deepText(m.blocks);
     expect(text.match(/:white_check_mark:/g)).toHaveLength(DIGEST_MAX_LINES - 1);
     expect(text.indexOf(':raised_hand:')).toBeLessThan(text.indexOf(':white_check_mark:'));
     expect(text).toContain('and 21 more');
     expect(m.blocks.length).toBeLessThanOrEqual(50);
-    for (const b of m.blocks as Array<{ text?: { text: string } }>) expect((b.text?.text ?? '').length).toBeLessThanOrEqual(3000);
+    for (const b of m.blocks as Array<{ text?: { text: string } }>)
+      expect((b.text?.text ?? '').length).toBeLessThanOrEqual(3000);
   });
 
   it('scanner-supplied references cannot inject mentions or break the link', () => {

@@ -22,12 +22,17 @@ afterEach(async () => {
   await Promise.all(open.splice(0).map((x) => x.close()));
 });
 
-const slackToken = (prefix = 'xoxb-') => `${prefix}${Date.now() % 1e12}-${randomBytes(6).readUIntBE(0, 6)}-${randomBytes(18).toString('base64url').replace(/[-_]/g, 'x')}`;
+const slackToken = (prefix = 'xoxb-') =>
+  `${prefix}${Date.now() % 1e12}-${randomBytes(6).readUIntBE(0, 6)}-${randomBytes(18).toString('base64url').replace(/[-_]/g, 'x')}`;
 
-async function setup(system: Record<string, unknown> = {}): Promise<{ fake: SlackFake; provider: SlackProvider }> {
+async function setup(
+  system: Record<string, unknown> = {},
+): Promise<{ fake: SlackFake; provider: SlackProvider }> {
   const fake = await startSlackFake();
   // The fake's API root ends in a slash, as SLACK_API_URL may: the provider joins either.
-  const provider = new SlackProvider(slackSystemSchema.parse({ name: 'slack', kind: 'slack', apiUrl: fake.apiUrl, ...system }));
+  const provider = new SlackProvider(
+    slackSystemSchema.parse({ name: 'slack', kind: 'slack', apiUrl: fake.apiUrl, ...system }),
+  );
   open.push(fake, provider);
   return { fake, provider };
 }
@@ -44,10 +49,21 @@ const failure = failureProbe({ with: ['nextRetryDelay'] });
 
 describe('slack system kind', () => {
   it('defaults to slack.com/api and bot and user tokens, and refuses graceful, quarantine and a sink', () => {
-    expect(slackSystemSchema.parse({ name: 's', kind: 'slack' })).toMatchObject({ apiUrl: 'https://slack.com/api', tokenPrefixes: ['xoxb-', 'xoxp-', 'xoxe.xoxb-', 'xoxe.xoxp-'] });
-    expect(() => parseInventory({ systems: [{ name: 's', kind: 'slack', mode: 'graceful' }] })).toThrow(/cannot keep two valid values/);
-    expect(() => parseInventory({ systems: [{ name: 's', kind: 'slack', quarantine: true }] })).toThrow(/no reversible quarantine/);
-    expect(() => parseInventory({ systems: [{ name: 's', kind: 'slack', sink: { kind: 'aws_secrets_manager', secretId: 'x' } }] })).toThrow(/sink/);
+    expect(slackSystemSchema.parse({ name: 's', kind: 'slack' })).toMatchObject({
+      apiUrl: 'https://slack.com/api',
+      tokenPrefixes: ['xoxb-', 'xoxp-', 'xoxe.xoxb-', 'xoxe.xoxp-'],
+    });
+    expect(() => parseInventory({ systems: [{ name: 's', kind: 'slack', mode: 'graceful' }] })).toThrow(
+      /cannot keep two valid values/,
+    );
+    expect(() => parseInventory({ systems: [{ name: 's', kind: 'slack', quarantine: true }] })).toThrow(
+      /no reversible quarantine/,
+    );
+    expect(() =>
+      parseInventory({
+        systems: [{ name: 's', kind: 'slack', sink: { kind: 'aws_secrets_manager', secretId: 'x' } }],
+      }),
+    ).toThrow(/sink/);
   });
 });
 
@@ -57,7 +73,11 @@ describe('slack token detections', () => {
     expect(slackTokenPrefix(slackToken('xoxb-'))).toBe('xoxb-');
     expect(slackTokenPrefix('xoxb-')).toBeUndefined();
     const token = slackToken('xoxp-');
-    const s = reduceFinding({ source: 'generic', credentialType: 'slack_token', secret: token, severity: 'high' }, createServerKeys(newServerKey()), new Date());
+    const s = reduceFinding(
+      { source: 'generic', credentialType: 'slack_token', secret: token, severity: 'high' },
+      createServerKeys(newServerKey()),
+      new Date(),
+    );
     expect(s.detection.credentialRef).toEqual({ tokenPrefix: 'xoxp-' });
     expect(JSON.stringify(s.detection)).not.toContain(token);
   });
@@ -69,7 +89,10 @@ describe('SlackProvider', () => {
     const token = slackToken();
     fake.live.add(token);
 
-    expect(await failure(provider.verifyDead(rev(), token), token)).toEqual({ type: ErrorType.CREDENTIAL_STILL_VALID, nonRetryable: false });
+    expect(await failure(provider.verifyDead(rev(), token), token)).toEqual({
+      type: ErrorType.CREDENTIAL_STILL_VALID,
+      nonRetryable: false,
+    });
 
     const first = await provider.revoke(rev(token));
     expect(first.revokedAt).toMatch(ISO_TIME);
@@ -111,11 +134,27 @@ describe('SlackProvider', () => {
     const { fake, provider } = await setup();
     const token = slackToken();
     fake.live.add(token);
-    fake.script.push({ status: 429, headers: { 'retry-after': '7' }, body: { ok: false, error: 'ratelimited' } });
-    expect(await failure(provider.revoke(rev(token)), token)).toEqual({ type: RATE_LIMITED, nonRetryable: false, nextRetryDelay: 7_000 });
+    fake.script.push({
+      status: 429,
+      headers: { 'retry-after': '7' },
+      body: { ok: false, error: 'ratelimited' },
+    });
+    expect(await failure(provider.revoke(rev(token)), token)).toEqual({
+      type: RATE_LIMITED,
+      nonRetryable: false,
+      nextRetryDelay: 7_000,
+    });
     expect(fake.live.has(token)).toBe(true);
-    fake.script.push({ status: 429, headers: { 'retry-after': '3' }, body: { ok: false, error: 'ratelimited' } });
-    expect(await failure(provider.verifyDead(rev(), token), token)).toEqual({ type: RATE_LIMITED, nonRetryable: false, nextRetryDelay: 3_000 });
+    fake.script.push({
+      status: 429,
+      headers: { 'retry-after': '3' },
+      body: { ok: false, error: 'ratelimited' },
+    });
+    expect(await failure(provider.verifyDead(rev(), token), token)).toEqual({
+      type: RATE_LIMITED,
+      nonRetryable: false,
+      nextRetryDelay: 3_000,
+    });
     // The retry goes through.
     await provider.revoke(rev(token));
     expect(fake.revoked.has(token)).toBe(true);
@@ -123,21 +162,33 @@ describe('SlackProvider', () => {
 
   it('without the leaked value, or with a token type auth.revoke does not take, fails permanently as UnknownCredential', async () => {
     const { fake, provider } = await setup();
-    expect(await failure(provider.revoke(rev(undefined)))).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+    expect(await failure(provider.revoke(rev(undefined)))).toEqual({
+      type: ErrorType.UNKNOWN_CREDENTIAL,
+      nonRetryable: true,
+    });
     const refresh = slackToken('xoxe-');
-    expect(await failure(provider.revoke(rev(refresh)), refresh)).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+    expect(await failure(provider.revoke(rev(refresh)), refresh)).toEqual({
+      type: ErrorType.UNKNOWN_CREDENTIAL,
+      nonRetryable: true,
+    });
     expect(fake.requests).toHaveLength(0);
     const token = slackToken();
     fake.script.push({ status: 200, body: { ok: false, error: 'not_bearer_token' } });
-    expect(await failure(provider.revoke(rev(token)), token)).toEqual({ type: ErrorType.UNKNOWN_CREDENTIAL, nonRetryable: true });
+    expect(await failure(provider.revoke(rev(token)), token)).toEqual({
+      type: ErrorType.UNKNOWN_CREDENTIAL,
+      nonRetryable: true,
+    });
   });
 
-  it('classifies Slack errors: missing_scope PermissionDenied, internal_error and 503 transient, a body that is not Slack\'s transient', async () => {
+  it("classifies Slack errors: missing_scope PermissionDenied, internal_error and 503 transient, a body that is not Slack's transient", async () => {
     const { fake, provider } = await setup();
     const token = slackToken();
     fake.live.add(token);
     fake.script.push({ status: 200, body: { ok: false, error: 'missing_scope' } });
-    expect(await failure(provider.revoke(rev(token)), token)).toEqual({ type: ErrorType.PERMISSION_DENIED, nonRetryable: true });
+    expect(await failure(provider.revoke(rev(token)), token)).toEqual({
+      type: ErrorType.PERMISSION_DENIED,
+      nonRetryable: true,
+    });
     fake.script.push({ status: 200, body: { ok: false, error: 'internal_error' } });
     expect(await failure(provider.revoke(rev(token)), token)).toEqual({ type: 'plain' });
     fake.script.push({ status: 503, body: 'upstream unavailable' });
@@ -154,6 +205,9 @@ describe('SlackProvider', () => {
     expect(await provider.expireSessions(rev())).toMatchObject({ terminated: 0 });
     expect(fake.requests).toHaveLength(0);
     expect(slackKind.supports).toMatchObject({ replacement: false });
-    expect(await failure(provider.issueReplacement())).toEqual({ type: ErrorType.MISCONFIGURED, nonRetryable: true });
+    expect(await failure(provider.issueReplacement())).toEqual({
+      type: ErrorType.MISCONFIGURED,
+      nonRetryable: true,
+    });
   });
 });

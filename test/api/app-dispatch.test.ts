@@ -36,7 +36,8 @@ const keys = createServerKeys(newServerKey());
 const NOW = new Date('2025-11-27T10:00:00.000Z');
 const UI = 'http://temporal-ui.test';
 
-type Call = { method: 'signalWithStart'; req: SignalWithStartRequest } | { method: 'start'; req: StartRequest };
+type Call =
+  { method: 'signalWithStart'; req: SignalWithStartRequest } | { method: 'start'; req: StartRequest };
 
 /** The boundary fake: records every start and answers a run id, or throws `fail`. */
 class RecordingWorkflowDispatcher implements WorkflowDispatcher {
@@ -139,7 +140,13 @@ const finding: RawFinding = {
 const enrichDelivery: ParseResult = {
   kind: 'enrich',
   deliveryId: 'gh-delivery-2',
-  request: { kind: 'github_alert', repository: 'acme/api', alertNumber: 7, action: 'created', alertUrl: 'https://api.github.com/repos/acme/api/secret-scanning/alerts/7' },
+  request: {
+    kind: 'github_alert',
+    repository: 'acme/api',
+    alertNumber: 7,
+    action: 'created',
+    alertUrl: 'https://api.github.com/repos/acme/api/secret-scanning/alerts/7',
+  },
   escalateAfter: '2m',
 };
 
@@ -158,11 +165,20 @@ beforeEach(() => {
     logger: createLogger({ level: 'silent' }),
     keys,
     // Only the read API (off here: no tokens) talks to Temporal itself; every start goes through the dispatcher.
-    temporal: { client: {} as Client, namespace: 'default', taskQueue: 'kill-switch-test', uiUrl: UI, deadlineMs: 1000 },
+    temporal: {
+      client: {} as Client,
+      namespace: 'default',
+      taskQueue: 'kill-switch-test',
+      uiUrl: UI,
+      deadlineMs: 1000,
+    },
     dispatcher: createDispatcher({
       workflows,
       evidence,
-      sightings: { record: async (row) => void sightings.push(row), finishedRunHolding: async () => undefined },
+      sightings: {
+        record: async (row) => void sightings.push(row),
+        finishedRunHolding: async () => undefined,
+      },
     }),
     deliveries: ledger,
     switches,
@@ -171,7 +187,8 @@ beforeEach(() => {
   });
 });
 
-const post = (body: unknown) => request(app).post('/webhooks/ci').set('Content-Type', 'application/json').send(JSON.stringify(body));
+const post = (body: unknown) =>
+  request(app).post('/webhooks/ci').set('Content-Type', 'application/json').send(JSON.stringify(body));
 
 describe('a detection', () => {
   it('signals-with-start the killSwitch run of its credential, with these exact options', async () => {
@@ -190,10 +207,22 @@ describe('a detection', () => {
       workflowId,
       args: [{ detection, receivedAt: '2025-11-27T10:00:00.000Z' }],
       signal: undefined,
-      signalArgs: [{ detectionId: 'ci:gitleaks:f-1', source: 'ci', scanner: 'gitleaks', receivedAt: '2025-11-27T10:00:00.000Z', location: finding.location, validity: 'verified' }],
+      signalArgs: [
+        {
+          detectionId: 'ci:gitleaks:f-1',
+          source: 'ci',
+          scanner: 'gitleaks',
+          receivedAt: '2025-11-27T10:00:00.000Z',
+          location: finding.location,
+          validity: 'verified',
+        },
+      ],
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
       typedSearchAttributes: [
-        { key: expect.objectContaining({ name: 'KillSwitchCredentialType', type: 'KEYWORD' }), value: 'github_token' },
+        {
+          key: expect.objectContaining({ name: 'KillSwitchCredentialType', type: 'KEYWORD' }),
+          value: 'github_token',
+        },
         { key: expect.objectContaining({ name: 'KillSwitchSource', type: 'KEYWORD' }), value: 'ci' },
       ],
       staticSummary: 'Leaked github_token (tokenPrefix=ghp_) reported by gitleaks',
@@ -210,7 +239,12 @@ describe('a detection', () => {
     expect(ledger.writes[0]!.sightings.map((s) => s.detectionId)).toEqual(['ci:gitleaks:f-1']);
 
     expect(res.status).toBe(202);
-    expect(res.body).toMatchObject({ status: 'accepted', workflowId, runId: 'run-1', temporalUiUrl: workflows.runUrl(workflowId, 'run-1') });
+    expect(res.body).toMatchObject({
+      status: 'accepted',
+      workflowId,
+      runId: 'run-1',
+      temporalUiUrl: workflows.runUrl(workflowId, 'run-1'),
+    });
     expect(res.headers.location).toBe(workflows.runUrl(workflowId, 'run-1'));
   });
 
@@ -219,7 +253,9 @@ describe('a detection', () => {
     const res = await post({ kind: 'findings', deliveryId: 'd-3', findings: [finding] });
     expect(res.status).toBe(202);
     expect(res.body.duplicate).toBe(true);
-    expect(workflows.calls.map((c) => [c.method, c.req.workflowType, c.req.workflowIdReusePolicy])).toEqual([['signalWithStart', 'killSwitch', 'REJECT_DUPLICATE']]);
+    expect(workflows.calls.map((c) => [c.method, c.req.workflowType, c.req.workflowIdReusePolicy])).toEqual([
+      ['signalWithStart', 'killSwitch', 'REJECT_DUPLICATE'],
+    ]);
     // A redelivery writes its sighting itself (its claim wrote nothing).
     expect(sightings.map((s) => s.detectionId)).toEqual(['ci:gitleaks:f-1']);
   });
@@ -230,7 +266,10 @@ describe('a detection', () => {
     expect(res.status).toBe(503);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(res.headers['retry-after']).toBe('5');
-    expect(res.body).toMatchObject({ type: 'urn:secret-kill-switch:problem:temporal-unavailable', status: 503 });
+    expect(res.body).toMatchObject({
+      type: 'urn:secret-kill-switch:problem:temporal-unavailable',
+      status: 503,
+    });
     expect(workflows.calls).toHaveLength(1);
     expect(evidence.purged).toEqual([killSwitchWorkflowId('github_token', keys.fingerprint(SECRET))]);
     expect(ledger.rows.size).toBe(0);
@@ -250,7 +289,13 @@ describe('an enrichment delivery', () => {
             {
               source: 'ci',
               deliveryId: 'gh-delivery-2',
-              request: { kind: 'github_alert', repository: 'acme/api', alertNumber: 7, action: 'created', alertUrl: 'https://api.github.com/repos/acme/api/secret-scanning/alerts/7' },
+              request: {
+                kind: 'github_alert',
+                repository: 'acme/api',
+                alertNumber: 7,
+                action: 'created',
+                alertUrl: 'https://api.github.com/repos/acme/api/secret-scanning/alerts/7',
+              },
               receivedAt: '2025-11-27T10:00:00.000Z',
               escalateAfter: '2m',
             },
@@ -276,20 +321,34 @@ describe('an enrichment delivery', () => {
     const res = await post(enrichDelivery);
     expect(res.status).toBe(503);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(res.body).toMatchObject({ type: 'urn:secret-kill-switch:problem:temporal-unavailable', status: 503 });
+    expect(res.body).toMatchObject({
+      type: 'urn:secret-kill-switch:problem:temporal-unavailable',
+      status: 503,
+    });
     expect(ledger.rows.size).toBe(0);
 
     workflows.fail = undefined;
     const retried = await post(enrichDelivery);
     expect(retried.status).toBe(202);
-    expect(workflows.calls.map((c) => c.req.workflowId)).toEqual(['enrich-ci-gh-delivery-2', 'enrich-ci-gh-delivery-2']);
+    expect(workflows.calls.map((c) => c.req.workflowId)).toEqual([
+      'enrich-ci-gh-delivery-2',
+      'enrich-ci-gh-delivery-2',
+    ]);
   });
 });
 
 describe('the WorkflowDispatcher over Temporal’s client', () => {
   /** A recording fake of the client's `workflow` methods and its connection's deadline. */
-  function fakeClient(behaviour: { start?: () => Promise<unknown>; signalWithStart?: () => Promise<unknown> } = {}) {
-    const calls: Array<{ method: string; type?: string; options?: Record<string, unknown>; deadline?: number; workflowId?: string }> = [];
+  function fakeClient(
+    behaviour: { start?: () => Promise<unknown>; signalWithStart?: () => Promise<unknown> } = {},
+  ) {
+    const calls: Array<{
+      method: string;
+      type?: string;
+      options?: Record<string, unknown>;
+      deadline?: number;
+      workflowId?: string;
+    }> = [];
     const client = {
       connection: {
         withDeadline: <R>(deadline: number, fn: () => Promise<R>) => {
@@ -316,11 +375,22 @@ describe('the WorkflowDispatcher over Temporal’s client', () => {
         }),
       },
     };
-    const dispatcher = createWorkflowDispatcher({ client: client as unknown as Client, namespace: 'ns one', taskQueue: 'kill-switch-test', uiUrl: UI, deadlineMs: 4321 });
+    const dispatcher = createWorkflowDispatcher({
+      client: client as unknown as Client,
+      namespace: 'ns one',
+      taskQueue: 'kill-switch-test',
+      uiUrl: UI,
+      deadlineMs: 4321,
+    });
     return { calls, dispatcher };
   }
   const sighting = reduceFinding(finding, keys, NOW);
-  const enrichInput = { source: 'ci', deliveryId: 'd-9', request: (enrichDelivery as Extract<ParseResult, { kind: 'enrich' }>).request, receivedAt: NOW.toISOString() };
+  const enrichInput = {
+    source: 'ci',
+    deliveryId: 'd-9',
+    request: (enrichDelivery as Extract<ParseResult, { kind: 'enrich' }>).request,
+    receivedAt: NOW.toISOString(),
+  };
 
   it('passes each request to the client as is, on the task queue, within the deadline', async () => {
     const { calls, dispatcher } = fakeClient();
@@ -332,14 +402,28 @@ describe('the WorkflowDispatcher over Temporal’s client', () => {
       temporalUiUrl: `${UI}/namespaces/ns%20one/workflows/${ks.workflowId}/signalled-run/history`,
     });
     const en = enrichStart(enrichInput);
-    expect(await dispatcher.start(en)).toEqual({ workflowId: 'enrich-ci-d-9', runId: 'first-run', temporalUiUrl: `${UI}/namespaces/ns%20one/workflows/enrich-ci-d-9/first-run/history` });
+    expect(await dispatcher.start(en)).toEqual({
+      workflowId: 'enrich-ci-d-9',
+      runId: 'first-run',
+      temporalUiUrl: `${UI}/namespaces/ns%20one/workflows/enrich-ci-d-9/first-run/history`,
+    });
     const { workflowType: _k, ...ksOptions } = ks;
     const { workflowType: _e, ...enOptions } = en;
     expect(calls.map((c) => ({ ...c, deadline: undefined }))).toStrictEqual([
       { method: 'withDeadline', deadline: undefined },
-      { method: 'signalWithStart', type: 'killSwitch', options: { taskQueue: 'kill-switch-test', ...ksOptions }, deadline: undefined },
+      {
+        method: 'signalWithStart',
+        type: 'killSwitch',
+        options: { taskQueue: 'kill-switch-test', ...ksOptions },
+        deadline: undefined,
+      },
       { method: 'withDeadline', deadline: undefined },
-      { method: 'start', type: 'enrichDetection', options: { taskQueue: 'kill-switch-test', ...enOptions }, deadline: undefined },
+      {
+        method: 'start',
+        type: 'enrichDetection',
+        options: { taskQueue: 'kill-switch-test', ...enOptions },
+        deadline: undefined,
+      },
     ]);
     for (const c of calls.filter((x) => x.method === 'withDeadline')) {
       expect(c.deadline).toBeGreaterThanOrEqual(before + 4321);
@@ -363,11 +447,20 @@ describe('the WorkflowDispatcher over Temporal’s client', () => {
         throw new WorkflowExecutionAlreadyStartedError('already started', 'w', 'killSwitch');
       },
     });
-    await expect(refused.dispatcher.signalWithStart(killSwitchStart(sighting, NOW, 'REJECT_DUPLICATE'))).rejects.toBeInstanceOf(WorkflowExecutionAlreadyStartedError);
+    await expect(
+      refused.dispatcher.signalWithStart(killSwitchStart(sighting, NOW, 'REJECT_DUPLICATE')),
+    ).rejects.toBeInstanceOf(WorkflowExecutionAlreadyStartedError);
 
-    const down = () => Promise.reject(Object.assign(new Error('14 UNAVAILABLE: connect ECONNREFUSED 127.0.0.1:7233'), { code: 14 }));
+    const down = () =>
+      Promise.reject(
+        Object.assign(new Error('14 UNAVAILABLE: connect ECONNREFUSED 127.0.0.1:7233'), { code: 14 }),
+      );
     const unreachable = fakeClient({ signalWithStart: down, start: down });
-    await expect(unreachable.dispatcher.signalWithStart(killSwitchStart(sighting, NOW))).rejects.toBeInstanceOf(TemporalUnavailableError);
-    await expect(unreachable.dispatcher.start(enrichStart(enrichInput))).rejects.toBeInstanceOf(TemporalUnavailableError);
+    await expect(
+      unreachable.dispatcher.signalWithStart(killSwitchStart(sighting, NOW)),
+    ).rejects.toBeInstanceOf(TemporalUnavailableError);
+    await expect(unreachable.dispatcher.start(enrichStart(enrichInput))).rejects.toBeInstanceOf(
+      TemporalUnavailableError,
+    );
   });
 });

@@ -9,9 +9,21 @@ import net, { type AddressInfo } from 'node:net';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLocalUiGateway, LOGIN_PATH, UI_SESSION_COOKIE, uiSessionValue, type LocalUiGateway } from '../../api/local-ui';
+import {
+  createLocalUiGateway,
+  LOGIN_PATH,
+  UI_SESSION_COOKIE,
+  uiSessionValue,
+  type LocalUiGateway,
+} from '../../api/local-ui';
 import { createIngressApp } from '../../api/server';
-import { CodecError, codecFromConfig, EncryptionCodec, ENCRYPTED_ENCODING, KEY_ID_METADATA } from '../../lib/codec';
+import {
+  CodecError,
+  codecFromConfig,
+  EncryptionCodec,
+  ENCRYPTED_ENCODING,
+  KEY_ID_METADATA,
+} from '../../lib/codec';
 import { ConfigError, loadConfig } from '../../lib/config';
 import { createEvidenceStore } from '../../store/evidence';
 import { createServerKeys, newServerKey } from '../../lib/keys';
@@ -22,7 +34,11 @@ type JoseKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
 const key = () => randomBytes(32);
 const k1 = { id: 'k1', key: key() };
 const k2 = { id: 'k2', key: key() };
-const detection = { credentialType: 'postgres_password', credentialRef: { role: 'app_reporting' }, location: { repository: 'acme/payments' } };
+const detection = {
+  credentialType: 'postgres_password',
+  credentialRef: { role: 'app_reporting' },
+  location: { repository: 'acme/payments' },
+};
 const text = (b: Uint8Array | null | undefined) => Buffer.from(b ?? new Uint8Array()).toString('utf8');
 /** The error `fn` throws; fails the test when it throws nothing. */
 function thrown(fn: () => unknown): Error {
@@ -34,7 +50,9 @@ function thrown(fn: () => unknown): Error {
   throw new Error('expected a throw, got none');
 }
 const wire = (p: Payload) => ({
-  metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v!).toString('base64')])),
+  metadata: Object.fromEntries(
+    Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v!).toString('base64')]),
+  ),
   ...(p.data ? { data: Buffer.from(p.data).toString('base64') } : {}),
 });
 
@@ -45,7 +63,8 @@ describe('EncryptionCodec', () => {
     expect(text(enc!.metadata!.encoding)).toBe(ENCRYPTED_ENCODING);
     expect(text(enc!.metadata![KEY_ID_METADATA])).toBe('k2');
     expect(Object.keys(enc!.metadata!).sort()).toEqual(['encoding', KEY_ID_METADATA]);
-    for (const needle of ['app_reporting', 'acme/payments', 'json/plain']) expect(text(enc!.data).includes(needle)).toBe(false);
+    for (const needle of ['app_reporting', 'acme/payments', 'json/plain'])
+      expect(text(enc!.data).includes(needle)).toBe(false);
     const [dec] = await new EncryptionCodec([k2, k1]).decode([enc!]);
     expect(defaultPayloadConverter.fromPayload(dec!)).toEqual(detection);
     expect(text(dec!.metadata!.encoding)).toBe('json/plain');
@@ -119,20 +138,37 @@ describe('codec configuration', () => {
 
   it('validates TEMPORAL_UI_ORIGIN and CODEC_TOKENS, defaulting the origin to the UI URL', () => {
     // One origin by default: the loopback address npm start's UI gateway listens on.
-    expect(loadConfig({}).temporal).toMatchObject({ uiUrl: 'http://127.0.0.1:8233', uiOrigin: 'http://127.0.0.1:8233' });
-    expect(loadConfig({ TEMPORAL_DEV_UI_PORT: '9233' }).temporal).toMatchObject({ uiUrl: 'http://127.0.0.1:9233', uiOrigin: 'http://127.0.0.1:9233' });
+    expect(loadConfig({}).temporal).toMatchObject({
+      uiUrl: 'http://127.0.0.1:8233',
+      uiOrigin: 'http://127.0.0.1:8233',
+    });
+    expect(loadConfig({ TEMPORAL_DEV_UI_PORT: '9233' }).temporal).toMatchObject({
+      uiUrl: 'http://127.0.0.1:9233',
+      uiOrigin: 'http://127.0.0.1:9233',
+    });
     expect(loadConfig({ TEMPORAL_UI_URL: '' }).temporal.uiUrl).toBe('http://127.0.0.1:8233');
-    expect(loadConfig({ TEMPORAL_UI_URL: 'https://temporal.acme.io/ui' }).temporal.uiOrigin).toBe('https://temporal.acme.io');
-    expect(loadConfig({ TEMPORAL_UI_ORIGIN: 'https://temporal.acme.io' }).temporal.uiOrigin).toBe('https://temporal.acme.io');
-    expect(() => loadConfig({ TEMPORAL_UI_ORIGIN: 'https://temporal.acme.io/ui' })).toThrow(/TEMPORAL_UI_ORIGIN: must be an origin only/);
-    expect(() => loadConfig({ CODEC_TOKENS: 'too-short' })).toThrow(/CODEC_TOKENS\[0\]: each codec token must be at least 24 characters/);
+    expect(loadConfig({ TEMPORAL_UI_URL: 'https://temporal.acme.io/ui' }).temporal.uiOrigin).toBe(
+      'https://temporal.acme.io',
+    );
+    expect(loadConfig({ TEMPORAL_UI_ORIGIN: 'https://temporal.acme.io' }).temporal.uiOrigin).toBe(
+      'https://temporal.acme.io',
+    );
+    expect(() => loadConfig({ TEMPORAL_UI_ORIGIN: 'https://temporal.acme.io/ui' })).toThrow(
+      /TEMPORAL_UI_ORIGIN: must be an origin only/,
+    );
+    expect(() => loadConfig({ CODEC_TOKENS: 'too-short' })).toThrow(
+      /CODEC_TOKENS\[0\]: each codec token must be at least 24 characters/,
+    );
   });
 });
 
 describe('codec endpoint', () => {
   let h: Harness;
   const UI = 'http://127.0.0.1:8233';
-  const samples = [defaultPayloadConverter.toPayload(detection), defaultPayloadConverter.toPayload('escalated: permission denied')];
+  const samples = [
+    defaultPayloadConverter.toPayload(detection),
+    defaultPayloadConverter.toPayload('escalated: permission denied'),
+  ];
 
   beforeAll(async () => {
     h = await startHarness({ worker: false });
@@ -141,7 +177,11 @@ describe('codec endpoint', () => {
     await h?.close();
   });
 
-  const call = (path: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}, base = h.baseUrl) =>
+  const call = (
+    path: string,
+    init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+    base = h.baseUrl,
+  ) =>
     fetch(`${base}${path}`, {
       method: init.method ?? 'POST',
       headers: init.headers ?? {},
@@ -157,28 +197,49 @@ describe('codec endpoint', () => {
 
   it('decodes for the UI with a valid token and the right namespace, with CORS for the UI origin', async () => {
     const encoded = await h.codec.encode(samples);
-    const res = await call('/codec/decode', { headers: authed(), body: JSON.stringify({ payloads: encoded.map(wire) }) });
+    const res = await call('/codec/decode', {
+      headers: authed(),
+      body: JSON.stringify({ payloads: encoded.map(wire) }),
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get('access-control-allow-origin')).toBe(UI);
     expect(res.headers.get('access-control-allow-credentials')).toBe('true');
-    const body = (await res.json()) as { payloads: Array<{ metadata: Record<string, string>; data: string }> };
+    const body = (await res.json()) as {
+      payloads: Array<{ metadata: Record<string, string>; data: string }>;
+    };
     expect(body.payloads).toEqual(samples.map(wire));
     expect(Buffer.from(body.payloads[0]!.data, 'base64').toString()).toContain('app_reporting');
   });
 
   it('encodes with the active key, and what it encodes decodes back', async () => {
-    const res = await call('/codec/encode', { headers: authed(), body: JSON.stringify({ payloads: samples.map(wire) }) });
+    const res = await call('/codec/encode', {
+      headers: authed(),
+      body: JSON.stringify({ payloads: samples.map(wire) }),
+    });
     expect(res.status).toBe(200);
-    const { payloads } = (await res.json()) as { payloads: Array<{ metadata: Record<string, string>; data: string }> };
-    expect(payloads.map((p) => Buffer.from(p.metadata[KEY_ID_METADATA]!, 'base64').toString())).toEqual([h.codec.activeKeyId, h.codec.activeKeyId]);
-    expect(payloads.map((p) => Buffer.from(p.metadata.encoding!, 'base64').toString())).toEqual([ENCRYPTED_ENCODING, ENCRYPTED_ENCODING]);
+    const { payloads } = (await res.json()) as {
+      payloads: Array<{ metadata: Record<string, string>; data: string }>;
+    };
+    expect(payloads.map((p) => Buffer.from(p.metadata[KEY_ID_METADATA]!, 'base64').toString())).toEqual([
+      h.codec.activeKeyId,
+      h.codec.activeKeyId,
+    ]);
+    expect(payloads.map((p) => Buffer.from(p.metadata.encoding!, 'base64').toString())).toEqual([
+      ENCRYPTED_ENCODING,
+      ENCRYPTED_ENCODING,
+    ]);
     const back = await call('/codec/decode', { headers: authed(), body: JSON.stringify({ payloads }) });
     expect(((await back.json()) as { payloads: unknown }).payloads).toEqual(samples.map(wire));
   });
 
   it('refuses without a valid token: 401 problem+json, nothing decoded', async () => {
     const body = JSON.stringify({ payloads: (await h.codec.encode(samples)).map(wire) });
-    for (const authorization of [undefined, 'Bearer wrong-token-wrong-token-wrong', `Basic ${h.codecToken}`, `Bearer ${h.codecToken}x`]) {
+    for (const authorization of [
+      undefined,
+      'Bearer wrong-token-wrong-token-wrong',
+      `Basic ${h.codecToken}`,
+      `Bearer ${h.codecToken}x`,
+    ]) {
       const headers = authed();
       if (authorization) headers.authorization = authorization;
       else delete (headers as Record<string, string | undefined>).authorization;
@@ -205,7 +266,11 @@ describe('codec endpoint', () => {
   it('answers the preflight of the UI origin, and not of another origin', async () => {
     const ok = await call('/codec/decode', {
       method: 'OPTIONS',
-      headers: { origin: UI, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type,x-namespace' },
+      headers: {
+        origin: UI,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization,content-type,x-namespace',
+      },
     });
     expect(ok.status).toBe(204);
     expect(ok.headers.get('access-control-allow-origin')).toBe(UI);
@@ -215,11 +280,17 @@ describe('codec endpoint', () => {
     expect(allowed).toEqual(expect.arrayContaining(['x-namespace', 'authorization', 'content-type']));
     expect(ok.headers.get('vary')).toMatch(/Origin/);
 
-    const evil = await call('/codec/decode', { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    const evil = await call('/codec/decode', {
+      method: 'OPTIONS',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+    });
     expect(evil.status).toBe(403);
     expect(evil.headers.get('access-control-allow-origin')).toBeNull();
     // A page of another origin does not get decoded payloads even with a stolen token.
-    const stolen = await call('/codec/decode', { headers: authed({ origin: 'https://evil.example' }), body: JSON.stringify({ payloads: [] }) });
+    const stolen = await call('/codec/decode', {
+      headers: authed({ origin: 'https://evil.example' }),
+      body: JSON.stringify({ payloads: [] }),
+    });
     expect(stolen.status).toBe(403);
     expect(stolen.headers.get('access-control-allow-origin')).toBeNull();
   });
@@ -228,20 +299,34 @@ describe('codec endpoint', () => {
     const malformed = await call('/codec/decode', { headers: authed(), body: '{"payloads": [' });
     expect(malformed.status).toBe(400);
     expect(malformed.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-    for (const body of [{}, { payloads: 'x' }, { payloads: [{ metadata: { encoding: 'not base64!' } }] }, { payloads: [{ data: 42 }] }]) {
+    for (const body of [
+      {},
+      { payloads: 'x' },
+      { payloads: [{ metadata: { encoding: 'not base64!' } }] },
+      { payloads: [{ data: 42 }] },
+    ]) {
       const res = await call('/codec/decode', { headers: authed(), body: JSON.stringify(body) });
       expect(res.status, JSON.stringify(body)).toBe(422);
       expect(((await res.json()) as { errors: unknown[] }).errors.length).toBeGreaterThan(0);
     }
     const [foreign] = await new EncryptionCodec([{ id: 'retired', key: key() }]).encode(samples.slice(0, 1));
-    const unknown = await call('/codec/decode', { headers: authed(), body: JSON.stringify({ payloads: [wire(foreign!)] }) });
+    const unknown = await call('/codec/decode', {
+      headers: authed(),
+      body: JSON.stringify({ payloads: [wire(foreign!)] }),
+    });
     expect(unknown.status).toBe(422);
     expect(((await unknown.json()) as { detail: string }).detail).toContain('key id "retired"');
-    expect((await call('/codec/decode', { headers: authed({ 'content-type': 'text/plain' }), body: '{}' })).status).toBe(415);
+    expect(
+      (await call('/codec/decode', { headers: authed({ 'content-type': 'text/plain' }), body: '{}' })).status,
+    ).toBe(415);
   });
 
   it('without CODEC_TOKENS nobody decodes: the UI origin from loopback is no credential', async () => {
-    const config = loadConfig({ TEMPORAL_ADDRESS: h.config.temporal.address, DATABASE_URL: h.config.databaseUrl, KILLSWITCH_SERVER_KEY: newServerKey() });
+    const config = loadConfig({
+      TEMPORAL_ADDRESS: h.config.temporal.address,
+      DATABASE_URL: h.config.databaseUrl,
+      KILLSWITCH_SERVER_KEY: newServerKey(),
+    });
     const keys = createServerKeys(config.serverKey!);
     const codec = codecFromConfig(config, keys);
     const app = createIngressApp(config, {
@@ -261,7 +346,18 @@ describe('codec endpoint', () => {
       const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const body = JSON.stringify({ payloads: (await codec.encode(samples)).map(wire) });
       for (const origin of [config.temporal.uiOrigin, undefined]) {
-        const res = await call('/codec/decode', { headers: { 'content-type': 'application/json', 'x-namespace': 'default', ...(origin ? { origin } : {}) }, body }, base);
+        const res = await call(
+          '/codec/decode',
+          {
+            headers: {
+              'content-type': 'application/json',
+              'x-namespace': 'default',
+              ...(origin ? { origin } : {}),
+            },
+            body,
+          },
+          base,
+        );
         expect(res.status, origin).toBe(401);
         expect(await res.text()).not.toContain('app_reporting');
       }
@@ -291,7 +387,9 @@ describe("local UI gateway (npm start's Temporal UI and its codec on one origin)
         res.write('data: first\n\n');
         return;
       }
-      res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': '_csrf=abc; Path=/' }).end(JSON.stringify({ Codec: { Endpoint: `${origin}/codec` } }));
+      res
+        .writeHead(200, { 'content-type': 'application/json', 'set-cookie': '_csrf=abc; Path=/' })
+        .end(JSON.stringify({ Codec: { Endpoint: `${origin}/codec` } }));
     });
     upstream.on('upgrade', (req, socket) => {
       seen.push({ url: req.url!, cookie: req.headers.cookie, host: req.headers.host });
@@ -323,8 +421,10 @@ describe("local UI gateway (npm start's Temporal UI and its codec on one origin)
       headers: { 'content-type': 'application/json', 'x-namespace': 'default', ...headers },
       body: JSON.stringify({ payloads: (await codec.encode(samples)).map(wire) }),
     });
-  const login = (t: string) => fetch(`${origin}${LOGIN_PATH}?token=${encodeURIComponent(t)}`, { redirect: 'manual' });
-  const sessionCookie = (res: Response) => /^(killswitch_ui=[^;]+)/.exec(res.headers.get('set-cookie') ?? '')?.[1];
+  const login = (t: string) =>
+    fetch(`${origin}${LOGIN_PATH}?token=${encodeURIComponent(t)}`, { redirect: 'manual' });
+  const sessionCookie = (res: Response) =>
+    /^(killswitch_ui=[^;]+)/.exec(res.headers.get('set-cookie') ?? '')?.[1];
 
   it('refuses the codec without the session cookie or the token, whatever the Origin: 401', async () => {
     for (const origin_ of [origin, undefined]) {
@@ -332,9 +432,18 @@ describe("local UI gateway (npm start's Temporal UI and its codec on one origin)
       expect(res.status, origin_).toBe(401);
       expect(await res.text()).not.toContain('app_reporting');
     }
-    expect((await decode({ origin, cookie: `${UI_SESSION_COOKIE}=${uiSessionValue('another-token-another-token-123')}` })).status).toBe(401);
+    expect(
+      (
+        await decode({
+          origin,
+          cookie: `${UI_SESSION_COOKIE}=${uiSessionValue('another-token-another-token-123')}`,
+        })
+      ).status,
+    ).toBe(401);
     expect((await decode({ origin, cookie: `${UI_SESSION_COOKIE}=${token}` })).status).toBe(401);
-    expect((await decode({ origin: 'http://localhost:8233', authorization: `Bearer ${token}` })).status).toBe(403);
+    expect((await decode({ origin: 'http://localhost:8233', authorization: `Bearer ${token}` })).status).toBe(
+      403,
+    );
   });
 
   it('logs a browser in with a one-time link: an HttpOnly, SameSite=Strict cookie that decodes; the link is then used up', async () => {
@@ -347,7 +456,9 @@ describe("local UI gateway (npm start's Temporal UI and its codec on one origin)
     const first = await login(code);
     expect(first.status).toBe(303);
     expect(first.headers.get('location')).toBe('/');
-    expect(first.headers.get('set-cookie')).toBe(`${UI_SESSION_COOKIE}=${uiSessionValue(token)}; Path=/; HttpOnly; SameSite=Strict`);
+    expect(first.headers.get('set-cookie')).toBe(
+      `${UI_SESSION_COOKIE}=${uiSessionValue(token)}; Path=/; HttpOnly; SameSite=Strict`,
+    );
     const cookie = sessionCookie(first)!;
 
     const res = await decode({ origin, cookie: `_csrf=abc; ${cookie}` });
@@ -371,11 +482,17 @@ describe("local UI gateway (npm start's Temporal UI and its codec on one origin)
   });
 
   it('passes the UI through, keeping its cookies but never handing it the session cookie', async () => {
-    const res = await fetch(`${origin}/api/v1/settings?x=1`, { headers: { cookie: `_csrf=abc; ${UI_SESSION_COOKIE}=s3ss10n; theme=dark` } });
+    const res = await fetch(`${origin}/api/v1/settings?x=1`, {
+      headers: { cookie: `_csrf=abc; ${UI_SESSION_COOKIE}=s3ss10n; theme=dark` },
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get('set-cookie')).toBe('_csrf=abc; Path=/');
     expect(await res.json()).toEqual({ Codec: { Endpoint: `${origin}/codec` } });
-    expect(seen.at(-1)).toEqual({ url: '/api/v1/settings?x=1', cookie: '_csrf=abc; theme=dark', host: new URL(origin).host });
+    expect(seen.at(-1)).toEqual({
+      url: '/api/v1/settings?x=1',
+      cookie: '_csrf=abc; theme=dark',
+      host: new URL(origin).host,
+    });
     await fetch(`${origin}/namespaces`, { headers: { cookie: `${UI_SESSION_COOKIE}=s3ss10n` } });
     expect(seen.at(-1)).toEqual({ url: '/namespaces', cookie: undefined, host: new URL(origin).host });
   });
@@ -400,7 +517,9 @@ describe("local UI gateway (npm start's Temporal UI and its codec on one origin)
         if (got.includes('echo:ping')) resolve();
       }),
     );
-    sock.write(`GET /ws HTTP/1.1\r\nHost: ${new URL(origin).host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nCookie: ${UI_SESSION_COOKIE}=s3ss10n; a=b\r\n\r\n`);
+    sock.write(
+      `GET /ws HTTP/1.1\r\nHost: ${new URL(origin).host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nCookie: ${UI_SESSION_COOKIE}=s3ss10n; a=b\r\n\r\n`,
+    );
     await answered;
     sock.destroy();
     expect(got).toMatch(/^HTTP\/1\.1 101 /);
@@ -409,10 +528,20 @@ describe("local UI gateway (npm start's Temporal UI and its codec on one origin)
 
   it('keeps one origin: another host name is redirected to it (GET) or refused', async () => {
     const port = new URL(origin).port;
-    const get = await fetch(`http://localhost:${port}/namespaces/default/workflows?x=1`, { redirect: 'manual' });
+    const get = await fetch(`http://localhost:${port}/namespaces/default/workflows?x=1`, {
+      redirect: 'manual',
+    });
     expect(get.status).toBe(308);
     expect(get.headers.get('location')).toBe(`${origin}/namespaces/default/workflows?x=1`);
-    const post = await fetch(`http://localhost:${port}/codec/decode`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-namespace': 'default' }, body: '{"payloads":[]}' });
+    const post = await fetch(`http://localhost:${port}/codec/decode`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        'x-namespace': 'default',
+      },
+      body: '{"payloads":[]}',
+    });
     expect(post.status).toBe(421);
   });
 });
@@ -438,7 +567,10 @@ describe('codec endpoint with the UI forwarding the engineer access token (OIDC 
     });
     await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
     jwksUrl = `http://127.0.0.1:${(idp.address() as AddressInfo).port}/.well-known/jwks.json`;
-    h = await startHarness({ worker: false, env: { CODEC_JWT_JWKS_URL: jwksUrl, CODEC_JWT_ISSUER: ISSUER, CODEC_JWT_AUDIENCE: AUDIENCE } });
+    h = await startHarness({
+      worker: false,
+      env: { CODEC_JWT_JWKS_URL: jwksUrl, CODEC_JWT_ISSUER: ISSUER, CODEC_JWT_AUDIENCE: AUDIENCE },
+    });
   });
   afterAll(async () => {
     await h?.close();
@@ -456,10 +588,17 @@ describe('codec endpoint with the UI forwarding the engineer access token (OIDC 
       .sign(opts.key ?? signingKey);
 
   const decode = async (authorization: string) => {
-    const body = JSON.stringify({ payloads: (await h.codec.encode([defaultPayloadConverter.toPayload(detection)])).map(wire) });
+    const body = JSON.stringify({
+      payloads: (await h.codec.encode([defaultPayloadConverter.toPayload(detection)])).map(wire),
+    });
     return fetch(`${h.baseUrl}/codec/decode`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-namespace': 'default', origin: h.config.temporal.uiOrigin, authorization },
+      headers: {
+        'content-type': 'application/json',
+        'x-namespace': 'default',
+        origin: h.config.temporal.uiOrigin,
+        authorization,
+      },
       body,
     });
   };
@@ -482,7 +621,11 @@ describe('codec endpoint with the UI forwarding the engineer access token (OIDC 
 
   it('still accepts a CODEC_TOKENS bearer, and requires all three CODEC_JWT_* variables together', async () => {
     expect((await decode(`Bearer ${h.codecToken}`)).status).toBe(200);
-    expect(() => loadConfig({ CODEC_JWT_JWKS_URL: jwksUrl })).toThrow(/CODEC_JWT_ISSUER: required when CODEC_JWT_JWKS_URL is set/);
-    expect(() => loadConfig({ CODEC_JWT_JWKS_URL: 'ftp://x', CODEC_JWT_ISSUER: ISSUER, CODEC_JWT_AUDIENCE: AUDIENCE })).toThrow(/CODEC_JWT_JWKS_URL/);
+    expect(() => loadConfig({ CODEC_JWT_JWKS_URL: jwksUrl })).toThrow(
+      /CODEC_JWT_ISSUER: required when CODEC_JWT_JWKS_URL is set/,
+    );
+    expect(() =>
+      loadConfig({ CODEC_JWT_JWKS_URL: 'ftp://x', CODEC_JWT_ISSUER: ISSUER, CODEC_JWT_AUDIENCE: AUDIENCE }),
+    ).toThrow(/CODEC_JWT_JWKS_URL/);
   });
 });

@@ -36,12 +36,22 @@ function writesFor(db: Db, workflowIds: string[], detection = 'det'): DeliveryWr
   const evidence = createEvidenceStore(db, keys, 1);
   return {
     evidence: workflowIds.map((w) => evidence.seal(w, keys.fingerprint(`value-${w}`), `value-${w}`)),
-    sightings: workflowIds.map((w) => ({ workflowId: w, detectionId: `${detection}-${w}`, source: 'ci', scanner: null, location: { file: 'a.env' }, validity: null, receivedAt: new Date().toISOString() })),
+    sightings: workflowIds.map((w) => ({
+      workflowId: w,
+      detectionId: `${detection}-${w}`,
+      source: 'ci',
+      scanner: null,
+      location: { file: 'a.env' },
+      validity: null,
+      receivedAt: new Date().toISOString(),
+    })),
   };
 }
 
 async function txOf(db: Db, table: string, where: string, arg: string): Promise<string[]> {
-  return (await db.query<{ tx: string }>(`SELECT xmin::text AS tx FROM ${table} WHERE ${where} ORDER BY 1`, [arg])).rows.map((r) => r.tx);
+  return (
+    await db.query<{ tx: string }>(`SELECT xmin::text AS tx FROM ${table} WHERE ${where} ORDER BY 1`, [arg])
+  ).rows.map((r) => r.tx);
 }
 
 describe.each(['postgres', 'pglite'])('the claim (%s)', (engine) => {
@@ -76,7 +86,11 @@ describe.each(['postgres', 'pglite'])('the claim (%s)', (engine) => {
     expect(await txOf(db(), 'killswitch_evidence', 'workflow_id = $1', later)).toEqual([]);
     expect(await txOf(db(), 'killswitch_sightings', 'workflow_id = $1', later)).toEqual([]);
     await ledger.complete('ci', id, 202, { status: 'accepted', workflowId: first });
-    expect(await ledger.claim('ci', id, writesFor(db(), [later]))).toEqual({ kind: 'answered', status: 202, response: { status: 'accepted', workflowId: first } });
+    expect(await ledger.claim('ci', id, writesFor(db(), [later]))).toEqual({
+      kind: 'answered',
+      status: 202,
+      response: { status: 'accepted', workflowId: first },
+    });
     expect(await txOf(db(), 'killswitch_evidence', 'workflow_id = $1', later)).toEqual([]);
   });
 
@@ -98,8 +112,11 @@ describe('concurrent claims (postgres)', () => {
     for (let i = 0; i < 150; i++) {
       const ids = Array.from({ length: 6 }, (_, k) => `wf-order-${rand()}-${i}-${k}`);
       const orders = [ids, [...ids].reverse(), [ids[3]!, ids[0]!, ids[5]!, ids[1]!]];
-      const settled = await Promise.allSettled(orders.map((o, k) => ledger.claim('ci', `d-order-${rand()}-${i}-${k}`, writesFor(db, o))));
-      for (const s of settled) if (s.status === 'rejected') failures.push((s.reason as { code?: string }).code ?? s.reason);
+      const settled = await Promise.allSettled(
+        orders.map((o, k) => ledger.claim('ci', `d-order-${rand()}-${i}-${k}`, writesFor(db, o))),
+      );
+      for (const s of settled)
+        if (s.status === 'rejected') failures.push((s.reason as { code?: string }).code ?? s.reason);
     }
     expect(failures).toEqual([]);
   });

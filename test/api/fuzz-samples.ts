@@ -73,9 +73,51 @@ export async function fuzzSamples(): Promise<FuzzSetup> {
 
   // CI reports, Standard Webhooks each with its own secret.
   const ci: Array<[string, string, () => string, string]> = [
-    ['trufflehog', 'TRUFFLEHOG_SECRETS', () => JSON.stringify({ SourceMetadata: { Data: { Git: { file: 'a.env', line: 1, commit: 'abcdef1', repository: 'https://github.com/acme/api.git' } } }, DetectorName: 'Postgres', Verified: false, Raw: pgFinding() }), 'application/x-ndjson'],
-    ['gitleaks', 'GITLEAKS_SECRETS', () => JSON.stringify([{ RuleID: 'generic-api-key', Secret: `pw-${rnd()}`, Match: `url=${pgFinding()}`, File: 'a.env', StartLine: 1, Commit: 'abcdef1', Fingerprint: 'abcdef1:a.env:generic-api-key:1' }]), 'application/json'],
-    ['kingfisher', 'KINGFISHER_SECRETS', () => `${JSON.stringify({ findings: [{ rule: { id: 'betterleaks.generic-credential-uri' }, finding: { snippet: `pw-${rnd()}`, path: './a.env', line: 1, validation: { outcome: 'not_attempted' }, validate_command: `kingfisher validate '${pgFinding()}'` } }] })}\n${JSON.stringify({ findings: 1 })}`, 'application/x-ndjson'],
+    [
+      'trufflehog',
+      'TRUFFLEHOG_SECRETS',
+      () =>
+        JSON.stringify({
+          SourceMetadata: {
+            Data: {
+              Git: {
+                file: 'a.env',
+                line: 1,
+                commit: 'abcdef1',
+                repository: 'https://github.com/acme/api.git',
+              },
+            },
+          },
+          DetectorName: 'Postgres',
+          Verified: false,
+          Raw: pgFinding(),
+        }),
+      'application/x-ndjson',
+    ],
+    [
+      'gitleaks',
+      'GITLEAKS_SECRETS',
+      () =>
+        JSON.stringify([
+          {
+            RuleID: 'generic-api-key',
+            Secret: `pw-${rnd()}`,
+            Match: `url=${pgFinding()}`,
+            File: 'a.env',
+            StartLine: 1,
+            Commit: 'abcdef1',
+            Fingerprint: 'abcdef1:a.env:generic-api-key:1',
+          },
+        ]),
+      'application/json',
+    ],
+    [
+      'kingfisher',
+      'KINGFISHER_SECRETS',
+      () =>
+        `${JSON.stringify({ findings: [{ rule: { id: 'betterleaks.generic-credential-uri' }, finding: { snippet: `pw-${rnd()}`, path: './a.env', line: 1, validation: { outcome: 'not_attempted' }, validate_command: `kingfisher validate '${pgFinding()}'` } }] })}\n${JSON.stringify({ findings: 1 })}`,
+      'application/x-ndjson',
+    ],
   ];
   for (const [name, envName, build, type] of ci) {
     const secret = newWebhookSecret();
@@ -99,14 +141,31 @@ export async function fuzzSamples(): Promise<FuzzSetup> {
   const ghSecret = `gh-${rnd()}`;
   env.GITHUB_WEBHOOK_SECRETS = ghSecret;
   env.GITHUB_TOKEN = 'ghs_unused';
-  sources.github = { secretsEnv: 'GITHUB_WEBHOOK_SECRETS', apiTokenEnv: 'GITHUB_TOKEN', apiUrl: 'http://127.0.0.1:9', ...unlimited };
-  const ghSign = (body: string) => ({ 'x-hub-signature-256': `sha256=${createHmac('sha256', ghSecret).update(body).digest('hex')}`, 'x-github-event': 'secret_scanning_alert', 'x-github-delivery': rnd() });
+  sources.github = {
+    secretsEnv: 'GITHUB_WEBHOOK_SECRETS',
+    apiTokenEnv: 'GITHUB_TOKEN',
+    apiUrl: 'http://127.0.0.1:9',
+    ...unlimited,
+  };
+  const ghSign = (body: string) => ({
+    'x-hub-signature-256': `sha256=${createHmac('sha256', ghSecret).update(body).digest('hex')}`,
+    'x-github-event': 'secret_scanning_alert',
+    'x-github-delivery': rnd(),
+  });
   samples.push({
     name: 'github',
     path: '/webhooks/github',
     authHeaders: ['x-hub-signature-256'],
     build() {
-      const body = JSON.stringify({ action: 'created', alert: { number: Math.floor(Math.random() * 1e6) + 1, secret_type: 'postgres_connection_uri', url: `http://127.0.0.1:9/repos/acme/api/secret-scanning/alerts/1` }, repository: { full_name: 'acme/api' } });
+      const body = JSON.stringify({
+        action: 'created',
+        alert: {
+          number: Math.floor(Math.random() * 1e6) + 1,
+          secret_type: 'postgres_connection_uri',
+          url: `http://127.0.0.1:9/repos/acme/api/secret-scanning/alerts/1`,
+        },
+        repository: { full_name: 'acme/api' },
+      });
       return { body, headers: { 'content-type': 'application/json', ...ghSign(body) } };
     },
     sign: ghSign,
@@ -114,15 +173,39 @@ export async function fuzzSamples(): Promise<FuzzSetup> {
 
   // GitHub partner format: ECDSA P-256 by a key from a published list.
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const keyServer = await startRecorder(() => ({ status: 200, body: { public_keys: [{ key_identifier: 'fuzz-key', key: publicKey.export({ type: 'spki', format: 'pem' }).toString(), is_current: true }] } }));
+  const keyServer = await startRecorder(() => ({
+    status: 200,
+    body: {
+      public_keys: [
+        {
+          key_identifier: 'fuzz-key',
+          key: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+          is_current: true,
+        },
+      ],
+    },
+  }));
   sources.github_partner = { keysUrl: `${keyServer.url}/keys`, ...unlimited };
-  const partnerSign = (body: string) => ({ 'github-public-key-identifier': 'fuzz-key', 'github-public-key-signature': ecSign('sha256', Buffer.from(body, 'latin1'), { key: privateKey, dsaEncoding: 'der' }).toString('base64') });
+  const partnerSign = (body: string) => ({
+    'github-public-key-identifier': 'fuzz-key',
+    'github-public-key-signature': ecSign('sha256', Buffer.from(body, 'latin1'), {
+      key: privateKey,
+      dsaEncoding: 'der',
+    }).toString('base64'),
+  });
   samples.push({
     name: 'github_partner',
     path: '/webhooks/github_partner',
     authHeaders: ['github-public-key-identifier', 'github-public-key-signature'],
     build() {
-      const body = JSON.stringify([{ token: pgFinding(), type: 'acme_db_url', url: 'https://github.com/x/y/blob/a/b', source: 'content' }]);
+      const body = JSON.stringify([
+        {
+          token: pgFinding(),
+          type: 'acme_db_url',
+          url: 'https://github.com/x/y/blob/a/b',
+          source: 'content',
+        },
+      ]);
       return { body, headers: { 'content-type': 'application/json', ...partnerSign(body) } };
     },
     sign: partnerSign,
@@ -134,14 +217,27 @@ export async function fuzzSamples(): Promise<FuzzSetup> {
   sources.gitguardian = { secretsEnv: 'GITGUARDIAN_SECRETS', ...unlimited };
   const ggSign = (body: string) => {
     const ts = String(Math.floor(Date.now() / 1000));
-    return { timestamp: ts, 'gitguardian-signature': `sha256=${createHmac('sha256', `${ts}${ggToken}`).update(Buffer.from(body, 'latin1')).digest('hex')}` };
+    return {
+      timestamp: ts,
+      'gitguardian-signature': `sha256=${createHmac('sha256', `${ts}${ggToken}`).update(Buffer.from(body, 'latin1')).digest('hex')}`,
+    };
   };
   samples.push({
     name: 'gitguardian',
     path: '/webhooks/gitguardian',
     authHeaders: ['timestamp', 'gitguardian-signature'],
     build() {
-      const body = JSON.stringify({ source: 'GitGuardian', action: 'incident_triggered', incident: { id: Math.floor(Math.random() * 1e6) + 1, detector: { name: 'postgresql_credentials' }, hmsl_hash: 'a'.repeat(64), severity: 'high', occurrences: [{ filepath: 'a.env', source: { full_name: 'acme/api' } }] } });
+      const body = JSON.stringify({
+        source: 'GitGuardian',
+        action: 'incident_triggered',
+        incident: {
+          id: Math.floor(Math.random() * 1e6) + 1,
+          detector: { name: 'postgresql_credentials' },
+          hmsl_hash: 'a'.repeat(64),
+          severity: 'high',
+          occurrences: [{ filepath: 'a.env', source: { full_name: 'acme/api' } }],
+        },
+      });
       return { body, headers: { 'content-type': 'application/json', ...ggSign(body) } };
     },
     sign: ggSign,
@@ -153,17 +249,32 @@ export async function fuzzSamples(): Promise<FuzzSetup> {
   sources.custom ??= [];
   (sources.custom as unknown[]).push({
     name: 'fuzz-platform',
-    verify: { scheme: 'hmac-sha256', secretsEnv: 'FUZZ_CUSTOM_SECRETS', header: 'X-Signature', prefix: 'sha256=' },
-    mapping: { items: 'findings', secret: 'value', credentialType: 'kind', typeMap: { pg: 'postgres_password' }, location: { repository: 'repo', file: 'file', line: 'line' } },
+    verify: {
+      scheme: 'hmac-sha256',
+      secretsEnv: 'FUZZ_CUSTOM_SECRETS',
+      header: 'X-Signature',
+      prefix: 'sha256=',
+    },
+    mapping: {
+      items: 'findings',
+      secret: 'value',
+      credentialType: 'kind',
+      typeMap: { pg: 'postgres_password' },
+      location: { repository: 'repo', file: 'file', line: 'line' },
+    },
     ...unlimited,
   });
-  const customSign = (body: string) => ({ 'x-signature': `sha256=${createHmac('sha256', customSecret).update(Buffer.from(body, 'latin1')).digest('hex')}` });
+  const customSign = (body: string) => ({
+    'x-signature': `sha256=${createHmac('sha256', customSecret).update(Buffer.from(body, 'latin1')).digest('hex')}`,
+  });
   samples.push({
     name: 'custom',
     path: '/webhooks/fuzz-platform',
     authHeaders: ['x-signature'],
     build() {
-      const body = JSON.stringify({ findings: [{ kind: 'pg', value: pgFinding(), repo: 'acme/api', file: 'a.env', line: 2 }] });
+      const body = JSON.stringify({
+        findings: [{ kind: 'pg', value: pgFinding(), repo: 'acme/api', file: 'a.env', line: 2 }],
+      });
       return { body, headers: { 'content-type': 'application/json', ...customSign(body) } };
     },
     sign: customSign,
@@ -178,7 +289,13 @@ export async function fuzzSamples(): Promise<FuzzSetup> {
     path: '/gitlab/v1/revoke_tokens',
     authHeaders: ['authorization'],
     build() {
-      const body = JSON.stringify([{ type: 'postgres_connection_string', token: pgFinding(), location: 'https://gitlab.example.com/a/b/-/blob/c/d' }]);
+      const body = JSON.stringify([
+        {
+          type: 'postgres_connection_string',
+          token: pgFinding(),
+          location: 'https://gitlab.example.com/a/b/-/blob/c/d',
+        },
+      ]);
       return { body, headers: { 'content-type': 'application/json', authorization: glToken } };
     },
     // The token does not sign the body: a mutated body is still authenticated.

@@ -38,7 +38,13 @@ afterAll(async () => {
 });
 
 /** `unstorable`: the body holds U+0000 or a lone surrogate (JSON escapes), which no source may accept. */
-type Mutant = { body: Buffer; headers: Record<string, string>; authenticated: boolean; path: string; unstorable?: boolean };
+type Mutant = {
+  body: Buffer;
+  headers: Record<string, string>;
+  authenticated: boolean;
+  path: string;
+  unstorable?: boolean;
+};
 
 function mutate(sample: FuzzSample, next: () => number): Mutant {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
@@ -54,24 +60,50 @@ function mutate(sample: FuzzSample, next: () => number): Mutant {
         const at = Math.floor(next() * body.length);
         body[at] = (body[at]! + 1 + Math.floor(next() * 254)) % 256;
       }
-      return { body, headers, authenticated: sample.name === 'gitlab' || body.equals(Buffer.from(base.body)), path: sample.path };
+      return {
+        body,
+        headers,
+        authenticated: sample.name === 'gitlab' || body.equals(Buffer.from(base.body)),
+        path: sample.path,
+      };
     }
     case 1: {
       // Truncate, keep the signature.
       const cut = body.subarray(0, Math.floor(next() * body.length));
-      return { body: cut, headers, authenticated: sample.name === 'gitlab' || cut.equals(Buffer.from(base.body)), path: sample.path };
+      return {
+        body: cut,
+        headers,
+        authenticated: sample.name === 'gitlab' || cut.equals(Buffer.from(base.body)),
+        path: sample.path,
+      };
     }
     case 2: {
       // Drop or garble one authentication header.
       const names = sample.authHeaders;
       const name = pick(names);
       if (next() < 0.5) delete headers[name];
-      else headers[name] = pick(['', 'v1,AAAA', 'sha256=00', 'x'.repeat(5000), '\u00ff\u00fe', headers[name]!.split('').reverse().join('')]);
+      else
+        headers[name] = pick([
+          '',
+          'v1,AAAA',
+          'sha256=00',
+          'x'.repeat(5000),
+          '\u00ff\u00fe',
+          headers[name]!.split('').reverse().join(''),
+        ]);
       return { body, headers, authenticated: false, path: sample.path };
     }
     case 3: {
       // Odd content types and header noise; the signature stays valid, so 2xx is allowed.
-      headers['content-type'] = pick(['application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1', 'application/json; charset=utf-16', '', 'multipart/form-data; boundary=x']);
+      headers['content-type'] = pick([
+        'application/json',
+        'text/plain',
+        'application/x-www-form-urlencoded',
+        'application/json; charset=latin1',
+        'application/json; charset=utf-16',
+        '',
+        'multipart/form-data; boundary=x',
+      ]);
       // A Content-Encoding the body does not have (the body is never compressed here).
       if (next() < 0.3) headers['content-encoding'] = pick(['gzip', 'deflate', 'br', 'x-snappy', 'gzip, br']);
       headers['x-request-id'] = pick(['ok-1', '../../etc/passwd', 'a'.repeat(300), '%00']);
@@ -86,7 +118,25 @@ function mutate(sample: FuzzSample, next: () => number): Mutant {
       } catch {
         doc = base.body;
       }
-      const weird: unknown[] = [null, 0, -1, 1e308, true, '', 'x'.repeat(10_000), [], {}, [[[[[[[[[[]]]]]]]]]], { __proto__: { polluted: 1 } }, '\u0000', '😀', { constructor: { prototype: { x: 1 } } }, 'x\ud800', '\udc00', { 'k\ud800': 1, 'n\u0000': 'x\u0000' }];
+      const weird: unknown[] = [
+        null,
+        0,
+        -1,
+        1e308,
+        true,
+        '',
+        'x'.repeat(10_000),
+        [],
+        {},
+        [[[[[[[[[[]]]]]]]]]],
+        { __proto__: { polluted: 1 } },
+        '\u0000',
+        '😀',
+        { constructor: { prototype: { x: 1 } } },
+        'x\ud800',
+        '\udc00',
+        { 'k\ud800': 1, 'n\u0000': 'x\u0000' },
+      ];
       const walk = (v: unknown, depth: number): unknown => {
         if (depth > 6) return v;
         if (Array.isArray(v)) return next() < 0.2 ? pick(weird) : v.map((x) => walk(x, depth + 1));
@@ -104,13 +154,24 @@ function mutate(sample: FuzzSample, next: () => number): Mutant {
       };
       const mutated = sample.serialize ? sample.serialize(walk(doc, 0)) : JSON.stringify(walk(doc, 0));
       const signed = sample.sign(mutated);
-      return { body: Buffer.from(mutated), headers: { ...headers, ...signed }, authenticated: true, path: sample.path, unstorable: /\\u0000|\\ud[89a-f][0-9a-f]{2}/.test(mutated) };
+      return {
+        body: Buffer.from(mutated),
+        headers: { ...headers, ...signed },
+        authenticated: true,
+        path: sample.path,
+        unstorable: /\\u0000|\\ud[89a-f][0-9a-f]{2}/.test(mutated),
+      };
     }
     default: {
       // Random bytes, properly signed.
       const len = Math.floor(next() * 512);
       const bytes = Buffer.from(Array.from({ length: len }, () => Math.floor(next() * 256)));
-      return { body: bytes, headers: { ...headers, ...sample.sign(bytes.toString('latin1')) }, authenticated: true, path: sample.path };
+      return {
+        body: bytes,
+        headers: { ...headers, ...sample.sign(bytes.toString('latin1')) },
+        authenticated: true,
+        path: sample.path,
+      };
     }
   }
 }
@@ -144,8 +205,10 @@ describe(`fuzzing every source (${ITERATIONS} requests, seed ${SEED})`, () => {
           const cause = /"message":"([^"]{0,200})/.exec(line)?.[1] ?? text.slice(0, 200);
           violations.push(`#${n} ${sample.name}: ${res.status} ${cause}`);
         }
-        if (!m.authenticated && res.status < 300) violations.push(`#${n} ${sample.name}: accepted an unauthenticated request (${res.status})`);
-        if (m.unstorable && res.status < 300) violations.push(`#${n} ${sample.name}: accepted a string PostgreSQL cannot store (${res.status})`);
+        if (!m.authenticated && res.status < 300)
+          violations.push(`#${n} ${sample.name}: accepted an unauthenticated request (${res.status})`);
+        if (m.unstorable && res.status < 300)
+          violations.push(`#${n} ${sample.name}: accepted a string PostgreSQL cannot store (${res.status})`);
         if (res.status === 204) {
           // Sources that answer 204 name no run: bound their runs by the findings they accepted.
           try {
@@ -167,7 +230,10 @@ describe(`fuzzing every source (${ITERATIONS} requests, seed ${SEED})`, () => {
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
-    const summary = [...statuses.entries()].sort(([a], [b]) => a - b).map(([s, c]) => `${s}×${c}`).join(' ');
+    const summary = [...statuses.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([s, c]) => `${s}×${c}`)
+      .join(' ');
     process.stdout.write(`fuzz: ${ITERATIONS} requests, seed ${SEED}: ${summary}\n`);
     expect(violations.slice(0, 20)).toEqual([]);
     expect([...statuses.keys()].every((s) => s < 500)).toBe(true);
@@ -175,14 +241,22 @@ describe(`fuzzing every source (${ITERATIONS} requests, seed ${SEED})`, () => {
     // Every workflow on this task queue was answered to an authenticated request.
     const started: Array<{ id: string; source: string }> = [];
     for await (const wf of h.client.workflow.list({ query: `TaskQueue = "${h.taskQueue}"` })) {
-      started.push({ id: wf.workflowId, source: String((wf.searchAttributes as Record<string, unknown[]>).KillSwitchSource?.[0] ?? '') });
+      started.push({
+        id: wf.workflowId,
+        source: String((wf.searchAttributes as Record<string, unknown[]>).KillSwitchSource?.[0] ?? ''),
+      });
     }
     const noContent = new Set(['gitlab', 'github_partner']);
     const unexplained = started.filter((w) => !acceptedIds.has(w.id) && !noContent.has(w.source));
     expect(unexplained).toEqual([]);
     for (const source of noContent) {
-      const runs = new Set(started.filter((w) => w.source === source && !acceptedIds.has(w.id)).map((w) => w.id)).size;
-      expect(runs, `${source}: runs beyond the findings its authenticated requests delivered`).toBeLessThanOrEqual(budget.get(source) ?? 0);
+      const runs = new Set(
+        started.filter((w) => w.source === source && !acceptedIds.has(w.id)).map((w) => w.id),
+      ).size;
+      expect(
+        runs,
+        `${source}: runs beyond the findings its authenticated requests delivered`,
+      ).toBeLessThanOrEqual(budget.get(source) ?? 0);
     }
     // The fuzzer did reach the dispatch path, so the check above means something.
     expect(acceptedIds.size).toBeGreaterThan(0);

@@ -21,11 +21,17 @@ afterAll(async () => {
 function detection() {
   const secret = `pw-${randomBytes(12).toString('hex')}`;
   const body = { credentialType: 'postgres_password', secret, credentialRef: { role: `app_${rand()}` } };
-  return { body, secret, workflowId: () => killSwitchWorkflowId('postgres_password', h.keys.fingerprint(secret)) };
+  return {
+    body,
+    secret,
+    workflowId: () => killSwitchWorkflowId('postgres_password', h.keys.fingerprint(secret)),
+  };
 }
 
 async function expectNoWorkflow(workflowId: string) {
-  await expect(h.client.workflow.getHandle(workflowId).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+  await expect(h.client.workflow.getHandle(workflowId).describe()).rejects.toBeInstanceOf(
+    WorkflowNotFoundError,
+  );
 }
 
 function expectProblem(res: { status: number; headers: Headers; json: any }, status: number, slug: string) {
@@ -106,7 +112,10 @@ describe('POST /webhooks/generic refuses bad input', () => {
     expect(unknown.json.errors).toEqual([{ field: '<key#4>', message: 'unknown field' }]);
     expect(JSON.stringify(unknown.json)).not.toContain('pasword');
 
-    const noPassword = await h.post({ credentialType: 'postgres_password', secret: 'postgres://app@db.internal/app' });
+    const noPassword = await h.post({
+      credentialType: 'postgres_password',
+      secret: 'postgres://app@db.internal/app',
+    });
     expectProblem(noPassword, 422, 'invalid-detection');
     expect(noPassword.json.errors[0].field).toBe('secret');
     await expectNoWorkflow(d.workflowId());
@@ -130,7 +139,10 @@ describe('POST /webhooks/generic refuses bad input', () => {
   });
 
   it('answers unknown routes with a problem (404) and echoes request ids', async () => {
-    const res = await fetch(`${h.baseUrl}/webhooks/nope`, { method: 'POST', headers: { 'x-request-id': 'req-123' } });
+    const res = await fetch(`${h.baseUrl}/webhooks/nope`, {
+      method: 'POST',
+      headers: { 'x-request-id': 'req-123' },
+    });
     expect(res.status).toBe(404);
     expect(res.headers.get('x-request-id')).toBe('req-123');
     expect(await res.json()).toMatchObject({ instance: 'urn:request:req-123' });
@@ -149,7 +161,10 @@ describe('POST /webhooks/generic accepts', () => {
     expect(again.status).toBe(202);
     expect(again.json).toMatchObject({ workflowId: first.json.workflowId, runId: first.json.runId });
     const desc = await h.client.workflow.getHandle(first.json.workflowId).describe();
-    expect(desc.searchAttributes).toMatchObject({ KillSwitchCredentialType: ['postgres_password'], KillSwitchSource: ['generic'] });
+    expect(desc.searchAttributes).toMatchObject({
+      KillSwitchCredentialType: ['postgres_password'],
+      KillSwitchSource: ['generic'],
+    });
     await h.client.workflow.getHandle(first.json.workflowId).terminate('test cleanup');
   });
 });
@@ -157,10 +172,18 @@ describe('POST /webhooks/generic accepts', () => {
 describe('Temporal unreachable', () => {
   it('answers 503 with Retry-After and leaves no sealed evidence behind', async () => {
     const closed = await freePort();
-    const down = await startHarness({ worker: false, temporalAddress: `127.0.0.1:${closed}`, deadlineMs: 1500 });
+    const down = await startHarness({
+      worker: false,
+      temporalAddress: `127.0.0.1:${closed}`,
+      deadlineMs: 1500,
+    });
     try {
       const secret = `pw-${randomBytes(12).toString('hex')}`;
-      const res = await down.post({ credentialType: 'postgres_password', secret, credentialRef: { role: 'app_x' } });
+      const res = await down.post({
+        credentialType: 'postgres_password',
+        secret,
+        credentialRef: { role: 'app_x' },
+      });
       expectProblem(res, 503, 'temporal-unavailable');
       expect(res.headers.get('retry-after')).toBe('5');
       const wfId = killSwitchWorkflowId('postgres_password', down.keys.fingerprint(secret));

@@ -23,7 +23,11 @@ let servers: Array<{ close(): Promise<void> }> = [];
 beforeAll(async () => {
   const setup = await fuzzSamples();
   genericSecret = setup.env.GENERIC_WEBHOOK_SECRETS!;
-  h = await startHarness({ worker: false, env: { ...setup.env, API_TOKENS: `admin:${ADMIN}` }, config: setup.config });
+  h = await startHarness({
+    worker: false,
+    env: { ...setup.env, API_TOKENS: `admin:${ADMIN}` },
+    config: setup.config,
+  });
   samples = setup.samples;
   servers = setup.servers;
 });
@@ -39,7 +43,12 @@ interface Answer {
   logs: string;
 }
 
-async function send(path: string, body: Buffer | string, headers: Record<string, string>, method = 'POST'): Promise<Answer> {
+async function send(
+  path: string,
+  body: Buffer | string,
+  headers: Record<string, string>,
+  method = 'POST',
+): Promise<Answer> {
   const before = capturedLogs.length;
   const res = await fetch(`${h.baseUrl}${path}`, { method, headers, body });
   const text = await res.text();
@@ -51,14 +60,22 @@ async function send(path: string, body: Buffer | string, headers: Record<string,
   }
   // The ingress logs after it answered: wait for the request's completion line.
   const rid = res.headers.get('x-request-id') ?? '';
-  for (let i = 0; i < 50 && !capturedLogs.slice(before).some((l) => l.includes(rid) && /request (completed|errored)/.test(l)); i++) {
+  for (
+    let i = 0;
+    i < 50 &&
+    !capturedLogs.slice(before).some((l) => l.includes(rid) && /request (completed|errored)/.test(l));
+    i++
+  ) {
     await new Promise((r) => setTimeout(r, 10));
   }
   return { status: res.status, text, json, logs: capturedLogs.slice(before).join('') };
 }
 
 /** One of the sample's documents, changed by `fn`; NDJSON reports change their first line. */
-function mutated(sample: FuzzSample, fn: (doc: any) => void): { body: string; headers: Record<string, string> } {
+function mutated(
+  sample: FuzzSample,
+  fn: (doc: any) => void,
+): { body: string; headers: Record<string, string> } {
   const base = sample.build();
   const lines = base.body.split('\n');
   const doc = JSON.parse(lines[0]!);
@@ -112,11 +129,25 @@ describe('Content-Encoding the body does not have', () => {
     {
       name: 'codec',
       path: '/codec/decode',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${h.codecToken}`, 'x-namespace': h.config.temporal.namespace },
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${h.codecToken}`,
+        'x-namespace': h.config.temporal.namespace,
+      },
       method: 'POST',
     },
-    { name: 'admin dry-run', path: '/admin/dry-run', headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` }, method: 'PUT' },
-    { name: 'admin sources', path: '/admin/sources/generic', headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` }, method: 'PUT' },
+    {
+      name: 'admin dry-run',
+      path: '/admin/dry-run',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
+      method: 'PUT',
+    },
+    {
+      name: 'admin sources',
+      path: '/admin/sources/generic',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
+      method: 'PUT',
+    },
   ];
 
   it('answers 400 (gzip, deflate, br) or 415 (unknown coding) on every body route, logged at warn, never 5xx', async () => {
@@ -124,15 +155,24 @@ describe('Content-Encoding the body does not have', () => {
     const want: Record<string, string> = {};
     for (const r of routes()) {
       for (const coding of ['gzip', 'deflate', 'br']) {
-        const a = await send(r.path, '{"enabled":true,"payloads":[]}', { ...r.headers, 'content-encoding': coding }, r.method);
+        const a = await send(
+          r.path,
+          '{"enabled":true,"payloads":[]}',
+          { ...r.headers, 'content-encoding': coding },
+          r.method,
+        );
         // GitLab's router answers its problems itself (its own contract); everything else logs at warn.
         const warned = r.name === 'gitlab' || /"level":40[^\n]*undecodable-body/.test(a.logs);
-        got[`${r.name} ${coding}`] = `${a.status} ${a.json?.type} ${a.json?.detail?.includes(coding)} error-log:${/"level":50/.test(a.logs)} stack:${a.logs.includes('"stack"')} warned:${warned}`;
-        want[`${r.name} ${coding}`] = `400 urn:secret-kill-switch:problem:undecodable-body true error-log:false stack:false warned:true`;
+        got[`${r.name} ${coding}`] =
+          `${a.status} ${a.json?.type} ${a.json?.detail?.includes(coding)} error-log:${/"level":50/.test(a.logs)} stack:${a.logs.includes('"stack"')} warned:${warned}`;
+        want[`${r.name} ${coding}`] =
+          `400 urn:secret-kill-switch:problem:undecodable-body true error-log:false stack:false warned:true`;
       }
       const unknown = await send(r.path, '{}', { ...r.headers, 'content-encoding': 'x-snappy' }, r.method);
-      got[`${r.name} x-snappy`] = `${unknown.status} ${unknown.json?.type} error-log:${/"level":50/.test(unknown.logs)}`;
-      want[`${r.name} x-snappy`] = `415 urn:secret-kill-switch:problem:unsupported-content-encoding error-log:false`;
+      got[`${r.name} x-snappy`] =
+        `${unknown.status} ${unknown.json?.type} error-log:${/"level":50/.test(unknown.logs)}`;
+      want[`${r.name} x-snappy`] =
+        `415 urn:secret-kill-switch:problem:unsupported-content-encoding error-log:false`;
     }
     expect(got).toEqual(want);
   });
@@ -232,12 +272,19 @@ describe('secrets planted as keys and values are never echoed', () => {
 
   it('the admin and read APIs and the codec do not echo unknown keys either', async () => {
     const k = key();
-    const admin = await send('/admin/dry-run', JSON.stringify({ enabled: true, scope: 'global', [k]: 1 }), { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` }, 'PUT');
+    const admin = await send(
+      '/admin/dry-run',
+      JSON.stringify({ enabled: true, scope: 'global', [k]: 1 }),
+      { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
+      'PUT',
+    );
     expectProblem(admin, 422, 'invalid-request');
     expect(admin.json.errors).toEqual([{ field: '<key#3>', message: 'unknown field' }]);
     expect(admin.text + admin.logs).not.toContain(k);
 
-    const query = await fetch(`${h.baseUrl}/api/detections?${k}=1`, { headers: { authorization: `Bearer ${ADMIN}` } });
+    const query = await fetch(`${h.baseUrl}/api/detections?${k}=1`, {
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
     const qText = await query.text();
     expect(query.status).toBe(422);
     expect(JSON.parse(qText).errors).toEqual([{ field: '<key#1>', message: 'unknown field' }]);
@@ -246,7 +293,11 @@ describe('secrets planted as keys and values are never echoed', () => {
     const codec = await send(
       '/codec/decode',
       JSON.stringify({ payloads: [{ metadata: { [k]: '!not base64!' } }] }),
-      { 'content-type': 'application/json', authorization: `Bearer ${h.codecToken}`, 'x-namespace': h.config.temporal.namespace },
+      {
+        'content-type': 'application/json',
+        authorization: `Bearer ${h.codecToken}`,
+        'x-namespace': h.config.temporal.namespace,
+      },
     );
     expectProblem(codec, 422, 'invalid-request');
     expect(codec.json.errors[0].field).toBe('payloads[0].metadata.<key#1>');
@@ -271,7 +322,12 @@ describe('secrets planted as keys and values are never echoed', () => {
     expectProblem(odd, 415, 'unsupported-media-type');
     expect(odd.text + odd.logs).not.toContain(k);
 
-    const path = await send(`/admin/sources/${k}`, JSON.stringify({ enabled: false }), { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` }, 'PUT');
+    const path = await send(
+      `/admin/sources/${k}`,
+      JSON.stringify({ enabled: false }),
+      { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
+      'PUT',
+    );
     expectProblem(path, 404, 'unknown-source');
     expect(path.text).not.toContain(k);
   });
@@ -284,11 +340,17 @@ describe('webhook-timestamp and webhook-id', () => {
     const ts = new Date();
     const signature = new Webhook(genericSecret).sign(id, ts, body);
     const headers = { 'content-type': 'application/json', 'webhook-id': id, 'webhook-signature': signature };
-    const bad = await send('/webhooks/generic', body, { ...headers, 'webhook-timestamp': `${Math.floor(ts.getTime() / 1000)}xyz` });
+    const bad = await send('/webhooks/generic', body, {
+      ...headers,
+      'webhook-timestamp': `${Math.floor(ts.getTime() / 1000)}xyz`,
+    });
     expectProblem(bad, 400, 'invalid-signature-headers');
     expect(bad.json.detail).toContain('webhook-timestamp');
     // The same delivery with the timestamp as digits is accepted: only the garbage made the difference.
-    const good = await send('/webhooks/generic', body, { ...headers, 'webhook-timestamp': String(Math.floor(ts.getTime() / 1000)) });
+    const good = await send('/webhooks/generic', body, {
+      ...headers,
+      'webhook-timestamp': String(Math.floor(ts.getTime() / 1000)),
+    });
     expect(good.status, good.text).toBe(202);
     await h.client.workflow.getHandle(good.json.workflowId).terminate('test cleanup');
   });
@@ -334,7 +396,11 @@ describe('invalid UTF-8', () => {
   });
 
   it('Slack events too', async () => {
-    const body = Buffer.concat([Buffer.from('{"type":"event_callback","x":"a'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]);
+    const body = Buffer.concat([
+      Buffer.from('{"type":"event_callback","x":"a'),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.from('"}'),
+    ]);
     const a = await send('/slack/events', body, slackHeaders(body.toString('latin1')));
     expectProblem(a, 400, 'invalid-utf8');
   });
@@ -357,8 +423,13 @@ describe('charsets other than UTF-8', () => {
       const { body, headers } = s.build();
       const type = headers['content-type']!;
       const a = await send(s.path, body, { ...headers, 'content-type': `${type}; charset=utf-16` });
-      const ok = await send(s.path, body, { ...headers, ...s.sign(body), 'content-type': `${type}; charset=${s.name === 'gitlab' ? 'us-ascii' : 'UTF-8'}` });
-      got[s.name] = `${a.status} ${a.json?.type} names:${String(a.json?.detail).includes('utf-16')} utf-8:${ACCEPTED.includes(ok.status) ? 'accepted' : ok.status}`;
+      const ok = await send(s.path, body, {
+        ...headers,
+        ...s.sign(body),
+        'content-type': `${type}; charset=${s.name === 'gitlab' ? 'us-ascii' : 'UTF-8'}`,
+      });
+      got[s.name] =
+        `${a.status} ${a.json?.type} names:${String(a.json?.detail).includes('utf-16')} utf-8:${ACCEPTED.includes(ok.status) ? 'accepted' : ok.status}`;
       want[s.name] = '415 urn:secret-kill-switch:problem:unsupported-charset names:true utf-8:accepted';
     }
     expect(got).toEqual(want);
@@ -366,7 +437,12 @@ describe('charsets other than UTF-8', () => {
 
   it('the admin API, the codec and Slack events too', async () => {
     const utf16 = Buffer.from('{"enabled":true,"scope":"global"}', 'utf16le');
-    const admin = await send('/admin/dry-run', utf16, { 'content-type': 'application/json; charset=utf-16le', authorization: `Bearer ${ADMIN}` }, 'PUT');
+    const admin = await send(
+      '/admin/dry-run',
+      utf16,
+      { 'content-type': 'application/json; charset=utf-16le', authorization: `Bearer ${ADMIN}` },
+      'PUT',
+    );
     expectProblem(admin, 415, 'unsupported-charset');
     const codec = await send('/codec/decode', utf16, {
       'content-type': 'application/json; charset=utf-16',
@@ -374,7 +450,11 @@ describe('charsets other than UTF-8', () => {
       'x-namespace': h.config.temporal.namespace,
     });
     expectProblem(codec, 415, 'unsupported-charset');
-    const slack = await send('/slack/events', '{}', slackHeaders('{}', 'application/json; charset=iso-8859-1'));
+    const slack = await send(
+      '/slack/events',
+      '{}',
+      slackHeaders('{}', 'application/json; charset=iso-8859-1'),
+    );
     expectProblem(slack, 415, 'unsupported-charset');
   });
 });
@@ -388,8 +468,13 @@ describe('strings PostgreSQL or Slack cannot store', () => {
   async function expectNothingStarted(s: FuzzSample, doc: any, headers: Record<string, string>) {
     if (s.name === 'gitguardian') return;
     const password = /postgres:\/\/[^:]+:(pw-[0-9a-f]+)@/.exec(JSON.stringify(doc))?.[1];
-    const id = s.name === 'github' ? `enrich-github-${headers['x-github-delivery']}` : killSwitchWorkflowId('postgres_password', h.keys.fingerprint(password!));
-    await expect(h.client.workflow.getHandle(id).describe(), s.name).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    const id =
+      s.name === 'github'
+        ? `enrich-github-${headers['x-github-delivery']}`
+        : killSwitchWorkflowId('postgres_password', h.keys.fingerprint(password!));
+    await expect(h.client.workflow.getHandle(id).describe(), s.name).rejects.toBeInstanceOf(
+      WorkflowNotFoundError,
+    );
   }
 
   const cases: Array<[string, (o: any, key: string) => void]> = [
@@ -400,34 +485,43 @@ describe('strings PostgreSQL or Slack cannot store', () => {
     ['U+0000 in a key', (o) => (o['note\u0000'] = 'x')],
   ];
 
-  it.each(cases)('every source refuses %s with 422 (GitLab: 400, its contract) naming the field, and starts nothing', async (_what, change) => {
-    const got: Record<string, string> = {};
-    const want: Record<string, string> = {};
-    const sent: Array<[FuzzSample, any, Record<string, string>]> = [];
-    for (const s of samples) {
-      let doc: any;
-      const { body, headers } = mutated(s, (d) => {
-        const f = textField(s.name, d);
-        change(f.obj, f.key);
-        doc = d;
-      });
-      const a = await send(s.path, body, headers);
-      got[s.name] = `${a.status} ${a.json?.type} ${/cannot be stored/.test(a.json?.errors?.[0]?.message) ? 'named' : 'unnamed'}`;
-      want[s.name] = `${s.name === 'gitlab' ? 400 : 422} urn:secret-kill-switch:problem:unstorable-string named`;
-      sent.push([s, doc, headers]);
-    }
-    expect(got).toEqual(want);
-    for (const [s, doc, headers] of sent) await expectNothingStarted(s, doc, headers);
-  });
+  it.each(cases)(
+    'every source refuses %s with 422 (GitLab: 400, its contract) naming the field, and starts nothing',
+    async (_what, change) => {
+      const got: Record<string, string> = {};
+      const want: Record<string, string> = {};
+      const sent: Array<[FuzzSample, any, Record<string, string>]> = [];
+      for (const s of samples) {
+        let doc: any;
+        const { body, headers } = mutated(s, (d) => {
+          const f = textField(s.name, d);
+          change(f.obj, f.key);
+          doc = d;
+        });
+        const a = await send(s.path, body, headers);
+        got[s.name] =
+          `${a.status} ${a.json?.type} ${/cannot be stored/.test(a.json?.errors?.[0]?.message) ? 'named' : 'unnamed'}`;
+        want[s.name] =
+          `${s.name === 'gitlab' ? 400 : 422} urn:secret-kill-switch:problem:unstorable-string named`;
+        sent.push([s, doc, headers]);
+      }
+      expect(got).toEqual(want);
+      for (const [s, doc, headers] of sent) await expectNothingStarted(s, doc, headers);
+    },
+  );
 
   it('names the field by its path, and an unknown key by its position', async () => {
     const generic = samples.find((s) => s.name === 'generic')!;
     const v = mutated(generic, (d) => (d.location.file = 'a\ud800'));
     const value = await send(generic.path, v.body, v.headers);
-    expect(value.json.errors).toEqual([{ field: 'location.file', message: 'contains a lone UTF-16 surrogate, which cannot be stored' }]);
+    expect(value.json.errors).toEqual([
+      { field: 'location.file', message: 'contains a lone UTF-16 surrogate, which cannot be stored' },
+    ]);
     const k = mutated(generic, (d) => (d.credentialRef = { role: 'app_x', 'r\u0000': 'y' }));
     const key = await send(generic.path, k.body, k.headers);
-    expect(key.json.errors).toEqual([{ field: 'credentialRef.<key#2>', message: 'key contains U+0000, which cannot be stored' }]);
+    expect(key.json.errors).toEqual([
+      { field: 'credentialRef.<key#2>', message: 'key contains U+0000, which cannot be stored' },
+    ]);
   });
 
   it('Slack events, the admin API and the codec refuse them too', async () => {
@@ -435,20 +529,40 @@ describe('strings PostgreSQL or Slack cannot store', () => {
     const slack = await send('/slack/events', slackBody, slackHeaders(slackBody));
     expectProblem(slack, 422, 'unstorable-string');
     const form = `payload=${encodeURIComponent('{"type":"x"}')}&team_domain=a%00b`;
-    const slackForm = await send('/slack/events', form, slackHeaders(form, 'application/x-www-form-urlencoded'));
+    const slackForm = await send(
+      '/slack/events',
+      form,
+      slackHeaders(form, 'application/x-www-form-urlencoded'),
+    );
     expectProblem(slackForm, 422, 'unstorable-string');
 
-    const admin = await send('/admin/dry-run', JSON.stringify({ enabled: true, scope: 'global', by: 'eve\ud800' }), { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` }, 'PUT');
+    const admin = await send(
+      '/admin/dry-run',
+      JSON.stringify({ enabled: true, scope: 'global', by: 'eve\ud800' }),
+      { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
+      'PUT',
+    );
     expectProblem(admin, 422, 'unstorable-string');
-    expect(admin.json.errors).toEqual([{ field: 'by', message: 'contains a lone UTF-16 surrogate, which cannot be stored' }]);
-    const sources = await send('/admin/sources/generic', JSON.stringify({ enabled: true, by: 'eve\u0000' }), { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` }, 'PUT');
+    expect(admin.json.errors).toEqual([
+      { field: 'by', message: 'contains a lone UTF-16 surrogate, which cannot be stored' },
+    ]);
+    const sources = await send(
+      '/admin/sources/generic',
+      JSON.stringify({ enabled: true, by: 'eve\u0000' }),
+      { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
+      'PUT',
+    );
     expectProblem(sources, 422, 'unstorable-string');
 
-    const codec = await send('/codec/encode', JSON.stringify({ payloads: [{ metadata: { 'k\ud800': 'AA==' } }] }), {
-      'content-type': 'application/json',
-      authorization: `Bearer ${h.codecToken}`,
-      'x-namespace': h.config.temporal.namespace,
-    });
+    const codec = await send(
+      '/codec/encode',
+      JSON.stringify({ payloads: [{ metadata: { 'k\ud800': 'AA==' } }] }),
+      {
+        'content-type': 'application/json',
+        authorization: `Bearer ${h.codecToken}`,
+        'x-namespace': h.config.temporal.namespace,
+      },
+    );
     expectProblem(codec, 422, 'unstorable-string');
   });
 });

@@ -4,8 +4,18 @@
  * auth enforced), the replacement lands in Secrets Manager, the audit in PostgreSQL. Neither the
  * leaked secret nor the replacement's may appear in history, logs, the audit table or notifications.
  */
-import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, ListAccessKeysCommand, ListUserPoliciesCommand } from '@aws-sdk/client-iam';
-import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  CreateAccessKeyCommand,
+  CreateUserCommand,
+  IAMClient,
+  ListAccessKeysCommand,
+  ListUserPoliciesCommand,
+} from '@aws-sdk/client-iam';
+import {
+  CreateSecretCommand,
+  GetSecretValueCommand,
+  SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SESSIONS_POLICY } from '../../lib/systems/aws-iam-provider';
 import type { KillSwitchResult } from '../../contracts/run';
@@ -24,7 +34,6 @@ let sm: SecretsManagerClient;
 /** Every secret value this file saw: the leaked one and the replacement. */
 const planted: string[] = [];
 const runs: string[] = [];
-
 
 beforeAll(async () => {
   iam = new IAMClient({ region: 'us-east-1', endpoint, credentials: admin });
@@ -75,7 +84,13 @@ describe('AWS kill switch end to end', () => {
 
     const result: KillSwitchResult = await h.client.workflow.getHandle(res.json.workflowId).result();
     expect(result.outcome).toBe('contained');
-    expect(result.owner).toMatchObject({ system: 'aws-prod', kind: 'aws_iam', mode: 'emergency', sink: 'aws_secrets_manager', replacement: true });
+    expect(result.owner).toMatchObject({
+      system: 'aws-prod',
+      kind: 'aws_iam',
+      mode: 'emergency',
+      sink: 'aws_secrets_manager',
+      replacement: true,
+    });
     expect(result.verification?.method).toBe('login_rejected');
     expect(result.timeline.revokedAt).toMatch(ISO_TIME);
 
@@ -87,12 +102,26 @@ describe('AWS kill switch end to end', () => {
     planted.push(replacement.secretAccessKey);
     const keys = (await iam.send(new ListAccessKeysCommand({ UserName: user }))).AccessKeyMetadata!;
     expect(keys.map((k) => k.AccessKeyId)).toEqual([replacement.accessKeyId]);
-    expect(await whoAmI(replacement.accessKeyId, replacement.secretAccessKey)).toMatch(new RegExp(`:user/${user}$`));
-    expect((await iam.send(new ListUserPoliciesCommand({ UserName: user }))).PolicyNames).toEqual([SESSIONS_POLICY]);
+    expect(await whoAmI(replacement.accessKeyId, replacement.secretAccessKey)).toMatch(
+      new RegExp(`:user/${user}$`),
+    );
+    expect((await iam.send(new ListUserPoliciesCommand({ UserName: user }))).PolicyNames).toEqual([
+      SESSIONS_POLICY,
+    ]);
 
-    const rows = (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [res.json.workflowId])).rows;
+    const rows = (
+      await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [
+        res.json.workflowId,
+      ])
+    ).rows;
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ outcome: 'contained', owning_system: 'aws-prod', credential_type: 'aws_access_key', new_value_delivered: true, verification_method: 'login_rejected' });
+    expect(rows[0]).toMatchObject({
+      outcome: 'contained',
+      owning_system: 'aws-prod',
+      credential_type: 'aws_access_key',
+      new_value_delivered: true,
+      verification_method: 'login_rejected',
+    });
     expect(rows[0]!.credential_ref).toMatchObject({ accessKeyId: leaked.AccessKeyId });
 
     const slack = h.slack.messages().filter((m) => m.text.includes(res.json.workflowId));
@@ -106,7 +135,11 @@ describe('AWS kill switch end to end', () => {
     await iam.send(new CreateUserCommand({ UserName: user }));
     const key = (await iam.send(new CreateAccessKeyCommand({ UserName: user }))).AccessKey!;
     planted.push(key.SecretAccessKey!);
-    const res = await h.post({ credentialType: 'aws_access_key', secret: `${key.AccessKeyId}:${key.SecretAccessKey}`, severity: 'high' });
+    const res = await h.post({
+      credentialType: 'aws_access_key',
+      secret: `${key.AccessKeyId}:${key.SecretAccessKey}`,
+      severity: 'high',
+    });
     expect(res.status).toBe(202);
     runs.push(res.json.workflowId);
     const result: KillSwitchResult = await h.client.workflow.getHandle(res.json.workflowId).result();
@@ -128,8 +161,12 @@ describe('AWS kill switch end to end', () => {
       'Temporal history': histories.join('\n'),
       logs: capturedLogs.join(''),
       'audit table': JSON.stringify((await h.db.query('SELECT * FROM killswitch_audit')).rows),
-      'Slack requests': h.slack.requests.map((r) => `${JSON.stringify(r.headers)}\n${r.body}\n${JSON.stringify(parseSlackBody(r))}`).join('\n'),
-      'PagerDuty requests': h.pagerduty.requests.map((r) => `${JSON.stringify(r.headers)}\n${r.body}`).join('\n'),
+      'Slack requests': h.slack.requests
+        .map((r) => `${JSON.stringify(r.headers)}\n${r.body}\n${JSON.stringify(parseSlackBody(r))}`)
+        .join('\n'),
+      'PagerDuty requests': h.pagerduty.requests
+        .map((r) => `${JSON.stringify(r.headers)}\n${r.body}`)
+        .join('\n'),
     };
     // The searches are real: each place holds what it should.
     expect(places['Temporal history']).toContain('killSwitch');
@@ -139,7 +176,12 @@ describe('AWS kill switch end to end', () => {
     expect(places['Slack requests']).toContain('Leaked credential contained');
     expect(places['PagerDuty requests']).toContain('PermissionDenied');
     for (const secret of planted) {
-      const forms = [secret, encodeURIComponent(secret), Buffer.from(secret).toString('base64'), JSON.stringify(secret).slice(1, -1)];
+      const forms = [
+        secret,
+        encodeURIComponent(secret),
+        Buffer.from(secret).toString('base64'),
+        JSON.stringify(secret).slice(1, -1),
+      ];
       for (const [place, text] of Object.entries(places)) {
         for (const form of forms) expect(text.includes(form), `a secret found in ${place}`).toBe(false);
       }

@@ -9,7 +9,14 @@ import { Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collectPayloads, EncryptionCodec, ENCRYPTED_ENCODING, KEY_ID_METADATA, killSwitchDataConverter, type CodecKey } from '../../lib/codec';
+import {
+  collectPayloads,
+  EncryptionCodec,
+  ENCRYPTED_ENCODING,
+  KEY_ID_METADATA,
+  killSwitchDataConverter,
+  type CodecKey,
+} from '../../lib/codec';
 import { WORKFLOWS_PATH } from '../../worker/build';
 import type { KillSwitchResult } from '../../contracts/run';
 import { deepText, leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
@@ -32,17 +39,29 @@ afterAll(async () => {
 });
 
 /** A client of the same server with no codec: what Temporal itself stores and serves. */
-const rawClient = (h: Harness) => new Client({ connection: h.client.connection, namespace: h.config.temporal.namespace });
+const rawClient = (h: Harness) =>
+  new Client({ connection: h.client.connection, namespace: h.config.temporal.namespace });
 
 async function rawView(h: Harness, workflowId: string) {
   const history = await rawClient(h).workflow.getHandle(workflowId).fetchHistory();
-  const described = await h.client.workflowService.describeWorkflowExecution({ namespace: h.config.temporal.namespace, execution: { workflowId } });
+  const described = await h.client.workflowService.describeWorkflowExecution({
+    namespace: h.config.temporal.namespace,
+    execution: { workflowId },
+  });
   return { history, text: `${deepText(history)}\n${deepText(described)}` };
 }
 
 /** Every payload of a history but the two kinds Temporal must read: search attributes and headers. */
 /** What the SDK's core writes into a local-activity marker's `data` payload (plain JSON, not ours to encode). */
-const LOCAL_ACTIVITY_MARKER_FIELDS = ['seq', 'attempt', 'activity_id', 'activity_type', 'complete_time', 'backoff', 'original_schedule_time'];
+const LOCAL_ACTIVITY_MARKER_FIELDS = [
+  'seq',
+  'attempt',
+  'activity_id',
+  'activity_type',
+  'complete_time',
+  'backoff',
+  'original_schedule_time',
+];
 
 /**
  * Every payload the data converter wrote. Left out: search attributes, headers, and the SDK's own
@@ -53,7 +72,10 @@ function codecPayloads(history: unknown): Array<{ path: string; payload: Payload
     if (/searchAttributes|[hH]eader/.test(p.path)) return false;
     if (/markerRecordedEventAttributes\.details\.data\.payloads\[0\]$/.test(p.path)) {
       const meta = JSON.parse(text(p.payload.data)) as Record<string, unknown>;
-      expect(Object.keys(meta).filter((k) => !LOCAL_ACTIVITY_MARKER_FIELDS.includes(k)), p.path).toEqual([]);
+      expect(
+        Object.keys(meta).filter((k) => !LOCAL_ACTIVITY_MARKER_FIELDS.includes(k)),
+        p.path,
+      ).toEqual([]);
       expect(typeof meta.activity_type, p.path).toBe('string');
       return false;
     }
@@ -103,21 +125,43 @@ describe('encrypted Temporal history', () => {
       expect(text(payload.metadata?.encoding), path).toBe(ENCRYPTED_ENCODING);
       expect(text(payload.metadata?.[KEY_ID_METADATA]), path).toBe('k1');
     }
-    for (const needle of [l.role, l.repository, l.file, l.findingId, l.scanner, l.password, 'credentialRef', 'detectedAt', 'Revoke the leaked']) {
+    for (const needle of [
+      l.role,
+      l.repository,
+      l.file,
+      l.findingId,
+      l.scanner,
+      l.password,
+      'credentialRef',
+      'detectedAt',
+      'Revoke the leaked',
+    ]) {
       expect(raw.text.includes(needle), `"${needle}" readable in the raw history`).toBe(false);
     }
     // Workflow ids and search attributes stay readable, and hold references only.
     expect(l.workflowId).not.toContain(l.role);
     const sa = collectPayloads(raw.history).filter((p) => /searchAttributes/.test(p.path));
     expect(sa.length).toBeGreaterThan(0);
-    for (const { payload } of sa) for (const needle of [l.role, l.repository, l.scanner]) expect(text(payload.data)).not.toContain(needle);
+    for (const { payload } of sa)
+      for (const needle of [l.role, l.repository, l.scanner])
+        expect(text(payload.data)).not.toContain(needle);
 
     // Without the codec the result cannot even be read.
-    await expect(rawClient(h1).workflow.getHandle(l.workflowId).result()).rejects.toThrow(/binary\/encrypted/);
+    await expect(rawClient(h1).workflow.getHandle(l.workflowId).result()).rejects.toThrow(
+      /binary\/encrypted/,
+    );
 
     // Through the codec the same history reads as before; the search above was searching for real.
     const decoded = deepText(await h1.decodedHistory(l.workflowId));
-    for (const needle of [l.role, l.repository, l.file, l.findingId, l.scanner, 'credentialRef', 'Revoke the leaked']) {
+    for (const needle of [
+      l.role,
+      l.repository,
+      l.file,
+      l.findingId,
+      l.scanner,
+      'credentialRef',
+      'Revoke the leaked',
+    ]) {
       expect(decoded.includes(needle), `"${needle}" in the decoded history`).toBe(true);
     }
     expect(decoded.includes(l.password)).toBe(false);
@@ -140,14 +184,18 @@ describe('encrypted Temporal history', () => {
       expect(text(f.encodedAttributes?.metadata?.encoding)).toBe(ENCRYPTED_ENCODING);
       // The codec restores message and stack trace.
       const d = decodedFailures.find((x) => x.eventId === eventId)!.failure;
-      const attrs = defaultPayloadConverter.fromPayload<{ message: string; stack_trace: string }>(d.encodedAttributes as Payload);
+      const attrs = defaultPayloadConverter.fromPayload<{ message: string; stack_trace: string }>(
+        d.encodedAttributes as Payload,
+      );
       expect(attrs.message.length).toBeGreaterThan(0);
       expect(attrs.stack_trace.length).toBeGreaterThan(0);
       messages.push(attrs.message);
     }
     expect(messages.join('\n')).toContain(l.role);
-    for (const m of messages) expect(raw.text.includes(m), `failure message "${m}" readable in the raw history`).toBe(false);
-    for (const needle of [l.role, l.repository, l.scanner, 'PermissionDenied: ', l.password]) expect(raw.text.includes(needle), needle).toBe(false);
+    for (const m of messages)
+      expect(raw.text.includes(m), `failure message "${m}" readable in the raw history`).toBe(false);
+    for (const needle of [l.role, l.repository, l.scanner, 'PermissionDenied: ', l.password])
+      expect(raw.text.includes(needle), needle).toBe(false);
   });
 
   it('rotates keys: a k1 run decodes, through clients, workers and the codec endpoint, after k2 becomes active', async () => {
@@ -162,15 +210,33 @@ describe('encrypted Temporal history', () => {
 
     // A worker with k2 active replays (so continues) a history sealed with k1.
     const rawHistory = await rawClient(h2).workflow.getHandle(workflowId).fetchHistory();
-    await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH, dataConverter: h2.dataConverter }, rawHistory, workflowId);
+    await Worker.runReplayHistory(
+      { workflowsPath: WORKFLOWS_PATH, dataConverter: h2.dataConverter },
+      rawHistory,
+      workflowId,
+    );
 
     // The UI's view through the codec endpoint of the rotated ingress.
-    const sealed = codecPayloads(rawHistory).find((p) => p.path.includes('workflowExecutionStartedEventAttributes.input'))!.payload;
+    const sealed = codecPayloads(rawHistory).find((p) =>
+      p.path.includes('workflowExecutionStartedEventAttributes.input'),
+    )!.payload;
     const res = await fetch(`${h2.baseUrl}/codec/decode`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${h2.codecToken}`, 'x-namespace': 'default', origin: h2.config.temporal.uiOrigin },
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${h2.codecToken}`,
+        'x-namespace': 'default',
+        origin: h2.config.temporal.uiOrigin,
+      },
       body: JSON.stringify({
-        payloads: [{ metadata: Object.fromEntries(Object.entries(sealed.metadata!).map(([k, v]) => [k, Buffer.from(v!).toString('base64')])), data: Buffer.from(sealed.data!).toString('base64') }],
+        payloads: [
+          {
+            metadata: Object.fromEntries(
+              Object.entries(sealed.metadata!).map(([k, v]) => [k, Buffer.from(v!).toString('base64')]),
+            ),
+            data: Buffer.from(sealed.data!).toString('base64'),
+          },
+        ],
       }),
     });
     expect(res.status).toBe(200);
@@ -180,12 +246,22 @@ describe('encrypted Temporal history', () => {
     // New runs are sealed with k2.
     const l = await leak(h2);
     expect(l.result.outcome).toBe('contained');
-    const ids = new Set(codecPayloads((await rawView(h2, l.workflowId)).history).map((p) => text(p.payload.metadata?.[KEY_ID_METADATA])));
+    const ids = new Set(
+      codecPayloads((await rawView(h2, l.workflowId)).history).map((p) =>
+        text(p.payload.metadata?.[KEY_ID_METADATA]),
+      ),
+    );
     expect([...ids]).toEqual(['k2']);
 
     // Once k1 is retired from the configuration, its runs no longer decode: a clear error, not garbage.
-    const k2Only = new Client({ connection: h2.client.connection, namespace: 'default', dataConverter: killSwitchDataConverter(new EncryptionCodec([K2])) });
-    await expect(k2Only.workflow.getHandle(workflowId).result()).rejects.toThrow('key id "k1", which is not configured');
+    const k2Only = new Client({
+      connection: h2.client.connection,
+      namespace: 'default',
+      dataConverter: killSwitchDataConverter(new EncryptionCodec([K2])),
+    });
+    await expect(k2Only.workflow.getHandle(workflowId).result()).rejects.toThrow(
+      'key id "k1", which is not configured',
+    );
     expect(await k2Only.workflow.getHandle(l.workflowId).result()).toMatchObject({ outcome: 'contained' });
   });
 });

@@ -3,7 +3,11 @@
  * clone login role) is issued and delivered first, both values work during the overlap held by a
  * durable timer, then the leaked password dies. The audit records when each happened.
  */
-import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  CreateSecretCommand,
+  GetSecretValueCommand,
+  SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KillSwitchResult, StepStatus } from '../../contracts/run';
 import { capturedLogs, deepText, leakedUrl, rand, startHarness, type Harness } from '../helpers/harness';
@@ -47,7 +51,11 @@ async function current(stage: 'AWSCURRENT' | 'AWSPREVIOUS') {
 describe('graceful mode', () => {
   it('delivers the replacement first, keeps both valid during the overlap, then kills the leaked password', async () => {
     const { role, password } = await h.owned.createRole();
-    const res = await h.post({ credentialType: 'postgres_password', secret: leakedUrl(role, password), location: { repository: 'acme/api', file: '.env' } });
+    const res = await h.post({
+      credentialType: 'postgres_password',
+      secret: leakedUrl(role, password),
+      location: { repository: 'acme/api', file: '.env' },
+    });
     expect(res.status).toBe(202);
     const handle = h.client.workflow.getHandle(res.json.workflowId);
 
@@ -64,7 +72,11 @@ describe('graceful mode', () => {
     expect((await current('AWSPREVIOUS')).value).toEqual({});
 
     const result: KillSwitchResult = await handle.result();
-    expect(result).toMatchObject({ outcome: 'contained', rotation: { mode: 'graceful', newValueDelivered: true }, verification: { method: 'login_rejected' } });
+    expect(result).toMatchObject({
+      outcome: 'contained',
+      rotation: { mode: 'graceful', newValueDelivered: true },
+      verification: { method: 'login_rejected' },
+    });
     expect(result.rotation!.sinkRef).toContain(`#${during.versionId}`);
     // After: only the replacement.
     expect(await h.owned.loginFails(role, password)).toBe('28P01');
@@ -72,14 +84,30 @@ describe('graceful mode', () => {
 
     const t = result.timeline;
     expect(Date.parse(t.revokedAt!) - Date.parse(t.replacementIssuedAt!)).toBeGreaterThanOrEqual(4000);
-    const row = (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [res.json.workflowId])).rows[0]!;
-    expect(row).toMatchObject({ outcome: 'contained', kill_mode: 'graceful', new_value_delivered: true, sink_ref: result.rotation!.sinkRef });
+    const row = (
+      await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [
+        res.json.workflowId,
+      ])
+    ).rows[0]!;
+    expect(row).toMatchObject({
+      outcome: 'contained',
+      kill_mode: 'graceful',
+      new_value_delivered: true,
+      sink_ref: result.rotation!.sinkRef,
+    });
     expect(new Date(row.revoked_at).toISOString()).toBe(t.revokedAt);
     expect(new Date(row.replacement_issued_at).toISOString()).toBe(t.replacementIssuedAt);
 
     // Neither the leaked nor the replacement password went anywhere but the owner and the sink.
     const history = deepText(await h.decodedHistory(handle.workflowId));
-    const everywhere = [history, capturedLogs.join(''), JSON.stringify(row), JSON.stringify(h.slack.requests), JSON.stringify(h.pagerduty.requests)];
-    for (const secret of [password, during.value.password!]) for (const text of everywhere) expect(text.includes(secret)).toBe(false);
+    const everywhere = [
+      history,
+      capturedLogs.join(''),
+      JSON.stringify(row),
+      JSON.stringify(h.slack.requests),
+      JSON.stringify(h.pagerduty.requests),
+    ];
+    for (const secret of [password, during.value.password!])
+      for (const text of everywhere) expect(text.includes(secret)).toBe(false);
   });
 });

@@ -35,21 +35,34 @@ beforeAll(async () => {
   gh = await startGitHubFake();
   h = await startHarness({
     env: { GITHUB_WEBHOOK_SECRETS: GH_SECRET, GITHUB_TOKEN: gh.token },
-    config: { sources: { github: { secretsEnv: 'GITHUB_WEBHOOK_SECRETS', apiTokenEnv: 'GITHUB_TOKEN', apiUrl: gh.apiUrl, escalateAfter: '10s' } } },
+    config: {
+      sources: {
+        github: {
+          secretsEnv: 'GITHUB_WEBHOOK_SECRETS',
+          apiTokenEnv: 'GITHUB_TOKEN',
+          apiUrl: gh.apiUrl,
+          escalateAfter: '10s',
+        },
+      },
+    },
   });
   // A fault in the real database, for this file's delivery ids only: storing the answer (the
   // ledger's UPDATE) takes 3 s for msg_slowstore_*, and is refused for msg_storefail_*.
-  await h.db.query(`CREATE OR REPLACE FUNCTION intake_crash_windows_store() RETURNS trigger LANGUAGE plpgsql AS $$
+  await h.db
+    .query(`CREATE OR REPLACE FUNCTION intake_crash_windows_store() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF NEW.delivery_id LIKE 'msg_storefail_%' THEN RAISE EXCEPTION 'intake-crash-windows: store refused'; END IF;
       PERFORM pg_sleep(3);
       RETURN NEW;
     END $$`);
-  await h.db.query(`CREATE OR REPLACE TRIGGER intake_crash_windows_store BEFORE UPDATE ON killswitch_deliveries
+  await h.db
+    .query(`CREATE OR REPLACE TRIGGER intake_crash_windows_store BEFORE UPDATE ON killswitch_deliveries
     FOR EACH ROW WHEN (NEW.delivery_id LIKE 'msg_slowstore_%' OR NEW.delivery_id LIKE 'msg_storefail_%') EXECUTE FUNCTION intake_crash_windows_store()`);
 });
 afterAll(async () => {
-  await h?.db.query('DROP TRIGGER IF EXISTS intake_crash_windows_store ON killswitch_deliveries').catch(() => undefined);
+  await h?.db
+    .query('DROP TRIGGER IF EXISTS intake_crash_windows_store ON killswitch_deliveries')
+    .catch(() => undefined);
   await h?.db.query('DROP FUNCTION IF EXISTS intake_crash_windows_store()').catch(() => undefined);
   await h?.close();
   await gh?.close();
@@ -57,7 +70,10 @@ afterAll(async () => {
 
 /** The ledger row as a SIGKILL between claim and answer leaves it. */
 async function unanswer(source: string, deliveryId: string): Promise<void> {
-  const r = await h.db.query('UPDATE killswitch_deliveries SET status = NULL, response = NULL WHERE source = $1 AND delivery_id = $2 RETURNING delivery_id', [source, deliveryId]);
+  const r = await h.db.query(
+    'UPDATE killswitch_deliveries SET status = NULL, response = NULL WHERE source = $1 AND delivery_id = $2 RETURNING delivery_id',
+    [source, deliveryId],
+  );
   expect(r.rows).toHaveLength(1);
 }
 
@@ -68,7 +84,12 @@ async function runsOf(workflowId: string): Promise<string[]> {
 }
 
 async function auditOf(workflowId: string) {
-  return (await h.db.query<{ run_id: string; outcome: string }>('SELECT run_id, outcome FROM killswitch_audit WHERE workflow_id = $1', [workflowId])).rows;
+  return (
+    await h.db.query<{ run_id: string; outcome: string }>(
+      'SELECT run_id, outcome FROM killswitch_audit WHERE workflow_id = $1',
+      [workflowId],
+    )
+  ).rows;
 }
 
 /** A signed secret_scanning_alert delivery (GitHub's schema), re-sendable as GitHub redelivers it. */
@@ -94,16 +115,29 @@ function githubSender(repo: string, number: number, url: string, delivery: strin
 }
 
 function leak(role: string, password: string) {
-  return JSON.stringify({ scanner: 'crash-window', findingId: `f-${rand()}`, credentialType: 'postgres_password', secret: leakedUrl(role, password) });
+  return JSON.stringify({
+    scanner: 'crash-window',
+    findingId: `f-${rand()}`,
+    credentialType: 'postgres_password',
+    secret: leakedUrl(role, password),
+  });
 }
 
 /** The ledger rows of one delivery, with the transaction that wrote each (xmin). */
 async function writesOf(webhookId: string, workflowId: string) {
-  const q = async (sql: string, args: unknown[]) => (await h.db.query<{ tx: string }>(sql, args)).rows.map((r) => r.tx);
+  const q = async (sql: string, args: unknown[]) =>
+    (await h.db.query<{ tx: string }>(sql, args)).rows.map((r) => r.tx);
   return {
-    claim: await q(`SELECT xmin::text AS tx FROM killswitch_deliveries WHERE source = 'generic' AND delivery_id = $1`, [webhookId]),
-    evidence: await q('SELECT xmin::text AS tx FROM killswitch_evidence WHERE workflow_id = $1', [workflowId]),
-    sightings: await q('SELECT xmin::text AS tx FROM killswitch_sightings WHERE workflow_id = $1', [workflowId]),
+    claim: await q(
+      `SELECT xmin::text AS tx FROM killswitch_deliveries WHERE source = 'generic' AND delivery_id = $1`,
+      [webhookId],
+    ),
+    evidence: await q('SELECT xmin::text AS tx FROM killswitch_evidence WHERE workflow_id = $1', [
+      workflowId,
+    ]),
+    sightings: await q('SELECT xmin::text AS tx FROM killswitch_sightings WHERE workflow_id = $1', [
+      workflowId,
+    ]),
   };
 }
 
@@ -123,7 +157,9 @@ describe('one delivery, one write', () => {
       expect(w.claim).toHaveLength(1);
       expect(w).toEqual({ claim: w.claim, evidence: w.claim, sightings: w.claim });
       await lock.release();
-      expect((await h.client.workflow.getHandle(workflowId, res.json.runId).result()).outcome).toBe('contained');
+      expect((await h.client.workflow.getHandle(workflowId, res.json.runId).result()).outcome).toBe(
+        'contained',
+      );
     } finally {
       await lock.release();
     }
@@ -140,12 +176,24 @@ describe('the answer is stored after it is sent', () => {
     expect(res.status).toBe(202);
     expect(took).toBeLessThan(2500);
     // Durable before the answer: the run is in Temporal.
-    expect((await h.client.workflow.getHandle(res.json.workflowId, res.json.runId).describe()).runId).toBe(res.json.runId);
-    const stored = await waitFor('the stored answer', async () => {
-      const r = await h.db.query<{ status: number | null; response: any }>(`SELECT status, response FROM killswitch_deliveries WHERE source = 'generic' AND delivery_id = $1`, [webhookId]);
-      return r.rows[0]?.status ? r.rows[0] : undefined;
-    }, 15_000);
-    expect(stored).toMatchObject({ status: 202, response: { workflowId: res.json.workflowId, runId: res.json.runId } });
+    expect((await h.client.workflow.getHandle(res.json.workflowId, res.json.runId).describe()).runId).toBe(
+      res.json.runId,
+    );
+    const stored = await waitFor(
+      'the stored answer',
+      async () => {
+        const r = await h.db.query<{ status: number | null; response: any }>(
+          `SELECT status, response FROM killswitch_deliveries WHERE source = 'generic' AND delivery_id = $1`,
+          [webhookId],
+        );
+        return r.rows[0]?.status ? r.rows[0] : undefined;
+      },
+      15_000,
+    );
+    expect(stored).toMatchObject({
+      status: 202,
+      response: { workflowId: res.json.workflowId, runId: res.json.runId },
+    });
     await h.client.workflow.getHandle(res.json.workflowId, res.json.runId).result();
   });
 
@@ -156,9 +204,19 @@ describe('the answer is stored after it is sent', () => {
     const first = await h.post(body, { webhookId });
     expect(first.status).toBe(202);
     const { workflowId, runId } = first.json;
-    const warning = await waitFor('the warning', () => capturedLogs.find((l) => l.includes('answer was not stored') && l.includes(webhookId)), 10_000);
-    expect(JSON.parse(warning)).toMatchObject({ level: 40, err: { message: expect.stringContaining('store refused') } });
-    const row = await h.db.query<{ status: number | null }>(`SELECT status FROM killswitch_deliveries WHERE source = 'generic' AND delivery_id = $1`, [webhookId]);
+    const warning = await waitFor(
+      'the warning',
+      () => capturedLogs.find((l) => l.includes('answer was not stored') && l.includes(webhookId)),
+      10_000,
+    );
+    expect(JSON.parse(warning)).toMatchObject({
+      level: 40,
+      err: { message: expect.stringContaining('store refused') },
+    });
+    const row = await h.db.query<{ status: number | null }>(
+      `SELECT status FROM killswitch_deliveries WHERE source = 'generic' AND delivery_id = $1`,
+      [webhookId],
+    );
     expect(row.rows).toEqual([{ status: null }]);
     await h.client.workflow.getHandle(workflowId, runId).result();
 
@@ -175,17 +233,27 @@ describe('a re-send after a crash of the ingress', () => {
   it('died after claiming, before dispatching: the re-send starts the run', async () => {
     const { role, password } = await h.owned.createRole();
     const webhookId = `msg_claimed_${rand()}${rand()}`;
-    await h.db.query(`INSERT INTO killswitch_deliveries (source, delivery_id, received_at) VALUES ('generic', $1, now() - interval '3 seconds')`, [webhookId]);
+    await h.db.query(
+      `INSERT INTO killswitch_deliveries (source, delivery_id, received_at) VALUES ('generic', $1, now() - interval '3 seconds')`,
+      [webhookId],
+    );
 
     const res = await h.post(leak(role, password), { webhookId });
     expect(res.status).toBe(202);
-    expect(res.json).toMatchObject({ status: 'accepted', workflowId: expect.stringMatching(/^killswitch-postgres_password-/), runId: expect.any(String) });
+    expect(res.json).toMatchObject({
+      status: 'accepted',
+      workflowId: expect.stringMatching(/^killswitch-postgres_password-/),
+      runId: expect.any(String),
+    });
     const result = await h.client.workflow.getHandle(res.json.workflowId, res.json.runId).result();
     expect(result.outcome).toBe('contained');
     expect(await h.owned.loginFails(role, password)).toBe('28P01');
     expect(await runsOf(res.json.workflowId)).toEqual([res.json.runId]);
     // The first receipt is when the leak was reported: the time to contain counts from there.
-    const row = await h.db.query<{ status: number }>('SELECT status FROM killswitch_deliveries WHERE delivery_id = $1', [webhookId]);
+    const row = await h.db.query<{ status: number }>(
+      'SELECT status FROM killswitch_deliveries WHERE delivery_id = $1',
+      [webhookId],
+    );
     expect(row.rows[0]!.status).toBe(202);
   });
 
@@ -197,8 +265,16 @@ describe('a re-send after a crash of the ingress', () => {
     const receivedAt = new Date(Date.now() - 3000);
     const sighting = normaliseGeneric(validateGeneric(JSON.parse(body)), h.keys, receivedAt);
     const workflowId = killSwitchWorkflowId('postgres_password', h.keys.fingerprint(password));
-    const dispatcher = createDispatcher({ workflows: createWorkflowDispatcher(temporalTarget(h.config, h.client)), evidence: createEvidenceStore(h.db, h.keys, 1), sightings: sightingLedger(h.db) });
-    const claim = await createDeliveryLedger(h.db).claim('generic', webhookId, dispatcher.prepare([sighting], receivedAt));
+    const dispatcher = createDispatcher({
+      workflows: createWorkflowDispatcher(temporalTarget(h.config, h.client)),
+      evidence: createEvidenceStore(h.db, h.keys, 1),
+      sightings: sightingLedger(h.db),
+    });
+    const claim = await createDeliveryLedger(h.db).claim(
+      'generic',
+      webhookId,
+      dispatcher.prepare([sighting], receivedAt),
+    );
     expect(claim).toEqual({ kind: 'new', sealed: [workflowId] });
     const w = await writesOf(webhookId, workflowId);
     expect(w).toEqual({ claim: [w.claim[0]], evidence: [w.claim[0]], sightings: [w.claim[0]] });
@@ -287,29 +363,43 @@ describe('a re-send after a crash of the ingress', () => {
       };
       const receivedAt = new Date();
       const sighting = normaliseGeneric(validateGeneric(JSON.parse(body)), h.keys, receivedAt);
-      const dispatcher = createDispatcher({ workflows: createWorkflowDispatcher(temporalTarget(h.config, h.client)), evidence: createEvidenceStore(db, h.keys, 1), sightings: sightingLedger(db) });
+      const dispatcher = createDispatcher({
+        workflows: createWorkflowDispatcher(temporalTarget(h.config, h.client)),
+        evidence: createEvidenceStore(db, h.keys, 1),
+        sightings: sightingLedger(db),
+      });
       const again = await dispatcher.dispatch(sighting, receivedAt, { redelivery: true });
       expect(raced).toBe(true);
       expect(again).toMatchObject({ workflowId, runId });
       expect(await runsOf(workflowId)).toEqual([runId]);
       expect(await auditOf(workflowId)).toEqual([{ run_id: runId, outcome: 'contained' }]);
       // The value the re-send sealed again is not left behind for its TTL.
-      expect((await h.db.query('SELECT 1 FROM killswitch_evidence WHERE workflow_id = $1', [workflowId])).rows).toEqual([]);
+      expect(
+        (await h.db.query('SELECT 1 FROM killswitch_evidence WHERE workflow_id = $1', [workflowId])).rows,
+      ).toEqual([]);
     } finally {
       await lock.release();
     }
   });
 
-  it('a re-send of a detection no run took, after an earlier sighting\'s run closed: it starts the re-verifying run', async () => {
+  it("a re-send of a detection no run took, after an earlier sighting's run closed: it starts the re-verifying run", async () => {
     const { role, password } = await h.owned.createRole();
     const first = await h.post(leak(role, password), { webhookId: `msg_earlier_${rand()}${rand()}` });
     const { workflowId, runId } = first.json;
     await h.client.workflow.getHandle(workflowId, runId).result();
     // Another scanner's copy of the same value, claimed by an ingress that died before dispatching it.
-    const body = JSON.stringify({ ...JSON.parse(leak(role, password)), findingId: `other-${rand()}`, scanner: 'other-scanner' });
+    const body = JSON.stringify({
+      ...JSON.parse(leak(role, password)),
+      findingId: `other-${rand()}`,
+      scanner: 'other-scanner',
+    });
     const receivedAt = new Date();
     const sighting = normaliseGeneric(validateGeneric(JSON.parse(body)), h.keys, receivedAt);
-    const dispatcher = createDispatcher({ workflows: createWorkflowDispatcher(temporalTarget(h.config, h.client)), evidence: createEvidenceStore(h.db, h.keys, 1), sightings: sightingLedger(h.db) });
+    const dispatcher = createDispatcher({
+      workflows: createWorkflowDispatcher(temporalTarget(h.config, h.client)),
+      evidence: createEvidenceStore(h.db, h.keys, 1),
+      sightings: sightingLedger(h.db),
+    });
     const again = await dispatcher.dispatch(sighting, receivedAt, { redelivery: true });
     expect(again.workflowId).toBe(workflowId);
     expect(again.runId).not.toBe(runId);
@@ -322,7 +412,14 @@ describe('a re-send after a crash of the ingress', () => {
     const { role, password } = await h.owned.createRole();
     const repo = 'acme/crash';
     const number = 1000 + Math.floor(Math.random() * 1e6);
-    const url = gh.addAlert(repo, { number, secret_type: 'postgres_connection_uri', secret: leakedUrl(role, password), validity: 'active', path: '.env', line: 1 });
+    const url = gh.addAlert(repo, {
+      number,
+      secret_type: 'postgres_connection_uri',
+      secret: leakedUrl(role, password),
+      validity: 'active',
+      path: '.env',
+      line: 1,
+    });
     const delivery = `${rand()}-${rand()}-${rand()}`;
     const send = githubSender(repo, number, url, delivery);
     const first = await send();
@@ -334,18 +431,33 @@ describe('a re-send after a crash of the ingress', () => {
 
     const again = await send();
     expect(again.status).toBe(202);
-    expect(again.json).toMatchObject({ status: 'enriching', workflowId: first.json.workflowId, runId: first.json.runId, duplicate: true });
+    expect(again.json).toMatchObject({
+      status: 'enriching',
+      workflowId: first.json.workflowId,
+      runId: first.json.runId,
+      duplicate: true,
+    });
     expect(await runsOf(first.json.workflowId)).toEqual([first.json.runId]);
-    await waitFor('the visibility of the contained run', async () => (await runsOf(enriched.workflowId)).length === 1);
+    await waitFor(
+      'the visibility of the contained run',
+      async () => (await runsOf(enriched.workflowId)).length === 1,
+    );
     expect(await runsOf(enriched.workflowId)).toEqual([enriched.runId]);
     expect(await auditOf(enriched.workflowId)).toEqual([{ run_id: enriched.runId, outcome: 'contained' }]);
   });
 
-  it('GitHub down: the source\'s escalateAfter (10s here) pages a human from the ingress\'s delivery; the late value is contained', async () => {
+  it("GitHub down: the source's escalateAfter (10s here) pages a human from the ingress's delivery; the late value is contained", async () => {
     const { role, password } = await h.owned.createRole();
     const repo = 'acme/down';
     const number = 1000 + Math.floor(Math.random() * 1e6);
-    const url = gh.addAlert(repo, { number, secret_type: 'postgres_connection_uri', secret: leakedUrl(role, password), validity: 'active', path: '.env', line: 1 });
+    const url = gh.addAlert(repo, {
+      number,
+      secret_type: 'postgres_connection_uri',
+      secret: leakedUrl(role, password),
+      validity: 'active',
+      path: '.env',
+      line: 1,
+    });
     gh.down();
     const delivery = `${rand()}-${rand()}-${rand()}`;
     const sent = Date.now();
@@ -354,7 +466,14 @@ describe('a re-send after a crash of the ingress', () => {
       expect(res.status).toBe(202);
       const page = await waitFor(
         'the early page',
-        () => h.pagerduty.events().find((e) => e.event_action === 'trigger' && e.payload?.custom_details?.credential_ref?.alert === `${repo}#${number}`),
+        () =>
+          h.pagerduty
+            .events()
+            .find(
+              (e) =>
+                e.event_action === 'trigger' &&
+                e.payload?.custom_details?.credential_ref?.alert === `${repo}#${number}`,
+            ),
         60_000,
       );
       // Paged after the configured 10 s, not after the default 2 minutes.

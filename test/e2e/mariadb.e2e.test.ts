@@ -43,7 +43,8 @@ async function loginErrno(user: string, password: string): Promise<number | null
   }
 }
 
-const leakedUrl = (user: string, password: string) => `mysql://${user}:${encodeURIComponent(password)}@${server.hostname}:${port}/app`;
+const leakedUrl = (user: string, password: string) =>
+  `mysql://${user}:${encodeURIComponent(password)}@${server.hostname}:${port}/app`;
 
 beforeAll(async () => {
   su = await mysql.createConnection({ uri: ADMIN_URL });
@@ -57,8 +58,20 @@ beforeAll(async () => {
     env: { MARIADB_ADMIN_URL: ADMIN_URL, WEAK_MARIADB_ADMIN_URL: weakUrl.href },
     config: {
       systems: [
-        { name: 'owned-mariadb', kind: 'mariadb', adminUrlEnv: 'MARIADB_ADMIN_URL', users: ['kse_*'], hosts: ['127.0.0.1'] },
-        { name: 'weak-mariadb', kind: 'mariadb', adminUrlEnv: 'WEAK_MARIADB_ADMIN_URL', users: ['kse_*'], hosts: ['db.weak.internal'] },
+        {
+          name: 'owned-mariadb',
+          kind: 'mariadb',
+          adminUrlEnv: 'MARIADB_ADMIN_URL',
+          users: ['kse_*'],
+          hosts: ['127.0.0.1'],
+        },
+        {
+          name: 'weak-mariadb',
+          kind: 'mariadb',
+          adminUrlEnv: 'WEAK_MARIADB_ADMIN_URL',
+          users: ['kse_*'],
+          hosts: ['db.weak.internal'],
+        },
       ],
     },
   });
@@ -92,7 +105,13 @@ describe('kill switch end to end, mariadb kind', () => {
 
     const result: KillSwitchResult = await h.client.workflow.getHandle(res.json.workflowId).result();
     expect(result.outcome).toBe('contained');
-    expect(result.owner).toMatchObject({ system: 'owned-mariadb', kind: 'mariadb', mode: 'emergency', sink: 'none', replacement: false });
+    expect(result.owner).toMatchObject({
+      system: 'owned-mariadb',
+      kind: 'mariadb',
+      mode: 'emergency',
+      sink: 'none',
+      replacement: false,
+    });
     expect(result.timeline.revokedAt).toMatch(ISO_TIME);
     expect(result.sessions?.terminated).toBe(1);
     expect(result.verification?.method).toBe('login_rejected');
@@ -100,9 +119,18 @@ describe('kill switch end to end, mariadb kind', () => {
     await expect(victim.query('SELECT 1')).rejects.toThrow();
     expect(await loginErrno(user, password)).toBe(1045);
 
-    const rows = (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [res.json.workflowId])).rows;
+    const rows = (
+      await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [
+        res.json.workflowId,
+      ])
+    ).rows;
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ outcome: 'contained', owning_system: 'owned-mariadb', credential_type: 'mysql_password', verification_method: 'login_rejected' });
+    expect(rows[0]).toMatchObject({
+      outcome: 'contained',
+      owning_system: 'owned-mariadb',
+      credential_type: 'mysql_password',
+      verification_method: 'login_rejected',
+    });
     expect(rows[0]!.credential_ref).toMatchObject({ user, host: server.hostname });
   });
 

@@ -19,7 +19,8 @@ import { ownedSystem } from '../helpers/harness';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ks-start-'));
 const children: ChildProcess[] = [];
-const scripts = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts;
+const scripts = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> })
+  .scripts;
 // What `npm start` runs: the build (prestart: compiled JavaScript and the workflow bundle in
 // dist/), then one plain node process on the compiled code. No loader and no wrapper: the tsx CLI's
 // signal relay would SIGKILL a child that does not confirm a SIGTERM within 30 ms, so a busy one
@@ -83,7 +84,10 @@ describe('npm start on embedded defaults', () => {
     const { role, password } = await owned.createRole();
     const [port, tPort, uiPort] = [await freePort(), await freePort(), await freePort()];
     const inventoryFile = path.join(dataDir, 'inventory.yaml');
-    writeFileSync(inventoryFile, `systems:\n  - name: owned-db\n    kind: postgres\n    adminUrlEnv: OWNED_DB_ADMIN_URL\n    roles: ["app_*"]\n`);
+    writeFileSync(
+      inventoryFile,
+      `systems:\n  - name: owned-db\n    kind: postgres\n    adminUrlEnv: OWNED_DB_ADMIN_URL\n    roles: ["app_*"]\n`,
+    );
     const env = {
       KILLSWITCH_DATA_DIR: dataDir,
       PORT: String(port),
@@ -106,13 +110,27 @@ describe('npm start on embedded defaults', () => {
     expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
 
     const leaked = `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`;
-    const sent = spawnSync(path.resolve('node_modules/.bin/tsx'), ['scripts/send-test-detection.ts', '--url', `http://127.0.0.1:${port}/webhooks/generic`, '--secret', leaked], {
-      env: { ...process.env, KILLSWITCH_DATA_DIR: dataDir, GENERIC_WEBHOOK_SECRETS: '' },
-      encoding: 'utf8',
-    });
+    const sent = spawnSync(
+      path.resolve('node_modules/.bin/tsx'),
+      [
+        'scripts/send-test-detection.ts',
+        '--url',
+        `http://127.0.0.1:${port}/webhooks/generic`,
+        '--secret',
+        leaked,
+      ],
+      {
+        env: { ...process.env, KILLSWITCH_DATA_DIR: dataDir, GENERIC_WEBHOOK_SECRETS: '' },
+        encoding: 'utf8',
+      },
+    );
     expect(sent.status, sent.stderr).toBe(0);
     expect(sent.stdout).toMatch(/^202 /);
-    const { workflowId, runId, temporalUiUrl } = JSON.parse(sent.stdout.slice(4)) as { workflowId: string; runId: string; temporalUiUrl: string };
+    const { workflowId, runId, temporalUiUrl } = JSON.parse(sent.stdout.slice(4)) as {
+      workflowId: string;
+      runId: string;
+      temporalUiUrl: string;
+    };
     expect(temporalUiUrl).toBe(`${ui}/namespaces/default/workflows/${workflowId}/${runId}/history`);
 
     // Payloads are encrypted with the key derived from the generated server key (no configuration).
@@ -121,7 +139,9 @@ describe('npm start on embedded defaults', () => {
     const connection = await Connection.connect({ address: `127.0.0.1:${tPort}` });
     let rawHistory: unknown;
     try {
-      await expect(new Client({ connection }).workflow.getHandle(workflowId).result()).rejects.toThrow(/binary\/encrypted/);
+      await expect(new Client({ connection }).workflow.getHandle(workflowId).result()).rejects.toThrow(
+        /binary\/encrypted/,
+      );
       rawHistory = await new Client({ connection }).workflow.getHandle(workflowId).fetchHistory();
       const client = new Client({ connection, dataConverter });
       const result = await client.workflow.getHandle(workflowId).result();
@@ -132,7 +152,9 @@ describe('npm start on embedded defaults', () => {
     }
 
     // The dev UI calls the codec on its own origin (the gateway), and nothing secret is in that URL.
-    const settings = (await (await fetch(`${ui}/api/v1/settings`)).json()) as { Codec?: { Endpoint?: string } };
+    const settings = (await (await fetch(`${ui}/api/v1/settings`)).json()) as {
+      Codec?: { Endpoint?: string };
+    };
     expect(settings.Codec?.Endpoint).toBe(`${ui}/codec`);
     // The dev server's store runs in WAL mode (bytes 18/19 of the SQLite header are 2).
     const header = readFileSync(path.join(dataDir, 'temporal.db')).subarray(0, 20);
@@ -142,7 +164,12 @@ describe('npm start on embedded defaults', () => {
     // neither at the UI's codec nor at the ingress's.
     const sealed = collectPayloads(rawHistory)
       .filter((p) => p.path.includes('workflowExecutionStartedEventAttributes.input'))
-      .map(({ payload }) => ({ metadata: Object.fromEntries(Object.entries(payload.metadata!).map(([k, v]) => [k, Buffer.from(v!).toString('base64')])), data: Buffer.from(payload.data!).toString('base64') }));
+      .map(({ payload }) => ({
+        metadata: Object.fromEntries(
+          Object.entries(payload.metadata!).map(([k, v]) => [k, Buffer.from(v!).toString('base64')]),
+        ),
+        data: Buffer.from(payload.data!).toString('base64'),
+      }));
     expect(sealed).toHaveLength(1);
     const decode = (base: string, headers: Record<string, string>) =>
       fetch(`${base}/codec/decode`, {
@@ -177,7 +204,9 @@ describe('npm start on embedded defaults', () => {
     const token = readFileSync(tokenFile, 'utf8').trim();
     expect((await decode(`http://127.0.0.1:${port}`, { authorization: `Bearer ${token}` })).status).toBe(200);
     // Another host name for the UI is sent to the one origin.
-    const other = await fetch(`http://localhost:${uiPort}/namespaces/default/workflows`, { redirect: 'manual' });
+    const other = await fetch(`http://localhost:${uiPort}/namespaces/default/workflows`, {
+      redirect: 'manual',
+    });
     expect(other.status).toBe(308);
     expect(other.headers.get('location')).toBe(`${ui}/namespaces/default/workflows`);
 

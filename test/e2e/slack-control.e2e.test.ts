@@ -28,7 +28,14 @@ beforeAll(async () => {
       policy: {
         approvers: [APPROVER, 'carol@example.com'],
         retryWindow: '2m',
-        rules: [{ name: 'prod', match: { repository: 'acme/prod-*' }, action: 'require_approval', approvalTimeout: '2m' }],
+        rules: [
+          {
+            name: 'prod',
+            match: { repository: 'acme/prod-*' },
+            action: 'require_approval',
+            approvalTimeout: '2m',
+          },
+        ],
       },
     },
   });
@@ -42,7 +49,11 @@ afterAll(async () => {
 async function leak(repository: string, opts: { superuser?: boolean } = {}) {
   const { role, password } = await h.owned.createRole(opts);
   planted.push(password);
-  const res = await h.post({ credentialType: 'postgres_password', secret: leakedUrl(role, password), location: { repository, file: '.env' } });
+  const res = await h.post({
+    credentialType: 'postgres_password',
+    secret: leakedUrl(role, password),
+    location: { repository, file: '.env' },
+  });
   expect(res.status).toBe(202);
   workflowIds.push(res.json.workflowId);
   return {
@@ -54,7 +65,11 @@ async function leak(repository: string, opts: { superuser?: boolean } = {}) {
   };
 }
 
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 20_000): Promise<T> {
+async function until<T>(
+  what: string,
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
+  ms = 20_000,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await fn();
@@ -64,10 +79,24 @@ async function until<T>(what: string, fn: () => T | undefined | false | Promise<
   }
 }
 
-const step = async (handle: { query: <T>(name: string) => Promise<T> }) => (await handle.query<StepStatus>('currentStep')).step;
+const step = async (handle: { query: <T>(name: string) => Promise<T> }) =>
+  (await handle.query<StepStatus>('currentStep')).step;
 const messagesOf = (workflowId: string) => h.slack.messages().filter((m) => m.text.includes(workflowId));
-const buttonsOf = (m: SlackMessageState): Array<{ action_id: string; value?: string; url?: string; text: { text: string } }> =>
-  (m.blocks as Array<{ type: string; elements?: Array<{ type: string; action_id: string; value?: string; url?: string; text: { text: string } }> }>)
+const buttonsOf = (
+  m: SlackMessageState,
+): Array<{ action_id: string; value?: string; url?: string; text: { text: string } }> =>
+  (
+    m.blocks as Array<{
+      type: string;
+      elements?: Array<{
+        type: string;
+        action_id: string;
+        value?: string;
+        url?: string;
+        text: { text: string };
+      }>;
+    }>
+  )
     .filter((b) => b.type === 'actions')
     .flatMap((b) => b.elements ?? [])
     .filter((e) => e.type === 'button');
@@ -82,7 +111,9 @@ const messageWith = (workflowId: string, button: string) =>
 
 function slackHeaders(body: string, opts: { ts?: number; secret?: string; contentType?: string } = {}) {
   const ts = opts.ts ?? Math.floor(Date.now() / 1000);
-  const sig = createHmac('sha256', opts.secret ?? h.slack.signingSecret).update(`v0:${ts}:${body}`).digest('hex');
+  const sig = createHmac('sha256', opts.secret ?? h.slack.signingSecret)
+    .update(`v0:${ts}:${body}`)
+    .digest('hex');
   return {
     'content-type': opts.contentType ?? 'application/x-www-form-urlencoded',
     'x-slack-request-timestamp': String(ts),
@@ -139,7 +170,9 @@ async function click(m: SlackMessageState, actionId: string, user: string, value
   const { body, responsePath } = clickBody(m, actionId, user, value);
   const res = await postSlack(body, slackHeaders(body));
   expect(res.status).toBe(200);
-  const answer = await until(`the answer to ${actionId} by ${user}`, () => h.slack.responses().find((r) => r.path === responsePath));
+  const answer = await until(`the answer to ${actionId} by ${user}`, () =>
+    h.slack.responses().find((r) => r.path === responsePath),
+  );
   expect(answer.body).toMatchObject({ response_type: 'ephemeral', replace_original: false });
   return String(answer.body.text);
 }
@@ -164,7 +197,12 @@ async function slash(text: string, user = MALLORY) {
 }
 
 const audit = async (workflowId: string) =>
-  (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1 ORDER BY id', [workflowId])).rows;
+  (
+    await h.db.query<Record<string, any>>(
+      'SELECT * FROM killswitch_audit WHERE workflow_id = $1 ORDER BY id',
+      [workflowId],
+    )
+  ).rows;
 const pd = (workflowId: string) => h.pagerduty.events().filter((e) => e.dedup_key === workflowId);
 
 let contained: Awaited<ReturnType<typeof leak>>;
@@ -176,14 +214,19 @@ describe('Slack control surface', () => {
     const asking = await messageWith(l.workflowId, 'Approve');
     expect(asking.text).toMatch(/Approval needed/);
     expect(labels(asking)).toEqual(['Approve', 'Deny', 'Mark false positive', 'Open in Temporal UI']);
-    expect(buttonsOf(asking).find((b) => b.action_id === SlackAction.openTemporalUi)?.url).toContain(encodeURIComponent(l.workflowId));
+    expect(buttonsOf(asking).find((b) => b.action_id === SlackAction.openTemporalUi)?.url).toContain(
+      encodeURIComponent(l.workflowId),
+    );
     expect(JSON.stringify(asking.blocks)).toContain('owned-db');
     expect(await step(l.handle)).toBe('awaiting_approval');
 
     // Carol is an approver by e-mail: the ingress finds her address with users.info.
     expect(await click(asking, SlackAction.approve, CAROL)).toMatch(/Approved/);
     const r: KillSwitchResult = await l.handle.result();
-    expect(r).toMatchObject({ outcome: 'contained', decidedBy: 'approve by carol@example.com: via Slack (acme)' });
+    expect(r).toMatchObject({
+      outcome: 'contained',
+      decidedBy: 'approve by carol@example.com: via Slack (acme)',
+    });
     expect(await h.owned.loginFails(l.role, l.password)).toBe('28P01');
 
     // ONE message for the run: posted once, then only chat.update, each a later state than the last.
@@ -193,21 +236,29 @@ describe('Slack control surface', () => {
     });
     const history = h.slack.historyOf(message!.ts);
     expect(history[0]!.method).toBe('chat.postMessage');
-    expect(history.slice(1).every((x) => x.method === 'chat.update' && x.channel === message!.channelId)).toBe(true);
-    expect(h.slack.messageRequests().filter((x) => x.method === 'chat.postMessage' && x.text.includes(l.workflowId))).toHaveLength(1);
+    expect(
+      history.slice(1).every((x) => x.method === 'chat.update' && x.channel === message!.channelId),
+    ).toBe(true);
+    expect(
+      h.slack
+        .messageRequests()
+        .filter((x) => x.method === 'chat.postMessage' && x.text.includes(l.workflowId)),
+    ).toHaveLength(1);
     // The message follows the run through what the run sends anyway: the request, the decision (the
     // buttons go at once; it may be overtaken by the outcome, which then replaces it), the outcome.
     // No update per containment step: those run inside one workflow task, in milliseconds.
     const stages = [/Approval needed/, /approved; containing/, /Leaked credential contained/];
     const seen = history.map((x) => stages.findIndex((s) => s.test(x.text)));
     expect(seen, history.map((x) => x.text).join('\n')).not.toContain(-1);
-    for (let i = 1; i < seen.length; i++) expect(seen[i]!, history.map((x) => x.text).join('\n')).toBeGreaterThan(seen[i - 1]!);
+    for (let i = 1; i < seen.length; i++)
+      expect(seen[i]!, history.map((x) => x.text).join('\n')).toBeGreaterThan(seen[i - 1]!);
     expect(seen[0]).toBe(0);
     expect(seen[seen.length - 1]).toBe(stages.length - 1);
     expect(history.length).toBeGreaterThanOrEqual(2);
     // After the decision no state offers Approve again; the final one links the run only.
     const approvedAt = seen.indexOf(0);
-    for (const x of history.slice(approvedAt + 1)) expect(JSON.stringify(x.blocks)).not.toContain(SlackAction.approve);
+    for (const x of history.slice(approvedAt + 1))
+      expect(JSON.stringify(x.blocks)).not.toContain(SlackAction.approve);
     expect(labels(message!)).toEqual(['Open in Temporal UI']);
     expect(JSON.stringify(message!.blocks)).toContain('approve by carol@example.com');
   });
@@ -225,13 +276,17 @@ describe('Slack control surface', () => {
 
     // A retry is not what this run waits for: the workflow's own validator refuses, with its reason.
     const value = buttonsOf(asking).find((b) => b.action_id === SlackAction.approve)!.value;
-    expect(await click(asking, SlackAction.retry, APPROVER, value)).toMatch(/Not done: not waiting for a retry \(step: awaiting_approval\)/);
+    expect(await click(asking, SlackAction.retry, APPROVER, value)).toMatch(
+      /Not done: not waiting for a retry \(step: awaiting_approval\)/,
+    );
     expect(await step(l.handle)).toBe('awaiting_approval');
 
     expect(await click(asking, SlackAction.deny, APPROVER)).toMatch(/Denied/);
     expect(((await l.handle.result()) as KillSwitchResult).outcome).toBe('denied');
     expect(await h.owned.loginFails(l.role, l.password)).toBeNull();
-    const final = await until('the denied state', () => messagesOf(l.workflowId).find((m) => /denied by a human/.test(m.text)));
+    const final = await until('the denied state', () =>
+      messagesOf(l.workflowId).find((m) => /denied by a human/.test(m.text)),
+    );
     expect(labels(final)).toEqual(['Open in Temporal UI']);
   });
 
@@ -242,18 +297,36 @@ describe('Slack control surface', () => {
     const now = Math.floor(Date.now() / 1000);
 
     const forged = await postSlack(body, slackHeaders(body, { secret: 'f'.repeat(32) }));
-    expect(forged).toMatchObject({ status: 401, json: { type: 'urn:secret-kill-switch:problem:invalid-signature', status: 401 } });
+    expect(forged).toMatchObject({
+      status: 401,
+      json: { type: 'urn:secret-kill-switch:problem:invalid-signature', status: 401 },
+    });
     expect(forged.type).toContain('application/problem+json');
     const tampered = await postSlack(body.replace('U0APPROVER1', 'U0APPROVER2'), slackHeaders(body));
-    expect(tampered).toMatchObject({ status: 401, json: { type: 'urn:secret-kill-switch:problem:invalid-signature' } });
+    expect(tampered).toMatchObject({
+      status: 401,
+      json: { type: 'urn:secret-kill-switch:problem:invalid-signature' },
+    });
     // A captured request replayed later: its signature is right, its timestamp is not.
     const stale = await postSlack(body, slackHeaders(body, { ts: now - 6 * 60 }));
-    expect(stale).toMatchObject({ status: 401, json: { type: 'urn:secret-kill-switch:problem:stale-timestamp' } });
+    expect(stale).toMatchObject({
+      status: 401,
+      json: { type: 'urn:secret-kill-switch:problem:stale-timestamp' },
+    });
     const future = await postSlack(body, slackHeaders(body, { ts: now + 6 * 60 }));
-    expect(future).toMatchObject({ status: 401, json: { type: 'urn:secret-kill-switch:problem:stale-timestamp' } });
+    expect(future).toMatchObject({
+      status: 401,
+      json: { type: 'urn:secret-kill-switch:problem:stale-timestamp' },
+    });
     const bare = await postSlack(body, { 'content-type': 'application/x-www-form-urlencoded' });
-    expect(bare).toMatchObject({ status: 401, json: { type: 'urn:secret-kill-switch:problem:missing-signature' } });
-    const slashForged = await postSlack('command=%2Fkillswitch&text=recent', slackHeaders('command=%2Fkillswitch&text=recent', { secret: 'f'.repeat(32) }));
+    expect(bare).toMatchObject({
+      status: 401,
+      json: { type: 'urn:secret-kill-switch:problem:missing-signature' },
+    });
+    const slashForged = await postSlack(
+      'command=%2Fkillswitch&text=recent',
+      slackHeaders('command=%2Fkillswitch&text=recent', { secret: 'f'.repeat(32) }),
+    );
     expect(slashForged.status).toBe(401);
 
     await new Promise((r) => setTimeout(r, 300));
@@ -270,7 +343,12 @@ describe('Slack control surface', () => {
     const l = await leak('acme/api', { superuser: true });
     const escalated = await messageWith(l.workflowId, 'Retry rotation');
     expect(escalated.text).toMatch(/Containment failed/);
-    expect(labels(escalated)).toEqual(['Retry rotation', 'Acknowledge', 'Mark false positive', 'Open in Temporal UI']);
+    expect(labels(escalated)).toEqual([
+      'Retry rotation',
+      'Acknowledge',
+      'Mark false positive',
+      'Open in Temporal UI',
+    ]);
     // The message is posted while the run is still notifying; it waits for a human right after.
     await until('awaiting retry', async () => (await step(l.handle)) === 'awaiting_retry');
     expect(pd(l.workflowId).map((e) => e.event_action)).toEqual(['trigger']);
@@ -278,7 +356,9 @@ describe('Slack control surface', () => {
     // Acknowledge is open to channel members.
     expect(await click(escalated, SlackAction.acknowledge, MALLORY)).toMatch(/Acknowledged/);
     await until('the PagerDuty acknowledge', () => pd(l.workflowId).length === 2);
-    const acked = await until('the acknowledged state', () => messagesOf(l.workflowId).find((m) => JSON.stringify(m.blocks).includes(`acknowledged by ${MALLORY}`)));
+    const acked = await until('the acknowledged state', () =>
+      messagesOf(l.workflowId).find((m) => JSON.stringify(m.blocks).includes(`acknowledged by ${MALLORY}`)),
+    );
     expect(labels(acked)).toEqual(['Retry rotation', 'Mark false positive', 'Open in Temporal UI']);
     // Retrying is not.
     expect(await click(acked, SlackAction.retry, MALLORY)).toMatch(/You are not an approver/);
@@ -288,7 +368,12 @@ describe('Slack control surface', () => {
     await h.owned.su.query(`ALTER ROLE ${h.owned.su.escapeIdentifier(l.role)} NOSUPERUSER`);
     expect(await click(acked, SlackAction.retry, APPROVER)).toMatch(/Retrying/);
     const r: KillSwitchResult = await l.handle.result();
-    expect(r).toMatchObject({ outcome: 'contained', retriedBy: [APPROVER], acknowledgedBy: MALLORY, resolvedIncident: true });
+    expect(r).toMatchObject({
+      outcome: 'contained',
+      retriedBy: [APPROVER],
+      acknowledgedBy: MALLORY,
+      resolvedIncident: true,
+    });
     expect(await h.owned.loginFails(l.role, l.password)).toBe('28P01');
     expect(pd(l.workflowId).map((e) => [e.event_action, e.dedup_key])).toEqual([
       ['trigger', l.workflowId],
@@ -299,7 +384,9 @@ describe('Slack control surface', () => {
       { outcome: 'escalated', failure_type: 'PermissionDenied' },
       { outcome: 'contained', retried_by: APPROVER, acknowledged_by: MALLORY, incident_resolved: true },
     ]);
-    const final = await until('the contained state', () => messagesOf(l.workflowId).find((m) => /Leaked credential contained/.test(m.text)));
+    const final = await until('the contained state', () =>
+      messagesOf(l.workflowId).find((m) => /Leaked credential contained/.test(m.text)),
+    );
     expect(labels(final)).toEqual(['Open in Temporal UI']);
     expect(messagesOf(l.workflowId)).toHaveLength(1);
   });
@@ -312,8 +399,12 @@ describe('Slack control surface', () => {
     expect(r).toMatchObject({ outcome: 'false_positive', falsePositiveBy: APPROVER });
     expect(r.rotation).toBeUndefined();
     expect(await h.owned.loginFails(l.role, l.password)).toBeNull();
-    expect(await audit(l.workflowId)).toMatchObject([{ outcome: 'false_positive', false_positive_by: APPROVER }]);
-    const final = await until('the false-positive state', () => messagesOf(l.workflowId).find((m) => /Marked a false positive by U0APPROVER1/.test(m.text)));
+    expect(await audit(l.workflowId)).toMatchObject([
+      { outcome: 'false_positive', false_positive_by: APPROVER },
+    ]);
+    const final = await until('the false-positive state', () =>
+      messagesOf(l.workflowId).find((m) => /Marked a false positive by U0APPROVER1/.test(m.text)),
+    );
     expect(labels(final)).toEqual(['Open in Temporal UI']);
   });
 
@@ -327,11 +418,18 @@ describe('Slack control surface', () => {
     expect(lines.length).toBeLessThanOrEqual(10);
     // The newest ten of the audit table, newest first. The table is shared with the test files
     // running beside this one, so this run is listed unless ten rows newer than it existed then.
-    const listed: string[] = lines.map((l: string) => /\/workflows\/([^/]+)\//.exec(l)![1]!).map(decodeURIComponent);
-    const times = await Promise.all(listed.map(async (wf) => (await audit(wf)).map((r) => new Date(r.recorded_at).getTime())));
+    const listed: string[] = lines
+      .map((l: string) => /\/workflows\/([^/]+)\//.exec(l)![1]!)
+      .map(decodeURIComponent);
+    const times = await Promise.all(
+      listed.map(async (wf) => (await audit(wf)).map((r) => new Date(r.recorded_at).getTime())),
+    );
     for (const t of times) expect(t.length).toBeGreaterThanOrEqual(1);
     const ours = (await audit(contained.workflowId)).at(-1)!;
-    const newer = await h.db.query<{ n: number }>('SELECT count(*)::int AS n FROM killswitch_audit WHERE id > $1', [ours.id]);
+    const newer = await h.db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM killswitch_audit WHERE id > $1',
+      [ours.id],
+    );
     expect(listed.includes(contained.workflowId) || newer.rows[0]!.n >= 10).toBe(true);
 
     for (const key of [contained.detectionId, contained.workflowId, h.keys.fingerprint(contained.password)]) {

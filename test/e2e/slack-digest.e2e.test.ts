@@ -6,7 +6,15 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { KillSwitchResult } from '../../contracts/run';
-import { deepText, expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
+import {
+  deepText,
+  expectNowhere,
+  leakedUrl,
+  rand,
+  secretPlaces,
+  startHarness,
+  type Harness,
+} from '../helpers/harness';
 import { waitFor } from '../faults/support';
 
 let h: Harness;
@@ -18,7 +26,15 @@ beforeAll(async () => {
     // A system of its own: the mass-leak breaker counts detections per system name in the shared
     // test database, and this burst must not trip the default breaker of other files' `owned-db`.
     config: {
-      systems: [{ name: 'burst-db', kind: 'postgres', adminUrlEnv: 'OWNED_DB_ADMIN_URL', roles: ['app_*', 'dba_*'], breaker: { threshold: 1000, window: '5m' } }],
+      systems: [
+        {
+          name: 'burst-db',
+          kind: 'postgres',
+          adminUrlEnv: 'OWNED_DB_ADMIN_URL',
+          roles: ['app_*', 'dba_*'],
+          breaker: { threshold: 1000, window: '5m' },
+        },
+      ],
     },
   });
 });
@@ -36,7 +52,12 @@ it('a burst of leaks is contained at full speed and announced in one digest; the
     return { role, password };
   };
   const send = async ({ role, password }: { role: string; password: string }) => {
-    const res = await h.post({ scanner: 'burst', findingId: `finding-${rand()}`, credentialType: 'postgres_password', secret: leakedUrl(role, password) });
+    const res = await h.post({
+      scanner: 'burst',
+      findingId: `finding-${rand()}`,
+      credentialType: 'postgres_password',
+      secret: leakedUrl(role, password),
+    });
     expect(res.status).toBe(202);
     return res.json.workflowId as string;
   };
@@ -73,7 +94,10 @@ it('a burst of leaks is contained at full speed and announced in one digest; the
     () =>
       containedIds.every((id) => {
         const s = shownAs(id);
-        return s.own.some((m) => /Leaked credential contained/.test(m.text)) || s.lines.some((l) => l.startsWith(':white_check_mark:'));
+        return (
+          s.own.some((m) => /Leaked credential contained/.test(m.text)) ||
+          s.lines.some((l) => l.startsWith(':white_check_mark:'))
+        );
       }) && Date.now(),
     20_000,
   );

@@ -28,7 +28,9 @@ export interface GitHubRevocationFake extends RecordingServer {
   revokeCalls(): string[][];
 }
 
-export async function startGitHubRevocationFake(opts: GitHubRevocationFakeOptions = {}): Promise<GitHubRevocationFake> {
+export async function startGitHubRevocationFake(
+  opts: GitHubRevocationFakeOptions = {},
+): Promise<GitHubRevocationFake> {
   const maxPerRequest = opts.maxPerRequest ?? 1000;
   const perHour = opts.perHour ?? 60;
   const live = new Set<string>();
@@ -51,7 +53,10 @@ export async function startGitHubRevocationFake(opts: GitHubRevocationFakeOption
       if (opts.adminToken ? auth !== `Bearer ${opts.adminToken}` : auth !== undefined) {
         return opts.adminToken
           ? { status: 401, body: { message: 'Requires authentication', status: '401' } }
-          : { status: 403, body: { message: 'Authenticated requests are not accepted by this endpoint', status: '403' } };
+          : {
+              status: 403,
+              body: { message: 'Authenticated requests are not accepted by this endpoint', status: '403' },
+            };
       }
       const now = Date.now();
       if (now - windowStart >= 3_600_000) {
@@ -59,7 +64,14 @@ export async function startGitHubRevocationFake(opts: GitHubRevocationFakeOption
         used = 0;
       }
       if (used >= perHour) {
-        return { status: opts.limitStatus ?? 403, headers: rateHeaders(), body: { message: 'API rate limit exceeded for 127.0.0.1.', status: String(opts.limitStatus ?? 403) } };
+        return {
+          status: opts.limitStatus ?? 403,
+          headers: rateHeaders(),
+          body: {
+            message: 'API rate limit exceeded for 127.0.0.1.',
+            status: String(opts.limitStatus ?? 403),
+          },
+        };
       }
       used += 1;
       let body: { credentials?: unknown };
@@ -69,8 +81,21 @@ export async function startGitHubRevocationFake(opts: GitHubRevocationFakeOption
         return { status: 400, headers: rateHeaders(), body: { message: 'Problems parsing JSON' } };
       }
       const creds = body.credentials;
-      if (!Array.isArray(creds) || creds.length === 0 || creds.length > maxPerRequest || !creds.every((c) => typeof c === 'string' && c.length > 0)) {
-        return { status: 422, headers: rateHeaders(), body: { message: 'Validation Failed', status: '422', errors: [{ field: 'credentials', code: 'invalid' }] } };
+      if (
+        !Array.isArray(creds) ||
+        creds.length === 0 ||
+        creds.length > maxPerRequest ||
+        !creds.every((c) => typeof c === 'string' && c.length > 0)
+      ) {
+        return {
+          status: 422,
+          headers: rateHeaders(),
+          body: {
+            message: 'Validation Failed',
+            status: '422',
+            errors: [{ field: 'credentials', code: 'invalid' }],
+          },
+        };
       }
       for (const c of creds as string[]) {
         if (!live.has(c)) continue;
@@ -85,7 +110,15 @@ export async function startGitHubRevocationFake(opts: GitHubRevocationFakeOption
     }
     if (r.method === 'GET' && path === '/user') {
       const token = /^(?:Bearer|token) (.+)$/.exec(String(r.headers.authorization ?? ''))?.[1];
-      if (!token || !live.has(token)) return { status: 401, body: { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest', status: '401' } };
+      if (!token || !live.has(token))
+        return {
+          status: 401,
+          body: {
+            message: 'Bad credentials',
+            documentation_url: 'https://docs.github.com/rest',
+            status: '401',
+          },
+        };
       return { status: 200, body: { login: 'octocat', id: 1, type: 'User' } };
     }
     return { status: 404, body: { message: 'Not Found', status: '404' } };

@@ -32,7 +32,8 @@ export async function startGitHubFake(token = `ghs_${'x'.repeat(36)}`): Promise<
   const alerts = new Map<string, FakeAlert>();
   let base = '';
   const rec = await startRecorder((r) => {
-    if (r.headers.authorization !== `Bearer ${token}`) return { status: 401, body: { message: 'Bad credentials' } };
+    if (r.headers.authorization !== `Bearer ${token}`)
+      return { status: 401, body: { message: 'Bad credentials' } };
     const m = /^\/repos\/([^/]+\/[^/]+)\/secret-scanning\/alerts\/(\d+)$/.exec(r.path);
     if (!m) return { status: 404, body: { message: 'Not Found' } };
     const key = `${m[1]}#${m[2]}`;
@@ -57,13 +58,28 @@ export async function startGitHubFake(token = `ghs_${'x'.repeat(36)}`): Promise<
           validity: a.validity ?? 'unknown',
           publicly_leaked: a.publicly_leaked ?? false,
           multi_repo: false,
-          first_location_detected: { path: a.path ?? 'config/app.env', start_line: a.line ?? 1, end_line: a.line ?? 1, start_column: 1, end_column: 40, blob_sha: 'b'.repeat(40), commit_sha: 'c'.repeat(40) },
+          first_location_detected: {
+            path: a.path ?? 'config/app.env',
+            start_line: a.line ?? 1,
+            end_line: a.line ?? 1,
+            start_column: 1,
+            end_column: 40,
+            blob_sha: 'b'.repeat(40),
+            commit_sha: 'c'.repeat(40),
+          },
         },
       };
     }
     if (r.method === 'PATCH') {
-      const body = JSON.parse(r.body || '{}') as { state?: string; resolution?: string; resolution_comment?: string };
-      if (body.state !== 'resolved' || !['false_positive', 'wont_fix', 'revoked', 'used_in_tests'].includes(body.resolution ?? '')) {
+      const body = JSON.parse(r.body || '{}') as {
+        state?: string;
+        resolution?: string;
+        resolution_comment?: string;
+      };
+      if (
+        body.state !== 'resolved' ||
+        !['false_positive', 'wont_fix', 'revoked', 'used_in_tests'].includes(body.resolution ?? '')
+      ) {
         return { status: 422, body: { message: 'Validation Failed' } };
       }
       a.state = 'resolved';
@@ -84,7 +100,9 @@ export async function startGitHubFake(token = `ghs_${'x'.repeat(36)}`): Promise<
       return `${rec.url}/repos/${repo}/secret-scanning/alerts/${alert.number}`;
     },
     down() {
-      rec.script.push(...Array.from({ length: 10_000 }, () => ({ status: 503, body: { message: 'Service Unavailable' } })));
+      rec.script.push(
+        ...Array.from({ length: 10_000 }, () => ({ status: 503, body: { message: 'Service Unavailable' } })),
+      );
     },
     up() {
       rec.script.length = 0;

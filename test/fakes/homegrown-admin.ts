@@ -39,7 +39,13 @@ export async function startHomegrownFake(): Promise<HomegrownFake> {
   const idempotent = new Map<string, string>();
   const valueOf = (k: ApiKey) => `hg_${k.prefix}_${k.secret}`;
   const newKey = (sessions = 0): ApiKey => {
-    const k = { id: `key_${randomBytes(4).toString('hex')}`, prefix: randomBytes(4).toString('hex'), secret: randomBytes(18).toString('base64url'), revoked: false, sessions };
+    const k = {
+      id: `key_${randomBytes(4).toString('hex')}`,
+      prefix: randomBytes(4).toString('hex'),
+      secret: randomBytes(18).toString('base64url'),
+      revoked: false,
+      sessions,
+    };
     keys.set(k.id, k);
     return k;
   };
@@ -49,19 +55,25 @@ export async function startHomegrownFake(): Promise<HomegrownFake> {
     if (p === '/api/whoami' && r.method === 'GET') {
       const presented = (r.headers.authorization ?? '').replace(/^Bearer /, '');
       const k = [...keys.values()].find((x) => valueOf(x) === presented);
-      return k && !k.revoked ? { status: 200, body: { key: k.id } } : { status: 401, body: { error: 'invalid api key' } };
+      return k && !k.revoked
+        ? { status: 200, body: { key: k.id } }
+        : { status: 401, body: { error: 'invalid api key' } };
     }
     if (!p.startsWith('/admin/')) return { status: 404, body: { error: 'no route' } };
     const auth = r.headers.authorization;
-    if (auth === `Bearer ${readOnlyToken}` && r.method !== 'GET') return { status: 403, body: { error: 'read-only token' } };
-    if (auth !== `Bearer ${adminToken}` && auth !== `Bearer ${readOnlyToken}`) return { status: 401, body: { error: 'admin token required' } };
+    if (auth === `Bearer ${readOnlyToken}` && r.method !== 'GET')
+      return { status: 403, body: { error: 'read-only token' } };
+    if (auth !== `Bearer ${adminToken}` && auth !== `Bearer ${readOnlyToken}`)
+      return { status: 401, body: { error: 'admin token required' } };
 
     let m: RegExpExecArray | null;
     if ((m = /^\/admin\/keys\/by-prefix\/([^/]+)$/.exec(p)) && r.method === 'GET') {
       const prefix = decodeURIComponent(m[1]!);
       const withRevoked = url.searchParams.get('include') === 'revoked';
       const k = [...keys.values()].find((x) => x.prefix === prefix && (withRevoked || !x.revoked));
-      return k ? { status: 200, body: { key: { id: k.id, prefix: k.prefix, revoked: k.revoked } } } : { status: 404, body: { error: 'no such key' } };
+      return k
+        ? { status: 200, body: { key: { id: k.id, prefix: k.prefix, revoked: k.revoked } } }
+        : { status: 404, body: { error: 'no such key' } };
     }
     if ((m = /^\/admin\/keys\/([^/]+)$/.exec(p)) && r.method === 'DELETE') {
       const k = keys.get(decodeURIComponent(m[1]!));
@@ -83,7 +95,8 @@ export async function startHomegrownFake(): Promise<HomegrownFake> {
       } catch {
         return { status: 400, body: { error: 'JSON body required' } };
       }
-      if (typeof body.owner !== 'string' || !body.owner) return { status: 422, body: { error: 'owner required' } };
+      if (typeof body.owner !== 'string' || !body.owner)
+        return { status: 422, body: { error: 'owner required' } };
       const token = r.headers['idempotency-key'];
       const again = typeof token === 'string' ? keys.get(idempotent.get(token) ?? '') : undefined;
       const k = again ?? newKey();

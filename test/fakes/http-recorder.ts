@@ -27,21 +27,35 @@ export interface RecordingServer {
   close(): Promise<void>;
 }
 
-export async function startRecorder(handler: (req: RecordedRequest) => Reply | Promise<Reply>): Promise<RecordingServer> {
+export async function startRecorder(
+  handler: (req: RecordedRequest) => Reply | Promise<Reply>,
+): Promise<RecordingServer> {
   const requests: RecordedRequest[] = [];
   const script: Array<Reply | { delayMs: number }> = [];
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const rec: RecordedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
+      const rec: RecordedRequest = {
+        method: req.method ?? '',
+        path: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+        at: Date.now(),
+      };
       requests.push(rec);
       void (async () => {
         const scripted = script.shift();
         if (scripted?.delayMs) await new Promise((r) => setTimeout(r, scripted.delayMs));
         const reply = scripted && 'status' in scripted ? scripted : await handler(rec);
         res.writeHead(reply.status, { 'content-type': 'application/json', ...(reply.headers ?? {}) });
-        res.end(reply.body === undefined ? '' : typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body));
+        res.end(
+          reply.body === undefined
+            ? ''
+            : typeof reply.body === 'string'
+              ? reply.body
+              : JSON.stringify(reply.body),
+        );
       })();
     });
   });

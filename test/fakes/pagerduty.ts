@@ -25,7 +25,10 @@ export interface PagerDutyFakeOptions {
 
 const SEVERITIES = new Set(['critical', 'error', 'warning', 'info']);
 
-export async function startPagerDutyFake(routingKey = 'R0UT1NGKEY00000000000000000000AB', opts: PagerDutyFakeOptions = {}): Promise<PagerDutyFake> {
+export async function startPagerDutyFake(
+  routingKey = 'R0UT1NGKEY00000000000000000000AB',
+  opts: PagerDutyFakeOptions = {},
+): Promise<PagerDutyFake> {
   /** Accepted event times per routing key (a sliding one-minute window). */
   const accepted = new Map<string, number[]>();
   let rateLimited = 0;
@@ -33,30 +36,43 @@ export async function startPagerDutyFake(routingKey = 'R0UT1NGKEY000000000000000
   const open = new Set<string>();
   const opened = new Map<string, number>();
   const rec = await startRecorder((r) => {
-    if (r.method !== 'POST' || r.path !== '/v2/enqueue') return { status: 404, body: { status: 'not found' } };
+    if (r.method !== 'POST' || r.path !== '/v2/enqueue')
+      return { status: 404, body: { status: 'not found' } };
     let e: Record<string, any>;
     try {
       e = JSON.parse(r.body);
     } catch {
-      return { status: 400, body: { status: 'invalid event', message: 'Event object is invalid', errors: ['invalid JSON'] } };
+      return {
+        status: 400,
+        body: { status: 'invalid event', message: 'Event object is invalid', errors: ['invalid JSON'] },
+      };
     }
     const errors: string[] = [];
-    if (typeof e.routing_key !== 'string' || e.routing_key.length !== 32) errors.push("'routing_key' is invalid");
-    if (!['trigger', 'acknowledge', 'resolve'].includes(e.event_action)) errors.push("'event_action' is invalid");
-    if (e.dedup_key !== undefined && (typeof e.dedup_key !== 'string' || e.dedup_key.length > 255)) errors.push("'dedup_key' is invalid");
+    if (typeof e.routing_key !== 'string' || e.routing_key.length !== 32)
+      errors.push("'routing_key' is invalid");
+    if (!['trigger', 'acknowledge', 'resolve'].includes(e.event_action))
+      errors.push("'event_action' is invalid");
+    if (e.dedup_key !== undefined && (typeof e.dedup_key !== 'string' || e.dedup_key.length > 255))
+      errors.push("'dedup_key' is invalid");
     if (e.event_action === 'trigger') {
-      if (!e.payload?.summary || String(e.payload.summary).length > 1024) errors.push("'payload.summary' is missing or too long");
+      if (!e.payload?.summary || String(e.payload.summary).length > 1024)
+        errors.push("'payload.summary' is missing or too long");
       if (!e.payload?.source) errors.push("'payload.source' is missing");
       if (!SEVERITIES.has(e.payload?.severity)) errors.push("'payload.severity' is invalid");
     } else if (!e.dedup_key) errors.push("'dedup_key' is required for acknowledge and resolve");
-    if (errors.length) return { status: 400, body: { status: 'invalid event', message: 'Event object is invalid', errors } };
+    if (errors.length)
+      return { status: 400, body: { status: 'invalid event', message: 'Event object is invalid', errors } };
     if (opts.perMinute) {
       const now = Date.now();
       const recent = (accepted.get(e.routing_key) ?? []).filter((t) => now - t < 60_000);
       accepted.set(e.routing_key, recent);
       if (recent.length >= opts.perMinute) {
         rateLimited += 1;
-        return { status: 429, headers: { 'retry-after': String(Math.max(1, Math.ceil((recent[0]! + 60_000 - now) / 1000))) }, body: { status: 'throttled', message: 'Too many requests for this routing key' } };
+        return {
+          status: 429,
+          headers: { 'retry-after': String(Math.max(1, Math.ceil((recent[0]! + 60_000 - now) / 1000))) },
+          body: { status: 'throttled', message: 'Too many requests for this routing key' },
+        };
       }
       recent.push(now);
     }
@@ -65,12 +81,18 @@ export async function startPagerDutyFake(routingKey = 'R0UT1NGKEY000000000000000
       if (e.dedup_key !== undefined) open.add(alert);
       opened.set(e.dedup_key ?? '', (opened.get(e.dedup_key ?? '') ?? 0) + 1);
     } else if (e.event_action === 'resolve') open.delete(alert);
-    return { status: 202, body: { status: 'success', message: 'Event processed', dedup_key: e.dedup_key ?? 'generated' } };
+    return {
+      status: 202,
+      body: { status: 'success', message: 'Event processed', dedup_key: e.dedup_key ?? 'generated' },
+    };
   });
   return {
     ...rec,
     routingKey,
-    events: () => rec.requests.filter((r) => r.path === '/v2/enqueue').map((r) => JSON.parse(r.body) as Record<string, any>),
+    events: () =>
+      rec.requests
+        .filter((r) => r.path === '/v2/enqueue')
+        .map((r) => JSON.parse(r.body) as Record<string, any>),
     rateLimited: () => rateLimited,
     alertsOpened: (dedupKey) => opened.get(dedupKey) ?? 0,
   };

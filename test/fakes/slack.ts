@@ -76,7 +76,10 @@ export function parseSlackBody(r: RecordedRequest): Record<string, unknown> {
   return out;
 }
 
-export async function startSlackFake(token = 'xoxb-test-token', opts: SlackFakeOptions = {}): Promise<SlackFake> {
+export async function startSlackFake(
+  token = 'xoxb-test-token',
+  opts: SlackFakeOptions = {},
+): Promise<SlackFake> {
   /** Accepted chat.postMessage times per channel, for the rate limit (a sliding one-second window). */
   const posted = new Map<string, number[]>();
   /** Accepted chat.update times (the workspace's sliding one-minute window). */
@@ -97,20 +100,41 @@ export async function startSlackFake(token = 'xoxb-test-token', opts: SlackFakeO
   const fake = { refuse: null as string | null };
   const rec = await startRecorder((r) => {
     if (r.method === 'POST' && r.path.startsWith('/response/')) return { status: 200, body: { ok: true } };
-    if (r.method === 'POST' && (r.path.startsWith('/api/auth.test') || r.path.startsWith('/api/auth.revoke'))) {
+    if (
+      r.method === 'POST' &&
+      (r.path.startsWith('/api/auth.test') || r.path.startsWith('/api/auth.revoke'))
+    ) {
       const body = parseSlackBody(r);
-      const caller = /^Bearer (.+)$/.exec(String(r.headers.authorization ?? ''))?.[1] ?? (typeof body.token === 'string' ? body.token : undefined);
+      const caller =
+        /^Bearer (.+)$/.exec(String(r.headers.authorization ?? ''))?.[1] ??
+        (typeof body.token === 'string' ? body.token : undefined);
       if (!caller) return { status: 200, body: { ok: false, error: 'not_authed' } };
-      if (!live.has(caller)) return { status: 200, body: { ok: false, error: revoked.has(caller) ? 'token_revoked' : 'invalid_auth' } };
+      if (!live.has(caller))
+        return {
+          status: 200,
+          body: { ok: false, error: revoked.has(caller) ? 'token_revoked' : 'invalid_auth' },
+        };
       if (r.path.startsWith('/api/auth.test')) {
-        return { status: 200, body: { ok: true, url: 'https://acme.slack.com/', team: 'Acme', user: 'leaky', team_id: 'T0001', user_id: 'U0001' } };
+        return {
+          status: 200,
+          body: {
+            ok: true,
+            url: 'https://acme.slack.com/',
+            team: 'Acme',
+            user: 'leaky',
+            team_id: 'T0001',
+            user_id: 'U0001',
+          },
+        };
       }
-      if (body.test === '1' || body.test === 'true' || body.test === true) return { status: 200, body: { ok: true, revoked: false } };
+      if (body.test === '1' || body.test === 'true' || body.test === true)
+        return { status: 200, body: { ok: true, revoked: false } };
       live.delete(caller);
       revoked.add(caller);
       return { status: 200, body: { ok: true, revoked: true } };
     }
-    if (r.headers.authorization !== `Bearer ${token}`) return { status: 200, body: { ok: false, error: 'invalid_auth' } };
+    if (r.headers.authorization !== `Bearer ${token}`)
+      return { status: 200, body: { ok: false, error: 'invalid_auth' } };
     if (r.method !== 'POST') return { status: 200, body: { ok: false, error: 'unknown_method' } };
     const body = parseSlackBody(r);
     if (r.path.startsWith('/api/users.info')) {
@@ -133,7 +157,11 @@ export async function startSlackFake(token = 'xoxb-test-token', opts: SlackFakeO
       if (recent.length >= opts.postMessagePerSecond) {
         rateLimited += 1;
         const retryAfter = Math.max(1, Math.ceil((recent[0]! + 1000 - now) / 1000));
-        return { status: 429, headers: { 'retry-after': String(retryAfter) }, body: { ok: false, error: 'ratelimited' } };
+        return {
+          status: 429,
+          headers: { 'retry-after': String(retryAfter) },
+          body: { ok: false, error: 'ratelimited' },
+        };
       }
       recent.push(now);
     }
@@ -143,24 +171,49 @@ export async function startSlackFake(token = 'xoxb-test-token', opts: SlackFakeO
       if (updated.length >= opts.updatePerMinute) {
         rateLimited += 1;
         const retryAfter = Math.max(1, Math.ceil((updated[0]! + 60_000 - now) / 1000));
-        return { status: 429, headers: { 'retry-after': String(retryAfter) }, body: { ok: false, error: 'ratelimited' } };
+        return {
+          status: 429,
+          headers: { 'retry-after': String(retryAfter) },
+          body: { ok: false, error: 'ratelimited' },
+        };
       }
       updated.push(now);
     }
     if (post) {
       ts += 1;
       const id = channelId(String(body.channel));
-      const state: SlackMessageState = { channel: String(body.channel), channelId: id, ts: `${ts}.000100`, text, blocks };
+      const state: SlackMessageState = {
+        channel: String(body.channel),
+        channelId: id,
+        ts: `${ts}.000100`,
+        text,
+        blocks,
+      };
       states.set(state.ts, state);
-      accepted.push({ method: 'chat.postMessage', channel: state.channel, ts: state.ts, text, blocks, at: Date.now() });
+      accepted.push({
+        method: 'chat.postMessage',
+        channel: state.channel,
+        ts: state.ts,
+        text,
+        blocks,
+        at: Date.now(),
+      });
       return { status: 200, body: { ok: true, channel: id, ts: state.ts, message: { text } } };
     }
     // chat.update: the channel must be the id Slack gave, the ts one of its messages there.
     const state = states.get(String(body.ts ?? ''));
-    if (!state || state.channelId !== body.channel) return { status: 200, body: { ok: false, error: 'message_not_found' } };
+    if (!state || state.channelId !== body.channel)
+      return { status: 200, body: { ok: false, error: 'message_not_found' } };
     state.text = text;
     state.blocks = blocks;
-    accepted.push({ method: 'chat.update', channel: String(body.channel), ts: state.ts, text, blocks, at: Date.now() });
+    accepted.push({
+      method: 'chat.update',
+      channel: String(body.channel),
+      ts: state.ts,
+      text,
+      blocks,
+      at: Date.now(),
+    });
     return { status: 200, body: { ok: true, channel: state.channelId, ts: state.ts, text } };
   });
   return Object.assign(fake, {

@@ -14,7 +14,15 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { rand, startHarness, type Harness } from '../helpers/harness';
 import { startScramCluster, type ScramCluster } from '../helpers/pg-cluster';
 import { localActivityMarkers } from '../helpers/history';
-import { activityCounts, auditRows, blockedAlter, holdRole, slackMessagesOf, sleep, waitFor } from './support';
+import {
+  activityCounts,
+  auditRows,
+  blockedAlter,
+  holdRole,
+  slackMessagesOf,
+  sleep,
+  waitFor,
+} from './support';
 
 const OUTAGE_MS = 30_000;
 let cluster: ScramCluster;
@@ -28,7 +36,9 @@ beforeAll(async () => {
   await su.query(`CREATE ROLE ks_app LOGIN PASSWORD '${password}'`);
   await su.query('CREATE DATABASE killswitch OWNER ks_app');
   await su.end();
-  h = await startHarness({ env: { DATABASE_URL: `postgres://ks_app:${password}@${cluster.host}:${cluster.port}/killswitch` } });
+  h = await startHarness({
+    env: { DATABASE_URL: `postgres://ks_app:${password}@${cluster.host}:${cluster.port}/killswitch` },
+  });
 });
 afterAll(async () => {
   await h?.close();
@@ -40,7 +50,12 @@ it('the audit database down for 30 s mid-run: the audit activity retries and the
   const lock = await holdRole(role);
   let down = false;
   try {
-    const res = await h.post({ scanner: 'outage-scanner', findingId: `finding-${rand()}`, credentialType: 'postgres_password', credentialRef: { role, host: '127.0.0.1' } });
+    const res = await h.post({
+      scanner: 'outage-scanner',
+      findingId: `finding-${rand()}`,
+      credentialType: 'postgres_password',
+      credentialRef: { role, host: '127.0.0.1' },
+    });
     expect(res.status).toBe(202);
     const { workflowId, runId } = res.json as { workflowId: string; runId: string };
     const handle = h.client.workflow.getHandle(workflowId);
@@ -52,12 +67,19 @@ it('the audit database down for 30 s mid-run: the audit activity retries and the
     await lock.release();
 
     // Contained in the owned system while the audit database is down; the audit step keeps failing.
-    await waitFor('the leaked password to die', async () => (await h.owned.loginFails(role, password)) === '28P01', 20_000);
+    await waitFor(
+      'the leaked password to die',
+      async () => (await h.owned.loginFails(role, password)) === '28P01',
+      20_000,
+    );
     // recordAudit is a local activity: its first attempts retry inside the worker, then (backoff past
     // the profile's localRetryThreshold) each failed attempt is a marker in history and a server timer.
     const failedAttempt = await waitFor(
       'recordAudit to be retried on a server timer',
-      async () => localActivityMarkers(await handle.fetchHistory()).find((m) => m.activityType === 'recordAudit' && m.failed && m.backoff),
+      async () =>
+        localActivityMarkers(await handle.fetchHistory()).find(
+          (m) => m.activityType === 'recordAudit' && m.failed && m.backoff,
+        ),
       OUTAGE_MS,
       500,
     );

@@ -7,7 +7,15 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
-import { activityCounts, auditRows, blockedAlter, executionsOf, holdRole, slackMessagesOf, waitFor } from './support';
+import {
+  activityCounts,
+  auditRows,
+  blockedAlter,
+  executionsOf,
+  holdRole,
+  slackMessagesOf,
+  waitFor,
+} from './support';
 
 let h: Harness;
 beforeAll(async () => {
@@ -42,7 +50,9 @@ it('200 concurrent deliveries of one detection: one run, one rotation, one audit
     const workflowId: string = fresh[0]!.json.workflowId;
     const runId: string = fresh[0]!.json.runId;
     expect(workflowId).toMatch(/^killswitch-postgres_password-[0-9a-f]{32}$/);
-    expect(answers.map((a) => `${a.json.workflowId}/${a.json.runId}`)).toEqual(answers.map(() => `${workflowId}/${runId}`));
+    expect(answers.map((a) => `${a.json.workflowId}/${a.json.runId}`)).toEqual(
+      answers.map(() => `${workflowId}/${runId}`),
+    );
 
     // Every answer is out and the run is still stuck in its one rotation.
     await waitFor('the rotation to be blocked on the role lock', () => blockedAlter(h), 30_000);
@@ -63,7 +73,9 @@ it('200 concurrent deliveries of one detection: one run, one rotation, one audit
     const rows = await auditRows(h, workflowId);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ outcome: 'contained', run_id: runId });
-    const sightings = await h.db.query('SELECT * FROM killswitch_sightings WHERE workflow_id = $1', [workflowId]);
+    const sightings = await h.db.query('SELECT * FROM killswitch_sightings WHERE workflow_id = $1', [
+      workflowId,
+    ]);
     expect(sightings.rows).toHaveLength(1);
     const ledger = await h.db.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM killswitch_deliveries WHERE source = 'generic' AND delivery_id = ANY($1)`,
@@ -72,7 +84,9 @@ it('200 concurrent deliveries of one detection: one run, one rotation, one audit
     expect(ledger.rows[0]!.n).toBe(ids.length);
 
     expect(slackMessagesOf(h, workflowId)).toHaveLength(1);
-    expect(h.slack.messageRequests().filter((m) => m.method === 'chat.postMessage' && m.text.includes(workflowId))).toHaveLength(1);
+    expect(
+      h.slack.messageRequests().filter((m) => m.method === 'chat.postMessage' && m.text.includes(workflowId)),
+    ).toHaveLength(1);
     expect(h.pagerduty.events()).toHaveLength(0);
 
     // A re-delivery after the end is still answered from the ledger: no second run.

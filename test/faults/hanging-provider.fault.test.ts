@@ -9,7 +9,14 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
-import { activityCounts, auditRows, slackMessagesOf, startBlackhole, waitFor, type Blackhole } from './support';
+import {
+  activityCounts,
+  auditRows,
+  slackMessagesOf,
+  startBlackhole,
+  waitFor,
+  type Blackhole,
+} from './support';
 
 const TIMEOUT_MS = 1500;
 const ATTEMPTS = 8; // ActivityProfiles.critical.retry.maximumAttempts
@@ -21,7 +28,13 @@ beforeAll(async () => {
   h = await startHarness({
     config: {
       systems: [
-        { name: 'owned-db', kind: 'postgres', adminUrlEnv: 'OWNED_DB_ADMIN_URL', roles: ['app_*', 'dba_*'], hosts: ['127.0.0.1', 'db.internal'] },
+        {
+          name: 'owned-db',
+          kind: 'postgres',
+          adminUrlEnv: 'OWNED_DB_ADMIN_URL',
+          roles: ['app_*', 'dba_*'],
+          hosts: ['127.0.0.1', 'db.internal'],
+        },
         {
           name: 'hung-api',
           kind: 'http',
@@ -42,7 +55,12 @@ afterAll(async () => {
 
 it('a hung provider: each attempt times out, retried per policy, then escalated; the worker keeps containing other leaks', async () => {
   const keyId = `hung_${rand()}`;
-  const res = await h.post({ scanner: 'hang-scanner', findingId: `finding-${rand()}`, credentialType: 'generic', credentialRef: { keyId } });
+  const res = await h.post({
+    scanner: 'hang-scanner',
+    findingId: `finding-${rand()}`,
+    credentialType: 'generic',
+    credentialRef: { keyId },
+  });
   expect(res.status).toBe(202);
   const { workflowId } = res.json as { workflowId: string };
   const handle = h.client.workflow.getHandle(workflowId);
@@ -51,7 +69,12 @@ it('a hung provider: each attempt times out, retried per policy, then escalated;
   await waitFor('the second attempt at the hung API', () => hung.requests.length >= 2, 20_000);
   const { role, password } = await h.owned.createRole();
   const sentAt = Date.now();
-  const other = await h.post({ scanner: 'hang-scanner', findingId: `finding-${rand()}`, credentialType: 'postgres_password', secret: leakedUrl(role, password) });
+  const other = await h.post({
+    scanner: 'hang-scanner',
+    findingId: `finding-${rand()}`,
+    credentialType: 'postgres_password',
+    secret: leakedUrl(role, password),
+  });
   expect(other.status).toBe(202);
   const otherResult = await h.client.workflow.getHandle(other.json.workflowId).result();
   expect(otherResult.outcome).toBe('contained');
@@ -66,7 +89,9 @@ it('a hung provider: each attempt times out, retried per policy, then escalated;
   expect(result.pagerduty).toEqual({ status: 'sent', dedupKey: workflowId });
 
   // Exactly the policy's attempts, each one request the API never answered, spaced by the backoff.
-  expect(hung.requests.map((r) => r.head)).toEqual(Array.from({ length: ATTEMPTS }, () => `DELETE /admin/keys/${keyId}`));
+  expect(hung.requests.map((r) => r.head)).toEqual(
+    Array.from({ length: ATTEMPTS }, () => `DELETE /admin/keys/${keyId}`),
+  );
   const gaps = hung.requests.slice(1).map((r, i) => r.at - hung.requests[i]!.at);
   const backoff = [1, 2, 4, 8, 16, 30, 30].map((s) => s * 1000 + TIMEOUT_MS);
   gaps.forEach((g, i) => expect(g).toBeGreaterThanOrEqual(backoff[i]! - 300));
@@ -78,7 +103,12 @@ it('a hung provider: each attempt times out, retried per policy, then escalated;
   expect(triggers).toHaveLength(1);
   const rows = await auditRows(h, workflowId);
   expect(rows).toHaveLength(1);
-  expect(rows[0]).toMatchObject({ outcome: 'escalated', failure_step: 'revoking', owning_system: 'hung-api', pagerduty_status: 'sent' });
+  expect(rows[0]).toMatchObject({
+    outcome: 'escalated',
+    failure_step: 'revoking',
+    owning_system: 'hung-api',
+    pagerduty_status: 'sent',
+  });
   expect(slackMessagesOf(h, workflowId)).toHaveLength(1);
   expect(h.pagerduty.events().filter((e) => e.dedup_key === other.json.workflowId)).toHaveLength(0);
   expectNowhere(await secretPlaces(h, [workflowId, other.json.workflowId]), [password]);

@@ -23,7 +23,15 @@ import { loadConfig } from '../../lib/config';
 import { createServerKeys } from '../../lib/keys';
 import { type ServerKeys } from '../../contracts/keys';
 import { killSwitchWorkflowId } from '../../contracts/run';
-import { expectNowhere, leakedUrl, rand, secretPlaces, signedHeaders, startHarness, type Harness } from '../helpers/harness';
+import {
+  expectNowhere,
+  leakedUrl,
+  rand,
+  secretPlaces,
+  signedHeaders,
+  startHarness,
+  type Harness,
+} from '../helpers/harness';
 import { sleep } from './support';
 
 interface Planned {
@@ -47,9 +55,19 @@ async function plan(h: Harness, keys: ServerKeys, n: number, tag: string): Promi
     let password: string | undefined;
     if (i % 4 === 0) {
       ({ role, password } = await h.owned.createRole({ prefix: 'crash' }));
-      payload = { scanner: 'crash-burst', findingId: `${tag}-${i}`, credentialType: 'postgres_password', secret: leakedUrl(role, password) };
+      payload = {
+        scanner: 'crash-burst',
+        findingId: `${tag}-${i}`,
+        credentialType: 'postgres_password',
+        secret: leakedUrl(role, password),
+      };
     } else {
-      payload = { scanner: 'crash-burst', findingId: `${tag}-${i}`, credentialType: 'generic', credentialRef: { keyId: `${tag}-key-${i}` } };
+      payload = {
+        scanner: 'crash-burst',
+        findingId: `${tag}-${i}`,
+        credentialType: 'generic',
+        credentialRef: { keyId: `${tag}-key-${i}` },
+      };
     }
     const body = JSON.stringify(payload);
     const s = normaliseGeneric(validateGeneric(JSON.parse(body)), keys, new Date());
@@ -69,7 +87,13 @@ async function plan(h: Harness, keys: ServerKeys, n: number, tag: string): Promi
  * Sends every delivery with `concurrency` in flight, re-sending (same webhook-id, new timestamp and
  * signature) whatever got no 2xx, and calls `onAnswered` after each 2xx so the test can kill on cue.
  */
-async function sendAll(baseUrl: () => string, secret: string, deliveries: Planned[], concurrency: number, onAnswered: (n: number) => void): Promise<void> {
+async function sendAll(
+  baseUrl: () => string,
+  secret: string,
+  deliveries: Planned[],
+  concurrency: number,
+  onAnswered: (n: number) => void,
+): Promise<void> {
   const queue = [...deliveries];
   let answered = 0;
   const deadline = Date.now() + 240_000;
@@ -109,7 +133,12 @@ interface Proc {
 }
 
 /** A process group led by `node --import tsx <entry>`; resolves once `readyText` is logged. */
-async function spawnReady(entry: string, env: Record<string, string>, readyText: string, timeoutMs = 120_000): Promise<Proc> {
+async function spawnReady(
+  entry: string,
+  env: Record<string, string>,
+  readyText: string,
+  timeoutMs = 120_000,
+): Promise<Proc> {
   let out = '';
   const child = spawn(process.execPath, ['--import', 'tsx', entry], {
     cwd: PROJECT_ROOT,
@@ -122,8 +151,10 @@ async function spawnReady(entry: string, env: Record<string, string>, readyText:
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const deadline = Date.now() + timeoutMs;
   while (!out.includes(readyText)) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${entry} exited before ready:\n${out.slice(-3000)}`);
-    if (Date.now() > deadline) throw new Error(`${entry} not ready after ${timeoutMs} ms:\n${out.slice(-3000)}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`${entry} exited before ready:\n${out.slice(-3000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`${entry} not ready after ${timeoutMs} ms:\n${out.slice(-3000)}`);
     await sleep(100);
   }
   return {
@@ -145,21 +176,36 @@ async function spawnReady(entry: string, env: Record<string, string>, readyText:
  * `killsAt`, SIGKILLs its whole process group and starts it again (the sender keeps re-sending
  * meanwhile). Returns the process left running and everything each incarnation logged.
  */
-async function burstWithKills(o: { entry: string; env: Record<string, string>; readyText: string; port: number; secret: string; deliveries: Planned[]; concurrency: number; killsAt: number[] }): Promise<{ proc: Proc; outputs: string[] }> {
+async function burstWithKills(o: {
+  entry: string;
+  env: Record<string, string>;
+  readyText: string;
+  port: number;
+  secret: string;
+  deliveries: Planned[];
+  concurrency: number;
+  killsAt: number[];
+}): Promise<{ proc: Proc; outputs: string[] }> {
   let proc = await spawnReady(o.entry, o.env, o.readyText);
   const outputs: string[] = [];
   const kills = [...o.killsAt];
   let restarting: Promise<void> | undefined;
-  await sendAll(() => `http://127.0.0.1:${o.port}`, o.secret, o.deliveries, o.concurrency, (n) => {
-    if (kills.length > 0 && n >= kills[0]! && !restarting) {
-      kills.shift();
-      restarting = (async () => {
-        await proc.kill();
-        outputs.push(proc.output());
-        proc = await spawnReady(o.entry, o.env, o.readyText);
-      })().finally(() => (restarting = undefined));
-    }
-  });
+  await sendAll(
+    () => `http://127.0.0.1:${o.port}`,
+    o.secret,
+    o.deliveries,
+    o.concurrency,
+    (n) => {
+      if (kills.length > 0 && n >= kills[0]! && !restarting) {
+        kills.shift();
+        restarting = (async () => {
+          await proc.kill();
+          outputs.push(proc.output());
+          proc = await spawnReady(o.entry, o.env, o.readyText);
+        })().finally(() => (restarting = undefined));
+      }
+    },
+  );
   await restarting;
   expect(kills).toEqual([]);
   // The kills landed mid-burst: some deliveries needed more than one attempt.
@@ -184,7 +230,10 @@ async function expectExactlyOnce(
   const ids = deliveries.map((d) => d.workflowId);
   // Every run ends: an audit row per credential (the unowned ones escalate at once: retryWindow 0s).
   const missing = async () => {
-    const r = await h.db.query<{ workflow_id: string }>('SELECT DISTINCT workflow_id FROM killswitch_audit WHERE workflow_id = ANY($1)', [ids]);
+    const r = await h.db.query<{ workflow_id: string }>(
+      'SELECT DISTINCT workflow_id FROM killswitch_audit WHERE workflow_id = ANY($1)',
+      [ids],
+    );
     const have = new Set(r.rows.map((x) => x.workflow_id));
     return ids.filter((id) => !have.has(id));
   };
@@ -193,20 +242,32 @@ async function expectExactlyOnce(
     if (Date.now() > deadline) {
       const states = await Promise.all(
         left.slice(0, 5).map(async (id) => {
-          const d = await client.workflow.getHandle(id).describe().catch((e: Error) => ({ status: { name: e.message }, raw: {} }) as never);
-          const pending = ((d as any).raw?.pendingActivities ?? []).map((a: any) => `${a.activityType?.name} attempt ${a.attempt}: ${a.lastFailure?.message ?? ''}`);
+          const d = await client.workflow
+            .getHandle(id)
+            .describe()
+            .catch((e: Error) => ({ status: { name: e.message }, raw: {} }) as never);
+          const pending = ((d as any).raw?.pendingActivities ?? []).map(
+            (a: any) => `${a.activityType?.name} attempt ${a.attempt}: ${a.lastFailure?.message ?? ''}`,
+          );
           return `${id}: ${(d as any).status?.name} ${pending.join('; ')}`;
         }),
       );
-      throw new Error(`${left.length} of ${ids.length} credentials have no audit row after 240 s:\n${states.join('\n')}`);
+      throw new Error(
+        `${left.length} of ${ids.length} credentials have no audit row after 240 s:\n${states.join('\n')}`,
+      );
     }
     await sleep(1000);
   }
-  const rows = await h.db.query<{ workflow_id: string; run_id: string; outcome: string }>('SELECT workflow_id, run_id, outcome FROM killswitch_audit WHERE workflow_id = ANY($1)', [ids]);
+  const rows = await h.db.query<{ workflow_id: string; run_id: string; outcome: string }>(
+    'SELECT workflow_id, run_id, outcome FROM killswitch_audit WHERE workflow_id = ANY($1)',
+    [ids],
+  );
   const byWf = new Map<string, Array<{ run_id: string; outcome: string }>>();
   for (const r of rows.rows) byWf.set(r.workflow_id, [...(byWf.get(r.workflow_id) ?? []), r]);
   const executions = new Map<string, string[]>();
-  for await (const e of client.workflow.list({ query: `WorkflowType = 'killSwitch' AND StartTime > '${new Date(Date.now() - 30 * 60_000).toISOString()}'` })) {
+  for await (const e of client.workflow.list({
+    query: `WorkflowType = 'killSwitch' AND StartTime > '${new Date(Date.now() - 30 * 60_000).toISOString()}'`,
+  })) {
     executions.set(e.workflowId, [...(executions.get(e.workflowId) ?? []), e.runId]);
   }
   const problems: string[] = [];
@@ -216,8 +277,12 @@ async function expectExactlyOnce(
     if (runs.length !== 1) problems.push(`${d.webhookId}: ${runs.length} runs`);
     if (audit.length !== 1) problems.push(`${d.webhookId}: ${audit.length} audit rows`);
     else {
-      if (audit[0]!.outcome !== d.expect) problems.push(`${d.webhookId}: outcome ${audit[0]!.outcome}, expected ${d.expect}`);
-      if (audit[0]!.run_id !== d.answer?.json.runId) problems.push(`${d.webhookId}: answered run ${d.answer?.json.runId}, audited run ${audit[0]!.run_id}`);
+      if (audit[0]!.outcome !== d.expect)
+        problems.push(`${d.webhookId}: outcome ${audit[0]!.outcome}, expected ${d.expect}`);
+      if (audit[0]!.run_id !== d.answer?.json.runId)
+        problems.push(
+          `${d.webhookId}: answered run ${d.answer?.json.runId}, audited run ${audit[0]!.run_id}`,
+        );
     }
     const { alerts, triggers } = pagesOf(d.workflowId);
     const messages = messagesOf(d.workflowId);
@@ -238,7 +303,13 @@ const triggersOf = (h: Harness) => (wf: string) => ({
 });
 /** Slack run messages (chat.postMessage) naming the run. */
 const postsOf = (h: Harness) => (wf: string) =>
-  h.slack.messageRequests().filter((m) => m.method === 'chat.postMessage' && (m.text.includes(wf) || JSON.stringify(m.blocks ?? '').includes(wf))).length;
+  h.slack
+    .messageRequests()
+    .filter(
+      (m) =>
+        m.method === 'chat.postMessage' &&
+        (m.text.includes(wf) || JSON.stringify(m.blocks ?? '').includes(wf)),
+    ).length;
 
 describe('a killed ingress loses nothing and doubles nothing', () => {
   let h: Harness;
@@ -247,7 +318,17 @@ describe('a killed ingress loses nothing and doubles nothing', () => {
     h = await startHarness({
       // A system of its own with a breaker sized for the burst: the mass-leak breaker counts leaks per
       // system name in the shared test database, and would otherwise hold these runs for a human.
-      config: { systems: [{ name: 'crash-db', kind: 'postgres', adminUrlEnv: 'OWNED_DB_ADMIN_URL', roles: ['crash_*'], breaker: { threshold: 10_000, window: '5m' } }] },
+      config: {
+        systems: [
+          {
+            name: 'crash-db',
+            kind: 'postgres',
+            adminUrlEnv: 'OWNED_DB_ADMIN_URL',
+            roles: ['crash_*'],
+            breaker: { threshold: 10_000, window: '5m' },
+          },
+        ],
+      },
     });
   });
   afterAll(async () => {
@@ -260,15 +341,38 @@ describe('a killed ingress loses nothing and doubles nothing', () => {
     const inventoryFile = path.join(dir, 'inventory.json');
     writeFileSync(inventoryFile, JSON.stringify(h.inventoryDoc));
     const port = await freePort();
-    const env = { ...h.env, LOG_LEVEL: 'info', INVENTORY_FILE: inventoryFile, PORT: String(port), HOST: '127.0.0.1' };
-    const { proc: ingress, outputs } = await burstWithKills({ entry: 'api/server.ts', env, readyText: 'ingress listening', port, secret: h.webhookSecret, deliveries, concurrency: 24, killsAt: [40, 110, 180] });
+    const env = {
+      ...h.env,
+      LOG_LEVEL: 'info',
+      INVENTORY_FILE: inventoryFile,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+    };
+    const { proc: ingress, outputs } = await burstWithKills({
+      entry: 'api/server.ts',
+      env,
+      readyText: 'ingress listening',
+      port,
+      secret: h.webhookSecret,
+      deliveries,
+      concurrency: 24,
+      killsAt: [40, 110, 180],
+    });
     outputs.push(ingress.output());
     await ingress.kill();
 
     await expectExactlyOnce(h, h.client, deliveries, 0, triggersOf(h), postsOf(h)); // the worker is never killed: one trigger each
-    for (const d of deliveries.filter((x) => x.role)) expect(await h.owned.loginFails(d.role!, d.password!)).toBe('28P01');
+    for (const d of deliveries.filter((x) => x.role))
+      expect(await h.owned.loginFails(d.role!, d.password!)).toBe('28P01');
     const passwords = deliveries.flatMap((d) => (d.password ? [d.password] : []));
-    expectNowhere(await secretPlaces(h, deliveries.filter((d) => d.password).map((d) => d.workflowId), { 'ingress log': outputs.join('\n') }), passwords);
+    expectNowhere(
+      await secretPlaces(
+        h,
+        deliveries.filter((d) => d.password).map((d) => d.workflowId),
+        { 'ingress log': outputs.join('\n') },
+      ),
+      passwords,
+    );
   });
 
   it('the whole npm start tree (ingress, worker, Temporal dev server), SIGKILLed twice during a burst of 120', async () => {
@@ -293,18 +397,31 @@ describe('a killed ingress loses nothing and doubles nothing', () => {
     const keys = createServerKeys(config.serverKey!);
     const deliveries = await plan(h, keys, 120, `all${rand()}`);
 
-    const { proc: tree, outputs } = await burstWithKills({ entry: 'scripts/start.ts', env, readyText: 'kill switch ready', port, secret: h.webhookSecret, deliveries, concurrency: 16, killsAt: [30, 75] });
+    const { proc: tree, outputs } = await burstWithKills({
+      entry: 'scripts/start.ts',
+      env,
+      readyText: 'kill switch ready',
+      port,
+      secret: h.webhookSecret,
+      deliveries,
+      concurrency: 16,
+      killsAt: [30, 75],
+    });
 
     const connection = await Connection.connect({ address: `127.0.0.1:${devPort}` });
     try {
-      const client = new Client({ connection, dataConverter: killSwitchDataConverter(codecFromConfig(config, keys)) });
+      const client = new Client({
+        connection,
+        dataConverter: killSwitchDataConverter(codecFromConfig(config, keys)),
+      });
       await expectExactlyOnce(h, client, deliveries, 2, triggersOf(h), postsOf(h));
     } finally {
       await connection.close();
       outputs.push(tree.output());
       await tree.kill();
     }
-    for (const d of deliveries.filter((x) => x.role)) expect(await h.owned.loginFails(d.role!, d.password!)).toBe('28P01');
+    for (const d of deliveries.filter((x) => x.role))
+      expect(await h.owned.loginFails(d.role!, d.password!)).toBe('28P01');
     const passwords = deliveries.flatMap((d) => (d.password ? [d.password] : []));
     const log = outputs.join('\n');
     for (const p of passwords) expect(log.includes(p), 'secret in the npm start log').toBe(false);

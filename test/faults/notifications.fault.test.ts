@@ -22,10 +22,19 @@ const isChat = (path: string) => path.startsWith('/api/chat.');
 it('Slack 429 with Retry-After, then recovery: the delay is honoured and the message arrives once', async () => {
   const RETRY_AFTER_S = 4;
   const before = h.slack.requests.length;
-  h.slack.script.push({ status: 429, headers: { 'retry-after': String(RETRY_AFTER_S) }, body: { ok: false, error: 'ratelimited' } });
+  h.slack.script.push({
+    status: 429,
+    headers: { 'retry-after': String(RETRY_AFTER_S) },
+    body: { ok: false, error: 'ratelimited' },
+  });
 
   const { role, password } = await h.owned.createRole();
-  const res = await h.post({ scanner: 'slack-429', findingId: `finding-${rand()}`, credentialType: 'postgres_password', secret: leakedUrl(role, password) });
+  const res = await h.post({
+    scanner: 'slack-429',
+    findingId: `finding-${rand()}`,
+    credentialType: 'postgres_password',
+    secret: leakedUrl(role, password),
+  });
   expect(res.status).toBe(202);
   const { workflowId } = res.json as { workflowId: string };
   const result = await h.client.workflow.getHandle(workflowId).result();
@@ -44,18 +53,26 @@ it('Slack 429 with Retry-After, then recovery: the delay is honoured and the mes
   const messages = slackMessagesOf(h, workflowId);
   expect(messages).toHaveLength(1);
   expect(messages[0]!.text).toContain('contained');
-  expect(h.slack.messageRequests().filter((m) => m.method === 'chat.postMessage' && m.text.includes(workflowId))).toHaveLength(1);
+  expect(
+    h.slack.messageRequests().filter((m) => m.method === 'chat.postMessage' && m.text.includes(workflowId)),
+  ).toHaveLength(1);
   expect(await auditRows(h, workflowId)).toHaveLength(1);
   expectNowhere(await secretPlaces(h, [workflowId]), [password]);
 });
 
 it('PagerDuty 500 three times: the trigger is retried with backoff, one trigger accepted, one incident', async () => {
   const before = h.pagerduty.requests.length;
-  for (let i = 0; i < 3; i++) h.pagerduty.script.push({ status: 500, body: { status: 'error', message: 'internal error' } });
+  for (let i = 0; i < 3; i++)
+    h.pagerduty.script.push({ status: 500, body: { status: 'error', message: 'internal error' } });
 
   // A superuser's password: the admin may not alter it, so the run escalates.
   const { role, password } = await h.owned.createRole({ superuser: true });
-  const res = await h.post({ scanner: 'pd-500', findingId: `finding-${rand()}`, credentialType: 'postgres_password', secret: leakedUrl(role, password) });
+  const res = await h.post({
+    scanner: 'pd-500',
+    findingId: `finding-${rand()}`,
+    credentialType: 'postgres_password',
+    secret: leakedUrl(role, password),
+  });
   expect(res.status).toBe(202);
   const { workflowId } = res.json as { workflowId: string };
   const result = await h.client.workflow.getHandle(workflowId).result();
@@ -63,7 +80,9 @@ it('PagerDuty 500 three times: the trigger is retried with backoff, one trigger 
   expect(result.pagerduty).toEqual({ status: 'sent', dedupKey: workflowId });
 
   const sent = h.pagerduty.requests.slice(before);
-  const triggers = sent.filter((r) => (JSON.parse(r.body) as { event_action?: string }).event_action === 'trigger');
+  const triggers = sent.filter(
+    (r) => (JSON.parse(r.body) as { event_action?: string }).event_action === 'trigger',
+  );
   expect(sent).toHaveLength(4);
   expect(triggers).toHaveLength(4);
   for (const t of triggers) expect(JSON.parse(t.body)).toMatchObject({ dedup_key: workflowId });
@@ -78,7 +97,12 @@ it('PagerDuty 500 three times: the trigger is retried with backoff, one trigger 
   expect(counts.triggerPagerDuty).toMatchObject({ scheduled: 1, maxAttempt: 4 });
   const rows = await auditRows(h, workflowId);
   expect(rows).toHaveLength(1);
-  expect(rows[0]).toMatchObject({ outcome: 'escalated', failure_type: 'PermissionDenied', pagerduty_dedup_key: workflowId, pagerduty_status: 'sent' });
+  expect(rows[0]).toMatchObject({
+    outcome: 'escalated',
+    failure_type: 'PermissionDenied',
+    pagerduty_dedup_key: workflowId,
+    pagerduty_status: 'sent',
+  });
   expect(slackMessagesOf(h, workflowId)).toHaveLength(1);
   expect(await h.owned.loginFails(role, password)).toBeNull();
   expectNowhere(await secretPlaces(h, [workflowId]), [password]);

@@ -17,7 +17,12 @@ import type { Harness } from '../helpers/harness';
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `probe` until it returns something truthy; fails naming `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 30_000, everyMs = 200): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 30_000,
+  everyMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (let i = 0; i < Math.ceil(timeoutMs / everyMs) + 1; i++) {
@@ -30,7 +35,9 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() > deadline) break;
     await sleep(everyMs);
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`,
+  );
 }
 
 export interface WorkerProcess {
@@ -65,7 +72,10 @@ export function spawnWorker(h: Harness, env: Record<string, string> = {}): Worke
     onReady = resolve;
     onFail = reject;
   });
-  const timer = setTimeout(() => onFail(new Error(`worker not running after 90 s:\n${out.slice(-2000)}`)), 90_000);
+  const timer = setTimeout(
+    () => onFail(new Error(`worker not running after 90 s:\n${out.slice(-2000)}`)),
+    90_000,
+  );
   const take = (chunk: Buffer) => {
     out += chunk.toString();
     if (out.includes('"msg":"worker running"')) {
@@ -78,7 +88,9 @@ export function spawnWorker(h: Harness, env: Record<string, string> = {}): Worke
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
-      onFail(new Error(`worker exited (code ${code}, signal ${signal}) before running:\n${out.slice(-2000)}`));
+      onFail(
+        new Error(`worker exited (code ${code}, signal ${signal}) before running:\n${out.slice(-2000)}`),
+      );
       rmSync(dir, { recursive: true, force: true });
       resolve({ code, signal });
     }),
@@ -147,7 +159,11 @@ export async function blockedAlters(h: Harness): Promise<number> {
 export type { ActivityCount } from '../helpers/history';
 
 /** Per activity type (regular or local), from the run's history: the proof that something was (not) done twice. */
-export async function activityCounts(h: Harness, workflowId: string, runId?: string): Promise<Record<string, ActivityCount>> {
+export async function activityCounts(
+  h: Harness,
+  workflowId: string,
+  runId?: string,
+): Promise<Record<string, ActivityCount>> {
   return activityCountsOf(await h.client.workflow.getHandle(workflowId, runId).fetchHistory());
 }
 
@@ -159,12 +175,19 @@ export async function executionsOf(h: Harness, workflowId: string): Promise<numb
 }
 
 export async function auditRows(h: Harness, workflowId: string): Promise<Array<Record<string, any>>> {
-  return (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1 ORDER BY recorded_at', [workflowId])).rows;
+  return (
+    await h.db.query<Record<string, any>>(
+      'SELECT * FROM killswitch_audit WHERE workflow_id = $1 ORDER BY recorded_at',
+      [workflowId],
+    )
+  ).rows;
 }
 
 /** The run's Slack messages (the fake's current state of each message that names the run). */
 export function slackMessagesOf(h: Harness, workflowId: string) {
-  return h.slack.messages().filter((m) => m.text.includes(workflowId) || JSON.stringify(m.blocks).includes(workflowId));
+  return h.slack
+    .messages()
+    .filter((m) => m.text.includes(workflowId) || JSON.stringify(m.blocks).includes(workflowId));
 }
 
 export interface Blackhole {
@@ -186,7 +209,8 @@ export async function startBlackhole(): Promise<Blackhole> {
     s.on('close', () => sockets.delete(s));
     s.on('error', () => undefined);
     s.on('data', (d: Buffer) => {
-      for (const m of d.toString('latin1').matchAll(/^(GET|POST|PUT|PATCH|DELETE|HEAD) (\S+) HTTP\/1\.1/gm)) state.requests.push({ head: `${m[1]} ${m[2]}`, at: Date.now() });
+      for (const m of d.toString('latin1').matchAll(/^(GET|POST|PUT|PATCH|DELETE|HEAD) (\S+) HTTP\/1\.1/gm))
+        state.requests.push({ head: `${m[1]} ${m[2]}`, at: Date.now() });
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

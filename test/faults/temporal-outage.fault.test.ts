@@ -15,7 +15,19 @@ import { resolveTemporalCli } from '../../tools/temporal-cli';
 import { freePort, startDevServer, type DevServer } from '../../tools/temporal-dev';
 import type { KillSwitchResult } from '../../contracts/run';
 import { expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
-import { activityCounts, auditRows, blockedAlter, blockedAlters, executionsOf, holdRole, sleep, slackMessagesOf, spawnWorker, waitFor, type WorkerProcess } from './support';
+import {
+  activityCounts,
+  auditRows,
+  blockedAlter,
+  blockedAlters,
+  executionsOf,
+  holdRole,
+  sleep,
+  slackMessagesOf,
+  spawnWorker,
+  waitFor,
+  type WorkerProcess,
+} from './support';
 
 const cli = resolveTemporalCli();
 const LOG = 'test-results/temporal-faults-dev.log';
@@ -56,7 +68,12 @@ it('the Temporal server restarted mid-run (state on disk): every run completes, 
   });
   const runs: Array<{ workflowId: string; runId: string }> = [];
   for (const { role, password } of roles) {
-    const res = await h.post({ scanner: 'restart-scanner', findingId: `finding-${rand()}`, credentialType: 'postgres_password', secret: leakedUrl(role, password) });
+    const res = await h.post({
+      scanner: 'restart-scanner',
+      findingId: `finding-${rand()}`,
+      credentialType: 'postgres_password',
+      secret: leakedUrl(role, password),
+    });
     expect(res.status).toBe(202);
     runs.push(res.json);
   }
@@ -65,22 +82,35 @@ it('the Temporal server restarted mid-run (state on disk): every run completes, 
   // revokeCredential is a local activity, inside each run's first workflow task: all three tasks
   // started (the worker holds them), and the provider's admin pool (2 connections) full of ALTER
   // ROLEs waiting on their locks, the third queued behind them.
-  await waitFor('three runs inside revokeCredential', async () => {
-    if ((await blockedAlters(h)) < 2) return false;
-    for (const { workflowId } of runs) {
-      const d = await h.client.workflow.getHandle(workflowId).describe();
-      if (d.raw.pendingWorkflowTask?.state !== temporal.api.enums.v1.PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED) return false;
-    }
-    return true;
-  }, 30_000);
+  await waitFor(
+    'three runs inside revokeCredential',
+    async () => {
+      if ((await blockedAlters(h)) < 2) return false;
+      for (const { workflowId } of runs) {
+        const d = await h.client.workflow.getHandle(workflowId).describe();
+        if (
+          d.raw.pendingWorkflowTask?.state !==
+          temporal.api.enums.v1.PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+        )
+          return false;
+      }
+      return true;
+    },
+    30_000,
+  );
 
   await dev.stop();
   // The rotations complete while Temporal is down; the worker has to report them afterwards.
   for (const l of locks) await l.release();
-  await waitFor('the leaked passwords to die', async () => {
-    for (const { role, password } of roles) if ((await h.owned.loginFails(role, password)) !== '28P01') return false;
-    return true;
-  }, 20_000);
+  await waitFor(
+    'the leaked passwords to die',
+    async () => {
+      for (const { role, password } of roles)
+        if ((await h.owned.loginFails(role, password)) !== '28P01') return false;
+      return true;
+    },
+    20_000,
+  );
   await sleep(3000);
   dev = await startDevServer({ cli, port, dbFile, headless: true, logFile: LOG });
 
@@ -97,7 +127,13 @@ it('the Temporal server restarted mid-run (state on disk): every run completes, 
     expect(slackMessagesOf(h, workflowId)).toHaveLength(1);
   }
   expect(h.pagerduty.events()).toHaveLength(0);
-  expectNowhere(await secretPlaces(h, runs.map((r) => r.workflowId)), roles.map((r) => r.password));
+  expectNowhere(
+    await secretPlaces(
+      h,
+      runs.map((r) => r.workflowId),
+    ),
+    roles.map((r) => r.password),
+  );
 });
 
 it('Temporal down when a detection arrives: 503 with Retry-After, and the retry after recovery starts exactly one run', async () => {
@@ -107,7 +143,12 @@ it('Temporal down when a detection arrives: 503 with Retry-After, and the retry 
   cleanups.push(() => h.close());
 
   const { role, password } = await h.owned.createRole();
-  const body = JSON.stringify({ scanner: 'outage-scanner', findingId: `finding-${rand()}`, credentialType: 'postgres_password', secret: leakedUrl(role, password) });
+  const body = JSON.stringify({
+    scanner: 'outage-scanner',
+    findingId: `finding-${rand()}`,
+    credentialType: 'postgres_password',
+    secret: leakedUrl(role, password),
+  });
   // The scanner's delivery: the same id and timestamp on every retry (Standard Webhooks).
   const delivery = { webhookId: `msg_outage_${rand()}${rand()}`, timestamp: new Date() };
 
@@ -116,12 +157,18 @@ it('Temporal down when a detection arrives: 503 with Retry-After, and the retry 
   expect(refused.headers.get('retry-after')).toBe('5');
   expect(refused.json).toMatchObject({ type: expect.stringContaining('temporal-unavailable') });
   // Nothing kept: the delivery id is free for the retry and no sealed value stays behind.
-  const ledger = await h.db.query('SELECT 1 FROM killswitch_deliveries WHERE delivery_id = $1', [delivery.webhookId]);
+  const ledger = await h.db.query('SELECT 1 FROM killswitch_deliveries WHERE delivery_id = $1', [
+    delivery.webhookId,
+  ]);
   expect(ledger.rows).toHaveLength(0);
   // (The sighting row stays: it is keyed by credential and detection, so the retry re-uses it.)
-  const seen = await h.db.query<{ workflow_id: string }>(`SELECT workflow_id FROM killswitch_sightings WHERE scanner = 'outage-scanner'`);
+  const seen = await h.db.query<{ workflow_id: string }>(
+    `SELECT workflow_id FROM killswitch_sightings WHERE scanner = 'outage-scanner'`,
+  );
   for (const { workflow_id } of seen.rows) {
-    expect((await h.db.query('SELECT 1 FROM killswitch_evidence WHERE workflow_id = $1', [workflow_id])).rows).toHaveLength(0);
+    expect(
+      (await h.db.query('SELECT 1 FROM killswitch_evidence WHERE workflow_id = $1', [workflow_id])).rows,
+    ).toHaveLength(0);
   }
 
   const dev = await startDevServer({ cli, port, headless: true, logFile: LOG });

@@ -14,7 +14,18 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, expect, inject, it } from 'vitest';
 import { expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
 import { localActivityMarkers } from '../helpers/history';
-import { activityCounts, auditRows, blockedAlter, heldInTransaction, executionsOf, holdRole, slackMessagesOf, spawnWorker, waitFor, type WorkerProcess } from './support';
+import {
+  activityCounts,
+  auditRows,
+  blockedAlter,
+  heldInTransaction,
+  executionsOf,
+  holdRole,
+  slackMessagesOf,
+  spawnWorker,
+  waitFor,
+  type WorkerProcess,
+} from './support';
 
 /**
  * The app's sessions for the second scenario: a connect-pg-simple table in the audit cluster (its
@@ -32,7 +43,11 @@ function appSessionsUrl(): string {
 let h: Harness;
 const workers: WorkerProcess[] = [];
 beforeAll(async () => {
-  const pgSystem = { kind: 'postgres', adminUrlEnv: 'OWNED_DB_ADMIN_URL', hosts: ['127.0.0.1', 'db.internal'] };
+  const pgSystem = {
+    kind: 'postgres',
+    adminUrlEnv: 'OWNED_DB_ADMIN_URL',
+    hosts: ['127.0.0.1', 'db.internal'],
+  };
   h = await startHarness({
     worker: false,
     env: { APP_SESSIONS_DB: appSessionsUrl() },
@@ -46,7 +61,16 @@ beforeAll(async () => {
           ...pgSystem,
           name: 'owned-db-crm',
           roles: ['crm_*'],
-          sessions: [{ kind: 'connect_pg_simple', urlEnv: 'APP_SESSIONS_DB', schema: sessionSchema, table: 'session', userField: 'passport.user', users: ['crm-owner'] }],
+          sessions: [
+            {
+              kind: 'connect_pg_simple',
+              urlEnv: 'APP_SESSIONS_DB',
+              schema: sessionSchema,
+              table: 'session',
+              userField: 'passport.user',
+              users: ['crm-owner'],
+            },
+          ],
         },
       ],
     },
@@ -56,7 +80,9 @@ beforeAll(async () => {
   await h.owned.su.query(`ALTER ROLE ${h.owned.adminRole} SET client_connection_check_interval = '1s'`);
   // connect-pg-simple's table, as its createTableIfMissing makes it.
   await h.db.query(`CREATE SCHEMA ${pg.escapeIdentifier(sessionSchema)}`);
-  await h.db.query(`CREATE TABLE ${sessionTable} (sid varchar NOT NULL PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL)`);
+  await h.db.query(
+    `CREATE TABLE ${sessionTable} (sid varchar NOT NULL PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL)`,
+  );
 });
 // Each scenario's runs belong to its own workers: none may linger on the task queue into the next.
 afterEach(async () => {
@@ -64,7 +90,9 @@ afterEach(async () => {
 });
 afterAll(async () => {
   for (const w of workers) await w.stop();
-  await h?.db.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(sessionSchema)} CASCADE`).catch(() => undefined);
+  await h?.db
+    .query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(sessionSchema)} CASCADE`)
+    .catch(() => undefined);
   await h?.close();
 });
 
@@ -76,7 +104,12 @@ it('SIGKILL of the worker mid-rotation, then a restart: the run completes, one r
   const { role, password } = await h.owned.createRole();
   const lock = await holdRole(role);
   try {
-    const res = await h.post({ scanner: 'crash-scanner', findingId: `finding-${rand()}`, credentialType: 'postgres_password', secret: leakedUrl(role, password) });
+    const res = await h.post({
+      scanner: 'crash-scanner',
+      findingId: `finding-${rand()}`,
+      credentialType: 'postgres_password',
+      secret: leakedUrl(role, password),
+    });
     expect(res.status).toBe(202);
     const { workflowId, runId } = res.json as { workflowId: string; runId: string };
 
@@ -86,10 +119,14 @@ it('SIGKILL of the worker mid-rotation, then a restart: the run completes, one r
     expect(await first.exited).toEqual({ code: null, signal: 'SIGKILL' });
 
     // Its connection is gone and nothing was rotated: the kill landed mid-rotation.
-    await waitFor('the killed worker’s backend to end', async () => {
-      const r = await h.owned.su.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid]);
-      return r.rows.length === 0;
-    }, 15_000);
+    await waitFor(
+      'the killed worker’s backend to end',
+      async () => {
+        const r = await h.owned.su.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid]);
+        return r.rows.length === 0;
+      },
+      15_000,
+    );
     await lock.release();
     expect(await h.owned.loginFails(role, password)).toBeNull();
     const during = await h.client.workflow.getHandle(workflowId).describe();
@@ -116,23 +153,43 @@ it('SIGKILL of the worker mid-rotation, then a restart: the run completes, one r
 });
 
 /** One audit row (contained, verified dead), one execution, one Slack message, no page, the secret nowhere. */
-async function expectContainedOnce(o: { workflowId: string; runId: string; password: string; outputs: [WorkerProcess, WorkerProcess] }): Promise<void> {
+async function expectContainedOnce(o: {
+  workflowId: string;
+  runId: string;
+  password: string;
+  outputs: [WorkerProcess, WorkerProcess];
+}): Promise<void> {
   const { workflowId, runId } = o;
   expect((await activityCounts(h, workflowId)).recordAudit?.scheduled).toBe(1);
   expect(await executionsOf(h, workflowId)).toBe(1);
   const rows = await auditRows(h, workflowId);
   expect(rows).toHaveLength(1);
-  expect(rows[0]).toMatchObject({ outcome: 'contained', run_id: runId, verification_method: 'login_rejected' });
+  expect(rows[0]).toMatchObject({
+    outcome: 'contained',
+    run_id: runId,
+    verification_method: 'login_rejected',
+  });
   expect(slackMessagesOf(h, workflowId)).toHaveLength(1);
-  expect(h.slack.messageRequests().filter((m) => m.method === 'chat.postMessage' && m.text.includes(workflowId))).toHaveLength(1);
+  expect(
+    h.slack.messageRequests().filter((m) => m.method === 'chat.postMessage' && m.text.includes(workflowId)),
+  ).toHaveLength(1);
   expect(h.pagerduty.events()).toHaveLength(0);
   const [first, second] = o.outputs;
-  expectNowhere(await secretPlaces(h, [workflowId], { 'first worker output': first.output(), 'second worker output': second.output() }), [o.password]);
+  expectNowhere(
+    await secretPlaces(h, [workflowId], {
+      'first worker output': first.output(),
+      'second worker output': second.output(),
+    }),
+    [o.password],
+  );
 }
 
 /** The role's stored SCRAM verifier, digested (never printed): it changes with every ALTER ROLE … PASSWORD. */
 async function verifierOf(role: string): Promise<string> {
-  const r = await h.owned.su.query<{ v: string }>('SELECT rolpassword AS v FROM pg_authid WHERE rolname = $1', [role]);
+  const r = await h.owned.su.query<{ v: string }>(
+    'SELECT rolpassword AS v FROM pg_authid WHERE rolname = $1',
+    [role],
+  );
   return createHash('sha256').update(r.rows[0]!.v).digest('hex').slice(0, 16);
 }
 
@@ -153,7 +210,12 @@ async function blockedSessionDelete(): Promise<number | undefined> {
 }
 
 const sessionsOf = async (user: string) =>
-  (await h.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${sessionTable} WHERE sess #>> '{passport,user}' = $1`, [user])).rows[0]!.n;
+  (
+    await h.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM ${sessionTable} WHERE sess #>> '{passport,user}' = $1`,
+      [user],
+    )
+  ).rows[0]!.n;
 
 /**
  * Fault 2b, the worker dies after the rotation, before the workflow task that ran it completed.
@@ -183,20 +245,33 @@ it('SIGKILL of the worker after the rotation, before its workflow task completed
   const { role, password } = await h.owned.createRole({ prefix: 'crm' });
   const original = await verifierOf(role);
   const sess = (sid: string, user: string) =>
-    h.db.query(`INSERT INTO ${sessionTable} (sid, sess, expire) VALUES ($1, $2, now() + interval '1 day')`, [sid, JSON.stringify({ cookie: {}, passport: { user } })]);
+    h.db.query(`INSERT INTO ${sessionTable} (sid, sess, expire) VALUES ($1, $2, now() + interval '1 day')`, [
+      sid,
+      JSON.stringify({ cookie: {}, passport: { user } }),
+    ]);
   await sess(`s-${rand()}`, 'crm-owner');
   await sess(`s-${rand()}`, 'crm-owner');
   await sess(`s-${rand()}`, 'someone-else');
 
   const lock = await holdSessionTable();
   try {
-    const res = await h.post({ scanner: 'crash-scanner', findingId: `finding-${rand()}`, credentialType: 'postgres_password', secret: leakedUrl(role, password) });
+    const res = await h.post({
+      scanner: 'crash-scanner',
+      findingId: `finding-${rand()}`,
+      credentialType: 'postgres_password',
+      secret: leakedUrl(role, password),
+    });
     expect(res.status).toBe(202);
     const { workflowId, runId } = res.json as { workflowId: string; runId: string };
 
     // The workflow task ran assess, revokeCredential and expireSessions and now waits in
     // expireUserSessions: the rotation is real in the owning system.
-    const pid = await waitFor('the worker’s session expiry to wait on the table lock', blockedSessionDelete, 30_000, 50);
+    const pid = await waitFor(
+      'the worker’s session expiry to wait on the table lock',
+      blockedSessionDelete,
+      30_000,
+      50,
+    );
     expect(await h.owned.loginFails(role, password)).toBe('28P01');
     const afterFirstRevoke = await verifierOf(role);
     expect(afterFirstRevoke === original, 'the first revoke changed the password').toBe(false);
@@ -214,14 +289,20 @@ it('SIGKILL of the worker after the rotation, before its workflow task completed
     const taskStarted = atKill.events!.filter((e) => e.workflowTaskStartedEventAttributes);
     expect(taskStarted).toHaveLength(1);
     expect(atKill.events!.filter((e) => e.workflowTaskCompletedEventAttributes)).toHaveLength(0);
-    const startedAt = Number(taskStarted[0]!.eventTime!.seconds) * 1000 + Math.floor((taskStarted[0]!.eventTime!.nanos ?? 0) / 1e6);
+    const startedAt =
+      Number(taskStarted[0]!.eventTime!.seconds) * 1000 +
+      Math.floor((taskStarted[0]!.eventTime!.nanos ?? 0) / 1e6);
     expect(killedAt - startedAt, 'killed before core heartbeats the task (80% of 10 s)').toBeLessThan(8_000);
 
     // The killed worker's DELETE is cancelled by the dead-client check, not committed on release.
-    await waitFor('the killed worker’s session backend to end', async () => {
-      const r = await h.db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid]);
-      return r.rows.length === 0;
-    }, 15_000);
+    await waitFor(
+      'the killed worker’s session backend to end',
+      async () => {
+        const r = await h.db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid]);
+        return r.rows.length === 0;
+      },
+      15_000,
+    );
     await lock.release();
     expect(await sessionsOf('crm-owner')).toBe(2);
     expect((await auditRows(h, workflowId)).length).toBe(0);
@@ -230,7 +311,11 @@ it('SIGKILL of the worker after the rotation, before its workflow task completed
     workers.push(second);
     await second.ready;
     const result = await h.client.workflow.getHandle(workflowId).result();
-    expect(result).toMatchObject({ outcome: 'contained', verification: { method: 'login_rejected' }, userSessions: { expired: 2 } });
+    expect(result).toMatchObject({
+      outcome: 'contained',
+      verification: { method: 'login_rejected' },
+      userSessions: { expired: 2 },
+    });
     expect(await h.owned.loginFails(role, password)).toBe('28P01');
     // The replay's revoke really ran again: a second new password, as random and as unheld as the first.
     const final = await verifierOf(role);
@@ -241,7 +326,9 @@ it('SIGKILL of the worker after the rotation, before its workflow task completed
     const history = await h.client.workflow.getHandle(workflowId).fetchHistory();
     // The lost task timed out (10 s) and the replay's task recorded each step once.
     expect(history.events!.filter((e) => e.workflowTaskTimedOutEventAttributes)).toHaveLength(1);
-    expect(localActivityMarkers(history).filter((m) => m.activityType === 'revokeCredential')).toHaveLength(1);
+    expect(localActivityMarkers(history).filter((m) => m.activityType === 'revokeCredential')).toHaveLength(
+      1,
+    );
     const counts = await activityCounts(h, workflowId);
     expect(counts.revokeCredential).toMatchObject({ scheduled: 1, maxAttempt: 1, failed: 0, local: true });
     expect(counts.expireUserSessions).toMatchObject({ scheduled: 1, failed: 0, local: true });

@@ -23,12 +23,24 @@ export function notificationActivities(opts: {
     inventory: parseInventory({}),
     keys,
     dispatcher: { dispatch: () => Promise.reject(new Error('not used here')) },
-    upstream: { enrich: () => Promise.reject(new Error('not used here')), closeLoop: () => Promise.resolve(false) },
+    upstream: {
+      enrich: () => Promise.reject(new Error('not used here')),
+      closeLoop: () => Promise.resolve(false),
+    },
     providers: createProviderRegistry(parseInventory({}), {}),
     db: opts.db,
     evidence: createEvidenceStore(opts.db, keys, 1),
-    slack: createSlackSender({ token: opts.slack.token, channel: opts.channel, apiUrl: opts.slack.apiUrl, log: () => undefined }),
-    pagerduty: createPagerDutySender({ routingKey: undefined, eventsUrl: opts.pagerDutyUrl, log: () => undefined }),
+    slack: createSlackSender({
+      token: opts.slack.token,
+      channel: opts.channel,
+      apiUrl: opts.slack.apiUrl,
+      log: () => undefined,
+    }),
+    pagerduty: createPagerDutySender({
+      routingKey: undefined,
+      eventsUrl: opts.pagerDutyUrl,
+      log: () => undefined,
+    }),
     temporalUi: { uiUrl: 'http://localhost:8233', namespace: 'default' },
     ...(opts.slackDigest ? { slackDigest: opts.slackDigest } : {}),
   });

@@ -14,13 +14,23 @@ export function motoConnection(keyIdEnv = 'AWS_KS_ADMIN_KEY_ID', secretEnv = 'AW
     /** Env for the harness or the providers: the admin key under the two names. */
     env: { [keyIdEnv]: admin.accessKeyId, [secretEnv]: admin.secretAccessKey } as Record<string, string>,
     /** The inventory's `aws:` block. */
-    aws: { region: 'us-east-1', endpointUrl: endpoint, accessKeyIdEnv: keyIdEnv, secretAccessKeyEnv: secretEnv },
+    aws: {
+      region: 'us-east-1',
+      endpointUrl: endpoint,
+      accessKeyIdEnv: keyIdEnv,
+      secretAccessKeyEnv: secretEnv,
+    },
   };
 }
 
 /** The ARN a key authenticates as against moto, or `refused:<error name>`. */
 export async function whoAmI(accessKeyId: string, secretAccessKey: string): Promise<string> {
-  const sts = new STSClient({ region: 'us-east-1', endpoint: inject('awsEndpoint'), credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 });
+  const sts = new STSClient({
+    region: 'us-east-1',
+    endpoint: inject('awsEndpoint'),
+    credentials: { accessKeyId, secretAccessKey },
+    maxAttempts: 1,
+  });
   try {
     return (await sts.send(new GetCallerIdentityCommand({}))).Arn!;
   } catch (err) {

@@ -14,7 +14,9 @@ export interface FailureSeen {
 }
 
 /** A probe for one test file: `with` names the optional fields that file compares. */
-export function failureProbe<W extends 'message' | 'nextRetryDelay' = never>(opts: { with?: readonly W[] } = {}) {
+export function failureProbe<W extends 'message' | 'nextRetryDelay' = never>(
+  opts: { with?: readonly W[] } = {},
+) {
   const want = new Set<string>(opts.with ?? []);
   type Seen = FailureSeen & ('message' extends W ? { message: string } : unknown);
   return async (p: Promise<unknown>, secret?: string): Promise<Seen> => {
@@ -22,10 +24,15 @@ export function failureProbe<W extends 'message' | 'nextRetryDelay' = never>(opt
       await p;
     } catch (err) {
       const e = err as Error;
-      if (secret) expect(JSON.stringify({ m: e.message, s: e.stack, c: String(e.cause) })).not.toContain(secret);
-      const seen: FailureSeen = err instanceof ApplicationFailure ? { type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined } : { type: 'plain' };
+      if (secret)
+        expect(JSON.stringify({ m: e.message, s: e.stack, c: String(e.cause) })).not.toContain(secret);
+      const seen: FailureSeen =
+        err instanceof ApplicationFailure
+          ? { type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined }
+          : { type: 'plain' };
       if (want.has('message')) seen.message = e.message;
-      if (want.has('nextRetryDelay') && err instanceof ApplicationFailure && err.nextRetryDelay !== undefined) seen.nextRetryDelay = err.nextRetryDelay;
+      if (want.has('nextRetryDelay') && err instanceof ApplicationFailure && err.nextRetryDelay !== undefined)
+        seen.nextRetryDelay = err.nextRetryDelay;
       return seen as Seen;
     }
     throw new Error('expected a failure');

@@ -16,7 +16,13 @@ import { expect, inject } from 'vitest';
 import { createIngressApp } from '../../api/server';
 import { loadConfig, type Config } from '../../lib/config';
 import type { DataConverter } from '@temporalio/common';
-import { codecFromConfig, decodeDeep, FAILURE_CONVERTER_PATH, killSwitchDataConverter, type EncryptionCodec } from '../../lib/codec';
+import {
+  codecFromConfig,
+  decodeDeep,
+  FAILURE_CONVERTER_PATH,
+  killSwitchDataConverter,
+  type EncryptionCodec,
+} from '../../lib/codec';
 import { createPostgresDb, migrate, type Db } from '../../lib/db';
 import { parseInventory, type Inventory } from '../../lib/inventory';
 import { createServerKeys, newServerKey, newWebhookSecret } from '../../lib/keys';
@@ -229,7 +235,10 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   // counts leaks per system name in that database: at its default (25 in 5 minutes) the suite would
   // trip it and hold later files' runs for a human. A system that does not set its breaker gets one
   // out of reach; the breaker's own tests set theirs (breaker.e2e).
-  inventoryDoc.systems = (inventoryDoc.systems as Array<Record<string, unknown>>).map((s) => ({ breaker: { threshold: 100_000, window: '5m' }, ...s }));
+  inventoryDoc.systems = (inventoryDoc.systems as Array<Record<string, unknown>>).map((s) => ({
+    breaker: { threshold: 100_000, window: '5m' },
+    ...s,
+  }));
   const inventory = parseInventory(inventoryDoc);
   const db = createPostgresDb(config.databaseUrl!);
   await migrate(db);
@@ -383,7 +392,9 @@ export async function secretPlaces(
       : '',
     'audit table': JSON.stringify((await h.db.query('SELECT * FROM killswitch_audit')).rows),
     'notification ledger': JSON.stringify((await h.db.query('SELECT * FROM killswitch_notifications')).rows),
-    'Slack digest lines': JSON.stringify((await h.db.query('SELECT * FROM killswitch_slack_digest_items')).rows),
+    'Slack digest lines': JSON.stringify(
+      (await h.db.query('SELECT * FROM killswitch_slack_digest_items')).rows,
+    ),
     'Slack requests': h.slack.requests
       .map((r) => `${JSON.stringify(r.headers)}\n${r.body}\n${JSON.stringify(parseSlackBody(r))}`)
       .join('\n'),
@@ -410,7 +421,10 @@ export function expectNowhere(places: Record<string, string>, secrets: readonly 
 }
 
 /** Polls a run's currentStep query until it reaches `step` (20 s at most). */
-export async function waitForStep(handle: { query: <T>(name: string) => Promise<T> }, step: Step): Promise<StepStatus> {
+export async function waitForStep(
+  handle: { query: <T>(name: string) => Promise<T> },
+  step: Step,
+): Promise<StepStatus> {
   const deadline = Date.now() + 20_000;
   for (;;) {
     const s = await handle.query<StepStatus>('currentStep');

@@ -37,8 +37,14 @@ export function localActivityMarkers(history: History): LocalActivityMarker[] {
     if (!m || m.markerName !== 'core_local_activity') continue;
     const raw = m.details?.data?.payloads?.[0]?.data;
     if (!raw) continue;
-    const data = JSON.parse(Buffer.from(raw).toString('utf8')) as { activity_type: string; attempt: number; backoff: unknown };
-    const summary = e.userMetadata?.summary?.data ? Buffer.from(e.userMetadata.summary.data).toString('utf8') : undefined;
+    const data = JSON.parse(Buffer.from(raw).toString('utf8')) as {
+      activity_type: string;
+      attempt: number;
+      backoff: unknown;
+    };
+    const summary = e.userMetadata?.summary?.data
+      ? Buffer.from(e.userMetadata.summary.data).toString('utf8')
+      : undefined;
     out.push({
       eventId: String(e.eventId),
       activityType: data.activity_type,
@@ -55,7 +61,8 @@ export function localActivityMarkers(history: History): LocalActivityMarker[] {
 export function activityCountsOf(history: History): Record<string, ActivityCount> {
   const byScheduledId = new Map<string, string>();
   const counts: Record<string, ActivityCount> = {};
-  const of = (name: string) => (counts[name] ??= { scheduled: 0, maxAttempt: 0, failed: 0, timedOut: 0, local: false });
+  const of = (name: string) =>
+    (counts[name] ??= { scheduled: 0, maxAttempt: 0, failed: 0, timedOut: 0, local: false });
   for (const e of history.events ?? []) {
     const id = String(e.eventId);
     if (e.activityTaskScheduledEventAttributes) {
@@ -68,8 +75,11 @@ export function activityCountsOf(history: History): Record<string, ActivityCount
       const c = of(byScheduledId.get(String(started.scheduledEventId)) ?? '?');
       c.maxAttempt = Math.max(c.maxAttempt, started.attempt ?? 0);
     }
-    if (e.activityTaskFailedEventAttributes) of(byScheduledId.get(String(e.activityTaskFailedEventAttributes.scheduledEventId)) ?? '?').failed += 1;
-    if (e.activityTaskTimedOutEventAttributes) of(byScheduledId.get(String(e.activityTaskTimedOutEventAttributes.scheduledEventId)) ?? '?').timedOut += 1;
+    if (e.activityTaskFailedEventAttributes)
+      of(byScheduledId.get(String(e.activityTaskFailedEventAttributes.scheduledEventId)) ?? '?').failed += 1;
+    if (e.activityTaskTimedOutEventAttributes)
+      of(byScheduledId.get(String(e.activityTaskTimedOutEventAttributes.scheduledEventId)) ?? '?').timedOut +=
+        1;
   }
   for (const m of localActivityMarkers(history)) {
     const c = of(m.activityType);

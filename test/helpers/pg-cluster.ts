@@ -52,12 +52,26 @@ export async function startScramCluster(): Promise<ScramCluster> {
     chownSync(dir, uid, gid);
   }
   const data = path.join(dir, 'data');
-  asPostgres(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--no-sync']);
+  asPostgres(path.join(bin, 'initdb'), [
+    '-D',
+    data,
+    '-U',
+    'postgres',
+    '--auth-local=trust',
+    '--auth-host=scram-sha-256',
+    '-E',
+    'UTF8',
+    '--no-sync',
+  ]);
   const hba = ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256', ''].join('\n');
   writeFileSync(path.join(data, 'pg_hba.conf'), hba);
   if (process.getuid?.() === 0) {
     const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-    chownSync(path.join(data, 'pg_hba.conf'), uid, uid === 0 ? 0 : Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()));
+    chownSync(
+      path.join(data, 'pg_hba.conf'),
+      uid,
+      uid === 0 ? 0 : Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
+    );
   }
   const port = await freePort();
   const start = () =>

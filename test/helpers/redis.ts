@@ -9,7 +9,9 @@ import { Redis } from 'ioredis';
 export const REDIS_HOST = '127.0.0.1';
 export const REDIS_PORT = 6379;
 export const redisUrl = (user?: string, password?: string) =>
-  user ? `redis://${encodeURIComponent(user)}:${encodeURIComponent(password ?? '')}@${REDIS_HOST}:${REDIS_PORT}` : `redis://${REDIS_HOST}:${REDIS_PORT}`;
+  user
+    ? `redis://${encodeURIComponent(user)}:${encodeURIComponent(password ?? '')}@${REDIS_HOST}:${REDIS_PORT}`
+    : `redis://${REDIS_HOST}:${REDIS_PORT}`;
 
 /** The admin permissions the docs ask for (docs/systems/redis.md). */
 export const ADMIN_RULES = [
@@ -37,7 +39,11 @@ const rand = () => randomBytes(4).toString('hex');
 export interface RedisFixtures {
   /** Superuser connection (the server's `default` user) for fixtures and assertions. */
   su: Redis;
-  createUser(opts?: { prefix?: string; passwords?: number; rules?: string[] }): Promise<{ user: string; password: string; passwords: string[] }>;
+  createUser(opts?: {
+    prefix?: string;
+    passwords?: number;
+    rules?: string[];
+  }): Promise<{ user: string; password: string; passwords: string[] }>;
   /** An admin user with ADMIN_RULES (or `rules`); returns its URL. */
   createAdmin(rules?: string[]): Promise<{ user: string; password: string; url: string }>;
   /** null when AUTH succeeds, else the error's first word (WRONGPASS, …). */
@@ -69,8 +75,17 @@ export async function redisFixtures(): Promise<RedisFixtures> {
     async createUser(opts = {}) {
       const user = `${opts.prefix ?? 'app'}_${rand()}`;
       // Characters that need care in URLs and protocol framing.
-      const passwords = Array.from({ length: opts.passwords ?? 1 }, () => `leak:${randomBytes(12).toString('base64url')}@/ %"`);
-      await su.call('ACL', ['SETUSER', user, 'on', ...passwords.map((p) => `>${p}`), ...(opts.rules ?? ['~app:*', '+@read', '+ping'])]);
+      const passwords = Array.from(
+        { length: opts.passwords ?? 1 },
+        () => `leak:${randomBytes(12).toString('base64url')}@/ %"`,
+      );
+      await su.call('ACL', [
+        'SETUSER',
+        user,
+        'on',
+        ...passwords.map((p) => `>${p}`),
+        ...(opts.rules ?? ['~app:*', '+@read', '+ping']),
+      ]);
       users.push(user);
       return { user, password: passwords[0]!, passwords };
     },
@@ -82,7 +97,11 @@ export async function redisFixtures(): Promise<RedisFixtures> {
       return { user, password, url: redisUrl(user, password) };
     },
     async authFails(user, password) {
-      const c = new Redis(REDIS_PORT, REDIS_HOST, { lazyConnect: true, enableReadyCheck: false, retryStrategy: () => null });
+      const c = new Redis(REDIS_PORT, REDIS_HOST, {
+        lazyConnect: true,
+        enableReadyCheck: false,
+        retryStrategy: () => null,
+      });
       c.on('error', () => undefined);
       try {
         await c.connect();
@@ -95,7 +114,15 @@ export async function redisFixtures(): Promise<RedisFixtures> {
       }
     },
     async connectAs(user, password) {
-      const c = new Redis({ host: REDIS_HOST, port: REDIS_PORT, username: user, password, lazyConnect: true, enableReadyCheck: false, retryStrategy: () => null });
+      const c = new Redis({
+        host: REDIS_HOST,
+        port: REDIS_PORT,
+        username: user,
+        password,
+        lazyConnect: true,
+        enableReadyCheck: false,
+        retryStrategy: () => null,
+      });
       c.on('error', () => undefined);
       await c.connect();
       await c.ping();

@@ -25,7 +25,8 @@ export function sampleOf(schema: Schema, root: Schema, depth = 0): unknown {
   switch (type) {
     case 'object': {
       const out: Record<string, unknown> = {};
-      for (const key of schema.required ?? []) out[key] = sampleOf(schema.properties?.[key] ?? {}, root, depth + 1);
+      for (const key of schema.required ?? [])
+        out[key] = sampleOf(schema.properties?.[key] ?? {}, root, depth + 1);
       return out;
     }
     case 'array':

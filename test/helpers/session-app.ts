@@ -25,7 +25,15 @@ export async function startSessionApp(prefix: string): Promise<SessionApp> {
   client.on('error', () => undefined);
   await client.connect();
   const app = express();
-  app.use(session({ store: new RedisStore({ client, prefix }), secret: `s-${rand()}`, resave: false, saveUninitialized: false, name: 'sid' }));
+  app.use(
+    session({
+      store: new RedisStore({ client, prefix }),
+      secret: `s-${rand()}`,
+      resave: false,
+      saveUninitialized: false,
+      name: 'sid',
+    }),
+  );
   app.post('/login/:user', (req, res) => {
     const s = req.session as unknown as { userId?: string; passport?: { user: string } };
     s.userId = req.params.user;

@@ -25,8 +25,22 @@ beforeAll(async () => {
   h = await startHarness({
     env: { GITGUARDIAN_SECRETS: `${OLD_TOKEN} ${TOKEN}`, GITGUARDIAN_API_TOKEN: gg.token },
     config: {
-      sources: { gitguardian: { secretsEnv: 'GITGUARDIAN_SECRETS', apiTokenEnv: 'GITGUARDIAN_API_TOKEN', apiUrl: gg.url, skewSeconds: 60 } },
-      knownSecrets: [{ name: 'payments db app role', credentialType: 'postgres_password', credentialRef: { role: known.role, host: '127.0.0.1' }, hashes: { hmsl: known.hmsl } }],
+      sources: {
+        gitguardian: {
+          secretsEnv: 'GITGUARDIAN_SECRETS',
+          apiTokenEnv: 'GITGUARDIAN_API_TOKEN',
+          apiUrl: gg.url,
+          skewSeconds: 60,
+        },
+      },
+      knownSecrets: [
+        {
+          name: 'payments db app role',
+          credentialType: 'postgres_password',
+          credentialRef: { role: known.role, host: '127.0.0.1' },
+          hashes: { hmsl: known.hmsl },
+        },
+      ],
     },
   });
 });
@@ -35,7 +49,10 @@ afterAll(async () => {
   await gg?.close();
 });
 
-function event(action: string, incident: { id: number; hmsl?: string; secretHash?: string; detector?: string }) {
+function event(
+  action: string,
+  incident: { id: number; hmsl?: string; secretHash?: string; detector?: string },
+) {
   return {
     source: 'GitGuardian',
     timestamp: new Date().toISOString(),
@@ -45,7 +62,13 @@ function event(action: string, incident: { id: number; hmsl?: string; secretHash
     incident: {
       id: incident.id,
       date: '2026-11-20T10:00:00Z',
-      detector: { name: incident.detector ?? 'postgresql_credentials', display_name: 'PostgreSQL Credentials', nature: 'specific', family: 'Database', detector_group_name: 'postgres' },
+      detector: {
+        name: incident.detector ?? 'postgresql_credentials',
+        display_name: 'PostgreSQL Credentials',
+        nature: 'specific',
+        family: 'Database',
+        detector_group_name: 'postgres',
+      },
       secret_hash: incident.secretHash ?? createHash('sha256').update(rand()).digest('hex'),
       hmsl_hash: incident.hmsl ?? createHash('sha256').update(rand()).digest('hex'),
       gitguardian_url: `https://dashboard.gitguardian.com/workspace/1/incidents/${incident.id}`,
@@ -54,7 +77,22 @@ function event(action: string, incident: { id: number; hmsl?: string; secretHash
       severity: 'critical',
       validity: 'valid',
       occurrences_count: 1,
-      occurrences: [{ id: 1, incident_id: incident.id, kind: 'realtime', sha: 'abcdef1234567', source: { id: 1, type: 'github', full_name: 'acme/payments', url: 'https://github.com/acme/payments' }, filepath: 'deploy/.env', presence: 'present' }],
+      occurrences: [
+        {
+          id: 1,
+          incident_id: incident.id,
+          kind: 'realtime',
+          sha: 'abcdef1234567',
+          source: {
+            id: 1,
+            type: 'github',
+            full_name: 'acme/payments',
+            url: 'https://github.com/acme/payments',
+          },
+          filepath: 'deploy/.env',
+          presence: 'present',
+        },
+      ],
     },
   };
 }
@@ -62,7 +100,9 @@ function event(action: string, incident: { id: number; hmsl?: string; secretHash
 async function send(doc: unknown, opts: { token?: string; timestamp?: number } = {}) {
   const body = JSON.stringify(doc);
   const ts = String(opts.timestamp ?? Math.floor(Date.now() / 1000));
-  const sig = createHmac('sha256', `${ts}${opts.token ?? TOKEN}`).update(body).digest('hex');
+  const sig = createHmac('sha256', `${ts}${opts.token ?? TOKEN}`)
+    .update(body)
+    .digest('hex');
   const res = await fetch(`${h.baseUrl}/webhooks/gitguardian`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', timestamp: ts, 'gitguardian-signature': `sha256=${sig}` },
@@ -103,7 +143,15 @@ describe('GitGuardian', () => {
     const doc = event('incident_\u0000odd', { id: 5 });
     for (let i = 0; i < 2; i++) {
       const res = await send(doc);
-      expect(res).toMatchObject({ status: 422, json: { type: 'urn:secret-kill-switch:problem:unstorable-string', errors: expect.arrayContaining([{ field: 'action', message: 'contains U+0000, which cannot be stored' }]) } });
+      expect(res).toMatchObject({
+        status: 422,
+        json: {
+          type: 'urn:secret-kill-switch:problem:unstorable-string',
+          errors: expect.arrayContaining([
+            { field: 'action', message: 'contains U+0000, which cannot be stored' },
+          ]),
+        },
+      });
     }
   });
 

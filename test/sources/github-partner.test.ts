@@ -21,19 +21,38 @@ let h: Harness;
 
 beforeAll(async () => {
   keyServer = await startRecorder(() => ({ status: 200, body: { public_keys: keys } }));
-  h = await startHarness({ config: { sources: { github_partner: { keysUrl: `${keyServer.url}/meta/public_keys/secret_scanning`, keysCacheSeconds: 3600 } } } });
+  h = await startHarness({
+    config: {
+      sources: {
+        github_partner: {
+          keysUrl: `${keyServer.url}/meta/public_keys/secret_scanning`,
+          keysCacheSeconds: 3600,
+        },
+      },
+    },
+  });
 });
 afterAll(async () => {
   await h?.close();
   await keyServer?.close();
 });
 
-async function deliver(batch: unknown, key: { id: string; privateKey: ReturnType<typeof pair>['privateKey'] }, tamper = false) {
+async function deliver(
+  batch: unknown,
+  key: { id: string; privateKey: ReturnType<typeof pair>['privateKey'] },
+  tamper = false,
+) {
   const body = JSON.stringify(batch);
-  const signature = sign('sha256', Buffer.from(body), { key: key.privateKey, dsaEncoding: 'der' }).toString('base64');
+  const signature = sign('sha256', Buffer.from(body), { key: key.privateKey, dsaEncoding: 'der' }).toString(
+    'base64',
+  );
   const res = await fetch(`${h.baseUrl}/webhooks/github_partner`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'github-public-key-identifier': key.id, 'github-public-key-signature': signature },
+    headers: {
+      'content-type': 'application/json',
+      'github-public-key-identifier': key.id,
+      'github-public-key-signature': signature,
+    },
     body: tamper ? body.replace('"type"', '"type" ') : body,
   });
   return { status: res.status, text: await res.text() };
@@ -44,9 +63,21 @@ describe('GitHub partner format', () => {
     const { role, password } = await h.owned.createRole();
     const o = inject('owned');
     const token = `postgres://${role}:${encodeURIComponent(password)}@${o.host}:${o.port}/postgres`;
-    const res = await deliver([{ token, type: 'acme_internal_db_url', url: 'https://github.com/someone/repo/blob/abc/config.yml', source: 'content' }], { id: keys[0]!.key_identifier, privateKey: current.privateKey });
+    const res = await deliver(
+      [
+        {
+          token,
+          type: 'acme_internal_db_url',
+          url: 'https://github.com/someone/repo/blob/abc/config.yml',
+          source: 'content',
+        },
+      ],
+      { id: keys[0]!.key_identifier, privateKey: current.privateKey },
+    );
     expect(res.status).toBe(204);
-    const result: KillSwitchResult = await h.client.workflow.getHandle(killSwitchWorkflowId('postgres_password', h.keys.fingerprint(password))).result();
+    const result: KillSwitchResult = await h.client.workflow
+      .getHandle(killSwitchWorkflowId('postgres_password', h.keys.fingerprint(password)))
+      .result();
     expect(result.outcome).toBe('contained');
     expect(await h.owned.loginFails(role, password)).toBe('28P01');
   });
@@ -54,7 +85,9 @@ describe('GitHub partner format', () => {
   it('refuses a tampered body, an unknown key id and a non-array batch', async () => {
     const k = { id: keys[0]!.key_identifier, privateKey: current.privateKey };
     expect((await deliver([{ token: 't1', type: 'x' }], k, true)).status).toBe(401);
-    expect((await deliver([{ token: 't1', type: 'x' }], { id: 'nope', privateKey: current.privateKey })).status).toBe(401);
+    expect(
+      (await deliver([{ token: 't1', type: 'x' }], { id: 'nope', privateKey: current.privateKey })).status,
+    ).toBe(401);
     expect((await deliver({ token: 't1' }, k)).status).toBe(422);
   });
 
@@ -63,7 +96,10 @@ describe('GitHub partner format', () => {
     let fetches = 0;
     const fetchImpl = (async () => {
       fetches++;
-      return new Response(JSON.stringify({ public_keys: list }), { status: 200, headers: { 'content-type': 'application/json' } });
+      return new Response(JSON.stringify({ public_keys: list }), {
+        status: 200,
+        headers: { 'content-type': 'application/json' },
+      });
     }) as typeof fetch;
     const eager = new PartnerKeyCache('http://keys.invalid', 3_600_000, undefined, fetchImpl, 0);
     expect(await eager.get('k1')).toBe(current.pem);

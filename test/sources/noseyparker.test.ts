@@ -26,7 +26,10 @@ const findings = JSON.parse(fixture) as Array<Record<string, any>>;
 
 let h: Harness;
 beforeAll(async () => {
-  h = await startHarness({ env: { NOSEYPARKER_SECRETS: NOSEYPARKER }, config: { sources: { noseyparker: { secretsEnv: 'NOSEYPARKER_SECRETS' } } } });
+  h = await startHarness({
+    env: { NOSEYPARKER_SECRETS: NOSEYPARKER },
+    config: { sources: { noseyparker: { secretsEnv: 'NOSEYPARKER_SECRETS' } } },
+  });
   await h.owned.su.query(`DROP ROLE IF EXISTS ${PG_ROLE}`);
   await h.owned.su.query(`CREATE ROLE ${PG_ROLE} LOGIN PASSWORD '${PG_PASSWORD}'`);
 });
@@ -35,7 +38,13 @@ afterAll(async () => {
 });
 
 const post = (body: string, opts: { secret?: string; contentType?: string } = {}) =>
-  h.post(body, { secret: opts.secret ?? NOSEYPARKER, path: '/webhooks/noseyparker', contentType: opts.contentType ?? 'application/json', webhookId: `msg_${rand()}`, headers: { 'x-scan-repository': 'acme/payments' } });
+  h.post(body, {
+    secret: opts.secret ?? NOSEYPARKER,
+    path: '/webhooks/noseyparker',
+    contentType: opts.contentType ?? 'application/json',
+    webhookId: `msg_${rand()}`,
+    headers: { 'x-scan-repository': 'acme/payments' },
+  });
 
 describe('Nosey Parker', () => {
   it('contains the PostgreSQL password of a JSON report seen in two files, escalates what no system owns, echoes no value', async () => {
@@ -48,30 +57,60 @@ describe('Nosey Parker', () => {
     const runs = (res.json.runs as Array<{ workflowId: string }>).map((r) => r.workflowId);
     expect(runs).toHaveLength(4);
     expect(new Set(runs).size).toBe(3);
-    expect([...new Set(runs.map((w) => /^killswitch-([a-z_]+?)-/.exec(w)![1]))].sort()).toEqual(['aws_access_key', 'github_token', 'postgres_password']);
+    expect([...new Set(runs.map((w) => /^killswitch-([a-z_]+?)-/.exec(w)![1]))].sort()).toEqual([
+      'aws_access_key',
+      'github_token',
+      'postgres_password',
+    ]);
 
     const pg = runs.find((w) => w.startsWith('killswitch-postgres_password-'))!;
     const result: KillSwitchResult = await h.client.workflow.getHandle(pg).result();
     expect(result.outcome).toBe('contained');
     expect(await h.owned.loginFails(PG_ROLE, PG_PASSWORD)).toBe('28P01');
-    const sightings = await h.db.query<{ source: string; scanner: string; location: Record<string, unknown> }>(
+    const sightings = await h.db.query<{
+      source: string;
+      scanner: string;
+      location: Record<string, unknown>;
+    }>(
       "SELECT source, scanner, location FROM killswitch_sightings WHERE workflow_id = $1 ORDER BY location->>'file'",
       [pg],
     );
     expect(sightings.rows.map((r) => r.location)).toEqual([
-      { repository: 'acme/payments', file: 'deploy/.env', line: 2, commit: '4f1c2a9e8b7d6c5b4a3928171615141312111009' },
-      { repository: 'acme/payments', file: 'docker-compose.yml', line: 7, commit: '9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b' },
+      {
+        repository: 'acme/payments',
+        file: 'deploy/.env',
+        line: 2,
+        commit: '4f1c2a9e8b7d6c5b4a3928171615141312111009',
+      },
+      {
+        repository: 'acme/payments',
+        file: 'docker-compose.yml',
+        line: 7,
+        commit: '9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b',
+      },
     ]);
     expect(sightings.rows[0]).toMatchObject({ source: 'noseyparker', scanner: 'noseyparker' });
 
     // The AWS pair: the key id is the reference, the secret access key is kept as evidence only.
     const aws = runs.find((w) => w.startsWith('killswitch-aws_access_key-'))!;
-    expect(await h.client.workflow.getHandle(aws).result()).toMatchObject({ outcome: 'escalated', failure: { type: 'NoOwner' } });
+    expect(await h.client.workflow.getHandle(aws).result()).toMatchObject({
+      outcome: 'escalated',
+      failure: { type: 'NoOwner' },
+    });
     const gh = runs.find((w) => w.startsWith('killswitch-github_token-'))!;
     await h.client.workflow.getHandle(gh).result();
-    const audit = (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = ANY($1)', [[pg, aws, gh]])).rows;
-    expect(audit.find((r) => r.workflow_id === aws)!.credential_ref).toEqual({ accessKeyId: 'AKIAIOSFODNN7EXAMPLE' });
-    expect(audit.find((r) => r.workflow_id === gh)!).toMatchObject({ credential_ref: { tokenPrefix: 'ghp_' }, location: { file: 'scripts/release.sh', line: 4 } });
+    const audit = (
+      await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = ANY($1)', [
+        [pg, aws, gh],
+      ])
+    ).rows;
+    expect(audit.find((r) => r.workflow_id === aws)!.credential_ref).toEqual({
+      accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
+    });
+    expect(audit.find((r) => r.workflow_id === gh)!).toMatchObject({
+      credential_ref: { tokenPrefix: 'ghp_' },
+      location: { file: 'scripts/release.sh', line: 4 },
+    });
     const all = JSON.stringify(audit);
     for (const v of [PG_PASSWORD, AWS_SECRET, GH_TOKEN]) expect(all).not.toContain(v);
   });
@@ -107,13 +146,16 @@ describe('Nosey Parker', () => {
 
     const line = JSON.parse(JSON.stringify(findings[2])) as Record<string, unknown>;
     delete line.rule_name;
-    const noName = await post([JSON.stringify(findings[0]), JSON.stringify(line)].join('\n'), { contentType: 'application/x-ndjson' });
+    const noName = await post([JSON.stringify(findings[0]), JSON.stringify(line)].join('\n'), {
+      contentType: 'application/x-ndjson',
+    });
     expect(noName.status).toBe(422);
     expect(noName.json.errors[0].field).toBe('line[2].rule_name');
 
     for (const r of [broken, missing, bad, noName]) {
       const text = JSON.stringify(r.json);
-      for (const v of [PG_PASSWORD, AWS_SECRET, GH_TOKEN, GH_TOKEN.replace('_', '-')]) expect(text).not.toContain(v);
+      for (const v of [PG_PASSWORD, AWS_SECRET, GH_TOKEN, GH_TOKEN.replace('_', '-')])
+        expect(text).not.toContain(v);
     }
   });
 
@@ -127,7 +169,9 @@ describe('Nosey Parker', () => {
         genericSecrets: [newWebhookSecret()],
       });
     expect(start({})).toThrow(/sources\.noseyparker\.secretsEnv: environment variable NP is not set/);
-    expect(start({ NP: 'plain' })).toThrow(/sources\.noseyparker\.secretsEnv: NP: each secret must look like whsec_/);
+    expect(start({ NP: 'plain' })).toThrow(
+      /sources\.noseyparker\.secretsEnv: NP: each secret must look like whsec_/,
+    );
     expect(start({ NP: newWebhookSecret() })().sources.map((s) => s.handler.name)).toContain('noseyparker');
   });
 });

@@ -5,7 +5,14 @@ describe('loadConfig', () => {
   it('runs on embedded defaults when nothing is set', () => {
     const c = loadConfig({});
     expect(c.port).toBe(3000);
-    expect(c.temporal).toMatchObject({ address: undefined, namespace: 'default', taskQueue: 'kill-switch', uiUrl: 'http://127.0.0.1:8233', devPort: 7233, devUiPort: 8233 });
+    expect(c.temporal).toMatchObject({
+      address: undefined,
+      namespace: 'default',
+      taskQueue: 'kill-switch',
+      uiUrl: 'http://127.0.0.1:8233',
+      devPort: 7233,
+      devUiPort: 8233,
+    });
     expect(c.databaseUrl).toBeUndefined();
     expect(c.webhook.bodyLimitBytes).toBe(1024 * 1024);
     expect(c.slack).toMatchObject({ token: undefined, apiUrl: 'https://slack.com/api/' });
@@ -44,7 +51,13 @@ describe('loadConfig', () => {
 
   it('burst digests: on by default, tunable, and off with SLACK_DIGEST_AFTER=off', () => {
     expect(loadConfig({}).slack.digest).toEqual({ after: 10, updateIntervalMs: 3000, windowMs: 600_000 });
-    expect(loadConfig({ SLACK_DIGEST_AFTER: '3', SLACK_DIGEST_UPDATE_INTERVAL: '500ms', SLACK_DIGEST_WINDOW: '1h' }).slack.digest).toEqual({
+    expect(
+      loadConfig({
+        SLACK_DIGEST_AFTER: '3',
+        SLACK_DIGEST_UPDATE_INTERVAL: '500ms',
+        SLACK_DIGEST_WINDOW: '1h',
+      }).slack.digest,
+    ).toEqual({
       after: 3,
       updateIntervalMs: 500,
       windowMs: 3_600_000,

@@ -10,9 +10,17 @@ const norm = (body: unknown, k = keys) => normaliseGeneric(validateGeneric(body)
 
 describe('generic detection normalisation', () => {
   it('reduces a leaked connection string to a keyed fingerprint and identifiers', () => {
-    const n = norm({ credentialType: 'postgres_password', secret: 'postgres://app_user:S3cr3t%21@db.internal:5433/payments' });
+    const n = norm({
+      credentialType: 'postgres_password',
+      secret: 'postgres://app_user:S3cr3t%21@db.internal:5433/payments',
+    });
     expect(n.leakedValue).toBe('S3cr3t!');
-    expect(n.detection.credentialRef).toEqual({ role: 'app_user', host: 'db.internal', port: '5433', database: 'payments' });
+    expect(n.detection.credentialRef).toEqual({
+      role: 'app_user',
+      host: 'db.internal',
+      port: '5433',
+      database: 'payments',
+    });
     expect(n.detection.fingerprint).toBe(keys.fingerprint('S3cr3t!'));
     expect(n.detection.hasEvidence).toBe(true);
     expect(JSON.stringify(n.detection)).not.toContain('S3cr3t');
@@ -20,17 +28,36 @@ describe('generic detection normalisation', () => {
   });
 
   it('derives the workflow id from the credential, not the delivery', () => {
-    const a = norm({ credentialType: 'postgres_password', secret: 'postgres://app_user:pw-1@db.internal/app', findingId: 'f1', scanner: 's1' });
-    const b = norm({ credentialType: 'postgres_password', secret: 'pw-1', credentialRef: { role: 'app_user' }, findingId: 'f2', scanner: 's2' });
+    const a = norm({
+      credentialType: 'postgres_password',
+      secret: 'postgres://app_user:pw-1@db.internal/app',
+      findingId: 'f1',
+      scanner: 's1',
+    });
+    const b = norm({
+      credentialType: 'postgres_password',
+      secret: 'pw-1',
+      credentialRef: { role: 'app_user' },
+      findingId: 'f2',
+      scanner: 's2',
+    });
     expect(a.detection.id).not.toBe(b.detection.id);
-    expect(killSwitchWorkflowId('postgres_password', a.credentialKey)).toBe(killSwitchWorkflowId('postgres_password', b.credentialKey));
-    const c = norm({ credentialType: 'postgres_password', secret: 'pw-2', credentialRef: { role: 'app_user' } });
+    expect(killSwitchWorkflowId('postgres_password', a.credentialKey)).toBe(
+      killSwitchWorkflowId('postgres_password', b.credentialKey),
+    );
+    const c = norm({
+      credentialType: 'postgres_password',
+      secret: 'pw-2',
+      credentialRef: { role: 'app_user' },
+    });
     expect(c.credentialKey).not.toBe(a.credentialKey);
   });
 
   it('keys fingerprints: another server key gives another fingerprint', () => {
     const other = createServerKeys(newServerKey());
-    expect(norm({ credentialType: 'generic', secret: 'x-1' }).detection.fingerprint).not.toBe(norm({ credentialType: 'generic', secret: 'x-1' }, other).detection.fingerprint);
+    expect(norm({ credentialType: 'generic', secret: 'x-1' }).detection.fingerprint).not.toBe(
+      norm({ credentialType: 'generic', secret: 'x-1' }, other).detection.fingerprint,
+    );
   });
 
   it('hashes the reference when no value was sent, independent of key order', () => {
@@ -60,8 +87,18 @@ describe('generic detection normalisation', () => {
       }
       throw new Error('expected a problem');
     };
-    expect(problem({ credentialType: 'postgres_password', secret: 'postgres://a:b@h/d', credentialRef: { role: 'other' } }).extras.errors?.[0]?.field).toBe('credentialRef.role');
-    expect(problem({ credentialType: 'postgres_password', secret: 'just-a-password' }).extras.errors?.[0]?.field).toBe('credentialRef.role');
-    expect(problem({ credentialType: 'postgres_password', credentialRef: { role: 'a\u0000b' } }).status).toBe(422);
+    expect(
+      problem({
+        credentialType: 'postgres_password',
+        secret: 'postgres://a:b@h/d',
+        credentialRef: { role: 'other' },
+      }).extras.errors?.[0]?.field,
+    ).toBe('credentialRef.role');
+    expect(
+      problem({ credentialType: 'postgres_password', secret: 'just-a-password' }).extras.errors?.[0]?.field,
+    ).toBe('credentialRef.role');
+    expect(problem({ credentialType: 'postgres_password', credentialRef: { role: 'a\u0000b' } }).status).toBe(
+      422,
+    );
   });
 });

@@ -21,8 +21,17 @@ const config = parseInventory({
     default: 'rotate',
     rules: [
       { name: 'public-critical', match: { publiclyLeaked: true }, action: 'rotate' },
-      { name: 'unverified-ci', match: { source: ['gitleaks', 'trufflehog'], verified: false }, action: 'notify_only' },
-      { name: 'prod', match: { owningSystem: 'prod-db', severity: ['critical', 'high'] }, action: 'require_approval', approvalTimeout: '15m' },
+      {
+        name: 'unverified-ci',
+        match: { source: ['gitleaks', 'trufflehog'], verified: false },
+        action: 'notify_only',
+      },
+      {
+        name: 'prod',
+        match: { owningSystem: 'prod-db', severity: ['critical', 'high'] },
+        action: 'require_approval',
+        approvalTimeout: '15m',
+      },
       { name: 'orphans', match: { owningSystem: 'none', credentialType: 'generic' }, action: 'notify_only' },
       { match: { repository: ['acme/sandbox-*'] }, action: 'ignore' },
     ],
@@ -32,17 +41,54 @@ const prod = { system: 'prod-db', kind: 'postgres' };
 
 describe('evaluatePolicy', () => {
   it('takes the first matching rule, in order', () => {
-    expect(evaluatePolicy(config.policy, config.sources, detection({ publiclyLeaked: true }), prod)).toMatchObject({ action: 'rotate', rule: 'public-critical' });
-    expect(evaluatePolicy(config.policy, config.sources, detection(), prod)).toMatchObject({ action: 'require_approval', rule: 'prod', approvalTimeout: '15m', onTimeout: 'escalate' });
-    expect(evaluatePolicy(config.policy, config.sources, detection({ severity: 'low' }), prod)).toMatchObject({ action: 'rotate', rule: 'default' });
+    expect(
+      evaluatePolicy(config.policy, config.sources, detection({ publiclyLeaked: true }), prod),
+    ).toMatchObject({ action: 'rotate', rule: 'public-critical' });
+    expect(evaluatePolicy(config.policy, config.sources, detection(), prod)).toMatchObject({
+      action: 'require_approval',
+      rule: 'prod',
+      approvalTimeout: '15m',
+      onTimeout: 'escalate',
+    });
+    expect(evaluatePolicy(config.policy, config.sources, detection({ severity: 'low' }), prod)).toMatchObject(
+      { action: 'rotate', rule: 'default' },
+    );
   });
 
   it('matches validity, sources, repositories and the absence of an owner', () => {
-    expect(evaluatePolicy(config.policy, config.sources, detection({ source: 'gitleaks', validity: 'unknown' }), null)).toMatchObject({ action: 'notify_only', rule: 'unverified-ci', dryRun: true });
-    expect(evaluatePolicy(config.policy, config.sources, detection({ source: 'trufflehog', validity: 'verified' }), null).rule).toBe('default');
-    expect(evaluatePolicy(config.policy, config.sources, detection({ credentialType: 'generic' }), null).rule).toBe('orphans');
-    expect(evaluatePolicy(config.policy, config.sources, detection({ location: { repository: 'acme/sandbox-7' } }), { system: 'x', kind: 'postgres' })).toMatchObject({ action: 'ignore', rule: 'rules[4]' });
-    expect(evaluatePolicy(config.policy, config.sources, detection({ location: {} }), { system: 'x', kind: 'postgres' }).rule).toBe('default');
+    expect(
+      evaluatePolicy(
+        config.policy,
+        config.sources,
+        detection({ source: 'gitleaks', validity: 'unknown' }),
+        null,
+      ),
+    ).toMatchObject({ action: 'notify_only', rule: 'unverified-ci', dryRun: true });
+    expect(
+      evaluatePolicy(
+        config.policy,
+        config.sources,
+        detection({ source: 'trufflehog', validity: 'verified' }),
+        null,
+      ).rule,
+    ).toBe('default');
+    expect(
+      evaluatePolicy(config.policy, config.sources, detection({ credentialType: 'generic' }), null).rule,
+    ).toBe('orphans');
+    expect(
+      evaluatePolicy(
+        config.policy,
+        config.sources,
+        detection({ location: { repository: 'acme/sandbox-7' } }),
+        { system: 'x', kind: 'postgres' },
+      ),
+    ).toMatchObject({ action: 'ignore', rule: 'rules[4]' });
+    expect(
+      evaluatePolicy(config.policy, config.sources, detection({ location: {} }), {
+        system: 'x',
+        kind: 'postgres',
+      }).rule,
+    ).toBe('default');
   });
 
   it('turns on dry run globally or per source', () => {
@@ -58,9 +104,28 @@ describe('evaluatePolicy', () => {
     };
     bad({ policy: { rules: [{ action: 'nuke' }] } }, 'policy.rules[0].action');
     bad({ policy: { rules: [{ action: 'rotate', match: { color: 'red' } }] } }, 'policy.rules[0].match');
-    bad({ policy: { rules: [{ action: 'require_approval', approvalTimeout: 'soon' }] } }, 'policy.rules[0].approvalTimeout');
+    bad(
+      { policy: { rules: [{ action: 'require_approval', approvalTimeout: 'soon' }] } },
+      'policy.rules[0].approvalTimeout',
+    );
     bad({ sources: { github: { secretsEnv: 'lower' } } }, 'sources.github.secretsEnv');
-    bad({ sources: { gitleaks: { secretsEnv: 'X', rateLimit: { perMinute: 0 } } } }, 'sources.gitleaks.rateLimit.perMinute');
-    bad({ sources: { custom: [{ name: 'Bad Name', verify: { scheme: 'standard-webhooks', secretsEnv: 'X' }, mapping: { secret: 'a' } }] } }, 'sources.custom[0].name');
+    bad(
+      { sources: { gitleaks: { secretsEnv: 'X', rateLimit: { perMinute: 0 } } } },
+      'sources.gitleaks.rateLimit.perMinute',
+    );
+    bad(
+      {
+        sources: {
+          custom: [
+            {
+              name: 'Bad Name',
+              verify: { scheme: 'standard-webhooks', secretsEnv: 'X' },
+              mapping: { secret: 'a' },
+            },
+          ],
+        },
+      },
+      'sources.custom[0].name',
+    );
   });
 });

@@ -19,7 +19,10 @@ const problemOf = (fn: () => unknown) => {
 
 describe('a leaked redis:// URL', () => {
   it('becomes user, host and port; the password alone is the sealed evidence', () => {
-    const n = norm({ credentialType: 'redis_password', secret: 'redis://cart_app:p%40ss%2Fw0rd@cache.internal:6380/2' });
+    const n = norm({
+      credentialType: 'redis_password',
+      secret: 'redis://cart_app:p%40ss%2Fw0rd@cache.internal:6380/2',
+    });
     expect(n.leakedValue).toBe('p@ss/w0rd');
     expect(n.detection.credentialRef).toEqual({ user: 'cart_app', host: 'cache.internal', port: '6380' });
     expect(n.detection.fingerprint).toBe(keys.fingerprint('p@ss/w0rd'));
@@ -34,8 +37,14 @@ describe('a leaked redis:// URL', () => {
   });
 
   it('refuses a URL without a password, or naming another user than credentialRef', () => {
-    expect(problemOf(() => norm({ credentialType: 'redis_password', secret: 'redis://cart_app@cache.internal' }))).toBe(422);
-    expect(problemOf(() => norm({ credentialType: 'redis_password', secret: 'redis://a:pw@h', credentialRef: { user: 'b' } }))).toBe(422);
+    expect(
+      problemOf(() => norm({ credentialType: 'redis_password', secret: 'redis://cart_app@cache.internal' })),
+    ).toBe(422);
+    expect(
+      problemOf(() =>
+        norm({ credentialType: 'redis_password', secret: 'redis://a:pw@h', credentialRef: { user: 'b' } }),
+      ),
+    ).toBe(422);
   });
 
   it('leaves a bare password as it is: no user, so no redis system owns it and the run escalates', () => {
@@ -48,13 +57,24 @@ describe('a leaked redis:// URL', () => {
 describe('redis systems in the inventory', () => {
   const inv = parseInventory({
     systems: [
-      { name: 'cache', kind: 'redis', adminUrlEnv: 'CACHE_ADMIN_URL', users: ['cart_*', 'default'], hosts: ['cache.internal'] },
+      {
+        name: 'cache',
+        kind: 'redis',
+        adminUrlEnv: 'CACHE_ADMIN_URL',
+        users: ['cart_*', 'default'],
+        hosts: ['cache.internal'],
+      },
       { name: 'queue', kind: 'redis', adminUrlEnv: 'QUEUE_ADMIN_URL', users: ['worker_?'] },
     ],
   });
 
   it('fills defaults and matches users by glob, and hosts when both sides name one', () => {
-    expect(inv.systems[0]).toMatchObject({ mode: 'emergency', persist: 'auto', stateKeyPrefix: 'killswitch:', sink: { kind: 'none' } });
+    expect(inv.systems[0]).toMatchObject({
+      mode: 'emergency',
+      persist: 'auto',
+      stateKeyPrefix: 'killswitch:',
+      sink: { kind: 'none' },
+    });
     const owner = (credentialRef: Record<string, string>) => {
       const m = matchOwner(inv, { credentialType: 'redis_password', credentialRef });
       return m.kind === 'owned' ? m.system.name : m.kind;
@@ -65,14 +85,30 @@ describe('redis systems in the inventory', () => {
     expect(owner({ user: 'worker_1', host: 'anywhere' })).toBe('queue');
     expect(owner({ user: 'worker_12' })).toBe('unowned');
     expect(owner({})).toBe('unowned');
-    expect(matchOwner(inv, { credentialType: 'postgres_password', credentialRef: { user: 'cart_app' } }).kind).toBe('unowned');
+    expect(
+      matchOwner(inv, { credentialType: 'postgres_password', credentialRef: { user: 'cart_app' } }).kind,
+    ).toBe('unowned');
   });
 
   it('rejects quarantine and unknown fields, and checks the admin URL env var', () => {
-    expect(() => parseInventory({ systems: [{ name: 'c', kind: 'redis', adminUrlEnv: 'X', users: ['a'], quarantine: true }] })).toThrow(/quarantine/);
-    expect(() => parseInventory({ systems: [{ name: 'c', kind: 'redis', adminUrlEnv: 'X', users: ['a'], roles: ['a'] }] })).toThrow();
-    expect(() => parseInventory({ systems: [{ name: 'c', kind: 'redis', adminUrlEnv: 'X', users: [] }] })).toThrow();
-    expect(() => resolveInventoryEnv(inv, { CACHE_ADMIN_URL: 'postgres://x', QUEUE_ADMIN_URL: 'redis://a:b@h' })).toThrow(/CACHE_ADMIN_URL|adminUrlEnv/);
-    expect(() => resolveInventoryEnv(inv, { CACHE_ADMIN_URL: 'rediss://a:b@h:6380', QUEUE_ADMIN_URL: 'redis://a:b@h' })).not.toThrow();
+    expect(() =>
+      parseInventory({
+        systems: [{ name: 'c', kind: 'redis', adminUrlEnv: 'X', users: ['a'], quarantine: true }],
+      }),
+    ).toThrow(/quarantine/);
+    expect(() =>
+      parseInventory({
+        systems: [{ name: 'c', kind: 'redis', adminUrlEnv: 'X', users: ['a'], roles: ['a'] }],
+      }),
+    ).toThrow();
+    expect(() =>
+      parseInventory({ systems: [{ name: 'c', kind: 'redis', adminUrlEnv: 'X', users: [] }] }),
+    ).toThrow();
+    expect(() =>
+      resolveInventoryEnv(inv, { CACHE_ADMIN_URL: 'postgres://x', QUEUE_ADMIN_URL: 'redis://a:b@h' }),
+    ).toThrow(/CACHE_ADMIN_URL|adminUrlEnv/);
+    expect(() =>
+      resolveInventoryEnv(inv, { CACHE_ADMIN_URL: 'rediss://a:b@h:6380', QUEUE_ADMIN_URL: 'redis://a:b@h' }),
+    ).not.toThrow();
   });
 });

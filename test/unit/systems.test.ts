@@ -17,16 +17,33 @@ const pg = { name: 'db', kind: 'postgres', adminUrlEnv: 'DB_URL', roles: ['app_*
 describe('system kinds', () => {
   it('defaults every common field', () => {
     const s = parseInventory({ systems: [pg] }).systems[0]!;
-    expect(s).toMatchObject({ mode: 'emergency', overlap: '10m', quarantine: false, sink: { kind: 'none' }, sessions: [], limits: { concurrency: 4, perMinute: 120 }, breaker: { threshold: 25, window: '5m' } });
+    expect(s).toMatchObject({
+      mode: 'emergency',
+      overlap: '10m',
+      quarantine: false,
+      sink: { kind: 'none' },
+      sessions: [],
+      limits: { concurrency: 4, perMinute: 120 },
+      breaker: { threshold: 25, window: '5m' },
+    });
   });
 
   it.each([
     [{ ...pg, mode: 'graceful' }, 'systems[0].sink: graceful mode needs a sink'],
     [{ ...pg, quarantine: true }, 'systems[0].quarantine: postgres systems have no reversible quarantine'],
     [{ ...pg, overlap: 'ten minutes' }, 'systems[0].overlap: a duration'],
-    [{ ...pg, sink: { kind: 'aws_secrets_manager', secretId: 'x', aws: { region: 'mars' } } }, 'systems[0].sink.aws.region'],
-    [{ ...pg, sink: { kind: 'aws_secrets_manager', secretId: 'x', aws: { accessKeyIdEnv: 'K' } } }, 'systems[0].sink.aws.secretAccessKeyEnv'],
-    [{ ...pg, sessions: [{ kind: 'okta', baseUrl: 'ftp://x', tokenEnv: 'T', users: ['u'] }] }, 'systems[0].sessions[0].baseUrl'],
+    [
+      { ...pg, sink: { kind: 'aws_secrets_manager', secretId: 'x', aws: { region: 'mars' } } },
+      'systems[0].sink.aws.region',
+    ],
+    [
+      { ...pg, sink: { kind: 'aws_secrets_manager', secretId: 'x', aws: { accessKeyIdEnv: 'K' } } },
+      'systems[0].sink.aws.secretAccessKeyEnv',
+    ],
+    [
+      { ...pg, sessions: [{ kind: 'okta', baseUrl: 'ftp://x', tokenEnv: 'T', users: ['u'] }] },
+      'systems[0].sessions[0].baseUrl',
+    ],
     [{ ...pg, limits: { concurrency: 0 } }, 'systems[0].limits.concurrency'],
     [{ ...pg, breaker: { threshold: 0 } }, 'systems[0].breaker.threshold'],
   ])('refuses what it cannot honour, naming the field (%#)', (system, message) => {
@@ -34,18 +51,41 @@ describe('system kinds', () => {
   });
 
   it('accepts graceful mode with a sink', () => {
-    const s = parseInventory({ systems: [{ ...pg, mode: 'graceful', overlap: '30s', sink: { kind: 'aws_secrets_manager', secretId: 'prod/app-db' } }] }).systems[0]!;
-    expect(s).toMatchObject({ mode: 'graceful', overlap: '30s', sink: { kind: 'aws_secrets_manager', aws: { region: 'us-east-1' } } });
+    const s = parseInventory({
+      systems: [
+        {
+          ...pg,
+          mode: 'graceful',
+          overlap: '30s',
+          sink: { kind: 'aws_secrets_manager', secretId: 'prod/app-db' },
+        },
+      ],
+    }).systems[0]!;
+    expect(s).toMatchObject({
+      mode: 'graceful',
+      overlap: '30s',
+      sink: { kind: 'aws_secrets_manager', aws: { region: 'us-east-1' } },
+    });
   });
 
   it('reads durations', () => {
-    expect([durationMs('500ms'), durationMs('30s'), durationMs('10m'), durationMs('2h'), durationMs('1d')]).toEqual([500, 30_000, 600_000, 7_200_000, 86_400_000]);
+    expect([
+      durationMs('500ms'),
+      durationMs('30s'),
+      durationMs('10m'),
+      durationMs('2h'),
+      durationMs('1d'),
+    ]).toEqual([500, 30_000, 600_000, 7_200_000, 86_400_000]);
     expect(() => durationMs('10 minutes')).toThrow();
   });
 });
 
 describe('npm run inventory:check', () => {
-  const run = (...args: string[]) => spawnSync('npx', ['tsx', 'scripts/inventory-check.ts', ...args], { encoding: 'utf8', env: { ...process.env, DB_URL: '' } });
+  const run = (...args: string[]) =>
+    spawnSync('npx', ['tsx', 'scripts/inventory-check.ts', ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, DB_URL: '' },
+    });
 
   it('passes the shipped example and the reference of every kind', () => {
     const r = run('config/inventory.example.yaml');
@@ -53,12 +93,16 @@ describe('npm run inventory:check', () => {
     expect(r.stdout).toContain('valid');
     const all = run('config/inventory.reference.yaml');
     expect(all.status).toBe(0);
-    for (const kind of ['postgres', 'aws_iam', 'redis', 'github', 'slack', 'http']) expect(all.stdout).toContain(`(${kind},`);
+    for (const kind of ['postgres', 'aws_iam', 'redis', 'github', 'slack', 'http'])
+      expect(all.stdout).toContain(`(${kind},`);
   });
 
   it('reports every bad field by path and exits 1', () => {
     const file = path.join(dir, 'bad.yaml');
-    writeFileSync(file, 'systems:\n  - name: b\n    kind: postgres\n    adminUrlEnv: lower\n    roles: []\n    sink: {kind: aws_secrets_manager}\n');
+    writeFileSync(
+      file,
+      'systems:\n  - name: b\n    kind: postgres\n    adminUrlEnv: lower\n    roles: []\n    sink: {kind: aws_secrets_manager}\n',
+    );
     const r = run(file);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('systems[0].sink.secretId');

@@ -17,11 +17,15 @@ describe('resolveTemporalCli', () => {
     const a = fakeBinary();
     const b = fakeBinary();
     expect(resolveTemporalCli({ env: { TEMPORAL_CLI: a.bin, PATH: b.dir }, install: false })).toBe(a.bin);
-    expect(resolveTemporalCli({ env: { PATH: `/nonexistent${path.delimiter}${b.dir}` }, install: false })).toBe(b.bin);
+    expect(
+      resolveTemporalCli({ env: { PATH: `/nonexistent${path.delimiter}${b.dir}` }, install: false }),
+    ).toBe(b.bin);
   });
 
   it('names TEMPORAL_CLI when it points at nothing', () => {
-    expect(() => resolveTemporalCli({ env: { TEMPORAL_CLI: '/nonexistent/temporal' }, install: false })).toThrow(/TEMPORAL_CLI=\/nonexistent\/temporal/);
+    expect(() =>
+      resolveTemporalCli({ env: { TEMPORAL_CLI: '/nonexistent/temporal' }, install: false }),
+    ).toThrow(/TEMPORAL_CLI=\/nonexistent\/temporal/);
   });
 
   it('falls back to the project tools folder that npm test installed', () => {

@@ -5,13 +5,27 @@
  * borrows this project's node_modules (test/compose.test.ts builds the real one, whose inputs also
  * list the SDK's workflow runtime).
  */
-import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FAILURE_CONVERTER_PATH } from '../../lib/codec';
 import { PROJECT_ROOT } from '../../lib/paths';
-import { buildWorkflowBundle, prebuiltWorkflowBundle, WORKFLOW_BUNDLE_MANIFEST_NAME, WORKFLOW_BUNDLE_NAME } from '../../worker/workflow-bundle';
+import {
+  buildWorkflowBundle,
+  prebuiltWorkflowBundle,
+  WORKFLOW_BUNDLE_MANIFEST_NAME,
+  WORKFLOW_BUNDLE_NAME,
+} from '../../worker/workflow-bundle';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'ks-wfbundle-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -20,12 +34,18 @@ symlinkSync(path.join(PROJECT_ROOT, 'node_modules'), path.join(root, 'node_modul
 mkdirSync(path.join(root, 'workflows'));
 mkdirSync(path.join(root, 'lib'));
 const workflowsPath = path.join(root, 'workflows', 'index.ts');
-writeFileSync(workflowsPath, "import { greeting } from './greeting';\nexport async function hello(): Promise<string> {\n  return greeting;\n}\n");
+writeFileSync(
+  workflowsPath,
+  "import { greeting } from './greeting';\nexport async function hello(): Promise<string> {\n  return greeting;\n}\n",
+);
 writeFileSync(path.join(root, 'workflows', 'greeting.ts'), "export const greeting = 'hello';\n");
 const converter = path.join(root, 'lib', 'failure-converter.cjs');
 copyFileSync(FAILURE_CONVERTER_PATH, converter);
 const otherConverter = path.join(root, 'lib', 'other-converter.cjs');
-writeFileSync(otherConverter, "const { DefaultFailureConverter } = require('@temporalio/common');\nexports.failureConverter = new DefaultFailureConverter();\n");
+writeFileSync(
+  otherConverter,
+  "const { DefaultFailureConverter } = require('@temporalio/common');\nexports.failureConverter = new DefaultFailureConverter();\n",
+);
 
 const dir = path.join(root, 'dist');
 const at = { workflowsPath, converters: { failureConverterPath: converter }, dir, root };
@@ -43,11 +63,18 @@ describe('the prebuilt workflow bundle', () => {
     const stale = prebuiltWorkflowBundle(at);
     expect(stale).toMatchObject({ ok: false, missing: false });
     expect(!stale.ok && stale.reason).toContain('workflows/greeting.ts changed');
-    expect(await buildWorkflowBundle(at)).toMatchObject({ built: true, reason: expect.stringContaining('workflows/greeting.ts') });
+    expect(await buildWorkflowBundle(at)).toMatchObject({
+      built: true,
+      reason: expect.stringContaining('workflows/greeting.ts'),
+    });
     expect(prebuiltWorkflowBundle(at).ok).toBe(true);
 
-    const manifest = JSON.parse(readFileSync(path.join(dir, WORKFLOW_BUNDLE_MANIFEST_NAME), 'utf8')) as { inputs: Record<string, string> };
-    expect(Object.keys(manifest.inputs)).toEqual(expect.arrayContaining(['workflows/index.ts', 'workflows/greeting.ts', 'lib/failure-converter.cjs']));
+    const manifest = JSON.parse(readFileSync(path.join(dir, WORKFLOW_BUNDLE_MANIFEST_NAME), 'utf8')) as {
+      inputs: Record<string, string>;
+    };
+    expect(Object.keys(manifest.inputs)).toEqual(
+      expect.arrayContaining(['workflows/index.ts', 'workflows/greeting.ts', 'lib/failure-converter.cjs']),
+    );
   });
 
   it('is not run with another failure converter than the one it embeds', async () => {

@@ -21,14 +21,25 @@ afterEach(async () => {
 /** A leak of a role the admin may not alter, while PagerDuty rejects the escalation. */
 async function escalateWhilePagerDutyRejects(): Promise<{ workflowId: string; result: KillSwitchResult }> {
   const { role, password } = await h.owned.createRole({ superuser: true });
-  h.pagerduty.script.push({ status: 400, body: { status: 'invalid event', message: 'Event object is invalid', errors: ['x'] } });
+  h.pagerduty.script.push({
+    status: 400,
+    body: { status: 'invalid event', message: 'Event object is invalid', errors: ['x'] },
+  });
   const res = await h.post({ credentialType: 'postgres_password', secret: leakedUrl(role, password) });
   expect(res.status).toBe(202);
-  return { workflowId: res.json.workflowId, result: await h.client.workflow.getHandle(res.json.workflowId).result() };
+  return {
+    workflowId: res.json.workflowId,
+    result: await h.client.workflow.getHandle(res.json.workflowId).result(),
+  };
 }
 
 /** A containable leak, while Slack refuses every post and update (the channel is gone). */
-async function containWhileSlackRefuses(): Promise<{ workflowId: string; result: KillSwitchResult; role: string; password: string }> {
+async function containWhileSlackRefuses(): Promise<{
+  workflowId: string;
+  result: KillSwitchResult;
+  role: string;
+  password: string;
+}> {
   const { role, password } = await h.owned.createRole();
   h.slack.refuse = 'channel_not_found';
   const res = await h.post({ credentialType: 'postgres_password', secret: leakedUrl(role, password) });
@@ -43,7 +54,11 @@ describe('killSwitch workflow', () => {
     const { workflowId, result } = await escalateWhilePagerDutyRejects();
     expect(result.outcome).toBe('escalated');
     expect(result.pagerduty).toEqual({ status: 'failed', dedupKey: workflowId });
-    const row = (await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [workflowId])).rows;
+    const row = (
+      await h.db.query<Record<string, any>>('SELECT * FROM killswitch_audit WHERE workflow_id = $1', [
+        workflowId,
+      ])
+    ).rows;
     expect(row).toHaveLength(1);
     expect(row[0]).toMatchObject({ outcome: 'escalated', pagerduty_status: 'failed' });
     const slack = h.slack.messages().filter((m) => m.text.includes(workflowId));
@@ -70,11 +85,18 @@ describe('killSwitch workflow', () => {
     const runs = [await escalateWhilePagerDutyRejects(), await containWhileSlackRefuses()];
     expect(runs.map((r) => r.result.outcome)).toEqual(['escalated', 'contained']);
     const histories = await Promise.all(
-      runs.map(async ({ workflowId }) => ({ workflowId, history: await h.client.workflow.getHandle(workflowId).fetchHistory() })),
+      runs.map(async ({ workflowId }) => ({
+        workflowId,
+        history: await h.client.workflow.getHandle(workflowId).fetchHistory(),
+      })),
     );
     const results = [];
     // Histories are encrypted: the replayer decodes them with the same data converter as the worker.
-    for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH, dataConverter: h.dataConverter }, histories)) results.push(r);
+    for await (const r of Worker.runReplayHistories(
+      { workflowsPath: WORKFLOWS_PATH, dataConverter: h.dataConverter },
+      histories,
+    ))
+      results.push(r);
     expect(results.map((r) => r.workflowId)).toEqual(runs.map((r) => r.workflowId));
     for (const r of results) expect(r.error, r.workflowId).toBeUndefined();
   });
