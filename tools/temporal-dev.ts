@@ -40,7 +40,28 @@ export interface DevServer {
   stop(): Promise<void>;
 }
 
+/** Whether a TCP listener can bind this port now. */
+function canListen(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, host, () => srv.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A port free to listen on, for a server started a moment later. Picked below the kernel's
+ * ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default), where the system hands
+ * out ports to outgoing connections and to `listen(0)`: a port taken from that range can be given
+ * to another process's connection before our server binds it, which made dev servers started
+ * under load exit with "address already in use". Falls back to the kernel's choice.
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canListen(port, host)) return port;
+  }
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();

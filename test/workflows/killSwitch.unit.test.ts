@@ -8,7 +8,11 @@
  * worker, task queue and fakes.
  */
 import { randomBytes } from 'node:crypto';
-import { WorkflowUpdateFailedError, type WorkflowHandleWithSignaledRunId } from '@temporalio/client';
+import {
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type WorkflowHandleWithSignaledRunId,
+} from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Assessment } from '../../activities';
@@ -615,10 +619,18 @@ describe.concurrent('killSwitch: require_approval', () => {
       during: async (h) => {
         await waitForStep(h, 'awaiting_approval');
         await h.executeUpdate(falsePositiveUpdate, { args: [{ by: 'alice', reason: 'a test key' }] });
-        // Once decided, nobody decides again.
-        await expect(
-          h.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'alice' }] }),
-        ).rejects.toThrow(WorkflowUpdateFailedError);
+        // Once decided, nobody decides again: refused by the validator while the run records its
+        // outcome, or aborted because the run has closed already (a race the test does not pin).
+        const late = await h
+          .executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'alice' }] })
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+        expect(
+          late instanceof WorkflowUpdateFailedError || late instanceof WorkflowNotFoundError,
+          String(late),
+        ).toBe(true);
       },
     });
     expect(fakes.names()).toEqual([
