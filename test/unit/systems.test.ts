@@ -93,7 +93,7 @@ describe('npm run inventory:check', () => {
     expect(r.stdout).toContain('valid');
     const all = run('config/inventory.reference.yaml');
     expect(all.status).toBe(0);
-    for (const kind of ['postgres', 'aws_iam', 'redis', 'github', 'slack', 'http'])
+    for (const kind of ['postgres', 'aws_iam', 'redis', 'github', 'slack', 'http', 'mariadb'])
       expect(all.stdout).toContain(`(${kind},`);
   });
 
