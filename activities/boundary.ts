@@ -39,7 +39,7 @@ export function wellFormed<T>(value: T): T {
  * syntax error or access rule violation. 23505 (unique violation) stays retryable: the idempotent
  * inserts race on it, and the retry finds the row the other writer inserted.
  */
-function permanentSqlState(code: string): boolean {
+export function permanentSqlState(code: string): boolean {
   if (code === '23505') return false;
   return /^(22|23|42)/.test(code);
 }

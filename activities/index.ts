@@ -26,7 +26,7 @@ import {
   type RunSummary,
 } from '../contracts/run';
 import { insertAuditRow } from './audit';
-import { atBoundary, classifyFailure, wellFormed } from './boundary';
+import { atBoundary, classifyFailure, permanentSqlState, wellFormed } from './boundary';
 import { breakerDedupKey, checkBreaker } from '../store/breaker';
 import { firstOutcome, priorContainmentRunId } from '../store/audit';
 import { buildRunMessage, type MessageKind, type SlackSender, type SlackSummary } from './slack';
@@ -37,6 +37,7 @@ import type { ProviderRegistry } from './providers';
 import type { ExpireResult, IssueResult, RevokeResult, VerifyResult } from '../lib/systems/provider';
 import { durationMs } from '../lib/systems/common';
 import { type KillMode } from '../contracts/kill-modes';
+import type { Outbound } from './outbound';
 
 export interface ActivityDeps {
   inventory: Inventory;
@@ -51,6 +52,8 @@ export interface ActivityDeps {
   temporalUi: { uiUrl: string; namespace: string };
   /** Burst digests in the configured channel (SLACK_DIGEST_*); unset: every run gets its own message. */
   slackDigest?: { settings: DigestSettings; channel: string };
+  /** Outbound events (subscriptions); unset: none are emitted. */
+  outbound?: Outbound;
 }
 
 /** The lookups of a run (`assess`): prior containment, or owner, policy and breaker. */
@@ -386,11 +389,35 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     async recordAudit(summary: RunSummary): Promise<{ inserted: boolean }> {
-      return insertAuditRow(deps.db, summary);
+      const r = await insertAuditRow(deps.db, summary);
+      // The run's events, with its outcome, queued for the subscriptions that want them (idempotent:
+      // a retried audit queues nothing twice). Nothing is sent here: delivery runs do that. A
+      // transient failure retries the step (the row is already in); a statement PostgreSQL refuses
+      // for good must not turn a recorded outcome into a failed audit: it is logged instead.
+      try {
+        await deps.outbound?.emitRun(summary, runUrl(summary), true);
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (typeof code !== 'string' || !permanentSqlState(code)) throw err;
+        log.error("the run's outbound events could not be queued (PostgreSQL refused them)", {
+          sqlState: code,
+        });
+      }
+      return r;
+    },
+
+    /** One delivery round of a subscription's outbound queue (workflows/deliver.ts). */
+    async deliverDue(req: {
+      subscriptionId: string;
+    }): Promise<{ active: boolean; delivered: number; nextDueInMs: number | null }> {
+      if (!deps.outbound) return { active: false, delivered: 0, nextDueInMs: null };
+      const ctx = Context.current();
+      return deps.outbound.deliverDue(req.subscriptionId, () => ctx.heartbeat());
     },
 
     /** Shows the run's one Slack message as waiting for a decision, with Approve / Deny buttons. */
     async requestApproval(summary: RunSummary): Promise<{ status: 'sent' | 'logged' }> {
+      await emitAtWait(summary);
       const r = await upsertMessage(summary, 'approval', 0);
       return { status: r.status === 'logged' ? 'logged' : 'sent' };
     },
@@ -404,6 +431,7 @@ export function createActivities(deps: ActivityDeps) {
       summary: RunSummary;
       seq: number;
     }): Promise<{ status: 'sent' | 'logged' | 'skipped' }> {
+      await emitAtWait(req.summary);
       return { status: (await upsertMessage(req.summary, 'progress', req.seq)).status };
     },
 
@@ -414,6 +442,15 @@ export function createActivities(deps: ActivityDeps) {
     },
   });
   return acts;
+
+  /** At a wait, the events so far go out (a failure here never holds back the Slack message). */
+  async function emitAtWait(summary: RunSummary): Promise<void> {
+    await deps.outbound?.emitRun(summary, runUrl(summary), false).catch((err: Error) => {
+      Context.current().log.warn("could not queue the run's events at a wait; the audit will", {
+        error: err.message,
+      });
+    });
+  }
 
   /**
    * Upserts the run's one message. Its order is the activity's sequence number in the run (the

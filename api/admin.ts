@@ -1,7 +1,8 @@
 /**
  * The admin API (/admin, admin token): the runtime source switches, the mass-leak breakers, the
- * runtime dry-run switches and the admin audit, with every change written to the append-only
- * admin audit (store/admin-audit.ts) when the kill switch's database is there.
+ * runtime dry-run switches, the outbound event subscriptions and the admin audit, with every change
+ * written to the append-only admin audit (store/admin-audit.ts) when the kill switch's database is
+ * there.
  */
 import express, { type Request, type Response } from 'express';
 import { z } from 'zod';
@@ -12,10 +13,46 @@ import { HttpProblem } from '../contracts/errors';
 import { insertAdminAudit, listAdminAudit } from '../store/admin-audit';
 import type { BreakerState } from '../store/breaker';
 import { listDryRun, setDryRun } from '../store/dry-run';
+import type { ServerKeys } from '../contracts/keys';
+import {
+  checkDestination,
+  createAllowList,
+  editableOf,
+  mergePatch,
+  SECRET_REQUIRED,
+  SUBSCRIPTION_KEYS,
+  subscriptionSchema,
+  type DestinationPolicy,
+  type HostLookup,
+  type OutboundControl,
+  type SubscriptionInput,
+  type SubscriptionView,
+} from '../lib/subscriptions';
+import {
+  createSubscription,
+  deleteSubscription,
+  listSubscriptions,
+  SubscriptionNameTakenError,
+  updateSubscription,
+  type SubscriptionFields,
+} from '../store/subscriptions';
 import { authenticate, principalOf, requireAdmin } from './auth';
 import { readJsonBody } from './body';
 import type { SourceSwitches } from './deliveries';
-import { limitSchema, parseOr422, printable } from './read';
+import { limitSchema, parseOr422, printable, subscriptionOr404 } from './read';
+import { issuesOf } from './sources/validate';
+
+export type { OutboundControl } from '../lib/subscriptions';
+
+/** How the subscription routes check destinations, and where config subscriptions come from. */
+export interface SubscriptionRouteOptions {
+  /** `outbound.allowHosts` of the inventory file plus OUTBOUND_ALLOW_HOSTS: may be http, private, loopback. */
+  allowHosts?: readonly string[];
+  /** The inventory file config subscriptions are declared in (named by the 409 of a change). */
+  inventoryFile?: string;
+  /** Resolves a host name to its addresses (node:dns by default). */
+  lookup?: HostLookup;
+}
 
 export interface AdminChange {
   action: string;
@@ -79,6 +116,11 @@ export interface AdminDeps {
   db?: Db;
   /** The config file's dry-run value of a scope (`global` or a source). */
   configuredDryRun?: (scope: string) => boolean;
+  /** Seals subscription secrets; /admin/subscriptions needs it and the database. */
+  keys?: ServerKeys;
+  subscriptions?: SubscriptionRouteOptions;
+  /** Sends delivery.test; POST /admin/subscriptions/:id/test answers 503 without it. */
+  outbound?: OutboundControl;
 }
 
 /** Every /admin route, behind an admin token. */
@@ -173,7 +215,224 @@ export function createAdminRouter(deps: AdminDeps): express.Router {
   }
 
   if (db) admin.use(dryRunAndAuditRoutes(db, [...known.keys()], deps.configuredDryRun ?? (() => false)));
+  if (db && deps.keys) admin.use('/subscriptions', subscriptionRoutes(db, deps.keys, deps, byOf));
   return admin;
+}
+
+const invalid = (errors: Array<{ field: string; message: string }>): never => {
+  throw new HttpProblem(
+    422,
+    'invalid-request',
+    'Invalid request',
+    errors.map((e) => `${e.field}: ${e.message}`).join('; '),
+    { errors },
+  );
+};
+
+/**
+ * A subscription body checked as a whole: the schema (422 naming each field), the secret a format
+ * needs (`hasSecret`: one is stored or sent), and the destination (https, no private address).
+ */
+async function validSubscription(
+  doc: unknown,
+  policy: DestinationPolicy,
+  hasSecret: boolean,
+): Promise<SubscriptionInput> {
+  const r = subscriptionSchema.safeParse(doc ?? {});
+  if (!r.success)
+    return invalid(
+      issuesOf(r.error, { doc: doc ?? {}, known: SUBSCRIPTION_KEYS }).map((e) => ({
+        field: e.field === '(body)' ? 'body' : e.field,
+        message: e.message,
+      })),
+    );
+  const errors: Array<{ field: string; message: string }> = [];
+  if (SECRET_REQUIRED.has(r.data.format) && !hasSecret)
+    errors.push({ field: 'secret', message: `required by the ${r.data.format} format (its token)` });
+  errors.push(...(await checkDestination(r.data, policy)));
+  if (errors.length > 0) invalid(errors);
+  return r.data;
+}
+
+/** The columns a validated body writes; url and connection always present (undefined clears). */
+function fieldsOf(s: SubscriptionInput): SubscriptionFields {
+  return {
+    name: s.name,
+    format: s.format,
+    url: s.url,
+    connection: s.connection,
+    eventTypes: s.eventTypes,
+    filters: s.filters,
+    options: s.options,
+    retryCount: s.retryCount,
+    timeoutMs: s.timeoutMs,
+    failureThreshold: s.failureThreshold,
+    isActive: s.isActive,
+  };
+}
+
+/**
+ * /admin/subscriptions: create, read, PATCH (RFC 7396 merge into the stored subscription), PUT
+ * (full replacement: a field left out takes its default, a secret left out is removed), DELETE,
+ * and POST /:id/test. Config subscriptions (origin config) are read-only here: 409.
+ */
+function subscriptionRoutes(
+  db: Db,
+  keys: ServerKeys,
+  deps: Pick<AdminDeps, 'subscriptions' | 'outbound'>,
+  byOf: (res: Response, given: unknown) => string,
+): express.Router {
+  const router = express.Router();
+  const opts = deps.subscriptions ?? {};
+  const policy: DestinationPolicy = {
+    allow: createAllowList(opts.allowHosts ?? []),
+    unresolvable: 'refuse',
+    ...(opts.lookup ? { lookup: opts.lookup } : {}),
+  };
+  const body = readJsonBody({ limit: '64kb', known: SUBSCRIPTION_KEYS });
+  const objectBody = (req: Request): Record<string, unknown> => {
+    const b: unknown = req.body;
+    if (b === undefined) return {};
+    if (b === null || typeof b !== 'object' || Array.isArray(b))
+      return invalid([{ field: 'body', message: 'must be a JSON object' }]);
+    return b as Record<string, unknown>;
+  };
+  const writable = async (id: string) => {
+    const s = await subscriptionOr404(db, id);
+    if (s.origin === 'config')
+      throw new HttpProblem(
+        409,
+        'subscription-from-config',
+        'Subscription from config',
+        `subscription ${s.name} is declared in the inventory file ${opts.inventoryFile ?? ''}`.trimEnd() +
+          '; change it there (config subscriptions are replaced at every start)',
+      );
+    return s;
+  };
+  const nameTaken = (err: unknown): never => {
+    if (err instanceof SubscriptionNameTakenError)
+      throw new HttpProblem(409, 'subscription-exists', 'Subscription exists', err.message, {
+        errors: [{ field: 'name', message: 'another subscription has this name' }],
+      });
+    throw err;
+  };
+  const audit = (
+    req: Request,
+    res: Response,
+    action: string,
+    target: string,
+    before: SubscriptionView | null,
+    after: unknown,
+    by: string,
+  ) => recordAdminChange(db, req, res, { action, target, before, after, by });
+  const secretNote = (change: string | null | undefined, had: boolean) =>
+    change === undefined
+      ? {}
+      : change === null
+        ? had
+          ? { secretChange: 'removed' }
+          : {}
+        : { secretChange: 'set' };
+
+  router.get('/', async (_req, res) => {
+    res.json({ subscriptions: await listSubscriptions(db) });
+  });
+
+  router.post('/', body, async (req, res) => {
+    const { by: byGiven, ...doc } = objectBody(req);
+    const by = byOf(res, byGiven);
+    const s = await validSubscription(doc, policy, typeof doc.secret === 'string');
+    const created = await createSubscription(db, keys, {
+      ...fieldsOf(s),
+      ...(s.secret ? { secret: s.secret } : {}),
+    }).catch(nameTaken);
+    await audit(
+      req,
+      res,
+      'subscription.create',
+      created.id,
+      null,
+      { ...created, ...secretNote(s.secret, false) },
+      by,
+    );
+    req.log.warn({ subscription: created.id, name: created.name, by }, 'subscription created');
+    res.status(201).location(`${req.baseUrl}/${created.id}`).json(created);
+  });
+
+  router.get('/:id', async (req, res) => {
+    res.json(await subscriptionOr404(db, String(req.params.id)));
+  });
+
+  /** PATCH merges into the stored subscription, PUT replaces it; both then validate the whole. */
+  const change = (mode: 'patch' | 'put') =>
+    async function (req: Request, res: Response) {
+      const before = await writable(String(req.params.id));
+      const { by: byGiven, secret, ...changes } = objectBody(req);
+      const by = byOf(res, byGiven);
+      const doc = (mode === 'patch' ? mergePatch(editableOf(before), changes) : changes) as Record<
+        string,
+        unknown
+      >;
+      if (secret !== undefined && secret !== null) doc.secret = secret;
+      // PATCH: absent keeps the secret, null removes it; PUT: absent or null removes it.
+      const secretChange: string | null | undefined =
+        typeof secret === 'string' ? secret : mode === 'put' || secret === null ? null : undefined;
+      const hasSecret = secretChange === undefined ? before.hasSecret : secretChange !== null;
+      const s = await validSubscription(doc, policy, hasSecret);
+      const { isActive, ...fields } = fieldsOf(s);
+      const after = await updateSubscription(db, keys, before.id, {
+        ...fields,
+        ...(isActive !== before.isActive ? { isActive } : {}),
+        ...(secretChange !== undefined ? { secret: secretChange } : {}),
+      }).catch(nameTaken);
+      if (!after)
+        throw new HttpProblem(
+          404,
+          'unknown-subscription',
+          'Unknown subscription',
+          'no subscription has this id',
+        );
+      await audit(
+        req,
+        res,
+        'subscription.update',
+        after.id,
+        before,
+        { ...after, ...secretNote(secretChange, before.hasSecret) },
+        by,
+      );
+      req.log.warn({ subscription: after.id, name: after.name, by, mode }, 'subscription changed');
+      res.json(after);
+    };
+  router.patch('/:id', body, change('patch'));
+  router.put('/:id', body, change('put'));
+
+  router.delete('/:id', body, async (req, res) => {
+    const before = await writable(String(req.params.id));
+    const by = byOf(res, objectBody(req).by);
+    await deleteSubscription(db, before.id);
+    await audit(req, res, 'subscription.delete', before.id, before, null, by);
+    req.log.warn({ subscription: before.id, name: before.name, by }, 'subscription deleted');
+    res.status(204).end();
+  });
+
+  router.post('/:id/test', readJsonBody({ limit: '4kb', known: ['by'] }), async (req, res) => {
+    const s = await subscriptionOr404(db, String(req.params.id));
+    const by = byOf(res, objectBody(req).by);
+    if (!deps.outbound)
+      throw new HttpProblem(
+        503,
+        'outbound-unavailable',
+        'Outbound delivery unavailable',
+        'outbound delivery is not configured',
+      );
+    const result = await deps.outbound.sendTest(s.id, by);
+    await audit(req, res, 'subscription.test', s.id, null, { name: s.name, ...result }, by);
+    req.log.info({ subscription: s.id, delivered: result.delivered, by }, 'subscription tested');
+    res.json({ subscriptionId: s.id, ...result });
+  });
+
+  return router;
 }
 
 /** /admin/dry-run and /admin/audit: they need the database. */

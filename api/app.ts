@@ -22,7 +22,12 @@ import { bodyReadProblem, readRawBody } from './body';
 import { createCodecRouter, type CodecRouteDeps } from './codec';
 import { HttpProblem } from '../contracts/errors';
 import { sendProblem } from './problem';
-import { createAdminRouter, type AdminDeps } from './admin';
+import {
+  createAdminRouter,
+  type AdminDeps,
+  type OutboundControl,
+  type SubscriptionRouteOptions,
+} from './admin';
 import { createReadRouter } from './read';
 import { reduceFinding, type Sighting } from '../contracts/finding';
 import type { AcceptFn, Delivery, ParseResult, SourceHandler } from './sources/types';
@@ -67,6 +72,10 @@ export interface AppDeps {
   configuredDryRun?: (scope: string) => boolean;
   /** The codec endpoint for the Temporal UI (POST /codec/encode, /codec/decode); off when undefined. */
   codec?: CodecRouteDeps;
+  /** /admin/subscriptions: the destination allow-list and the inventory file config subscriptions come from. */
+  subscriptions?: SubscriptionRouteOptions;
+  /** Sends delivery.test for POST /admin/subscriptions/:id/test (503 when undefined). */
+  outbound?: OutboundControl;
   now?: () => Date;
 }
 
@@ -382,6 +391,9 @@ export function createApp(deps: AppDeps): express.Express {
         ...(deps.breakers ? { breakers: deps.breakers } : {}),
         ...(db ? { db } : {}),
         ...(deps.configuredDryRun ? { configuredDryRun: deps.configuredDryRun } : {}),
+        keys: deps.keys,
+        ...(deps.subscriptions ? { subscriptions: deps.subscriptions } : {}),
+        ...(deps.outbound ? { outbound: deps.outbound } : {}),
       }),
     );
   }

@@ -1,6 +1,6 @@
 /**
- * The read API (/api, viewer or admin token) over the audit, the sightings and the live state of
- * the runs. Nothing here returns a secret: the audit holds none, and the store returns its columns
+ * The read API (/api, viewer or admin token) over the audit, the sightings, the live state of
+ * the runs, the outbound event catalogue and the subscriptions with their delivery history. Nothing here returns a secret: the audit holds none, and the store returns its columns
  * listed one by one (store/audit.ts), so evidence never leaks in. The admin routes are api/admin.ts.
  */
 import { WorkflowNotFoundError } from '@temporalio/common';
@@ -11,8 +11,16 @@ import type { Db } from '../lib/db';
 import { isTemporalUnavailable, type TemporalTarget } from '../lib/dispatch';
 import { currentStepQuery, OUTCOMES } from '../contracts/run';
 import { HttpProblem } from '../contracts/errors';
+import {
+  EVENT_LEVELS,
+  EVENT_TYPE_NAMES,
+  EVENT_TYPES,
+  EVENT_VERSION,
+  eventJsonSchema,
+} from '../contracts/events';
 import { AUDIT_API_COLUMNS as AUDIT_COLUMNS, auditRowsOf, listAuditRows } from '../store/audit';
 import { sightingsOf, workflowIdsNamed } from '../store/sightings';
+import { getSubscription, listDeliveryAttempts, listSubscriptions } from '../store/subscriptions';
 import { issuesOf } from './sources/validate';
 
 const camel = (s: string) => s.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
@@ -161,9 +169,62 @@ async function liveStatus(t: TemporalTarget, workflowId: string): Promise<LiveSt
   }
 }
 
-/** GET /api/detections and /api/detections/:id. */
+const deliveriesQuery = z
+  .object({
+    limit: limitSchema,
+    cursor: z
+      .string()
+      .regex(/^\d{1,19}$/, 'not a cursor returned by this API')
+      .optional(),
+  })
+  .strict();
+
+/** The subscription of `:id`, or 404 (an id of another shape is never looked up nor echoed). */
+export async function subscriptionOr404(db: Db, id: string) {
+  const found = /^[A-Za-z0-9_-]{1,64}$/.test(id) ? await getSubscription(db, id) : null;
+  if (!found)
+    throw new HttpProblem(404, 'unknown-subscription', 'Unknown subscription', 'no subscription has this id');
+  return found;
+}
+
+/** GET /api/detections, /api/detections/:id, /api/events/types and /api/subscriptions[/:id[/deliveries]]. */
 export function createReadRouter(deps: ReadApiDeps): express.Router {
   const router = express.Router();
+
+  router.get('/events/types', (_req, res) => {
+    res.json({
+      version: EVENT_VERSION,
+      types: EVENT_TYPE_NAMES.map((type) => ({
+        type,
+        description: EVENT_TYPES[type],
+        level: EVENT_LEVELS[type],
+      })),
+      schema: eventJsonSchema(),
+    });
+  });
+
+  router.get('/subscriptions', async (_req, res) => {
+    res.json({ subscriptions: await listSubscriptions(deps.db) });
+  });
+
+  router.get('/subscriptions/:id', async (req, res) => {
+    res.json(await subscriptionOr404(deps.db, String(req.params.id)));
+  });
+
+  router.get('/subscriptions/:id/deliveries', async (req, res) => {
+    const q = parseOr422(deliveriesQuery, req.query, 'query');
+    const s = await subscriptionOr404(deps.db, String(req.params.id));
+    // One more row than asked: its presence says a next page exists.
+    const all = await listDeliveryAttempts(deps.db, s.id, {
+      limit: q.limit + 1,
+      ...(q.cursor ? { before: q.cursor } : {}),
+    });
+    const rows = all.slice(0, q.limit);
+    res.json({
+      deliveries: rows.map(({ id: _id, ...d }) => d),
+      nextCursor: all.length > q.limit ? rows[rows.length - 1]!.id : null,
+    });
+  });
 
   router.get('/detections', async (req, res) => {
     const q = parseOr422(listQuery, req.query, 'query');

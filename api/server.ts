@@ -11,8 +11,11 @@ import { loadConfig, type Config } from '../lib/config';
 import { listBreakers, resetBreaker } from '../store/breaker';
 import { createPostgresDb, migrate, type Db } from '../lib/db';
 import type { EvidenceStore } from '../lib/evidence';
+import { createOutboundControl } from './outbound-control';
 import { createEvidenceStore } from '../store/evidence';
 import { sightingLedger } from '../store/sightings';
+import { syncConfigSubscriptions } from '../store/subscriptions';
+import { allowHostsOf, type HostLookup, type OutboundControl } from '../lib/subscriptions';
 import type { ServerKeys } from '../contracts/keys';
 import { createLogger, type Logger } from '../lib/logger';
 import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';
@@ -50,6 +53,10 @@ export function createIngressApp(
     env: Record<string, string | undefined>;
     /** The payload codec the client uses; built from config and keys when omitted. */
     codec?: PayloadCodec;
+    /** Sends delivery.test (POST /admin/subscriptions/:id/test); 503 when omitted. */
+    outbound?: OutboundControl;
+    /** Resolves subscription hosts (node:dns when omitted; tests pass their own). */
+    lookup?: HostLookup;
   },
 ): Express {
   const temporal = temporalTarget(config, parts.client);
@@ -87,6 +94,12 @@ export function createIngressApp(
     // API_TOKENS with roles plus ADMIN_TOKENS as admin tokens (lib/config.ts merges them).
     apiTokens: config.apiTokens,
     db: parts.db,
+    subscriptions: {
+      allowHosts: allowHostsOf(parts.inventory.outbound.allowHosts, parts.env.OUTBOUND_ALLOW_HOSTS),
+      inventoryFile: config.inventoryFile ?? boot.DEFAULT_INVENTORY_FILE,
+      ...(parts.lookup ? { lookup: parts.lookup } : {}),
+    },
+    ...(parts.outbound ? { outbound: parts.outbound } : {}),
     configuredDryRun: (scope) =>
       scope === GLOBAL_SCOPE ? parts.inventory.policy.dryRun : sourceDryRun(parts.inventory.sources, scope),
     ...(config.slack.token && config.slack.signingSecret
@@ -114,6 +127,9 @@ async function main(): Promise<void> {
   const secrets = boot.genericWebhookSecrets(config, mode, logger, inventory.sources.generic);
   const db = createPostgresDb(boot.requireSharedDatabase(config, 'API'));
   await migrate(db, logger);
+  // The inventory's subscriptions replace the config rows (docs/events.md, Subscriptions).
+  const synced = await syncConfigSubscriptions(db, keys, inventory, process.env);
+  logger.info(synced, 'config subscriptions synced');
   // Lazy: the ingress starts even while Temporal is down and answers 503 until it is back.
   const connection = Connection.lazy({ address: config.temporal.address ?? 'localhost:7233' });
   const codec = codecFromConfig(config, keys);
@@ -132,6 +148,10 @@ async function main(): Promise<void> {
     inventory,
     env: process.env,
     codec,
+    outbound: createOutboundControl({
+      db,
+      workflows: createWorkflowDispatcher(temporalTarget(config, client)),
+    }),
   });
   const server = await listen(app, config.port, config.host);
   logger.info({ port: config.port }, 'ingress listening');

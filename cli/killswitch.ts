@@ -5,9 +5,13 @@
  *   killswitch send-test [--source generic] [--url http://localhost:3000] [--secret-file FILE]
  *   killswitch status <detection-or-workflow-id> [--wait] [--timeout 300]
  *   killswitch recent [--limit 20] [--outcome escalated] [--system app-db] [--source github]
+ *   killswitch subscriptions list
+ *   killswitch subscriptions deliveries <id|name> [--limit 20] [--cursor C]
+ *   killswitch subscriptions test <id|name>
  *
- * status and recent call the read API with KILLSWITCH_API_TOKEN (a viewer or admin token of
- * API_TOKENS). KILLSWITCH_URL sets the default --url. Exit codes: 0 ok, 1 failure, 2 usage.
+ * status, recent and subscriptions call the API with KILLSWITCH_API_TOKEN (a viewer or admin token
+ * of API_TOKENS; `subscriptions test` sends an event, so it needs an admin token). KILLSWITCH_URL
+ * sets the default --url. Exit codes: 0 ok, 1 failure, 2 usage.
  */
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -77,15 +81,25 @@ interface Detail {
 }
 type ApiBody = { detail?: string } & Partial<Detail> & { detections?: AuditRow[] };
 
-async function getJson(io: Io, url: string): Promise<{ status: number; body: ApiBody }> {
+async function getJson(
+  io: Io,
+  url: string,
+  init: { method?: 'GET' | 'POST'; body?: unknown; timeoutMs?: number } = {},
+): Promise<{ status: number; body: ApiBody }> {
   const token = io.env.KILLSWITCH_API_TOKEN?.trim();
   if (!token)
     throw new UsageError('KILLSWITCH_API_TOKEN is not set: export a viewer or admin token of API_TOKENS');
   let res: Response;
   try {
     res = await fetch(url, {
-      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
-      signal: AbortSignal.timeout(15_000),
+      method: init.method ?? 'GET',
+      headers: {
+        authorization: `Bearer ${token}`,
+        accept: 'application/json',
+        ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
+      signal: AbortSignal.timeout(init.timeoutMs ?? 15_000),
     });
   } catch (err) {
     const cause = reason(err);
@@ -253,6 +267,130 @@ export async function recent(
   );
 }
 
+/** A subscription as the API shows it, as far as the CLI prints it. */
+interface SubscriptionShown {
+  id: string;
+  name: string;
+  format: string;
+  url: string | null;
+  connection: { host?: string; port?: number } | null;
+  eventTypes: string[];
+  isActive: boolean;
+  consecutiveFailures: number;
+  disabledReason: string | null;
+  origin: string;
+}
+
+const failed = (r: { status: number; body: ApiBody }) =>
+  new Failure(`${r.status}: ${r.body.detail ?? JSON.stringify(r.body)}`);
+
+async function listSubscriptionsOf(io: Io, url: string): Promise<SubscriptionShown[]> {
+  const r = await getJson(io, `${url}/api/subscriptions`);
+  if (r.status !== 200) throw failed(r);
+  return (r.body as { subscriptions?: SubscriptionShown[] }).subscriptions ?? [];
+}
+
+/** The id of a subscription named by its id or its name. */
+async function subscriptionIdOf(io: Io, url: string, idOrName: string): Promise<string> {
+  const all = await listSubscriptionsOf(io, url);
+  const found = all.find((s) => s.id === idOrName) ?? all.find((s) => s.name === idOrName);
+  if (!found) throw new Failure(`no subscription has the id or name ${idOrName}`);
+  return found.id;
+}
+
+const destination = (s: SubscriptionShown) =>
+  s.url ?? (s.connection ? `${short(s.connection.host)}:${short(s.connection.port)}` : '-');
+
+export async function subscriptionsList(io: Io, opts: { url: string }): Promise<void> {
+  const subs = await listSubscriptionsOf(io, opts.url);
+  if (subs.length === 0) {
+    io.out('no subscriptions\n');
+    return;
+  }
+  io.out(
+    `${table([
+      ['NAME', 'FORMAT', 'ACTIVE', 'FAILURES', 'ORIGIN', 'EVENTS', 'DESTINATION', 'ID'],
+      ...subs.map((s) => [
+        s.name,
+        s.format,
+        s.isActive ? 'yes' : `no${s.disabledReason ? ' (breaker)' : ''}`,
+        String(s.consecutiveFailures),
+        s.origin,
+        s.eventTypes.join(','),
+        destination(s),
+        s.id,
+      ]),
+    ])}\n`,
+  );
+}
+
+export async function subscriptionsDeliveries(
+  io: Io,
+  idOrName: string,
+  opts: { url: string; limit: number; cursor?: string },
+): Promise<void> {
+  const id = await subscriptionIdOf(io, opts.url, idOrName);
+  const q = new URLSearchParams({ limit: String(opts.limit) });
+  if (opts.cursor) q.set('cursor', opts.cursor);
+  const r = await getJson(io, `${opts.url}/api/subscriptions/${encodeURIComponent(id)}/deliveries?${q}`);
+  if (r.status === 422) throw new UsageError(r.body.detail ?? 'invalid query');
+  if (r.status !== 200) throw failed(r);
+  const body = r.body as {
+    deliveries?: Array<{
+      eventId: string;
+      eventType: string;
+      attempt: number;
+      statusCode: number | null;
+      success: boolean;
+      durationMs: number;
+      error: string | null;
+      at: string;
+    }>;
+    nextCursor?: string | null;
+  };
+  const rows = body.deliveries ?? [];
+  if (rows.length === 0) io.out('no deliveries\n');
+  else
+    io.out(
+      `${table([
+        ['AT', 'EVENT', 'ATTEMPT', 'RESULT', 'STATUS', 'MS', 'ERROR', 'EVENT ID'],
+        ...rows.map((d) => [
+          time(d.at),
+          d.eventType,
+          String(d.attempt),
+          d.success ? 'ok' : 'failed',
+          short(d.statusCode),
+          String(d.durationMs),
+          short(d.error),
+          d.eventId,
+        ]),
+      ])}\n`,
+    );
+  if (body.nextCursor)
+    io.out(`more: killswitch subscriptions deliveries ${idOrName} --cursor ${body.nextCursor}\n`);
+}
+
+export async function subscriptionsTest(io: Io, idOrName: string, opts: { url: string }): Promise<void> {
+  const id = await subscriptionIdOf(io, opts.url, idOrName);
+  const r = await getJson(io, `${opts.url}/admin/subscriptions/${encodeURIComponent(id)}/test`, {
+    method: 'POST',
+    body: {},
+    timeoutMs: 60_000,
+  });
+  if (r.status !== 200) throw failed(r);
+  const t = r.body as { eventId?: string; delivered?: boolean; statusCode?: number; error?: string };
+  io.out(
+    `${table([
+      ['subscription', id],
+      ['event', short(t.eventId)],
+      ['delivered', t.delivered ? 'yes' : 'no'],
+      ['status', short(t.statusCode)],
+      ...(t.error ? [['error', t.error]] : []),
+    ])}\n`,
+  );
+  if (!t.delivered) throw new Failure('the test event was not delivered');
+}
+
 export function buildProgram(io: Io): Command {
   const program = new Command('killswitch')
     .description('Secret Kill Switch: send a canary, follow a run, list recent detections')
@@ -301,6 +439,35 @@ export function buildProgram(io: Io): Command {
     .action((o: { url: string; limit: number; outcome?: string; system?: string; source?: string }) =>
       recent(io, o),
     );
+
+  const subs = program
+    .command('subscriptions')
+    .description('outbound event subscriptions: list them, their delivery history, send a test event');
+  const idArg = (v: string) => {
+    if (!/^[^\p{Cc}]{1,200}$/u.test(v)) throw new UsageError('id: 1 to 200 printable characters');
+    return v;
+  };
+  subs
+    .command('list')
+    .description('list every subscription: format, active, failures, origin, events, destination')
+    .addOption(urlOption())
+    .action((o: { url: string }) => subscriptionsList(io, o));
+  subs
+    .command('deliveries')
+    .description("a subscription's delivery attempts, newest first")
+    .argument('<id>', 'a subscription id or name')
+    .addOption(urlOption())
+    .option('--limit <n>', 'how many (1-200)', intIn(1, 200), 20)
+    .option('--cursor <cursor>', 'the next page (printed after a full page)')
+    .action((id: string, o: { url: string; limit: number; cursor?: string }) =>
+      subscriptionsDeliveries(io, idArg(id), o),
+    );
+  subs
+    .command('test')
+    .description('send the delivery.test event to a subscription now (needs an admin token)')
+    .argument('<id>', 'a subscription id or name')
+    .addOption(urlOption())
+    .action((id: string, o: { url: string }) => subscriptionsTest(io, idArg(id), o));
 
   return program;
 }

@@ -27,6 +27,7 @@ import {
   type SightingInfo,
 } from '../contracts/run';
 import { enrichWorkflowId, type EnrichInput } from '../contracts/enrichment';
+import type { DeliverEventsInput } from '../contracts/events';
 import { temporalUiRunUrl, type Config } from './config';
 import type { Detection } from '../contracts/detection';
 import type { EvidenceStore, SealedEvidence } from './evidence';
@@ -83,11 +84,13 @@ export function isTemporalUnavailable(err: unknown): boolean {
 export interface WorkflowArgs {
   killSwitch: [KillSwitchInput];
   enrichDetection: [EnrichInput];
+  deliverEvents: [DeliverEventsInput];
 }
 
 /** The signal a signal-with-start delivers, by workflow type. */
 export interface WorkflowSignals {
   killSwitch: [SightingInfo];
+  deliverEvents: [];
 }
 
 export type WorkflowType = keyof WorkflowArgs;

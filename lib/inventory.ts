@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { Detection } from '../contracts/detection';
 import { knownSecretsSchema } from './known-secrets';
 import { policySchema, sourcesSchema } from './sources-config';
+import { configSubscriptionSchema, outboundConfigSchema } from './subscriptions';
 import { handles, kindOf, systemSchema, type OwningSystem } from './systems';
 
 export { systemSchema, type OwningSystem, type PostgresSystem } from './systems';
@@ -19,9 +20,23 @@ export const inventorySchema = z
     sources: sourcesSchema.default(sourcesSchema.parse({})),
     policy: policySchema.default(policySchema.parse({})),
     knownSecrets: knownSecretsSchema,
+    /** Outbound event subscriptions kept as code: replaced at every start of the ingress (docs/events.md). */
+    subscriptions: z.array(configSubscriptionSchema).max(200).default([]),
+    outbound: outboundConfigSchema.default(outboundConfigSchema.parse({})),
   })
   .strict()
   .superRefine((inv, ctx) => {
+    const names = new Set<string>();
+    inv.subscriptions.forEach((s, i) => {
+      if (names.has(s.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['subscriptions', i, 'name'],
+          message: `duplicate subscription name "${s.name}"`,
+        });
+      names.add(s.name);
+    });
+    // Destinations are checked at the ingress's start, with OUTBOUND_ALLOW_HOSTS and DNS (syncConfigSubscriptions).
     const seen = new Set<string>();
     inv.systems.forEach((s, i) => {
       if (seen.has(s.name))

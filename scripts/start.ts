@@ -13,7 +13,9 @@ import { ConfigError, loadConfig, type Config } from '../lib/config';
 import { migrate, openDb } from '../lib/db';
 import { resolveInventoryEnv } from '../lib/inventory';
 import { startSweeper } from '../store/sweeper';
-import { temporalTarget } from '../lib/dispatch';
+import { startOutboundSweep } from '../activities/outbound';
+import { deliveryRetentionMs } from '../lib/subscriptions';
+import { createWorkflowDispatcher, temporalTarget } from '../lib/dispatch';
 import { createLogger } from '../lib/logger';
 import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';
 import { installTemporalLogging } from '../lib/temporal-logging';
@@ -21,6 +23,8 @@ import { resolveTemporalCli } from '../tools/temporal-cli';
 import { ensureSearchAttributes, freePort, startDevServer, type DevServer } from '../tools/temporal-dev';
 import { loadOrCreateLocalSecret } from '../lib/keys';
 import { createIngressApp, listen } from '../api/server';
+import { createOutboundControl } from '../api/outbound-control';
+import { syncConfigSubscriptions } from '../store/subscriptions';
 import { createLocalUiGateway, type LocalUiGateway } from '../api/local-ui';
 import { buildActivityDeps, createKillSwitchWorker } from '../worker/build';
 
@@ -145,6 +149,7 @@ async function main(): Promise<void> {
     cleanups.push(() => db.close());
     const applied = await migrate(db, logger);
     logger.info({ store: db.kind, applied }, 'audit store ready');
+    await syncConfigSubscriptions(db, keys, inventory, process.env);
 
     const temporal = temporalTarget(config, client);
     const deps = buildActivityDeps({ config, temporal, db, keys, inventory, env: process.env, logger });
@@ -171,6 +176,7 @@ async function main(): Promise<void> {
       inventory,
       env: process.env,
       codec,
+      outbound: createOutboundControl({ db, workflows: createWorkflowDispatcher(temporal) }),
     });
     const server = await listen(app, config.port, config.host);
     logger.info(
@@ -184,8 +190,13 @@ async function main(): Promise<void> {
       },
       'kill switch ready',
     );
-    const stopSweeper = startSweeper(db, deps.evidence, logger);
-    cleanups.push(async () => stopSweeper());
+    const stopSweeper = startSweeper(db, deps.evidence, logger, undefined, deliveryRetentionMs(deps.inventory.outbound));
+    const stopOutboundSweep = startOutboundSweep(deps.outbound, logger);
+    cleanups.push(async () => {
+      stopSweeper();
+      stopOutboundSweep();
+      await deps.outbound?.close();
+    });
 
     // The worker reacts to SIGINT/SIGTERM by draining in-flight tasks; stop taking requests at once.
     const stopIngress = () => {

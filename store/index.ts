@@ -13,4 +13,5 @@ export * from './dry-run';
 export * from './evidence';
 export * from './notifications';
 export * from './sightings';
+export * from './subscriptions';
 export * from './sweeper';

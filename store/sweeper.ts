@@ -11,6 +11,7 @@ import type { Db } from '../lib/db';
 import type { EvidenceStore } from '../lib/evidence';
 import type { Logger } from '../lib/logger';
 import { deleteDeliveriesOlderThan, unansweredDeliveries } from './deliveries';
+import { deleteOutboundOlderThan } from './outbound';
 
 export const DELIVERY_RETENTION_DAYS = 30;
 
@@ -19,15 +20,22 @@ export const ABANDONED_AFTER_MINUTES = 10;
 export interface SweepResult {
   evidence: number;
   deliveries: number;
+  /** Outbound delivery attempts and delivered events past their retention (outbound.deliveryRetention). */
+  outbound: { attempts: number; events: number };
   /** Deliveries claimed, never answered and not re-sent since (newest first, at most 50). */
   abandoned: Array<{ source: string; deliveryId: string; receivedAt: string }>;
 }
 
-export async function sweepOnce(db: Pick<Db, 'query'>, evidence: EvidenceStore): Promise<SweepResult> {
+export async function sweepOnce(
+  db: Pick<Db, 'query'>,
+  evidence: EvidenceStore,
+  outboundRetentionMs = 30 * 86_400_000,
+): Promise<SweepResult> {
   const purged = await evidence.purgeExpired();
   const deliveries = await deleteDeliveriesOlderThan(db, DELIVERY_RETENTION_DAYS);
   const abandoned = await unansweredDeliveries(db, ABANDONED_AFTER_MINUTES);
-  return { evidence: purged, deliveries, abandoned };
+  const outbound = await deleteOutboundOlderThan(db, outboundRetentionMs);
+  return { evidence: purged, deliveries, abandoned, outbound };
 }
 
 export function startSweeper(
@@ -35,12 +43,13 @@ export function startSweeper(
   evidence: EvidenceStore,
   logger: Logger,
   everyMs = 3_600_000,
+  outboundRetentionMs?: number,
 ): () => void {
   const run = () => {
-    sweepOnce(db, evidence)
+    sweepOnce(db, evidence, outboundRetentionMs)
       .then((n) => {
-        if (n.evidence || n.deliveries)
-          logger.info({ purged: { evidence: n.evidence, deliveries: n.deliveries } }, 'sweep');
+        if (n.evidence || n.deliveries || n.outbound.attempts || n.outbound.events)
+          logger.info({ purged: { evidence: n.evidence, deliveries: n.deliveries, outbound: n.outbound } }, 'sweep');
         if (n.abandoned.length > 0) {
           logger.warn(
             { abandoned: n.abandoned },

@@ -9,6 +9,9 @@ import { createPagerDutySender } from '../activities/pagerduty';
 import { createProviderRegistry, type ProviderRegistry } from '../activities/providers';
 import { createSlackSender } from '../activities/slack';
 import { createUpstreamClients } from '../activities/upstream';
+import { createOutbound } from '../activities/outbound';
+import { allowHostsOf, createAllowList } from '../lib/subscriptions';
+import { OUTBOUND_FORMATTERS, outboundTransports } from '../activities/outbound/registry';
 import { createDispatcher, createWorkflowDispatcher, type TemporalTarget } from '../lib/dispatch';
 import type { Config, WorkerTuning } from '../lib/config';
 import type { Db } from '../lib/db';
@@ -37,29 +40,42 @@ export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { prov
   const checkedEnv = resolveInventoryEnv(inventory, env);
   const notifyLog = logger.child({ component: 'notifications' });
   const evidence = createEvidenceStore(db, keys, config.evidenceTtlHours);
+  const workflows = createWorkflowDispatcher(input.temporal);
+  const slack = createSlackSender({
+    token: config.slack.token,
+    channel: config.slack.channel,
+    apiUrl: config.slack.apiUrl,
+    log: (m) =>
+      notifyLog.info({ slack: { text: m.text } }, 'Slack is not configured; message logged instead'),
+  });
+  const pagerduty = createPagerDutySender({
+    routingKey: config.pagerduty.routingKey,
+    eventsUrl: config.pagerduty.eventsUrl,
+    log: (e) => notifyLog.warn({ pagerduty: e }, 'PagerDuty is not configured; trigger logged instead'),
+  });
   return {
     inventory,
     keys,
-    dispatcher: createDispatcher({
-      workflows: createWorkflowDispatcher(input.temporal),
-      evidence,
-      sightings: sightingLedger(db),
-    }),
+    dispatcher: createDispatcher({ workflows, evidence, sightings: sightingLedger(db) }),
     upstream: createUpstreamClients(inventory.sources, env),
     providers: createProviderRegistry(inventory, checkedEnv),
     db,
     evidence,
-    slack: createSlackSender({
-      token: config.slack.token,
-      channel: config.slack.channel,
-      apiUrl: config.slack.apiUrl,
-      log: (m) =>
-        notifyLog.info({ slack: { text: m.text } }, 'Slack is not configured; message logged instead'),
-    }),
-    pagerduty: createPagerDutySender({
-      routingKey: config.pagerduty.routingKey,
-      eventsUrl: config.pagerduty.eventsUrl,
-      log: (e) => notifyLog.warn({ pagerduty: e }, 'PagerDuty is not configured; trigger logged instead'),
+    slack,
+    pagerduty,
+    outbound: createOutbound({
+      db,
+      keys,
+      env,
+      workflows,
+      log: logger.child({ component: 'outbound' }),
+      slack,
+      pagerduty,
+      formatters: OUTBOUND_FORMATTERS,
+      destinations: {
+        allow: createAllowList(allowHostsOf(inventory.outbound.allowHosts, env.OUTBOUND_ALLOW_HOSTS)),
+      },
+      transports: outboundTransports(env),
     }),
     temporalUi: { uiUrl: config.temporal.uiUrl, namespace: config.temporal.namespace },
     ...(config.slack.digest && config.slack.token && config.slack.channel

@@ -11,6 +11,8 @@ import { resolveInventoryEnv } from '../lib/inventory';
 import { createLogger } from '../lib/logger';
 import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';
 import { startSweeper } from '../store/sweeper';
+import { startOutboundSweep } from '../activities/outbound';
+import { deliveryRetentionMs } from '../lib/subscriptions';
 import { temporalTarget } from '../lib/dispatch';
 import { installTemporalLogging } from '../lib/temporal-logging';
 import { buildActivityDeps, createKillSwitchWorker } from './build';
@@ -48,11 +50,14 @@ async function main(): Promise<void> {
       logger,
     });
     logger.info({ taskQueue: config.temporal.taskQueue }, 'worker running');
-    const stopSweeper = startSweeper(db, deps.evidence, logger);
+    const stopSweeper = startSweeper(db, deps.evidence, logger, undefined, deliveryRetentionMs(deps.inventory.outbound));
+    const stopOutboundSweep = startOutboundSweep(deps.outbound, logger);
     try {
       await worker.run();
     } finally {
       stopSweeper();
+      stopOutboundSweep();
+      await deps.outbound?.close();
     }
   } finally {
     await connection.close();

@@ -43,6 +43,15 @@ export const ActivityProfiles = {
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '60s' },
   },
   /** Bounded so a broken Slack never spams or blocks. */
+  /**
+   * One delivery round of a subscription (deliverDue): a batch bounded to ~60 s of sending, each
+   * request bounded by the subscription's timeout (≤ 30 s). Retried without limit (a database outage
+   * must not end the run); the destination's own failures are recorded in the queue, not thrown.
+   */
+  deliver: {
+    startToCloseTimeout: '3m',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
+  },
   notify: {
     startToCloseTimeout: '15s',
     // Bounded by time, not by attempts: under a burst Slack's 1 message/s per channel makes most

@@ -1,0 +1,359 @@
+/**
+ * Outbound events in the worker: emission (the run's activities queue what its summary evidences,
+ * for every active subscription that wants it, in one statement, then wake those subscriptions'
+ * delivery runs without waiting), and delivery (one round of a subscription's queue: send, record
+ * the attempt, retry with backoff, trip the subscription's circuit breaker).
+ *
+ * Emission never delays containment: it runs where the run already writes (the audit row, a wait),
+ * costs nothing when no subscription is active (an in-memory check), and a dead destination only
+ * leaves rows pending in its own queue.
+ */
+import {
+  eventEnvelopeSchema,
+  eventTypeMatches,
+  filtersMatch,
+  EVENT_VERSION,
+  deliveryWorkflowId,
+  wakeSignal,
+  type EventFilters,
+  type EventFormat,
+  type KillSwitchEvent,
+} from '../../contracts/events';
+import type { RunSummary } from '../../contracts/run';
+import type { ServerKeys } from '../../contracts/keys';
+import type { Db } from '../../lib/db';
+import type { WorkflowDispatcher } from '../../lib/dispatch';
+import type { Logger } from '../../lib/logger';
+import { checkDestination, type DestinationPolicy } from '../../lib/subscriptions';
+import { insertAdminAudit } from '../../store/admin-audit';
+import {
+  activeSubscriptionRows,
+  claimDue,
+  enqueueEvents,
+  nextDueInMs,
+  recordAttempt,
+  releaseClaims,
+  subscriptionRow,
+  subscriptionsWithDueRows,
+  tripSubscription,
+  type SubscriptionRow,
+} from '../../store/outbound';
+import type { PagerDutySender } from '../pagerduty';
+import type { SlackSender } from '../slack';
+import { eventId, eventsOfRun } from './events';
+import { httpTransport, jsonFormatter } from './http';
+import type { DeliveryResult, Formatter, OutboundSubscription, Transport } from './types';
+
+/** Backoff of a subscription's retries: attempt 2 after 0 s, then 2, 5, 10 s (its retryCount of them). */
+export const RETRY_SCHEDULE_MS = [0, 2_000, 5_000, 10_000];
+/** After its retries, a row still pending is tried again every minute, doubling up to 5 minutes. */
+const PARKED_MS = { first: 60_000, max: 300_000 };
+/** One round sends for at most this long (the activity's timeout is 3 minutes). */
+const ROUND_BUDGET_MS = 60_000;
+const ROUND_ROWS = 25;
+
+export interface OutboundDeps {
+  db: Db;
+  keys: ServerKeys;
+  env: Readonly<Record<string, string | undefined>>;
+  /** Starts or wakes delivery runs; unset: nothing is woken (the sweep or a test does it). */
+  workflows?: WorkflowDispatcher;
+  log: Pick<Logger, 'warn' | 'info'>;
+  slack?: SlackSender;
+  pagerduty?: PagerDutySender;
+  /** Transports of the formats that are not HTTP bodies (syslog, email, jira), and any override. */
+  transports?: Partial<Record<EventFormat, Transport>>;
+  /** HTTP bodies by format (json is built in). */
+  formatters?: Partial<Record<EventFormat, Formatter>>;
+  /**
+   * Where deliveries may go (the allow-list and the private-address rule of lib/subscriptions.ts),
+   * checked again at each round: a name that resolves to a private address since the subscription
+   * was saved (DNS rebinding) is refused there too. Unset: not checked (tests of the transports).
+   */
+  destinations?: DestinationPolicy;
+  /** How long "no subscription is active" is believed before the table is read again (default 1 s). */
+  cacheMs?: number;
+}
+
+export interface Outbound {
+  /** Queues the events a run's summary evidences (`final`: with its outcome) and wakes their subscriptions. */
+  emitRun(summary: RunSummary, runUrl: string, final: boolean): Promise<{ queued: number }>;
+  /** Queues one event for every active subscription that wants it. */
+  emit(events: readonly KillSwitchEvent[]): Promise<{ queued: number }>;
+  /** One delivery round of a subscription. */
+  deliverDue(
+    subscriptionId: string,
+    heartbeat?: () => void,
+  ): Promise<{ active: boolean; delivered: number; nextDueInMs: number | null }>;
+  /** Wakes the delivery runs of every subscription with rows due (the worker's sweep). */
+  wakeDue(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** A subscription row as the worker uses it: the secret unsealed (or read from its env var). */
+export function subscriptionOf(
+  row: SubscriptionRow,
+  keys: ServerKeys,
+  env: OutboundDeps['env'],
+): OutboundSubscription {
+  let secret: string | undefined;
+  if (row.secret_sealed) secret = keys.decrypt(row.secret_sealed, `subscription:${row.id}`);
+  else if (row.secret_env) secret = env[row.secret_env];
+  return {
+    id: row.id,
+    name: row.name,
+    format: row.format as EventFormat,
+    ...(row.url ? { url: row.url } : {}),
+    ...(row.connection ? { connection: row.connection } : {}),
+    ...(secret ? { secret } : {}),
+    eventTypes: row.event_types,
+    filters: row.filters as EventFilters,
+    options: row.options ?? {},
+    retryCount: row.retry_count,
+    timeoutMs: row.timeout_ms,
+    failureThreshold: row.failure_threshold,
+    isActive: row.is_active,
+  };
+}
+
+export function wants(
+  sub: Pick<OutboundSubscription, 'eventTypes' | 'filters'>,
+  e: KillSwitchEvent,
+): boolean {
+  return sub.eventTypes.some((p) => eventTypeMatches(p, e.type)) && filtersMatch(sub.filters ?? {}, e);
+}
+
+/** When a failed attempt's row is tried again: the schedule, Retry-After if longer, then parked. */
+export function retryDelayMs(attempt: number, retryCount: number, retryAfterMs?: number): number {
+  const scheduled =
+    attempt <= retryCount
+      ? (RETRY_SCHEDULE_MS[Math.min(attempt, RETRY_SCHEDULE_MS.length - 1)] ?? 10_000)
+      : Math.min(PARKED_MS.first * 2 ** (attempt - retryCount - 1), PARKED_MS.max);
+  return Math.max(scheduled, retryAfterMs ?? 0);
+}
+
+export function createOutbound(deps: OutboundDeps): Outbound {
+  // Whether any subscription is active is cached (emission costs nothing when none is); the list
+  // itself is read fresh at each emission, so a new or changed subscription applies at once.
+  const cacheMs = deps.cacheMs ?? 1_000;
+  let anyActive: { at: number; value: boolean } | undefined;
+  const active = async (): Promise<OutboundSubscription[]> => {
+    if (anyActive && !anyActive.value && Date.now() - anyActive.at < cacheMs) return [];
+    const subs = (await activeSubscriptionRows(deps.db)).map((r) => subscriptionOf(r, deps.keys, deps.env));
+    anyActive = { at: Date.now(), value: subs.length > 0 };
+    return subs;
+  };
+  const formatters: Partial<Record<EventFormat, Formatter>> = { json: jsonFormatter, ...deps.formatters };
+  const httpTransports = new Map<EventFormat, Transport>();
+  const transportOf = (format: EventFormat): Transport | undefined => {
+    const own = deps.transports?.[format];
+    if (own) return own;
+    const f = formatters[format];
+    if (!f) return undefined;
+    if (!httpTransports.has(format)) httpTransports.set(format, httpTransport(f));
+    return httpTransports.get(format);
+  };
+
+  const wake = (subscriptionId: string): Promise<void> => {
+    if (!deps.workflows) return Promise.resolve();
+    return deps.workflows
+      .signalWithStart({
+        workflowType: 'deliverEvents',
+        workflowId: deliveryWorkflowId(subscriptionId),
+        args: [{ subscriptionId }],
+        signal: wakeSignal,
+        signalArgs: [],
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        staticSummary: `Deliver outbound events of subscription ${subscriptionId}`,
+      })
+      .then(
+        () => undefined,
+        (err: Error) =>
+          deps.log.warn(
+            { subscriptionId, err: err.message },
+            'could not wake a delivery run; the sweep will',
+          ),
+      );
+  };
+
+  const emit = async (events: readonly KillSwitchEvent[]) => emitTo(await active(), events);
+  const emitTo = async (subs: OutboundSubscription[], events: readonly KillSwitchEvent[]) => {
+    if (subs.length === 0 || events.length === 0) return { queued: 0 };
+    const items = events.map((event) => ({
+      event,
+      subscriptionIds: subs.filter((s) => wants(s, event)).map((s) => s.id),
+    }));
+    const woken = await enqueueEvents(deps.db, items);
+    // Not awaited: the run goes on; a wake that fails is caught up by the sweep.
+    for (const id of woken) void wake(id);
+    return { queued: items.reduce((n, i) => n + i.subscriptionIds.length, 0) };
+  };
+
+  const trip = async (sub: OutboundSubscription, failures: number, lastError: string) => {
+    const reason = `${failures} consecutive failed deliveries (last: ${lastError})`.slice(0, 500);
+    if (!(await tripSubscription(deps.db, sub.id, reason))) return;
+    deps.log.warn({ subscription: sub.name, failures }, 'subscription switched off by its circuit breaker');
+    await insertAdminAudit(deps.db, {
+      actor: 'circuit-breaker',
+      role: 'system',
+      token: 'none',
+      action: 'subscription.disable',
+      target: `subscription:${sub.id}`,
+      before: { isActive: true },
+      after: { isActive: false, reason },
+      requestId: null,
+    });
+    const text = `Outbound subscription "${sub.name}" (${sub.format}) was switched off after ${failures} consecutive failed deliveries (last: ${lastError}). Its undelivered events are kept; re-enable it with PATCH /admin/subscriptions/${sub.id} {"isActive": true}.`;
+    await deps.slack
+      ?.post({
+        text,
+        blocks: [
+          {
+            type: 'section',
+            text: {
+              type: 'mrkdwn',
+              text: text.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!),
+            },
+          },
+        ],
+      })
+      .catch((err: Error) =>
+        deps.log.warn({ err: err.message }, 'could not tell Slack about the switched-off subscription'),
+      );
+    await deps.pagerduty
+      ?.event({
+        dedupKey: `killswitch-subscription-${sub.id}`,
+        summary: `Kill switch outbound subscription ${sub.name} switched off after ${failures} failed deliveries`,
+        source: 'secret-kill-switch',
+        severity: 'error',
+        class: 'subscription.disabled',
+        details: { subscription: sub.name, format: sub.format, failures, lastError },
+        link: '',
+      })
+      .catch((err: Error) =>
+        deps.log.warn({ err: err.message }, 'could not page about the switched-off subscription'),
+      );
+    const at = new Date().toISOString();
+    await emit([
+      eventEnvelopeSchema.parse({
+        id: eventId('subscription.disabled', sub.id, at),
+        type: 'subscription.disabled',
+        version: EVENT_VERSION,
+        occurredAt: at,
+        source: 'secret-kill-switch',
+        summary: `Subscription ${sub.name} switched off: ${reason}`.slice(0, 1024),
+        data: { subscription: { id: sub.id, name: sub.name }, message: reason },
+      }),
+    ]).catch(() => undefined);
+  };
+
+  return {
+    emit,
+
+    async emitRun(summary, runUrl, final) {
+      const subs = await active();
+      if (subs.length === 0) return { queued: 0 };
+      return emitTo(subs, eventsOfRun(summary, { runUrl }, final, new Date()));
+    },
+
+    async deliverDue(subscriptionId, heartbeat) {
+      const row = await subscriptionRow(deps.db, subscriptionId);
+      if (!row || !row.is_active) return { active: false, delivered: 0, nextDueInMs: null };
+      const sub = subscriptionOf(row, deps.keys, deps.env);
+      const transport = transportOf(sub.format);
+      const refused = deps.destinations
+        ? await checkDestination(
+            { url: sub.url, connection: sub.connection } as Parameters<typeof checkDestination>[0],
+            { ...deps.destinations, unresolvable: 'refuse' },
+          ).catch((err: Error) => [{ field: 'destination', message: err.message }])
+        : [];
+      const started = Date.now();
+      let delivered = 0;
+      const unsent: string[] = [];
+      const rows = await claimDue(
+        deps.db,
+        sub.id,
+        ROUND_ROWS,
+        ROUND_BUDGET_MS + ROUND_ROWS * (sub.timeoutMs + 1_000),
+      );
+      for (const { event, attempts } of rows) {
+        heartbeat?.();
+        if (Date.now() - started > ROUND_BUDGET_MS) {
+          unsent.push(event.id);
+          continue;
+        }
+        const attempt = attempts + 1;
+        const t0 = performance.now();
+        const result: DeliveryResult =
+          refused.length > 0
+            ? // Kept pending (retryable): fixing the allow-list or the DNS record lets it through; the
+              // breaker switches a subscription off that stays refused.
+              {
+                ok: false,
+                retryable: true,
+                error: `destination refused: ${refused[0]!.field} ${refused[0]!.message}`,
+              }
+            : transport
+              ? await transport.deliver(event, sub, AbortSignal.timeout(sub.timeoutMs + 1_000))
+              : { ok: false, retryable: false, error: `no transport for format ${sub.format}` };
+        const durationMs = performance.now() - t0;
+        const next: Parameters<typeof recordAttempt>[1]['next'] = result.ok
+          ? { state: 'delivered' }
+          : !result.retryable
+            ? { state: 'rejected' }
+            : { state: 'pending', retryInMs: retryDelayMs(attempt, sub.retryCount, result.retryAfterMs) };
+        const counted = await recordAttempt(deps.db, {
+          subscriptionId: sub.id,
+          eventId: event.id,
+          eventType: event.type,
+          attempt,
+          statusCode: result.statusCode ?? null,
+          success: result.ok,
+          durationMs,
+          error: result.ok ? null : (result.error ?? 'failed').slice(0, 500),
+          next,
+        });
+        if (result.ok) delivered += 1;
+        else if (counted.isActive && counted.consecutiveFailures >= counted.failureThreshold) {
+          await trip(sub, counted.consecutiveFailures, result.error ?? 'failed');
+          return { active: false, delivered, nextDueInMs: null };
+        } else if (next.state === 'pending' && next.retryInMs > 0) {
+          // The destination is failing: the rest of this round waits for the next attempt's time.
+          unsent.push(
+            ...rows.slice(rows.findIndex((r) => r.event.id === event.id) + 1).map((r) => r.event.id),
+          );
+          break;
+        }
+      }
+      await releaseClaims(deps.db, sub.id, unsent);
+      return { active: true, delivered, nextDueInMs: await nextDueInMs(deps.db, sub.id) };
+    },
+
+    async wakeDue() {
+      const ids = await subscriptionsWithDueRows(deps.db);
+      await Promise.all(ids.map(wake));
+      return ids;
+    },
+
+    async close() {
+      await Promise.allSettled(Object.values(deps.transports ?? {}).map((t) => t?.close?.()));
+    },
+  };
+}
+
+/**
+ * The worker's catch-up for delivery runs: every `everyMs` it wakes each active subscription with
+ * rows due (a wake lost to a crash, rows parked after their retries, a subscription re-enabled).
+ */
+export function startOutboundSweep(
+  outbound: Outbound | undefined,
+  log: Pick<Logger, 'warn'>,
+  everyMs = 15_000,
+): () => void {
+  if (!outbound) return () => undefined;
+  const timer = setInterval(() => {
+    outbound.wakeDue().catch((err: Error) => log.warn({ err: err.message }, 'outbound sweep failed'));
+  }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
