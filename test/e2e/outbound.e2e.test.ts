@@ -16,6 +16,8 @@ import type { KillSwitchResult } from '../../contracts/run';
 import { expectNowhere, leakedUrl, rand, secretPlaces, startHarness, type Harness } from '../helpers/harness';
 
 const SYSTEM = 'outbound-db';
+const VIEWER = `viewer-token-${randomBytes(16).toString('hex')}`;
+const ADMIN = `admin-token-${randomBytes(16).toString('hex')}`;
 
 interface Received {
   headers: http.IncomingHttpHeaders;
@@ -58,7 +60,7 @@ const workflowIds: string[] = [];
 beforeAll(async () => {
   h = await startHarness({
     // The receivers listen on loopback, which deliveries refuse unless the allow-list names it.
-    env: { OUTBOUND_ALLOW_HOSTS: '127.0.0.1' },
+    env: { OUTBOUND_ALLOW_HOSTS: '127.0.0.1', API_TOKENS: `viewer:${VIEWER},admin:${ADMIN}` },
     config: {
       systems: [
         {
@@ -309,5 +311,61 @@ describe('outbound events', () => {
       [id],
     );
     expect(Number(pending.rows[0]!.n)).toBeGreaterThan(0);
+  });
+
+  it('an admin creates a subscription over the API, sends it a test event through the worker, and reads its delivery history', async () => {
+    const receiver = await startReceiver();
+    receivers.push(receiver);
+    const secret = `test-secret-${randomBytes(8).toString('hex')}`;
+    const api = (method: string, p: string, token: string, body?: unknown) =>
+      fetch(`${h.baseUrl}${p}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+    const created = await api('POST', '/admin/subscriptions', ADMIN, {
+      name: `e2e-${rand().toLowerCase()}`,
+      format: 'json',
+      url: receiver.url,
+      secret,
+      eventTypes: ['run.*'],
+      filters: { owningSystems: [SYSTEM] },
+    });
+    expect(created.status).toBe(201);
+    const sub = (await created.json()) as { id: string; hasSecret: boolean };
+    subscriptionIds.push(sub.id);
+    expect(sub.hasSecret).toBe(true);
+    expect(JSON.stringify(sub)).not.toContain(secret);
+
+    const tested = await api('POST', `/admin/subscriptions/${sub.id}/test`, ADMIN);
+    expect(tested.status).toBe(200);
+    const answer = (await tested.json()) as { delivered: boolean; statusCode: number; eventId: string };
+    expect(answer).toMatchObject({ delivered: true, statusCode: 200 });
+    const got = receiver.received.find((r) => JSON.parse(r.body).id === answer.eventId)!;
+    expect(JSON.parse(got.body)).toMatchObject({
+      type: 'delivery.test',
+      data: { subscription: { id: sub.id } },
+    });
+    expect(got.headers['x-webhook-signature']).toBe(
+      `sha256=${createHmac('sha256', secret).update(got.body).digest('hex')}`,
+    );
+
+    const history = await api('GET', `/api/subscriptions/${sub.id}/deliveries`, VIEWER);
+    expect(history.status).toBe(200);
+    const h1 = (await history.json()) as { deliveries: Array<Record<string, unknown>> };
+    expect(h1.deliveries).toEqual([
+      expect.objectContaining({
+        eventId: answer.eventId,
+        eventType: 'delivery.test',
+        attempt: 1,
+        statusCode: 200,
+        success: true,
+      }),
+    ]);
+    // A viewer may read but not change subscriptions.
+    expect((await api('DELETE', `/admin/subscriptions/${sub.id}`, VIEWER)).status).toBe(403);
   });
 });

@@ -14,6 +14,8 @@ import pg from 'pg';
 import { Webhook } from 'standardwebhooks';
 import { expect, inject } from 'vitest';
 import { createIngressApp } from '../../api/server';
+import { createOutboundControl } from '../../api/outbound-control';
+import { createWorkflowDispatcher } from '../../lib/dispatch';
 import { loadConfig, type Config } from '../../lib/config';
 import type { DataConverter } from '@temporalio/common';
 import {
@@ -284,6 +286,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     inventory,
     env,
     codec,
+    outbound: createOutboundControl({ db, workflows: createWorkflowDispatcher(temporal) }),
   });
   const server = http.createServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
