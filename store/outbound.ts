@@ -289,3 +289,20 @@ export async function deleteOutboundOlderThan(
   );
   return r.rows[0] ?? { attempts: 0, events: 0 };
 }
+
+/**
+ * The subscription backs off as a whole: every pending row (claimed ones included) waits `delayMs` (a destination
+ * that is down is not tried once per queued event, so its failures count once per backoff step).
+ */
+export async function postponePending(
+  db: Pick<Db, 'query'>,
+  subscriptionId: string,
+  delayMs: number,
+): Promise<void> {
+  await db.query(
+    `UPDATE killswitch_event_queue
+        SET next_attempt_at = now() + ($2 || ' milliseconds')::interval
+      WHERE subscription_id = $1 AND state = 'pending'`,
+    [subscriptionId, String(Math.max(0, Math.round(delayMs)))],
+  );
+}

@@ -32,6 +32,7 @@ import {
   enqueueEvents,
   nextDueInMs,
   recordAttempt,
+  postponePending,
   releaseClaims,
   subscriptionRow,
   subscriptionsWithDueRows,
@@ -123,12 +124,17 @@ export function wants(
   return sub.eventTypes.some((p) => eventTypeMatches(p, e.type)) && filtersMatch(sub.filters ?? {}, e);
 }
 
-/** When a failed attempt's row is tried again: the schedule, Retry-After if longer, then parked. */
-export function retryDelayMs(attempt: number, retryCount: number, retryAfterMs?: number): number {
+/**
+ * How long a failing subscription waits after its `failures`-th consecutive failure: the schedule
+ * (2, 5, 10 s) for its first `retryCount` failures, then parked (1 min, doubling to 5 min); never less
+ * than the destination's Retry-After. With the defaults (3 retries, breaker at 10 failures) a
+ * destination must fail for ~25 minutes before its subscription is switched off.
+ */
+export function retryDelayMs(failures: number, retryCount: number, retryAfterMs?: number): number {
   const scheduled =
-    attempt <= retryCount
-      ? (RETRY_SCHEDULE_MS[Math.min(attempt, RETRY_SCHEDULE_MS.length - 1)] ?? 10_000)
-      : Math.min(PARKED_MS.first * 2 ** (attempt - retryCount - 1), PARKED_MS.max);
+    failures <= retryCount
+      ? (RETRY_SCHEDULE_MS[Math.min(failures, RETRY_SCHEDULE_MS.length - 1)] ?? 10_000)
+      : Math.min(PARKED_MS.first * 2 ** (failures - retryCount - 1), PARKED_MS.max);
   return Math.max(scheduled, retryAfterMs ?? 0);
 }
 
@@ -301,7 +307,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
           ? { state: 'delivered' }
           : !result.retryable
             ? { state: 'rejected' }
-            : { state: 'pending', retryInMs: retryDelayMs(attempt, sub.retryCount, result.retryAfterMs) };
+            : { state: 'pending', retryInMs: 0 };
         const counted = await recordAttempt(deps.db, {
           subscriptionId: sub.id,
           eventId: event.id,
@@ -313,15 +319,23 @@ export function createOutbound(deps: OutboundDeps): Outbound {
           error: result.ok ? null : (result.error ?? 'failed').slice(0, 500),
           next,
         });
-        if (result.ok) delivered += 1;
-        else if (counted.isActive && counted.consecutiveFailures >= counted.failureThreshold) {
+        if (result.ok) {
+          delivered += 1;
+          continue;
+        }
+        if (counted.isActive && counted.consecutiveFailures >= counted.failureThreshold) {
           await trip(sub, counted.consecutiveFailures, result.error ?? 'failed');
           return { active: false, delivered, nextDueInMs: null };
-        } else if (next.state === 'pending' && next.retryInMs > 0) {
-          // The destination is failing: the rest of this round waits for the next attempt's time.
-          unsent.push(
-            ...rows.slice(rows.findIndex((r) => r.event.id === event.id) + 1).map((r) => r.event.id),
+        }
+        if (next.state === 'pending') {
+          // The destination is failing: the whole subscription backs off (its failures count once
+          // per step: 2, 5, 10 s, then parked 1, 2, 4, 5 min), the rest of this round included.
+          await postponePending(
+            deps.db,
+            sub.id,
+            retryDelayMs(counted.consecutiveFailures, sub.retryCount, result.retryAfterMs),
           );
+          unsent.length = 0;
           break;
         }
       }

@@ -79,6 +79,9 @@ describe('migrations', () => {
         'killswitch_breakers',
         'killswitch_deliveries',
         'killswitch_dry_run_state',
+        'killswitch_event_deliveries',
+        'killswitch_event_queue',
+        'killswitch_events',
         'killswitch_evidence',
         'killswitch_migrations',
         'killswitch_notifications',
@@ -86,6 +89,7 @@ describe('migrations', () => {
         'killswitch_slack_digest_items',
         'killswitch_slack_digests',
         'killswitch_source_state',
+        'killswitch_subscriptions',
       ]);
     } finally {
       await Promise.all(dbs.map((db) => db.close()));

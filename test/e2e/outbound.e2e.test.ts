@@ -269,7 +269,7 @@ describe('outbound events', () => {
     const dead = await startReceiver();
     receivers.push(dead);
     for (let i = 0; i < 50; i++) dead.script.push({ hang: true });
-    const id = await subscribe(dead.url, { timeoutMs: 1000, failureThreshold: 3, retryCount: 1 });
+    const id = await subscribe(dead.url, { timeoutMs: 1000, failureThreshold: 2, retryCount: 1 });
 
     const t0 = Date.now();
     const { result } = await leak();
@@ -295,13 +295,13 @@ describe('outbound events', () => {
     expect(audit.rows).toEqual([
       expect.objectContaining({ action: 'subscription.disable', actor: 'circuit-breaker' }),
     ]);
-    expect(audit.rows[0]!.after.reason).toMatch(/3 consecutive failed deliveries/);
+    expect(audit.rows[0]!.after.reason).toMatch(/2 consecutive failed deliveries/);
     await until(
       'the Slack notice',
       () =>
         h.slack
           .messageRequests()
-          .some((m) => m.text.includes('was switched off after 3 consecutive failed deliveries')) ||
+          .some((m) => m.text.includes('was switched off after 2 consecutive failed deliveries')) ||
         undefined,
     );
     expect(h.pagerduty.events().some((e) => e.dedup_key === `killswitch-subscription-${id}`)).toBe(true);
