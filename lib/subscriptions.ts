@@ -56,6 +56,10 @@ export const syslogConnectionSchema = z
     protocol: z.enum(['udp', 'tcp', 'tls']),
     host: hostSchema,
     port: z.number().int().min(1).max(65_535).optional(),
+    /** tls: the PEM of the CA (or self-signed certificate) to trust instead of the public roots. */
+    ca: z.string().max(100_000).optional(),
+    /** tls: false accepts any certificate (a lab only). */
+    rejectUnauthorized: z.boolean().optional(),
   })
   .strict()
   .transform((c) => ({ ...c, port: c.port ?? (c.protocol === 'tls' ? 6514 : 514) }));
@@ -67,9 +71,23 @@ export const emailConnectionSchema = z
     port: z.number().int().min(1).max(65_535).default(587),
     from: email,
     to: z.array(email).min(1).max(50),
-    starttls: z.boolean().default(true),
+    /** Implicit TLS from the first byte (SMTPS, usually port 465). */
+    secure: z.boolean().default(false),
+    /** STARTTLS: required (default), opportunistic or off; true/false mean required/off. */
+    starttls: z
+      .preprocess(
+        (v) => (v === true ? 'required' : v === false ? 'off' : v),
+        z.enum(['required', 'opportunistic', 'off']),
+      )
+      .default('required'),
     /** SMTP user; its password is the subscription's secret. */
     user: printable(320).optional(),
+    /** PEM of the CA to trust instead of the public roots. */
+    ca: z.string().max(100_000).optional(),
+    /** false accepts any certificate (a lab only). */
+    rejectUnauthorized: z.boolean().optional(),
+    /** The EHLO name. */
+    name: printable(255).optional(),
   })
   .strict();
 
@@ -77,15 +95,8 @@ const noOptions = z.object({}).strict();
 
 /** Per-format options; a format missing here takes none. */
 export const FORMAT_OPTIONS = {
-  jira: z
-    .object({
-      project: z.string().regex(/^[A-Z][A-Z0-9_]{0,49}$/, 'a Jira project key such as SEC'),
-      issueType: printable(100).default('Task'),
-      /** The transition applied when the run ends contained (e.g. Done). */
-      transition: printable(100).optional(),
-    })
-    .strict(),
-  teams: noOptions,
+  /** `card: adaptive` sends the Teams Workflows (Adaptive Card) payload instead of the MessageCard. */
+  teams: z.object({ card: z.enum(['message_card', 'adaptive']).optional() }).strict(),
   teams_adaptive: noOptions,
   cef: z
     .object({
@@ -99,6 +110,28 @@ export const FORMAT_OPTIONS = {
       sourcetype: printable(100).optional(),
     })
     .strict(),
+  syslog: z
+    .object({
+      /** A facility name (authpriv, local0, ...) or its number 0-23; default authpriv. */
+      facility: z.union([z.string().regex(/^[a-z0-9]{2,12}$/), z.number().int().min(0).max(23)]).optional(),
+      appName: z
+        .string()
+        .regex(/^[!-~]{1,48}$/, '1 to 48 printable ASCII characters')
+        .optional(),
+      hostname: z
+        .string()
+        .regex(/^[!-~]{1,255}$/, 'printable ASCII, no spaces')
+        .optional(),
+      sdId: z
+        .string()
+        .regex(/^[^@\s="\]]{1,32}@\d+(\.\d+)*$/, 'an SD-ID such as killswitch@32473')
+        .optional(),
+      /** MSG: the summary (default) or the event's CEF line (with `vendor`/`product`). */
+      payload: z.enum(['summary', 'cef']).optional(),
+      vendor: printable(100).optional(),
+      product: printable(100).optional(),
+    })
+    .strict(),
 } satisfies Partial<Record<EventFormat, z.ZodType>>;
 
 /** Formats that connect themselves (syslog, e-mail); every other one posts to `url`. */
@@ -108,7 +141,7 @@ const CONNECTION_SCHEMAS = {
 } satisfies Partial<Record<EventFormat, z.ZodType>>;
 
 /** Formats that cannot work without a secret (the destination's token). */
-export const SECRET_REQUIRED: ReadonlySet<EventFormat> = new Set(['splunk_hec', 'jira']);
+export const SECRET_REQUIRED: ReadonlySet<EventFormat> = new Set(['splunk_hec']);
 
 export const filtersSchema = z
   .object({

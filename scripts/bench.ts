@@ -18,7 +18,7 @@
  * environment are passed to the worker process.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import {
   createWriteStream,
   existsSync,
@@ -31,6 +31,8 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -41,7 +43,7 @@ import { Webhook } from 'standardwebhooks';
 import { stringify as toYaml } from 'yaml';
 import type { CredentialRef } from '../contracts/detection';
 import { parseInventory } from '../lib/inventory';
-import { newServerKey, newWebhookSecret } from '../lib/keys';
+import { createServerKeys, newServerKey, newWebhookSecret } from '../lib/keys';
 import { resolveTemporalCli, PROJECT_ROOT } from '../tools/temporal-cli';
 import { freePort, startDevServer, type DevServer } from '../tools/temporal-dev';
 import { createProviderRegistry, type ProviderRegistry } from '../activities/providers';
@@ -89,6 +91,15 @@ interface Options {
   keep: boolean;
   /** Node flags for the worker process, replacing the production ones (WORKER_NODE_FLAGS in package.json). */
   workerNodeFlags: string[] | undefined;
+  /** Outbound events: `json` subscriptions (every event type, signed) to receivers on loopback. */
+  subscriptions: number;
+  /** How many of them are dead: they accept the connection and never answer for `deadSeconds` after the load starts, then answer 200. */
+  deadSubscriptions: number;
+  deadSeconds: number;
+  /** The subscriptions' circuit-breaker threshold (unset: the table's default). */
+  subscriptionFailureThreshold: number | undefined;
+  /** After the load, how long the bench waits for every queued row to be delivered. */
+  outboundWaitSeconds: number;
 }
 
 /**
@@ -127,11 +138,16 @@ function usage(): never {
     .write(`usage: npm run bench -- [--n 1000 [--concurrency 32] | --rate R --duration S] [--mix postgres=70,redis=30]
        [--sqlite default|wal|both] [--no-baseline] [--slack-per-second 1] [--pagerduty-per-minute 120]
        [--slack-drain-seconds 90] [--timeout-seconds 300] [--out results] [--label text] [--profile dir] [--keep] [--worker-node-flags "--flag ..."]
+       [--subscriptions 0 [--dead-subscriptions 0 [--dead-seconds 120]] [--subscription-failure-threshold T] [--outbound-wait-seconds 600]]
 env: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL
      (default redis://127.0.0.1:6379), WORKER_* (passed to the worker)
 --worker-node-flags: node flags for the worker instead of the production ones ("" for none)
 --keep: keep the work folder (the worker's, ingress's and dev server's logs)
 --profile dir: V8 CPU profiles (.cpuprofile) of the worker and the ingress, written when they stop
+--subscriptions N: N outbound json subscriptions (every event type, signed) to receivers the bench
+       starts on loopback; --dead-subscriptions K of them accept connections and never answer for the
+       first --dead-seconds S of the load, then answer 200; after the load the bench waits (at most
+       --outbound-wait-seconds) until every queued event is delivered and reports what each received
 modes: burst (default): N detections, --concurrency in flight; paced: --rate R detections per second
        (decimals allowed) for --duration S seconds on a fixed schedule, open loop
 `);
@@ -159,6 +175,11 @@ export function parseArgs(argv: string[], env = process.env): Options {
     profileDir: undefined,
     keep: false,
     workerNodeFlags: undefined,
+    subscriptions: 0,
+    deadSubscriptions: 0,
+    deadSeconds: 120,
+    subscriptionFailureThreshold: undefined,
+    outboundWaitSeconds: 600,
   };
   const int = (v: string | undefined, name: string, min: number, max: number) => {
     const n = Number(v);
@@ -239,6 +260,21 @@ export function parseArgs(argv: string[], env = process.env): Options {
       case '--keep':
         o.keep = true;
         break;
+      case '--subscriptions':
+        o.subscriptions = int(value(), '--subscriptions', 0, 100);
+        break;
+      case '--dead-subscriptions':
+        o.deadSubscriptions = int(value(), '--dead-subscriptions', 0, 100);
+        break;
+      case '--dead-seconds':
+        o.deadSeconds = int(value(), '--dead-seconds', 0, 3600);
+        break;
+      case '--subscription-failure-threshold':
+        o.subscriptionFailureThreshold = int(value(), '--subscription-failure-threshold', 1, 1000);
+        break;
+      case '--outbound-wait-seconds':
+        o.outboundWaitSeconds = int(value(), '--outbound-wait-seconds', 10, 7200);
+        break;
       case '--profile':
         o.profileDir = path.resolve(value() ?? usage());
         break;
@@ -250,6 +286,20 @@ export function parseArgs(argv: string[], env = process.env): Options {
         throw new Error(`unknown option ${a} (--help lists them)`);
     }
   }
+  if (o.deadSubscriptions > o.subscriptions)
+    throw new Error('--dead-subscriptions cannot exceed --subscriptions');
+  if (
+    o.subscriptions === 0 &&
+    [
+      '--dead-subscriptions',
+      '--dead-seconds',
+      '--subscription-failure-threshold',
+      '--outbound-wait-seconds',
+    ].some((f) => seen.has(f))
+  )
+    throw new Error(
+      '--dead-subscriptions, --dead-seconds, --subscription-failure-threshold and --outbound-wait-seconds need --subscriptions',
+    );
   if (seen.has('--rate') || seen.has('--duration')) {
     if (!seen.has('--rate')) throw new Error('--duration needs --rate (detections per second)');
     if (!seen.has('--duration')) throw new Error('--rate needs --duration (seconds)');
@@ -469,6 +519,303 @@ async function ownedSystems(opts: Options): Promise<OwnedSystems> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Outbound events: json subscriptions to receivers on loopback, some of them dead for a while.
+
+/** A webhook receiver: counts each event once (by its webhook-id) and checks its HMAC signature. */
+interface Receiver {
+  name: string;
+  url: string;
+  secret: string;
+  dead: boolean;
+  /** Epoch ms from which a dead receiver answers (Infinity until the load starts). */
+  aliveAt: number;
+  /** First time each event id was answered with 200. */
+  received: Map<string, number>;
+  duplicates: number;
+  badSignatures: number;
+  /** Requests a dead receiver held without answering. */
+  hung: number;
+  close(): Promise<void>;
+}
+
+async function startReceiver(name: string, dead: boolean): Promise<Receiver> {
+  const r: Receiver = {
+    name,
+    url: '',
+    secret: newWebhookSecret(),
+    dead,
+    aliveAt: dead ? Infinity : 0,
+    received: new Map(),
+    duplicates: 0,
+    badSignatures: 0,
+    hung: 0,
+    close: () => Promise.resolve(),
+  };
+  const server = http.createServer((req, res) => {
+    if (Date.now() < r.aliveAt) {
+      // Down: the connection is accepted and the request read, but no answer ever comes (the
+      // sender's timeout ends the attempt).
+      r.hung++;
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const id = String(req.headers['webhook-id'] ?? '');
+      const want = `sha256=${createHmac('sha256', r.secret).update(body).digest('hex')}`;
+      const got = String(req.headers['x-webhook-signature'] ?? '');
+      if (got.length !== want.length || !timingSafeEqual(Buffer.from(got), Buffer.from(want))) {
+        r.badSignatures++;
+        res.writeHead(401).end();
+        return;
+      }
+      if (r.received.has(id)) r.duplicates++;
+      else r.received.set(id, Date.now());
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  r.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  r.close = () =>
+    new Promise<void>((done) => {
+      server.closeAllConnections();
+      server.close(() => done());
+    });
+  return r;
+}
+
+interface SubscriptionFigures {
+  name: string;
+  dead: boolean;
+  /** Events the run's subscriptions were offered (every stored event but subscription.*). */
+  events: number;
+  received: number;
+  duplicates: number;
+  badSignatures: number;
+  hungRequests: number;
+  queued: number;
+  delivered: number;
+  pending: number;
+  rejected: number;
+  /** Events never queued for it (it was switched off when they were emitted). */
+  notQueued: number;
+  /** Events it did not receive that its queue still holds (pending: delivered once it is re-enabled). */
+  held: number;
+  /** Events it did not receive and never will: not queued, or rejected. */
+  lost: number;
+  attempts: number;
+  failedAttempts: number;
+  switchedOff: string | null;
+  /** A dead one: from when it answered again to its last new event; null if it never caught up. */
+  caughtUpAfterSeconds: number | null;
+}
+
+interface OutboundFigures {
+  subscriptions: number;
+  dead: number;
+  deadSeconds: number;
+  failureThreshold: number | null;
+  /** From the end of the load until every queued row was delivered (or the wait ended). */
+  drainedAfterLoadSeconds: number;
+  drained: boolean;
+  perSubscription: SubscriptionFigures[];
+  received: number;
+  held: number;
+  lost: number;
+  secretInLogs: boolean;
+  line: string;
+}
+
+interface OutboundBench {
+  receivers: Receiver[];
+  ids: string[];
+  /** The dead receivers start their down time now (the load starts). */
+  startClock(): void;
+  /** Waits until every subscription's queue is delivered (or it is switched off), then reports. */
+  finish(db: pg.Client, loadEndedAt: number): Promise<OutboundFigures>;
+}
+
+/**
+ * Starts the receivers and inserts their subscriptions (direct SQL, as the admin API would store
+ * them: the secret sealed with the server key for `subscription:<id>`). The worker delivers to
+ * them because OUTBOUND_ALLOW_HOSTS permits 127.0.0.1.
+ */
+async function startOutbound(opts: Options, db: pg.Client, serverKey: string): Promise<OutboundBench> {
+  const keys = createServerKeys(serverKey);
+  const receivers: Receiver[] = [];
+  for (let i = 0; i < opts.subscriptions; i++) {
+    const dead = i >= opts.subscriptions - opts.deadSubscriptions;
+    receivers.push(await startReceiver(`bench-${dead ? 'dead' : 'live'}-${i}`, dead));
+  }
+  onCleanup('stop the outbound receivers', () => Promise.all(receivers.map((r) => r.close())));
+  const ids: string[] = [];
+  for (const r of receivers) {
+    const id = `sub_bench_${runId}_${ids.length}`;
+    await db.query(
+      `INSERT INTO killswitch_subscriptions (id, name, format, url, secret_sealed, event_types, failure_threshold)
+       VALUES ($1, $2, 'json', $3, $4, $5, COALESCE($6::int, 10))`,
+      [
+        id,
+        r.name,
+        r.url,
+        keys.encrypt(r.secret, `subscription:${id}`),
+        ['*'],
+        opts.subscriptionFailureThreshold ?? null,
+      ],
+    );
+    ids.push(id);
+  }
+  const r1 = (x: number) => Math.round(x * 10) / 10;
+
+  return {
+    receivers,
+    ids,
+    startClock() {
+      const at = Date.now() + opts.deadSeconds * 1000;
+      for (const r of receivers) if (r.dead) r.aliveAt = at;
+    },
+    async finish(dbc, loadEndedAt) {
+      interface QueueRow {
+        subscription_id: string;
+        queued: number;
+        delivered: number;
+        pending: number;
+        rejected: number;
+        is_active: boolean;
+        disabled_reason: string | null;
+      }
+      const queues = async () =>
+        (
+          await dbc.query<QueueRow>(
+            `SELECT s.id AS subscription_id, s.is_active, s.disabled_reason,
+                    count(q.event_id)::int AS queued,
+                    count(*) FILTER (WHERE q.state = 'delivered')::int AS delivered,
+                    count(*) FILTER (WHERE q.state = 'pending')::int AS pending,
+                    count(*) FILTER (WHERE q.state = 'rejected')::int AS rejected
+               FROM killswitch_subscriptions s LEFT JOIN killswitch_event_queue q ON q.subscription_id = s.id
+              WHERE s.id = ANY($1) GROUP BY s.id`,
+            [ids],
+          )
+        ).rows;
+      // Every queued row delivered, rejected, or left on a switched-off subscription (no delivery
+      // run will take it) ends the wait; so does the bound.
+      const waitUntil = loadEndedAt + opts.outboundWaitSeconds * 1000;
+      const bar = progress('outbound delivered %', 100);
+      let rows = await queues();
+      let drained = false;
+      for (;;) {
+        rows = await queues();
+        const pending = rows.reduce((a, q) => a + (q.is_active ? q.pending : 0), 0);
+        const queued = rows.reduce((a, q) => a + q.queued, 0);
+        const delivered = rows.reduce((a, q) => a + q.delivered, 0);
+        bar.update(
+          queued ? Math.floor((100 * delivered) / queued) : 100,
+          `delivered ${delivered}/${queued}, pending ${pending}${rows.some((q) => !q.is_active) ? ', a subscription is switched off' : ''}`,
+        );
+        if (pending === 0) {
+          drained = true;
+          break;
+        }
+        if (Date.now() > waitUntil) break;
+        await sleep(1000);
+      }
+      bar.done();
+      const drainedAfterLoadSeconds = r1((Date.now() - loadEndedAt) / 1000);
+      const expected = (
+        await dbc.query<{ id: string }>(
+          `SELECT id FROM killswitch_events WHERE type NOT LIKE 'subscription.%'`,
+        )
+      ).rows.map((e) => e.id);
+      const attempts = (
+        await dbc.query<{ subscription_id: string; n: number; failed: number }>(
+          `SELECT subscription_id, count(*)::int AS n, count(*) FILTER (WHERE NOT success)::int AS failed
+             FROM killswitch_event_deliveries WHERE subscription_id = ANY($1) GROUP BY subscription_id`,
+          [ids],
+        )
+      ).rows;
+      const queueOf = async (id: string) =>
+        new Map(
+          (
+            await dbc.query<{ event_id: string; state: string }>(
+              'SELECT event_id, state FROM killswitch_event_queue WHERE subscription_id = $1',
+              [id],
+            )
+          ).rows.map((q) => [q.event_id, q.state]),
+        );
+      const perSubscription: SubscriptionFigures[] = [];
+      for (const [i, r] of receivers.entries()) {
+        const id = ids[i]!;
+        const q = rows.find((x) => x.subscription_id === id);
+        const a = attempts.find((x) => x.subscription_id === id);
+        const mine = await queueOf(id);
+        const missing = expected.filter((e) => !r.received.has(e));
+        const held = missing.filter((e) => mine.get(e) === 'pending').length;
+        const lost = missing.length - held;
+        const lastNew = r.received.size ? Math.max(...r.received.values()) : NaN;
+        perSubscription.push({
+          name: r.name,
+          dead: r.dead,
+          events: expected.length,
+          received: expected.filter((e) => r.received.has(e)).length,
+          duplicates: r.duplicates,
+          badSignatures: r.badSignatures,
+          hungRequests: r.hung,
+          queued: q?.queued ?? 0,
+          delivered: q?.delivered ?? 0,
+          pending: q?.pending ?? 0,
+          rejected: q?.rejected ?? 0,
+          notQueued: expected.filter((e) => !mine.has(e)).length,
+          held,
+          lost,
+          attempts: a?.n ?? 0,
+          failedAttempts: a?.failed ?? 0,
+          switchedOff: q && !q.is_active ? (q.disabled_reason ?? 'switched off') : null,
+          caughtUpAfterSeconds:
+            r.dead && missing.length === 0 && Number.isFinite(lastNew)
+              ? r1((lastNew - r.aliveAt) / 1000)
+              : null,
+        });
+      }
+      const received = perSubscription.reduce((n, p) => n + p.received, 0);
+      const lost = perSubscription.reduce((n, p) => n + p.lost, 0);
+      const held = perSubscription.reduce((n, p) => n + p.held, 0);
+      const sum = (k: 'queued' | 'delivered' | 'pending' | 'rejected') =>
+        perSubscription.reduce((n, p) => n + p[k], 0);
+      const deadOnes = perSubscription.filter((p) => p.dead);
+      const line =
+        `outbound: ${opts.subscriptions} subscriptions (${opts.deadSubscriptions} dead ${opts.deadSeconds} s` +
+        `${opts.subscriptionFailureThreshold ? `, breaker at ${opts.subscriptionFailureThreshold}` : ''}): ` +
+        `${expected.length} events each; received ${received}/${expected.length * receivers.length}; ` +
+        `queued ${sum('queued')}, delivered ${sum('delivered')}, pending ${sum('pending')}, rejected ${sum('rejected')}; ` +
+        `${held ? `held undelivered ${held}; ` : ''}lost ${lost}; ${drained ? 'drained' : 'NOT drained'} ${drainedAfterLoadSeconds} s after the load` +
+        deadOnes
+          .map((p) =>
+            p.caughtUpAfterSeconds !== null
+              ? `; ${p.name} caught up ${p.caughtUpAfterSeconds} s after it came back`
+              : `; ${p.name} never caught up${p.switchedOff ? ` (switched off by its circuit breaker after ${p.failedAttempts} failed attempts)` : ''}`,
+          )
+          .join('');
+      return {
+        subscriptions: opts.subscriptions,
+        dead: opts.deadSubscriptions,
+        deadSeconds: opts.deadSeconds,
+        failureThreshold: opts.subscriptionFailureThreshold ?? null,
+        drainedAfterLoadSeconds,
+        drained,
+        perSubscription,
+        received,
+        held,
+        lost,
+        secretInLogs: false,
+        line,
+      };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // The kill switch under test: its own Temporal dev server, audit database, worker and ingress.
 
 /** The processes that make up the system under test: their sum is the CPU total per containment. */
@@ -563,6 +910,8 @@ interface Scenario {
   };
   workerTuning: Record<string, string>;
   secretMarkInLogs: boolean;
+  /** --subscriptions: what each outbound receiver got, and whether a dead one caught up. */
+  outbound: OutboundFigures | null;
   /** Raw samples for the chart (ms). */
   samples: { ack: number[]; contain: number[] };
 }
@@ -725,6 +1074,9 @@ async function runScenario(
     SLACK_API_URL: slack.apiUrl,
     PAGERDUTY_ROUTING_KEY: pagerduty.routingKey,
     PAGERDUTY_EVENTS_URL: pagerduty.url,
+    // Outbound receivers (--subscriptions) listen on loopback over http: allow-listed, as an
+    // operator would for a destination inside the network.
+    OUTBOUND_ALLOW_HOSTS: '127.0.0.1',
     ...workerTuning,
   };
   const workerLog = path.join(dir, 'worker.log');
@@ -789,6 +1141,7 @@ async function runScenario(
   const audit = new pg.Client({ connectionString: auditUrl });
   await audit.connect();
   onCleanup('close the audit connection', () => audit.end());
+  const outbound = opts.subscriptions ? await startOutbound(opts, audit, env.KILLSWITCH_SERVER_KEY!) : null;
   const auditBackends = async () =>
     (
       await audit.query<{ pid: number }>(
@@ -819,6 +1172,7 @@ async function runScenario(
   // ack and time to contain count from that scheduled time, so a slow answer cannot hide a queue).
   const bar = progress(`${mode.padEnd(7)} contained`, opts.n);
   let acked = 0;
+  outbound?.startClock();
   const sendStart = Date.now();
   let lastAckAt = sendStart;
   /** Epoch ms each run's detection was sent (paced: scheduled), by the workflow id the ingress answered. */
@@ -889,18 +1243,22 @@ async function runScenario(
     await sleep(250);
   }
   bar.done();
+  const loadEndedAt = Date.now();
   await Promise.race([senders, sleep(1000)]);
   if (audited < opts.n)
     process.stderr.write(
       `warning: only ${audited}/${opts.n} runs recorded an outcome within ${opts.timeoutSeconds} s\n`,
     );
+  // Kill-switch runs only: a subscription's delivery run (deliverEvents) stays open while its
+  // destination is down or for a minute of idleness, and is reported by the outbound figures.
+  const openRunsQuery = `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running' AND WorkflowType != 'deliverEvents'`;
   // The window closes when the last run has closed (what a run does after its audit row, its
   // notifications, is part of its cost), at most 60 s after the last audit row.
   const openRuns = async () =>
     conn.workflowService
       .countWorkflowExecutions({
         namespace: 'default',
-        query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'`,
+        query: openRunsQuery,
       })
       .then(
         (r) => Number(r.count ?? 0),
@@ -1049,7 +1407,7 @@ async function runScenario(
     const listed = await conn.workflowService
       .countWorkflowExecutions({
         namespace: 'default',
-        query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'`,
+        query: openRunsQuery,
       })
       .catch(() => null);
     open = listed ? Number(listed.count ?? 0) : open;
@@ -1085,9 +1443,12 @@ async function runScenario(
     ingress: memoryOf(ingress.pid),
     temporal: memoryOf(dev.process.pid),
   };
+  const outboundFigures = outbound ? await outbound.finish(audit, loadEndedAt) : null;
   const logs = [workerLog, ingressLog, path.join(dir, 'temporal.log')]
     .map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : ''))
     .join('\n');
+  if (outboundFigures)
+    outboundFigures.secretInLogs = outbound!.receivers.some((r) => logs.includes(r.secret));
   const scenario: Scenario = {
     mode: opts.mode,
     rate: opts.rate ?? null,
@@ -1133,6 +1494,7 @@ async function runScenario(
     memory,
     workerTuning,
     secretMarkInLogs: logs.includes(SECRET_MARK),
+    outbound: outboundFigures,
     samples: { ack: acks, contain },
   };
   // Undo this scenario's resources now (the owned systems stay for the next scenario).
@@ -1288,6 +1650,9 @@ async function main(): Promise<void> {
       sqlite: opts.sqlite,
       slackPerSecond: opts.slackPerSecond,
       pagerDutyPerMinute: opts.pagerDutyPerMinute,
+      subscriptions: opts.subscriptions,
+      deadSubscriptions: opts.subscriptions ? opts.deadSubscriptions : null,
+      deadSeconds: opts.subscriptions ? opts.deadSeconds : null,
     },
     scenarios: scenarios.map(({ samples: _s, ...s }) => s),
     baseline: baseline ? (({ samples: _s, ...b }) => b)(baseline) : null,
@@ -1409,6 +1774,23 @@ async function main(): Promise<void> {
         (l ? `; lag after death p50 ${fmtMs(l.p50)} p95 ${fmtMs(l.p95)} max ${fmtMs(l.max)}` : ''),
     );
     lines.push(`  secret values in worker/ingress/Temporal logs: ${s.secretMarkInLogs ? 'FOUND' : 'none'}`);
+    const o = s.outbound;
+    if (o) {
+      lines.push(`  ${o.line}`);
+      for (const p of o.perSubscription)
+        lines.push(
+          `    ${p.name.padEnd(16)}  received ${p.received}/${p.events}, queued ${p.queued}, delivered ${p.delivered}, pending ${p.pending}, rejected ${p.rejected}, not queued ${p.notQueued}; held ${p.held}, lost ${p.lost}; attempts ${p.attempts} (failed ${p.failedAttempts}${p.dead ? `, held unanswered ${p.hungRequests}` : ''})` +
+            (p.duplicates ? `; duplicates ${p.duplicates}` : '') +
+            (p.badSignatures ? `; BAD SIGNATURES ${p.badSignatures}` : '') +
+            (p.switchedOff ? `; switched off: ${p.switchedOff}` : '') +
+            (p.dead
+              ? p.caughtUpAfterSeconds !== null
+                ? `; caught up ${p.caughtUpAfterSeconds} s after it came back`
+                : '; never caught up'
+              : ''),
+        );
+      lines.push(`  subscription secrets in logs: ${o.secretInLogs ? 'FOUND' : 'none'}`);
+    }
   }
   if (baseline) {
     lines.push(`\n[inline baseline: the providers' revoke → expireSessions → verifyDead, no Temporal]`);
@@ -1432,7 +1814,7 @@ async function main(): Promise<void> {
     `\nwritten: ${path.relative(process.cwd(), path.join(opts.outDir, `bench-${stamp}.json`))}, latest.json, latest.svg`,
   );
   process.stdout.write(`${lines.join('\n')}\n`);
-  const leaked = scenarios.some((s) => s.secretMarkInLogs);
+  const leaked = scenarios.some((s) => s.secretMarkInLogs || s.outbound?.secretInLogs);
   const incomplete = scenarios.some((s) => (s.outcomes.contained ?? 0) < opts.n);
   if (leaked || incomplete) process.exitCode = 1;
 }

@@ -190,7 +190,13 @@ async function main(): Promise<void> {
       },
       'kill switch ready',
     );
-    const stopSweeper = startSweeper(db, deps.evidence, logger, undefined, deliveryRetentionMs(deps.inventory.outbound));
+    const stopSweeper = startSweeper(
+      db,
+      deps.evidence,
+      logger,
+      undefined,
+      deliveryRetentionMs(deps.inventory.outbound),
+    );
     const stopOutboundSweep = startOutboundSweep(deps.outbound, logger);
     cleanups.push(async () => {
       stopSweeper();

@@ -49,7 +49,10 @@ export function startSweeper(
     sweepOnce(db, evidence, outboundRetentionMs)
       .then((n) => {
         if (n.evidence || n.deliveries || n.outbound.attempts || n.outbound.events)
-          logger.info({ purged: { evidence: n.evidence, deliveries: n.deliveries, outbound: n.outbound } }, 'sweep');
+          logger.info(
+            { purged: { evidence: n.evidence, deliveries: n.deliveries, outbound: n.outbound } },
+            'sweep',
+          );
         if (n.abandoned.length > 0) {
           logger.warn(
             { abandoned: n.abandoned },

@@ -50,7 +50,13 @@ async function main(): Promise<void> {
       logger,
     });
     logger.info({ taskQueue: config.temporal.taskQueue }, 'worker running');
-    const stopSweeper = startSweeper(db, deps.evidence, logger, undefined, deliveryRetentionMs(deps.inventory.outbound));
+    const stopSweeper = startSweeper(
+      db,
+      deps.evidence,
+      logger,
+      undefined,
+      deliveryRetentionMs(deps.inventory.outbound),
+    );
     const stopOutboundSweep = startOutboundSweep(deps.outbound, logger);
     try {
       await worker.run();

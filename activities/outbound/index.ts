@@ -45,7 +45,7 @@ import { eventId, eventsOfRun } from './events';
 import { httpTransport, jsonFormatter } from './http';
 import type { DeliveryResult, Formatter, OutboundSubscription, Transport } from './types';
 
-/** Backoff of a subscription's retries: attempt 2 after 0 s, then 2, 5, 10 s (its retryCount of them). */
+/** Backoff after a subscription's 1st, 2nd, 3rd consecutive failure (index = failures; its retryCount of them). */
 export const RETRY_SCHEDULE_MS = [0, 2_000, 5_000, 10_000];
 /** After its retries, a row still pending is tried again every minute, doubling up to 5 minutes. */
 const PARKED_MS = { first: 60_000, max: 300_000 };

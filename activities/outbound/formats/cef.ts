@@ -152,11 +152,11 @@ function headerText(value: unknown, fallback: string): string {
   return typeof value === 'string' && value.trim() !== '' ? value.slice(0, 63) : fallback;
 }
 
-/** A subscription's `options.cefVendor` / `options.cefProduct`, when set to non-empty strings. */
+/** A subscription's `options.vendor` / `options.product` (or `cefVendor`/`cefProduct`), when non-empty strings. */
 export function cefOptions(options: OutboundSubscription['options']): CefOptions {
   return {
-    vendor: headerText(options.cefVendor, CEF_DEFAULT_VENDOR),
-    product: headerText(options.cefProduct, CEF_DEFAULT_PRODUCT),
+    vendor: headerText(options.vendor ?? options.cefVendor, CEF_DEFAULT_VENDOR),
+    product: headerText(options.product ?? options.cefProduct, CEF_DEFAULT_PRODUCT),
   };
 }
 
