@@ -96,9 +96,11 @@ export function subscriptionOf(
   row: SubscriptionRow,
   keys: ServerKeys,
   env: OutboundDeps['env'],
+  withSecret = true,
 ): OutboundSubscription {
   let secret: string | undefined;
-  if (row.secret_sealed) secret = keys.decrypt(row.secret_sealed, `subscription:${row.id}`);
+  if (!withSecret) secret = undefined;
+  else if (row.secret_sealed) secret = keys.decrypt(row.secret_sealed, `subscription:${row.id}`);
   else if (row.secret_env) secret = env[row.secret_env];
   return {
     id: row.id,
@@ -145,7 +147,11 @@ export function createOutbound(deps: OutboundDeps): Outbound {
   let anyActive: { at: number; value: boolean } | undefined;
   const active = async (): Promise<OutboundSubscription[]> => {
     if (anyActive && !anyActive.value && Date.now() - anyActive.at < cacheMs) return [];
-    const subs = (await activeSubscriptionRows(deps.db)).map((r) => subscriptionOf(r, deps.keys, deps.env));
+    // Emission needs only what a subscription wants, never its secret: a secret that cannot be
+    // unsealed (a changed server key) must not stop any run from recording its outcome.
+    const subs = (await activeSubscriptionRows(deps.db)).map((r) =>
+      subscriptionOf(r, deps.keys, deps.env, false),
+    );
     anyActive = { at: Date.now(), value: subs.length > 0 };
     return subs;
   };
@@ -265,14 +271,24 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     async deliverDue(subscriptionId, heartbeat) {
       const row = await subscriptionRow(deps.db, subscriptionId);
       if (!row || !row.is_active) return { active: false, delivered: 0, nextDueInMs: null };
-      const sub = subscriptionOf(row, deps.keys, deps.env);
+      let sub: OutboundSubscription;
+      let unsealError: string | undefined;
+      try {
+        sub = subscriptionOf(row, deps.keys, deps.env);
+      } catch {
+        // Counted as failed attempts (retried, then the breaker), not an activity that throws forever.
+        sub = subscriptionOf(row, deps.keys, deps.env, false);
+        unsealError = 'the subscription secret cannot be unsealed with this server key: set it again';
+      }
       const transport = transportOf(sub.format);
-      const refused = deps.destinations
-        ? await checkDestination(
-            { url: sub.url, connection: sub.connection } as Parameters<typeof checkDestination>[0],
-            { ...deps.destinations, unresolvable: 'refuse' },
-          ).catch((err: Error) => [{ field: 'destination', message: err.message }])
-        : [];
+      const refused = unsealError
+        ? [{ field: 'secret', message: unsealError }]
+        : deps.destinations
+          ? await checkDestination(
+              { url: sub.url, connection: sub.connection } as Parameters<typeof checkDestination>[0],
+              { ...deps.destinations, unresolvable: 'refuse' },
+            ).catch((err: Error) => [{ field: 'destination', message: err.message }])
+          : [];
       const started = Date.now();
       let delivered = 0;
       const unsent: string[] = [];
@@ -297,7 +313,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
               {
                 ok: false,
                 retryable: true,
-                error: `destination refused: ${refused[0]!.field} ${refused[0]!.message}`,
+                error: `${unsealError ? 'not sent' : 'destination refused'}: ${refused[0]!.field} ${refused[0]!.message}`,
               }
             : transport
               ? await transport.deliver(event, sub, AbortSignal.timeout(sub.timeoutMs + 1_000))

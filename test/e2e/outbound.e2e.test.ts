@@ -368,4 +368,27 @@ describe('outbound events', () => {
     // A viewer may read but not change subscriptions.
     expect((await api('DELETE', `/admin/subscriptions/${sub.id}`, VIEWER)).status).toBe(403);
   });
+
+  it('a subscription whose secret cannot be unsealed (a changed server key) never holds a run back: its deliveries fail and are counted', async () => {
+    const receiver = await startReceiver();
+    receivers.push(receiver);
+    const id = await subscribe(receiver.url, { failureThreshold: 1000 });
+    await h.db.query('UPDATE killswitch_subscriptions SET secret_sealed = $2 WHERE id = $1', [
+      id,
+      randomBytes(64),
+    ]);
+
+    const { workflowId, result } = await leak();
+    expect(result.outcome).toBe('contained');
+    expect(result.audit).not.toHaveProperty('error');
+    const audit = await h.db.query('SELECT outcome FROM killswitch_audit WHERE workflow_id = $1', [
+      workflowId,
+    ]);
+    expect(audit.rows).toEqual([{ outcome: 'contained' }]);
+    await until('a failed attempt', async () => (await deliveries(id)).length > 0 || undefined);
+    const [first] = await deliveries(id);
+    expect(first).toMatchObject({ success: false, status_code: null });
+    expect(first!.error).toMatch(/cannot be unsealed/);
+    expect(receiver.received).toEqual([]);
+  });
 });
