@@ -270,6 +270,11 @@ async function expectExactlyOnce(
   })) {
     executions.set(e.workflowId, [...(executions.get(e.workflowId) ?? []), e.runId]);
   }
+  // The Slack message follows the audit row (and Slack's 1 message/s per channel paces a burst): wait,
+  // bounded, until every run has shown its message before counting them.
+  const slackDeadline = Date.now() + 90_000;
+  while (deliveries.some((d) => messagesOf(d.workflowId) === 0) && Date.now() < slackDeadline)
+    await sleep(500);
   const problems: string[] = [];
   for (const d of deliveries) {
     const audit = byWf.get(d.workflowId) ?? [];
