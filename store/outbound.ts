@@ -24,12 +24,13 @@ export interface SubscriptionRow {
   timeout_ms: number;
   failure_threshold: number;
   is_active: boolean;
+  routed_only: boolean;
 }
 
 export async function activeSubscriptionRows(db: Pick<Db, 'query'>): Promise<SubscriptionRow[]> {
   const r = await db.query<SubscriptionRow>(
     `SELECT id, name, format, url, connection, secret_sealed, secret_env, event_types, filters, options,
-            retry_count, timeout_ms, failure_threshold, is_active
+            retry_count, timeout_ms, failure_threshold, is_active, routed_only
        FROM killswitch_subscriptions WHERE is_active ORDER BY id`,
   );
   return r.rows;
@@ -41,23 +42,46 @@ export async function subscriptionRow(
 ): Promise<SubscriptionRow | undefined> {
   const r = await db.query<SubscriptionRow>(
     `SELECT id, name, format, url, connection, secret_sealed, secret_env, event_types, filters, options,
-            retry_count, timeout_ms, failure_threshold, is_active
+            retry_count, timeout_ms, failure_threshold, is_active, routed_only
        FROM killswitch_subscriptions WHERE id = $1`,
     [id],
   );
   return r.rows[0];
 }
 
+/** An enabled rule as emission matches it (lib/rules.ts). */
+export interface RuleRow {
+  id: string;
+  name: string;
+  trigger: string[];
+  conditions: Record<string, string[] | undefined>;
+  /** Subscription names. */
+  actions: string[];
+}
+
+export async function enabledRuleRows(db: Pick<Db, 'query'>): Promise<RuleRow[]> {
+  const r = await db.query<RuleRow>(
+    `SELECT id, name, trigger, conditions, actions FROM killswitch_rules WHERE enabled ORDER BY name`,
+  );
+  return r.rows;
+}
+
 /**
- * Stores the events and queues each for the subscriptions that want it, in one statement. An event
- * already stored (a retried or replayed emission) is not stored or queued twice. Returns the
- * subscriptions that got at least one new row.
+ * Stores the events and queues each for the subscriptions that want it, in one statement, and
+ * counts an execution of every rule that fired for it. An event already stored (a retried or
+ * replayed emission) is not stored, queued or counted twice. Returns the subscriptions that got at
+ * least one new row.
  */
 export async function enqueueEvents(
   db: Pick<Db, 'query'>,
-  items: ReadonlyArray<{ event: KillSwitchEvent; subscriptionIds: readonly string[] }>,
+  items: ReadonlyArray<{
+    event: KillSwitchEvent;
+    subscriptionIds: readonly string[];
+    /** Rules that fired for the event (counted once per event). */
+    ruleIds?: readonly string[];
+  }>,
 ): Promise<string[]> {
-  const wanted = items.filter((i) => i.subscriptionIds.length > 0);
+  const wanted = items.filter((i) => i.subscriptionIds.length > 0 || (i.ruleIds?.length ?? 0) > 0);
   if (wanted.length === 0) return [];
   const events = wanted.map(({ event }) => ({
     id: event.id,
@@ -69,6 +93,9 @@ export async function enqueueEvents(
   const queue = wanted.flatMap(({ event, subscriptionIds }) =>
     subscriptionIds.map((s) => ({ subscription_id: s, event_id: event.id })),
   );
+  const fired = wanted.flatMap(({ event, ruleIds }) =>
+    (ruleIds ?? []).map((id) => ({ rule_id: id, event_id: event.id, type: event.type })),
+  );
   const r = await db.query<{ subscription_id: string }>(
     `WITH e AS (
        INSERT INTO killswitch_events (id, type, occurred_at, workflow_id, envelope)
@@ -76,6 +103,15 @@ export async function enqueueEvents(
          FROM jsonb_to_recordset($1::jsonb) AS x(id text, type text, occurred_at timestamptz, workflow_id text, envelope jsonb)
        ON CONFLICT (id) DO NOTHING
        RETURNING id
+     ), fired AS (
+       UPDATE killswitch_rules k
+          SET execution_count = k.execution_count + f.n, last_executed_at = now(), last_event_type = f.last_type
+         FROM (SELECT x.rule_id, count(*) AS n, (array_agg(x.type ORDER BY x.ord DESC))[1] AS last_type
+                 FROM ROWS FROM (jsonb_to_recordset($3::jsonb) AS (rule_id text, event_id text, type text))
+                      WITH ORDINALITY AS x(rule_id, event_id, type, ord)
+                 JOIN e ON e.id = x.event_id
+                GROUP BY x.rule_id) f
+        WHERE k.id = f.rule_id
      )
      INSERT INTO killswitch_event_queue (subscription_id, event_id)
      SELECT q.subscription_id, q.event_id
@@ -85,7 +121,7 @@ export async function enqueueEvents(
       ORDER BY q.ord
      ON CONFLICT DO NOTHING
      RETURNING subscription_id`,
-    [JSON.stringify(events), JSON.stringify(queue)],
+    [JSON.stringify(events), JSON.stringify(queue), JSON.stringify(fired)],
   );
   return [...new Set(r.rows.map((x) => x.subscription_id))];
 }
@@ -220,7 +256,10 @@ export async function tripSubscription(db: Pick<Db, 'query'>, id: string, reason
 /** Milliseconds until the subscription's next pending row is due (0: now), or null when none is pending. */
 export async function nextDueInMs(db: Pick<Db, 'query'>, subscriptionId: string): Promise<number | null> {
   const r = await db.query<{ ms: string | null }>(
-    `SELECT GREATEST(0, EXTRACT(EPOCH FROM (min(next_attempt_at) - now())) * 1000)::bigint AS ms
+    // GREATEST ignores NULLs (GREATEST(0, NULL) is 0): nothing pending must stay NULL, or the
+    // delivery run would take "due now" for an empty queue and spin.
+    `SELECT CASE WHEN min(next_attempt_at) IS NULL THEN NULL
+                 ELSE GREATEST(0, EXTRACT(EPOCH FROM (min(next_attempt_at) - now())) * 1000)::bigint END AS ms
        FROM killswitch_event_queue WHERE subscription_id = $1 AND state = 'pending'`,
     [subscriptionId],
   );
@@ -283,6 +322,10 @@ export async function deleteOutboundOlderThan(
         WHERE ev.created_at < now() - ($1::bigint * interval '1 millisecond')
           AND NOT EXISTS (SELECT 1 FROM killswitch_event_queue q WHERE q.event_id = ev.id AND q.state = 'pending')
        RETURNING 1
+     ), j AS (
+       -- A run's Jira issue mapping: a run older than the retention emits nothing more (and a late
+       -- event would still find its issue by the run's label).
+       DELETE FROM killswitch_jira_issues WHERE created_at < now() - ($1::bigint * interval '1 millisecond')
      )
      SELECT (SELECT count(*) FROM a)::int AS attempts, (SELECT count(*) FROM e)::int AS events`,
     [Math.max(0, Math.round(retentionMs))],

@@ -123,10 +123,41 @@ describe('outbound outbox', () => {
 
   it('retention deletes attempts and finished events, never a pending one', async () => {
     await db.query("UPDATE killswitch_event_queue SET state = 'delivered' WHERE subscription_id = 's2'");
+    // Nothing pending is "nothing due" (null), not "due now" (0): the delivery run must not spin.
+    expect(await nextDueInMs(db, 's2')).toBeNull();
+    expect(await nextDueInMs(db, 'no-such-subscription')).toBeNull();
     const swept = await deleteOutboundOlderThan(db, 0);
     expect(swept.attempts).toBe(3);
     // e1 and e3 are still pending for s1: kept; e2 (done everywhere) and e4 (queued nowhere) go.
     const left = await db.query<{ id: string }>('SELECT id FROM killswitch_events ORDER BY id');
     expect(left.rows.map((r) => r.id)).toEqual(['e1', 'e3']);
+  });
+
+  it("counts a rule's execution once per event, however often the event is emitted, and stores an event only a rule matched", async () => {
+    await db.query(
+      `INSERT INTO killswitch_rules (id, name, trigger, actions) VALUES ('r1', 'rule-one', '{run.*}', '{one}'), ('r2', 'rule-two', '{*}', '{gone}')`,
+    );
+    const count = async (id: string) =>
+      (
+        await db.query<{ n: number; t: string | null; at: Date | null }>(
+          'SELECT execution_count::int AS n, last_event_type AS t, last_executed_at AS at FROM killswitch_rules WHERE id = $1',
+          [id],
+        )
+      ).rows[0]!;
+    const a = event('r-a', 'run.started');
+    const b = event('r-b', 'run.contained');
+    const items = [
+      { event: a, subscriptionIds: ['s1'], ruleIds: ['r1'] },
+      { event: b, subscriptionIds: ['s1'], ruleIds: ['r1'] },
+    ];
+    await enqueueEvents(db, items);
+    await enqueueEvents(db, items);
+    expect(await count('r1')).toMatchObject({ n: 2, t: 'run.contained' });
+    expect((await count('r1')).at).not.toBeNull();
+    // A rule whose action names no active subscription still fired: the event is kept and counted.
+    await enqueueEvents(db, [{ event: event('r-c', 'run.escalated'), subscriptionIds: [], ruleIds: ['r2'] }]);
+    expect(await count('r2')).toMatchObject({ n: 1, t: 'run.escalated' });
+    expect((await db.query(`SELECT 1 FROM killswitch_events WHERE id = 'r-c'`)).rows).toHaveLength(1);
+    expect(await count('r1')).toMatchObject({ n: 2 });
   });
 });
