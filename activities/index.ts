@@ -28,7 +28,7 @@ import {
 import { insertAuditRow } from './audit';
 import { atBoundary, classifyFailure, permanentSqlState, wellFormed } from './boundary';
 import { breakerDedupKey, checkBreaker } from '../store/breaker';
-import { firstOutcome, priorContainmentRunId } from '../store/audit';
+import { firstOutcome, owningSystemOf, priorContainmentRunId } from '../store/audit';
 import { buildRunMessage, type MessageKind, type SlackSender, type SlackSummary } from './slack';
 import { upsertRunMessage } from './slack-message';
 import { buildDigestLine, needsOwnMessage, type DigestSettings } from './slack-digest';
@@ -38,6 +38,7 @@ import type { ExpireResult, IssueResult, RevokeResult, VerifyResult } from '../l
 import { durationMs } from '../lib/systems/common';
 import { type KillMode } from '../contracts/kill-modes';
 import type { Outbound } from './outbound';
+import type { RouteTable } from '../lib/routing';
 
 export interface ActivityDeps {
   inventory: Inventory;
@@ -54,6 +55,8 @@ export interface ActivityDeps {
   slackDigest?: { settings: DigestSettings; channel: string };
   /** Outbound events (subscriptions); unset: none are emitted. */
   outbound?: Outbound;
+  /** Per owning system: its team's Slack channel, PagerDuty service and subscriptions (lib/routing.ts). */
+  routes?: RouteTable;
 }
 
 /** The lookups of a run (`assess`): prior containment, or owner, policy and breaker. */
@@ -89,6 +92,7 @@ export function createActivities(deps: ActivityDeps) {
     }
     return p;
   };
+  const routeOf = (system: string | undefined) => (system ? deps.routes?.get(system) : undefined);
   const runUrl = (s: { workflowId: string; runId: string }) =>
     temporalUiRunUrl(deps.temporalUi.uiUrl, deps.temporalUi.namespace, s.workflowId, s.runId);
 
@@ -103,6 +107,7 @@ export function createActivities(deps: ActivityDeps) {
           owner: {
             system: s.name,
             kind: s.kind,
+            ...(s.team ? { team: s.team } : {}),
             mode: s.mode,
             overlap: s.overlap,
             quarantine: s.quarantine,
@@ -276,6 +281,7 @@ export function createActivities(deps: ActivityDeps) {
       runId: string;
     }): Promise<{ status: 'sent' | 'logged'; dedupKey: string }> {
       return deps.pagerduty.event({
+        routingKey: routeOf(req.system)?.pagerdutyRoutingKey,
         dedupKey: breakerDedupKey(req.system),
         summary: `Mass leak: more than ${req.count - 1} detections for ${req.system} within ${req.window}; automatic rotation paused, runs held for a decision`,
         source: req.system,
@@ -377,15 +383,23 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     async triggerPagerDuty(summary: RunSummary): Promise<{ status: 'sent' | 'logged'; dedupKey: string }> {
-      return deps.pagerduty.trigger(summary, runUrl(summary));
+      return deps.pagerduty.trigger(
+        summary,
+        runUrl(summary),
+        routeOf(summary.owner?.system)?.pagerdutyRoutingKey,
+      );
     },
 
     /** Resolves (a retry contained the credential, or it was a false positive) or acknowledges the run's incident. */
     async followUpPagerDuty(req: {
       dedupKey: string;
       action: 'acknowledge' | 'resolve';
+      /** The run's owning system (its trigger went to that system's service); unset: read from the audit. */
+      system?: string;
     }): Promise<{ status: 'sent' | 'logged'; dedupKey: string }> {
-      return deps.pagerduty.followUp(req.dedupKey, req.action);
+      const system =
+        req.system ?? (deps.routes?.size ? await owningSystemOf(deps.db, req.dedupKey) : undefined);
+      return deps.pagerduty.followUp(req.dedupKey, req.action, routeOf(system)?.pagerdutyRoutingKey);
     },
 
     async recordAudit(summary: RunSummary): Promise<{ inserted: boolean }> {
@@ -461,12 +475,16 @@ export function createActivities(deps: ActivityDeps) {
     const id = Number(Context.current().info.activityId);
     const order = Number.isSafeInteger(id) ? id : fallback;
     const url = runUrl(summary);
+    const channel = routeOf(summary.owner?.system)?.slackChannel;
     return upsertRunMessage(deps, summary, order, () => buildRunMessage(summary, kind, url), {
       logWhenUnconfigured: kind !== 'progress',
+      ...(channel ? { channel } : {}),
       ...(deps.slackDigest
         ? {
             digest: {
               ...deps.slackDigest,
+              // Digests are per channel: a routed system's burst is summed up in its own channel.
+              ...(channel ? { channel } : {}),
               ownMessage: needsOwnMessage(summary, kind),
               line: () => buildDigestLine(summary, kind, url),
               runsUrl: (since: Date, until: Date) =>

@@ -25,15 +25,26 @@ export interface PagerDutyEvent {
   client_url?: string;
 }
 
+/**
+ * `routingKey` on a call: the owning system's team service (lib/routing.ts) instead of
+ * PAGERDUTY_ROUTING_KEY. A follow-up must go to the service its trigger went to (PagerDuty groups
+ * by routing key and dedup key).
+ */
 export interface PagerDutySender {
-  trigger(summary: RunSummary, runUrl: string): Promise<{ status: 'sent' | 'logged'; dedupKey: string }>;
+  trigger(
+    summary: RunSummary,
+    runUrl: string,
+    routingKey?: string,
+  ): Promise<{ status: 'sent' | 'logged'; dedupKey: string }>;
   /** Acknowledge or resolve the incident of a dedup key (a human is on it; a later retry contained it). */
   followUp(
     dedupKey: string,
     action: 'acknowledge' | 'resolve',
+    routingKey?: string,
   ): Promise<{ status: 'sent' | 'logged'; dedupKey: string }>;
   /** A trigger about something other than one run (the mass-leak breaker). */
   event(e: {
+    routingKey?: string | undefined;
     dedupKey: string;
     summary: string;
     source: string;
@@ -86,7 +97,7 @@ export function createPagerDutySender(opts: {
   log: (event: Omit<PagerDutyEvent, 'routing_key'>) => void;
 }): PagerDutySender {
   const deliver = async (event: PagerDutyEvent) => {
-    if (!opts.routingKey) {
+    if (!event.routing_key) {
       const { routing_key: _omit, ...rest } = event;
       opts.log(rest);
       return { status: 'logged' as const, dedupKey: event.dedup_key };
@@ -94,12 +105,13 @@ export function createPagerDutySender(opts: {
     await send(opts.eventsUrl, event);
     return { status: 'sent' as const, dedupKey: event.dedup_key };
   };
+  const keyOf = (routingKey: string | undefined) => routingKey || opts.routingKey || '';
   return {
-    followUp: (dedupKey, action) =>
-      deliver({ routing_key: opts.routingKey ?? '', event_action: action, dedup_key: dedupKey }),
+    followUp: (dedupKey, action, routingKey) =>
+      deliver({ routing_key: keyOf(routingKey), event_action: action, dedup_key: dedupKey }),
     event: (e) =>
       deliver({
-        routing_key: opts.routingKey ?? '',
+        routing_key: keyOf(e.routingKey),
         event_action: 'trigger',
         dedup_key: e.dedupKey,
         payload: {
@@ -113,16 +125,7 @@ export function createPagerDutySender(opts: {
         client: 'Secret Kill Switch',
         client_url: e.link,
       }),
-    async trigger(summary, runUrl) {
-      const event = buildTriggerEvent(summary, runUrl, opts.routingKey ?? '');
-      if (!opts.routingKey) {
-        const { routing_key: _omit, ...rest } = event;
-        opts.log(rest);
-        return { status: 'logged', dedupKey: event.dedup_key };
-      }
-      await send(opts.eventsUrl, event);
-      return { status: 'sent', dedupKey: event.dedup_key };
-    },
+    trigger: (summary, runUrl, routingKey) => deliver(buildTriggerEvent(summary, runUrl, keyOf(routingKey))),
   };
 }
 

@@ -200,7 +200,7 @@ async function renderLocked(
     links.runsUrl(bucketStart, new Date(bucketStart.getTime() + settings.windowMs)),
   );
   if (!d.ts || !d.slack_channel) {
-    const r = await slack.post(message);
+    const r = await slack.post(message, { channel: d.channel });
     await digests.recordDigestPosted(s, digestId, r.ts ?? null, r.channel ?? null, shownVersion);
     return { status: 'sent', shownVersion };
   }

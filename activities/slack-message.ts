@@ -84,7 +84,12 @@ export async function upsertRunMessage(
   run: RunKey,
   order: number,
   build: () => SlackMessage,
-  opts: { logWhenUnconfigured: boolean; digest?: DigestOption },
+  opts: {
+    logWhenUnconfigured: boolean;
+    digest?: DigestOption;
+    /** The owning system's channel (lib/routing.ts); unset: SLACK_CHANNEL. */
+    channel?: string;
+  },
 ): Promise<{ status: UpsertStatus; ts?: string }> {
   if (!deps.slack.configured) {
     if (!opts.logWhenUnconfigured) return { status: 'skipped' };
@@ -100,7 +105,7 @@ export async function upsertRunMessage(
     const postAndRecord = async (claimed: 'new' | 'takeover') => {
       let r: Awaited<ReturnType<SlackSender['post']>>;
       try {
-        r = await deps.slack.post(build());
+        r = await deps.slack.post(build(), { channel: opts.channel });
       } catch (err) {
         // Nothing was posted: free the claim so the retry (or another worker) posts.
         if (claimed === 'new') await freeMessageClaim(deps.db, run);

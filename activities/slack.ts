@@ -22,7 +22,10 @@ export interface SlackSender {
   /** False when no bot token / channel is set: messages are logged instead. */
   readonly configured: boolean;
   /** `sent` with the message ts and the channel id Slack answered with, or `logged`. */
-  post(message: SlackMessage): Promise<{ status: 'sent' | 'logged'; ts?: string; channel?: string }>;
+  post(
+    message: SlackMessage,
+    opts?: { channel?: string | undefined },
+  ): Promise<{ status: 'sent' | 'logged'; ts?: string; channel?: string }>;
   /** Replaces the message `ts` in `channel` (the channel id from post). */
   update(channel: string, ts: string, message: SlackMessage): Promise<void>;
   /** How long this worker still holds back chat.postMessage after a 429 (0: not throttled). */
@@ -179,7 +182,7 @@ export function buildRunMessage(s: SlackSummary, kind: MessageKind, runUrl: stri
   const fields = [
     `*Outcome*\n${status}`,
     `*Step*\n${phase.label}`,
-    `*Owner*\n${s.owner?.system ?? 'no owning system found'}`,
+    `*Owner*\n${s.owner ? `${s.owner.system}${s.owner.team ? ` (team ${s.owner.team})` : ''}` : 'no owning system found'}`,
     `*Source*\n${d.source}${d.scanner ? ` / ${d.scanner}` : ''} · ${d.severity}`,
     `*Timings*\n${describeTimings(s)}`,
   ];
@@ -355,16 +358,17 @@ export function createSlackSender(opts: {
   };
   return {
     configured: true,
-    async post(message) {
+    async post(message, to) {
+      const target = to?.channel || channel;
       const r = await call('post', () =>
         client.chat.postMessage({
-          channel,
+          channel: target,
           text: message.text,
           blocks: message.blocks as never,
           unfurl_links: false,
         }),
       );
-      return { status: 'sent', ts: r.ts, channel: r.channel ?? channel };
+      return { status: 'sent', ts: r.ts, channel: r.channel ?? target };
     },
     async update(channelId, ts, message) {
       await call('update', () =>

@@ -1,8 +1,8 @@
 /**
  * The admin API (/admin, admin token): the runtime source switches, the mass-leak breakers, the
- * runtime dry-run switches, the outbound event subscriptions and the admin audit, with every change
- * written to the append-only admin audit (store/admin-audit.ts) when the kill switch's database is
- * there.
+ * runtime dry-run switches, the outbound event subscriptions and rules (api/rules.ts) and the admin
+ * audit, with every change written to the append-only admin audit (store/admin-audit.ts) when the
+ * kill switch's database is there.
  */
 import express, { type Request, type Response } from 'express';
 import { z } from 'zod';
@@ -40,6 +40,7 @@ import { authenticate, principalOf, requireAdmin } from './auth';
 import { readJsonBody } from './body';
 import type { SourceSwitches } from './deliveries';
 import { limitSchema, parseOr422, printable, subscriptionOr404 } from './read';
+import { createRuleAdminRouter, refuseIfRulesName } from './rules';
 import { issuesOf } from './sources/validate';
 
 export type { OutboundControl } from '../lib/subscriptions';
@@ -52,6 +53,8 @@ export interface SubscriptionRouteOptions {
   inventoryFile?: string;
   /** Resolves a host name to its addresses (node:dns by default). */
   lookup?: HostLookup;
+  /** Subscription name -> the owning systems whose `routing.subscriptions` name it (the inventory file). */
+  routedBy?: ReadonlyMap<string, readonly string[]>;
 }
 
 export interface AdminChange {
@@ -216,6 +219,14 @@ export function createAdminRouter(deps: AdminDeps): express.Router {
 
   if (db) admin.use(dryRunAndAuditRoutes(db, [...known.keys()], deps.configuredDryRun ?? (() => false)));
   if (db && deps.keys) admin.use('/subscriptions', subscriptionRoutes(db, deps.keys, deps, byOf));
+  if (db) {
+    const inventoryFile = deps.subscriptions?.inventoryFile;
+    const record = (req: Request, res: Response, c: AdminChange) => recordAdminChange(db, req, res, c);
+    admin.use(
+      '/rules',
+      createRuleAdminRouter({ db, byOf, record, ...(inventoryFile ? { inventoryFile } : {}) }),
+    );
+  }
   return admin;
 }
 
@@ -268,6 +279,7 @@ function fieldsOf(s: SubscriptionInput): SubscriptionFields {
     timeoutMs: s.timeoutMs,
     failureThreshold: s.failureThreshold,
     isActive: s.isActive,
+    routedOnly: s.routedOnly,
   };
 }
 
@@ -308,6 +320,19 @@ function subscriptionRoutes(
           '; change it there (config subscriptions are replaced at every start)',
       );
     return s;
+  };
+  /** 409 when an owning system's routing names the subscription (the inventory file would point at nothing). */
+  const refuseIfRouted = (name: string, change: 'deleted' | 'renamed') => {
+    const systems = opts.routedBy?.get(name) ?? [];
+    if (systems.length === 0) return;
+    throw new HttpProblem(
+      409,
+      'subscription-in-use',
+      'Subscription in use',
+      `subscription ${name} cannot be ${change}: the routing of the owning system${systems.length > 1 ? 's' : ''} ${systems.join(', ')} names it in the inventory file ${opts.inventoryFile ?? ''}`.trimEnd() +
+        '; change it there first',
+      { systems: [...systems] },
+    );
   };
   const nameTaken = (err: unknown): never => {
     if (err instanceof SubscriptionNameTakenError)
@@ -379,6 +404,11 @@ function subscriptionRoutes(
         typeof secret === 'string' ? secret : mode === 'put' || secret === null ? null : undefined;
       const hasSecret = secretChange === undefined ? before.hasSecret : secretChange !== null;
       const s = await validSubscription(doc, policy, hasSecret);
+      // A rule's action names the subscription: renaming it would leave the rule pointing at nothing.
+      if (s.name !== before.name) {
+        refuseIfRouted(before.name, 'renamed');
+        await refuseIfRulesName(db, before.name, 'renamed');
+      }
       const { isActive, ...fields } = fieldsOf(s);
       const after = await updateSubscription(db, keys, before.id, {
         ...fields,
@@ -410,6 +440,8 @@ function subscriptionRoutes(
   router.delete('/:id', body, async (req, res) => {
     const before = await writable(String(req.params.id));
     const by = byOf(res, objectBody(req).by);
+    refuseIfRouted(before.name, 'deleted');
+    await refuseIfRulesName(db, before.name, 'deleted');
     await deleteSubscription(db, before.id);
     await audit(req, res, 'subscription.delete', before.id, before, null, by);
     req.log.warn({ subscription: before.id, name: before.name, by }, 'subscription deleted');

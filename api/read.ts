@@ -21,6 +21,7 @@ import {
 import { AUDIT_API_COLUMNS as AUDIT_COLUMNS, auditRowsOf, listAuditRows } from '../store/audit';
 import { sightingsOf, workflowIdsNamed } from '../store/sightings';
 import { getSubscription, listDeliveryAttempts, listSubscriptions } from '../store/subscriptions';
+import { createRuleReadRouter } from './rules';
 import { issuesOf } from './sources/validate';
 
 const camel = (s: string) => s.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
@@ -187,7 +188,10 @@ export async function subscriptionOr404(db: Db, id: string) {
   return found;
 }
 
-/** GET /api/detections, /api/detections/:id, /api/events/types and /api/subscriptions[/:id[/deliveries]]. */
+/**
+ * GET /api/detections, /api/detections/:id, /api/events/types, /api/subscriptions[/:id[/deliveries]]
+ * and /api/rules[/:id] (api/rules.ts).
+ */
 export function createReadRouter(deps: ReadApiDeps): express.Router {
   const router = express.Router();
 
@@ -225,6 +229,8 @@ export function createReadRouter(deps: ReadApiDeps): express.Router {
       nextCursor: all.length > q.limit ? rows[rows.length - 1]!.id : null,
     });
   });
+
+  router.use('/rules', createRuleReadRouter(deps.db));
 
   router.get('/detections', async (req, res) => {
     const q = parseOr422(listQuery, req.query, 'query');

@@ -14,7 +14,9 @@ import type { EvidenceStore } from '../lib/evidence';
 import { createOutboundControl } from './outbound-control';
 import { createEvidenceStore } from '../store/evidence';
 import { sightingLedger } from '../store/sightings';
-import { syncConfigSubscriptions } from '../store/subscriptions';
+import { syncConfigRules } from '../store/rules';
+import { checkRoutedSubscriptions, syncConfigSubscriptions } from '../store/subscriptions';
+import { routedBy } from '../lib/routing';
 import { allowHostsOf, type HostLookup, type OutboundControl } from '../lib/subscriptions';
 import type { ServerKeys } from '../contracts/keys';
 import { createLogger, type Logger } from '../lib/logger';
@@ -97,6 +99,7 @@ export function createIngressApp(
     subscriptions: {
       allowHosts: allowHostsOf(parts.inventory.outbound.allowHosts, parts.env.OUTBOUND_ALLOW_HOSTS),
       inventoryFile: config.inventoryFile ?? boot.DEFAULT_INVENTORY_FILE,
+      routedBy: routedBy(parts.inventory.systems),
       ...(parts.lookup ? { lookup: parts.lookup } : {}),
     },
     ...(parts.outbound ? { outbound: parts.outbound } : {}),
@@ -130,6 +133,9 @@ async function main(): Promise<void> {
   // The inventory's subscriptions replace the config rows (docs/events.md, Subscriptions).
   const synced = await syncConfigSubscriptions(db, keys, inventory, process.env);
   logger.info(synced, 'config subscriptions synced');
+  // Then the rules, whose actions name subscriptions (docs/events.md, Rules).
+  logger.info(await syncConfigRules(db, inventory), 'config rules synced');
+  await checkRoutedSubscriptions(db, inventory.systems);
   // Lazy: the ingress starts even while Temporal is down and answers 503 until it is back.
   const connection = Connection.lazy({ address: config.temporal.address ?? 'localhost:7233' });
   const codec = codecFromConfig(config, keys);

@@ -8,10 +8,14 @@
  *   killswitch subscriptions list
  *   killswitch subscriptions deliveries <id|name> [--limit 20] [--cursor C]
  *   killswitch subscriptions test <id|name>
+ *   killswitch rules list
+ *   killswitch rules enable <id|name>
+ *   killswitch rules disable <id|name>
  *
- * status, recent and subscriptions call the API with KILLSWITCH_API_TOKEN (a viewer or admin token
- * of API_TOKENS; `subscriptions test` sends an event, so it needs an admin token). KILLSWITCH_URL
- * sets the default --url. Exit codes: 0 ok, 1 failure, 2 usage.
+ * status, recent, subscriptions and rules call the API with KILLSWITCH_API_TOKEN (a viewer or admin
+ * token of API_TOKENS; `subscriptions test` sends an event and `rules enable`/`disable` change a
+ * rule, so they need an admin token). KILLSWITCH_URL sets the default --url. Exit codes: 0 ok,
+ * 1 failure, 2 usage.
  */
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -391,9 +395,79 @@ export async function subscriptionsTest(io: Io, idOrName: string, opts: { url: s
   if (!t.delivered) throw new Failure('the test event was not delivered');
 }
 
+/** A rule as the API shows it, as far as the CLI prints it. */
+interface RuleShown {
+  id: string;
+  name: string;
+  enabled: boolean;
+  origin: string;
+  trigger: string[];
+  actions: Array<{ subscription: string }>;
+  executionCount: number;
+  lastExecutedAt: string | null;
+  lastEventType: string | null;
+}
+
+async function listRulesOf(io: Io, url: string): Promise<RuleShown[]> {
+  const r = await getJson(io, `${url}/api/rules`);
+  if (r.status !== 200) throw failed(r);
+  return (r.body as { rules?: RuleShown[] }).rules ?? [];
+}
+
+export async function rulesList(io: Io, opts: { url: string }): Promise<void> {
+  const rules = await listRulesOf(io, opts.url);
+  if (rules.length === 0) {
+    io.out('no rules\n');
+    return;
+  }
+  io.out(
+    `${table([
+      ['NAME', 'ENABLED', 'ORIGIN', 'TRIGGER', 'ACTIONS', 'EXECUTIONS', 'LAST EXECUTION', 'ID'],
+      ...rules.map((x) => [
+        x.name,
+        x.enabled ? 'yes' : 'no',
+        x.origin,
+        x.trigger.join(','),
+        x.actions.map((a) => a.subscription).join(','),
+        String(x.executionCount),
+        x.lastExecutedAt ? `${time(x.lastExecutedAt)} ${short(x.lastEventType)}` : '-',
+        x.id,
+      ]),
+    ])}\n`,
+  );
+}
+
+/** Switches a rule (named by its id or its name) on or off; needs an admin token. */
+export async function rulesSwitch(
+  io: Io,
+  idOrName: string,
+  enabled: boolean,
+  opts: { url: string },
+): Promise<void> {
+  const all = await listRulesOf(io, opts.url);
+  const found = all.find((x) => x.id === idOrName) ?? all.find((x) => x.name === idOrName);
+  if (!found) throw new Failure(`no rule has the id or name ${idOrName}`);
+  const r = await getJson(
+    io,
+    `${opts.url}/admin/rules/${encodeURIComponent(found.id)}/${enabled ? 'enable' : 'disable'}`,
+    { method: 'POST', body: {} },
+  );
+  if (r.status !== 200) throw failed(r);
+  const after = r.body as Partial<RuleShown>;
+  io.out(
+    `${table([
+      ['rule', `${short(after.name)} (${found.id})`],
+      ['enabled', after.enabled ? 'yes' : 'no'],
+      ['origin', short(after.origin)],
+    ])}\n`,
+  );
+}
+
 export function buildProgram(io: Io): Command {
   const program = new Command('killswitch')
-    .description('Secret Kill Switch: send a canary, follow a run, list recent detections')
+    .description(
+      'Secret Kill Switch: send a canary, follow a run, list recent detections, manage outbound subscriptions and rules',
+    )
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .showHelpAfterError();
@@ -468,6 +542,27 @@ export function buildProgram(io: Io): Command {
     .argument('<id>', 'a subscription id or name')
     .addOption(urlOption())
     .action((id: string, o: { url: string }) => subscriptionsTest(io, idArg(id), o));
+
+  const rules = program
+    .command('rules')
+    .description('outbound rules: list them with their executions, switch one on or off');
+  rules
+    .command('list')
+    .description('list every rule: enabled, origin, trigger, actions, executions, last execution')
+    .addOption(urlOption())
+    .action((o: { url: string }) => rulesList(io, o));
+  for (const [name, enabled] of [
+    ['enable', true],
+    ['disable', false],
+  ] as const)
+    rules
+      .command(name)
+      .description(
+        `${name} a rule at runtime, config rules included, until the next start for those (needs an admin token)`,
+      )
+      .argument('<id>', 'a rule id or name')
+      .addOption(urlOption())
+      .action((id: string, o: { url: string }) => rulesSwitch(io, idArg(id), enabled, o));
 
   return program;
 }

@@ -159,7 +159,7 @@ export function eventJsonSchema(): Record<string, unknown> {
   return z.toJSONSchema(eventEnvelopeSchema, { target: 'draft-2020-12' }) as Record<string, unknown>;
 }
 
-/** Output formats a subscription may use (Jira is not built yet: a subscription naming it is refused). */
+/** Output formats a subscription may use. */
 export const EVENT_FORMATS = [
   'json',
   'slack',
@@ -169,6 +169,7 @@ export const EVENT_FORMATS = [
   'splunk_hec',
   'syslog',
   'email',
+  'jira',
 ] as const;
 export type EventFormat = (typeof EVENT_FORMATS)[number];
 

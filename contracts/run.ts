@@ -87,6 +87,8 @@ export interface KillSwitchInput {
 export interface OwnerRef {
   system: string;
   kind: string;
+  /** The team the inventory says owns the system (events, filters and rules match on it). */
+  team?: string;
   /** How the inventory says to kill credentials of this system (see lib/systems/common.ts). */
   mode: KillMode;
   /** graceful only: how long both values stay valid. */

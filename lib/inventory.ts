@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { Detection } from '../contracts/detection';
 import { knownSecretsSchema } from './known-secrets';
+import { ruleSchema } from './rules';
 import { policySchema, sourcesSchema } from './sources-config';
 import { configSubscriptionSchema, outboundConfigSchema } from './subscriptions';
 import { handles, kindOf, systemSchema, type OwningSystem } from './systems';
@@ -23,6 +24,8 @@ export const inventorySchema = z
     /** Outbound event subscriptions kept as code: replaced at every start of the ingress (docs/events.md). */
     subscriptions: z.array(configSubscriptionSchema).max(200).default([]),
     outbound: outboundConfigSchema.default(outboundConfigSchema.parse({})),
+    /** Outbound rules kept as code: replaced at every start of the ingress (docs/events.md#rules). */
+    rules: z.array(ruleSchema).max(200).default([]),
   })
   .strict()
   .superRefine((inv, ctx) => {
@@ -36,6 +39,17 @@ export const inventorySchema = z
         });
       names.add(s.name);
     });
+    const rules = new Set<string>();
+    inv.rules.forEach((r, i) => {
+      if (rules.has(r.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rules', i, 'name'],
+          message: `duplicate rule name "${r.name}"`,
+        });
+      rules.add(r.name);
+    });
+    // Actions naming a subscription are checked at the ingress's start (syncConfigRules).
     // Destinations are checked at the ingress's start, with OUTBOUND_ALLOW_HOSTS and DNS (syncConfigSubscriptions).
     const seen = new Set<string>();
     inv.systems.forEach((s, i) => {

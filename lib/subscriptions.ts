@@ -132,6 +132,28 @@ export const FORMAT_OPTIONS = {
       product: printable(100).optional(),
     })
     .strict(),
+  jira: z
+    .object({
+      /** The project key issues are opened in. */
+      project: z.string().regex(/^[A-Z][A-Z0-9_]{0,9}$/, 'a Jira project key such as SEC'),
+      /** The issue type's name. */
+      issueType: printable(100).default('Task'),
+      labels: z
+        .array(z.string().regex(/^\S{1,255}$/, 'a label has no spaces'))
+        .max(20)
+        .default(['secret-kill-switch']),
+      /**
+       * Jira Cloud: the Atlassian account e-mail the API token (the secret) belongs to (basic auth).
+       * Unset: the secret is sent as a bearer token (an OAuth 2.0 access token, with the url
+       * https://api.atlassian.com/ex/jira/<cloudId>). Jira Data Center (REST v2, wiki markup) is not supported.
+       */
+      email: email.optional(),
+      /** Which transition (by name, or the name of the status it leads to) to apply when an event of the run arrives. */
+      transitions: z
+        .record(z.string().refine(isKnownEventPattern, 'not a known event type'), printable(100))
+        .default({ 'run.contained': 'Done' }),
+    })
+    .strict(),
 } satisfies Partial<Record<EventFormat, z.ZodType>>;
 
 /** Formats that connect themselves (syslog, e-mail); every other one posts to `url`. */
@@ -141,7 +163,7 @@ const CONNECTION_SCHEMAS = {
 } satisfies Partial<Record<EventFormat, z.ZodType>>;
 
 /** Formats that cannot work without a secret (the destination's token). */
-export const SECRET_REQUIRED: ReadonlySet<EventFormat> = new Set(['splunk_hec']);
+export const SECRET_REQUIRED: ReadonlySet<EventFormat> = new Set(['splunk_hec', 'jira']);
 
 export const filtersSchema = z
   .object({
@@ -178,6 +200,12 @@ const common = {
   timeoutMs: z.number().int().min(1000).max(30_000).default(5000),
   failureThreshold: z.number().int().min(1).max(1000).default(10),
   isActive: z.boolean().default(true),
+  /**
+   * Receives only the events routed to it: an owning system naming it (systems[].routing.subscriptions,
+   * its own event types and filters still apply) or a rule's action. Default false: every event its
+   * event types and filters match.
+   */
+  routedOnly: z.boolean().default(false),
   filters: filtersSchema.default({}),
   options: z.record(z.string(), z.unknown()).default({}),
 };
@@ -570,6 +598,7 @@ export interface SubscriptionView {
   timeoutMs: number;
   failureThreshold: number;
   isActive: boolean;
+  routedOnly: boolean;
   consecutiveFailures: number;
   disabledReason: string | null;
   origin: 'api' | 'config';
@@ -591,6 +620,7 @@ export function editableOf(v: SubscriptionView): Record<string, unknown> {
     timeoutMs: v.timeoutMs,
     failureThreshold: v.failureThreshold,
     isActive: v.isActive,
+    routedOnly: v.routedOnly,
   };
 }
 

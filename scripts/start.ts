@@ -24,7 +24,8 @@ import { ensureSearchAttributes, freePort, startDevServer, type DevServer } from
 import { loadOrCreateLocalSecret } from '../lib/keys';
 import { createIngressApp, listen } from '../api/server';
 import { createOutboundControl } from '../api/outbound-control';
-import { syncConfigSubscriptions } from '../store/subscriptions';
+import { syncConfigRules } from '../store/rules';
+import { checkRoutedSubscriptions, syncConfigSubscriptions } from '../store/subscriptions';
 import { createLocalUiGateway, type LocalUiGateway } from '../api/local-ui';
 import { buildActivityDeps, createKillSwitchWorker } from '../worker/build';
 
@@ -150,6 +151,9 @@ async function main(): Promise<void> {
     const applied = await migrate(db, logger);
     logger.info({ store: db.kind, applied }, 'audit store ready');
     await syncConfigSubscriptions(db, keys, inventory, process.env);
+    // Then the rules, whose actions name subscriptions (docs/events.md, Rules).
+    await syncConfigRules(db, inventory);
+    await checkRoutedSubscriptions(db, inventory.systems);
 
     const temporal = temporalTarget(config, client);
     const deps = buildActivityDeps({ config, temporal, db, keys, inventory, env: process.env, logger });

@@ -93,6 +93,16 @@ export async function priorContainmentRunId(
 }
 
 /** The first recorded outcome of a run; undefined while it has none. */
+/** The owning system a run's audit rows name (its escalation's PagerDuty routing follows it). */
+export async function owningSystemOf(db: Pick<Db, 'query'>, workflowId: string): Promise<string | undefined> {
+  const r = await db.query<{ owning_system: string }>(
+    `SELECT owning_system FROM killswitch_audit
+      WHERE workflow_id = $1 AND owning_system IS NOT NULL ORDER BY recorded_at DESC, id DESC LIMIT 1`,
+    [workflowId],
+  );
+  return r.rows[0]?.owning_system;
+}
+
 export async function firstOutcome(
   db: Pick<Db, 'query'>,
   workflowId: string,

@@ -9,6 +9,8 @@ import type { RunKey } from './notifications';
 export interface DigestRow {
   id: string | number;
   bucket: string | number;
+  /** The channel the digest belongs to (configured name or id); slack_channel is the id Slack answered with. */
+  channel: string;
   slack_channel: string | null;
   ts: string | null;
   version: string | number;
@@ -98,7 +100,7 @@ export async function digestHead(
   updateIntervalMs: number,
 ): Promise<(DigestRow & { wait_ms: string | number | null }) | undefined> {
   const head = await db.query<DigestRow & { wait_ms: string | number | null }>(
-    `SELECT id, bucket, slack_channel, ts, version, shown_version, created_at,
+    `SELECT id, bucket, channel, slack_channel, ts, version, shown_version, created_at,
             GREATEST(0, $2::float8 - extract(epoch FROM (now() - shown_at)) * 1000) AS wait_ms
        FROM killswitch_slack_digests WHERE id = $1`,
     [digestId, updateIntervalMs],
@@ -109,7 +111,7 @@ export async function digestHead(
 export async function digestRow(db: Pick<Db, 'query'>, digestId: string): Promise<DigestRow> {
   return (
     await db.query<DigestRow>(
-      `SELECT id, bucket, slack_channel, ts, version, shown_version, created_at FROM killswitch_slack_digests WHERE id = $1`,
+      `SELECT id, bucket, channel, slack_channel, ts, version, shown_version, created_at FROM killswitch_slack_digests WHERE id = $1`,
       [digestId],
     )
   ).rows[0]!;

@@ -36,6 +36,8 @@ export interface SubscriptionFields {
   timeoutMs: number;
   failureThreshold: number;
   isActive: boolean;
+  /** Default false. */
+  routedOnly?: boolean;
 }
 
 /** A change of the secret: a new value, or null to remove it; absent keeps it. */
@@ -64,6 +66,7 @@ interface Row {
   timeout_ms: number;
   failure_threshold: number;
   is_active: boolean;
+  routed_only: boolean;
   consecutive_failures: number;
   disabled_reason: string | null;
   origin: 'api' | 'config';
@@ -73,8 +76,8 @@ interface Row {
 
 /** Every column but the sealed secret, which only says whether it is there. */
 const COLUMNS = `id, name, format, url, connection, secret_sealed IS NOT NULL AS has_secret, secret_env, event_types,
-  filters, options, retry_count, timeout_ms, failure_threshold, is_active, consecutive_failures, disabled_reason,
-  origin, created_at, updated_at`;
+  filters, options, retry_count, timeout_ms, failure_threshold, is_active, routed_only, consecutive_failures,
+  disabled_reason, origin, created_at, updated_at`;
 
 const iso = (v: Date | string) => (v instanceof Date ? v.toISOString() : new Date(v).toISOString());
 
@@ -94,6 +97,7 @@ function viewOf(r: Row): SubscriptionView {
     timeoutMs: r.timeout_ms,
     failureThreshold: r.failure_threshold,
     isActive: r.is_active,
+    routedOnly: r.routed_only,
     consecutiveFailures: r.consecutive_failures,
     disabledReason: r.disabled_reason,
     origin: r.origin,
@@ -117,8 +121,8 @@ export async function createSubscription(
     const r = await db.query<Row>(
       `INSERT INTO killswitch_subscriptions
          (id, name, format, url, connection, secret_sealed, secret_env, event_types, filters, options,
-          retry_count, timeout_ms, failure_threshold, is_active, origin)
-       VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::text[], $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15)
+          retry_count, timeout_ms, failure_threshold, is_active, origin, routed_only)
+       VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::text[], $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15, $16)
        RETURNING ${COLUMNS}`,
       [
         id,
@@ -136,6 +140,7 @@ export async function createSubscription(
         f.failureThreshold,
         f.isActive,
         f.origin ?? 'api',
+        f.routedOnly ?? false,
       ],
     );
     return viewOf(r.rows[0]!);
@@ -181,6 +186,7 @@ const UPDATABLE: ReadonlyArray<readonly [keyof SubscriptionFields, string, strin
   ['retryCount', 'retry_count', ''],
   ['timeoutMs', 'timeout_ms', ''],
   ['failureThreshold', 'failure_threshold', ''],
+  ['routedOnly', 'routed_only', ''],
 ];
 
 /**
@@ -297,15 +303,15 @@ export async function replaceConfigSubscriptions(
         await s.query(
           `INSERT INTO killswitch_subscriptions
              (id, name, format, url, connection, secret_sealed, secret_env, event_types, filters, options,
-              retry_count, timeout_ms, failure_threshold, is_active, origin)
-           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::text[], $9::jsonb, $10::jsonb, $11, $12, $13, $14, 'config')
+              retry_count, timeout_ms, failure_threshold, is_active, routed_only, origin)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::text[], $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15, 'config')
            ON CONFLICT (id) DO UPDATE SET
              format = EXCLUDED.format, url = EXCLUDED.url, connection = EXCLUDED.connection,
              secret_sealed = EXCLUDED.secret_sealed, secret_env = EXCLUDED.secret_env,
              event_types = EXCLUDED.event_types, filters = EXCLUDED.filters, options = EXCLUDED.options,
              retry_count = EXCLUDED.retry_count, timeout_ms = EXCLUDED.timeout_ms,
              failure_threshold = EXCLUDED.failure_threshold, is_active = EXCLUDED.is_active,
-             consecutive_failures = 0, disabled_reason = NULL, updated_at = now()`,
+             routed_only = EXCLUDED.routed_only, consecutive_failures = 0, disabled_reason = NULL, updated_at = now()`,
           [
             id,
             f.name,
@@ -321,6 +327,7 @@ export async function replaceConfigSubscriptions(
             f.timeoutMs,
             f.failureThreshold,
             f.isActive,
+            f.routedOnly ?? false,
           ],
         );
       }
@@ -365,6 +372,34 @@ export async function syncConfigSubscriptions(
   }
   if (problems.length > 0) throw new Error(`inventory subscriptions are invalid:\n${problems.join('\n')}`);
   return replaceConfigSubscriptions(db, keys, resolved);
+}
+
+/**
+ * Every subscription an owning system's routing names must exist (of the inventory file or the API):
+ * checked at the ingress's start, after the file's subscriptions are written; a problem stops the
+ * start with each bad field named.
+ */
+export async function checkRoutedSubscriptions(
+  db: Pick<Db, 'query'>,
+  systems: ReadonlyArray<{ routing?: { subscriptions: readonly string[] } | undefined }>,
+): Promise<void> {
+  const names = [...new Set(systems.flatMap((s) => s.routing?.subscriptions ?? []))];
+  if (names.length === 0) return;
+  const r = await db.query<{ name: string }>(
+    'SELECT name FROM killswitch_subscriptions WHERE name = ANY($1::text[])',
+    [names],
+  );
+  const known = new Set(r.rows.map((x) => x.name));
+  const problems = systems.flatMap((s, i) =>
+    (s.routing?.subscriptions ?? []).flatMap((name, j) =>
+      known.has(name)
+        ? []
+        : [
+            `  systems[${i}].routing.subscriptions[${j}]: no subscription named ${name} (declare it under subscriptions: or create it with POST /admin/subscriptions)`,
+          ],
+    ),
+  );
+  if (problems.length > 0) throw new Error(`inventory routing is invalid:\n${problems.join('\n')}`);
 }
 
 // ---------------------------------------------------------------------------------------------

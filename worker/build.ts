@@ -18,6 +18,7 @@ import type { Db } from '../lib/db';
 import { createEvidenceStore } from '../store/evidence';
 import { sightingLedger } from '../store/sightings';
 import { resolveInventoryEnv, type Inventory } from '../lib/inventory';
+import { routesOf } from '../lib/routing';
 import type { ServerKeys } from '../contracts/keys';
 import type { Logger } from '../lib/logger';
 import { prebuiltWorkflowBundle, WORKFLOWS_PATH } from './workflow-bundle';
@@ -41,6 +42,7 @@ export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { prov
   const notifyLog = logger.child({ component: 'notifications' });
   const evidence = createEvidenceStore(db, keys, config.evidenceTtlHours);
   const workflows = createWorkflowDispatcher(input.temporal);
+  const routes = routesOf(inventory.systems, checkedEnv);
   const slack = createSlackSender({
     token: config.slack.token,
     channel: config.slack.channel,
@@ -75,8 +77,10 @@ export function buildActivityDeps(input: WorkerDepsInput): ActivityDeps & { prov
       destinations: {
         allow: createAllowList(allowHostsOf(inventory.outbound.allowHosts, env.OUTBOUND_ALLOW_HOSTS)),
       },
-      transports: outboundTransports(env),
+      transports: outboundTransports(env, db),
+      routes,
     }),
+    routes,
     temporalUi: { uiUrl: config.temporal.uiUrl, namespace: config.temporal.namespace },
     ...(config.slack.digest && config.slack.token && config.slack.channel
       ? { slackDigest: { settings: config.slack.digest, channel: config.slack.channel } }

@@ -37,7 +37,11 @@ export async function record(run: Run): Promise<void> {
   ) {
     // The incident of an earlier escalation is over: resolve it (same dedup_key).
     try {
-      await escalate.followUpPagerDuty({ dedupKey: result.pagerduty.dedupKey, action: 'resolve' });
+      await escalate.followUpPagerDuty({
+        dedupKey: result.pagerduty.dedupKey,
+        action: 'resolve',
+        ...(run.owner ? { system: run.owner.system } : {}),
+      });
       result.resolvedIncident = true;
     } catch (err) {
       log.error('PagerDuty resolve failed', { message: failureFrom(err, run.step).message });
@@ -151,6 +155,7 @@ export async function awaitHumanAfterEscalation(run: Run): Promise<void> {
         await escalate.followUpPagerDuty({
           dedupKey: result.pagerduty?.dedupKey ?? run.workflowId,
           action: 'acknowledge',
+          ...(run.owner ? { system: run.owner.system } : {}),
         });
       } catch (err) {
         log.warn('PagerDuty acknowledge failed', { message: failureFrom(err, run.step).message });

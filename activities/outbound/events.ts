@@ -55,7 +55,9 @@ function dataOf(s: RunSummary): EventData {
       location,
       ...(d.validity ? { validity: d.validity } : {}),
     },
-    owner: s.owner ? { system: s.owner.system, kind: s.owner.kind } : null,
+    owner: s.owner
+      ? { system: s.owner.system, kind: s.owner.kind, ...(s.owner.team ? { team: s.owner.team } : {}) }
+      : null,
     ...(s.policy
       ? { policy: { action: s.policy.action, rule: s.policy.rule, dryRun: s.policy.dryRun } }
       : {}),

@@ -24,11 +24,14 @@ import type { ServerKeys } from '../../contracts/keys';
 import type { Db } from '../../lib/db';
 import type { WorkflowDispatcher } from '../../lib/dispatch';
 import type { Logger } from '../../lib/logger';
+import type { RouteTable } from '../../lib/routing';
+import { ruleMatches, type RuleConditions } from '../../lib/rules';
 import { checkDestination, type DestinationPolicy } from '../../lib/subscriptions';
 import { insertAdminAudit } from '../../store/admin-audit';
 import {
   activeSubscriptionRows,
   claimDue,
+  enabledRuleRows,
   enqueueEvents,
   nextDueInMs,
   recordAttempt,
@@ -37,6 +40,7 @@ import {
   subscriptionRow,
   subscriptionsWithDueRows,
   tripSubscription,
+  type RuleRow,
   type SubscriptionRow,
 } from '../../store/outbound';
 import type { PagerDutySender } from '../pagerduty';
@@ -74,6 +78,8 @@ export interface OutboundDeps {
   destinations?: DestinationPolicy;
   /** How long "no subscription is active" is believed before the table is read again (default 1 s). */
   cacheMs?: number;
+  /** Per owning system: the subscriptions (by name) its runs' events are routed to (lib/routing.ts). */
+  routes?: RouteTable;
 }
 
 export interface Outbound {
@@ -116,6 +122,7 @@ export function subscriptionOf(
     timeoutMs: row.timeout_ms,
     failureThreshold: row.failure_threshold,
     isActive: row.is_active,
+    routedOnly: row.routed_only,
   };
 }
 
@@ -124,6 +131,38 @@ export function wants(
   e: KillSwitchEvent,
 ): boolean {
   return sub.eventTypes.some((p) => eventTypeMatches(p, e.type)) && filtersMatch(sub.filters ?? {}, e);
+}
+
+/**
+ * Who gets an event: every active subscription that wants it (its event types and filters) unless
+ * it is `routedOnly`; the subscriptions the owning system routes to, when they want it; and the
+ * actions of every enabled rule that fires for it (whatever those subscriptions' own event types
+ * and filters say: the rule's trigger and conditions decide). Each subscription at most once.
+ */
+export function targetsOf(
+  subs: readonly OutboundSubscription[],
+  rules: readonly RuleRow[],
+  routes: RouteTable | undefined,
+  e: KillSwitchEvent,
+): { subscriptionIds: string[]; ruleIds: string[] } {
+  const byName = new Map(subs.map((s) => [s.name, s]));
+  const ids = new Set<string>();
+  for (const s of subs) if (!s.routedOnly && wants(s, e)) ids.add(s.id);
+  const system = e.data.owner?.system;
+  for (const name of (system && routes?.get(system)?.subscriptions) || []) {
+    const s = byName.get(name);
+    if (s && wants(s, e)) ids.add(s.id);
+  }
+  const ruleIds: string[] = [];
+  for (const r of rules) {
+    if (!ruleMatches({ trigger: r.trigger, conditions: r.conditions as RuleConditions }, e)) continue;
+    ruleIds.push(r.id);
+    for (const name of r.actions) {
+      const s = byName.get(name);
+      if (s) ids.add(s.id);
+    }
+  }
+  return { subscriptionIds: [...ids], ruleIds };
 }
 
 /**
@@ -145,15 +184,18 @@ export function createOutbound(deps: OutboundDeps): Outbound {
   // itself is read fresh at each emission, so a new or changed subscription applies at once.
   const cacheMs = deps.cacheMs ?? 1_000;
   let anyActive: { at: number; value: boolean } | undefined;
-  const active = async (): Promise<OutboundSubscription[]> => {
-    if (anyActive && !anyActive.value && Date.now() - anyActive.at < cacheMs) return [];
+  interface Audience {
+    subs: OutboundSubscription[];
+    rules: RuleRow[];
+  }
+  const active = async (): Promise<Audience> => {
+    if (anyActive && !anyActive.value && Date.now() - anyActive.at < cacheMs) return { subs: [], rules: [] };
     // Emission needs only what a subscription wants, never its secret: a secret that cannot be
     // unsealed (a changed server key) must not stop any run from recording its outcome.
-    const subs = (await activeSubscriptionRows(deps.db)).map((r) =>
-      subscriptionOf(r, deps.keys, deps.env, false),
-    );
+    const [rows, rules] = await Promise.all([activeSubscriptionRows(deps.db), enabledRuleRows(deps.db)]);
+    const subs = rows.map((r) => subscriptionOf(r, deps.keys, deps.env, false));
     anyActive = { at: Date.now(), value: subs.length > 0 };
-    return subs;
+    return { subs, rules };
   };
   const formatters: Partial<Record<EventFormat, Formatter>> = { json: jsonFormatter, ...deps.formatters };
   const httpTransports = new Map<EventFormat, Transport>();
@@ -189,12 +231,9 @@ export function createOutbound(deps: OutboundDeps): Outbound {
   };
 
   const emit = async (events: readonly KillSwitchEvent[]) => emitTo(await active(), events);
-  const emitTo = async (subs: OutboundSubscription[], events: readonly KillSwitchEvent[]) => {
+  const emitTo = async ({ subs, rules }: Audience, events: readonly KillSwitchEvent[]) => {
     if (subs.length === 0 || events.length === 0) return { queued: 0 };
-    const items = events.map((event) => ({
-      event,
-      subscriptionIds: subs.filter((s) => wants(s, event)).map((s) => s.id),
-    }));
+    const items = events.map((event) => ({ event, ...targetsOf(subs, rules, deps.routes, event) }));
     const woken = await enqueueEvents(deps.db, items);
     // Not awaited: the run goes on; a wake that fails is caught up by the sweep.
     for (const id of woken) void wake(id);
@@ -263,9 +302,9 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     emit,
 
     async emitRun(summary, runUrl, final) {
-      const subs = await active();
-      if (subs.length === 0) return { queued: 0 };
-      return emitTo(subs, eventsOfRun(summary, { runUrl }, final, new Date()));
+      const audience = await active();
+      if (audience.subs.length === 0) return { queued: 0 };
+      return emitTo(audience, eventsOfRun(summary, { runUrl }, final, new Date()));
     },
 
     async deliverDue(subscriptionId, heartbeat) {
@@ -292,11 +331,17 @@ export function createOutbound(deps: OutboundDeps): Outbound {
       const started = Date.now();
       let delivered = 0;
       const unsent: string[] = [];
+      // One delivery's budget: its transport's requests in a row (jira: up to 6), each within timeoutMs;
+      // at most 100 s, so a round (60 s, then its last delivery) ends within the activity's 3 minutes.
+      const deliveryBudgetMs = Math.min(
+        sub.timeoutMs * (transport?.requestsPerDelivery ?? 1) + 1_000,
+        100_000,
+      );
       const rows = await claimDue(
         deps.db,
         sub.id,
         ROUND_ROWS,
-        ROUND_BUDGET_MS + ROUND_ROWS * (sub.timeoutMs + 1_000),
+        ROUND_BUDGET_MS + ROUND_ROWS * deliveryBudgetMs,
       );
       for (const { event, attempts } of rows) {
         heartbeat?.();
@@ -316,7 +361,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
                 error: `${unsealError ? 'not sent' : 'destination refused'}: ${refused[0]!.field} ${refused[0]!.message}`,
               }
             : transport
-              ? await transport.deliver(event, sub, AbortSignal.timeout(sub.timeoutMs + 1_000))
+              ? await transport.deliver(event, sub, AbortSignal.timeout(deliveryBudgetMs))
               : { ok: false, retryable: false, error: `no transport for format ${sub.format}` };
         const durationMs = performance.now() - t0;
         const next: Parameters<typeof recordAttempt>[1]['next'] = result.ok

@@ -25,6 +25,8 @@ export interface OutboundSubscription {
   timeoutMs: number;
   failureThreshold: number;
   isActive: boolean;
+  /** Receives only events routed to it (an owning system's routing, a rule). */
+  routedOnly?: boolean;
 }
 
 export interface DeliveryResult {
@@ -49,6 +51,11 @@ export interface FormattedRequest {
 export type Formatter = (event: KillSwitchEvent, sub: OutboundSubscription) => FormattedRequest;
 
 export interface Transport {
+  /**
+   * How many requests one delivery may make in a row (each bounded by the subscription's timeoutMs):
+   * the delivery's whole budget is that many timeouts. Default 1.
+   */
+  readonly requestsPerDelivery?: number;
   deliver(event: KillSwitchEvent, sub: OutboundSubscription, signal: AbortSignal): Promise<DeliveryResult>;
   close?(): Promise<void>;
 }

@@ -109,10 +109,50 @@ export type SessionTargetConfig = z.infer<typeof sessionTargetSchema>;
 export const killModeSchema = z.enum(['emergency', 'graceful']);
 export type KillMode = z.infer<typeof killModeSchema>;
 
+/**
+ * Where a system's runs are told, instead of the global defaults (SLACK_CHANNEL,
+ * PAGERDUTY_ROUTING_KEY): its team's Slack channel, its team's PagerDuty service, and outbound
+ * subscriptions that receive its runs' events (their own event types and filters still apply; a
+ * `routedOnly` subscription receives nothing else).
+ */
+export const routingSchema = z
+  .object({
+    /** A channel ID (C0123ABCD; recommended: stable across renames) or a channel name (#sec-payments). */
+    slackChannel: z
+      .string()
+      .regex(
+        /^(#?[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{8,20})$/,
+        'a Slack channel ID such as C0123ABCD or a channel name such as #sec-payments',
+      )
+      .optional(),
+    /** The env var holding the team's PagerDuty Events API v2 integration (routing) key. */
+    pagerdutyRoutingKeyEnv: envVarName.optional(),
+    /** Outbound subscriptions (by name) that receive the events of this system's runs. */
+    subscriptions: z
+      .array(
+        z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a subscription name: lower-case letters, digits, - and _'),
+      )
+      .max(20)
+      .default([]),
+  })
+  .strict();
+export type RoutingConfig = z.infer<typeof routingSchema>;
+
 /** Fields every system kind accepts. Spread into each kind's object schema. */
 export const commonSystemFields = {
   name: systemName,
   description: z.string().max(500).optional(),
+  /** The team that owns the system: carried by its runs' events (filters and rules match on it). */
+  team: z
+    .string()
+    .trim()
+    .min(1)
+    .max(200)
+    .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters')
+    .optional(),
+  routing: routingSchema.optional(),
   /**
    * emergency: kill the leaked credential now, then issue the replacement.
    * graceful: issue and deliver the replacement first, kill the leaked one after `overlap`.
@@ -165,10 +205,19 @@ export function glob(pattern: string): RegExp {
 
 /** Env requirements common to every kind: the sink's and the session targets' credentials. */
 export function commonEnv(
-  s: { sink: SinkConfig; sessions: SessionTargetConfig[] },
+  s: { sink: SinkConfig; sessions: SessionTargetConfig[]; routing?: RoutingConfig | undefined },
   at: string,
 ): EnvRequirement[] {
   const out: EnvRequirement[] = [];
+  if (s.routing?.pagerdutyRoutingKeyEnv)
+    out.push({
+      path: `${at}.routing.pagerdutyRoutingKeyEnv`,
+      name: s.routing.pagerdutyRoutingKeyEnv,
+      check: (v) =>
+        /^[A-Za-z0-9]{32}$/.test(v)
+          ? undefined
+          : 'must be a PagerDuty integration key (32 letters and digits)',
+    });
   if (s.sink.kind === 'aws_secrets_manager' && s.sink.aws.accessKeyIdEnv) {
     out.push({ path: `${at}.sink.aws.accessKeyIdEnv`, name: s.sink.aws.accessKeyIdEnv });
     out.push({ path: `${at}.sink.aws.secretAccessKeyEnv`, name: s.sink.aws.secretAccessKeyEnv! });

@@ -220,6 +220,55 @@ describe('PagerDuty Events API v2', () => {
     expect(rejected.nonRetryable).toBe(true);
   });
 
+  it("pages a routed system's escalation on its team's service, and follows up there even when only the audit knows the system", async () => {
+    const teamKey = 'T'.repeat(32);
+    const acts = notificationActivities({
+      db,
+      slack: slackFake,
+      channel: '#sec',
+      pagerDutyUrl: pdFake.url,
+      pagerDutyRoutingKey: pdFake.routingKey,
+      routes: new Map([['pay-db', { team: 'payments', pagerdutyRoutingKey: teamKey, subscriptions: [] }]]),
+    });
+    const env = new MockActivityEnvironment();
+    const routed: RunSummary = {
+      ...summary(),
+      owner: {
+        system: 'pay-db',
+        kind: 'postgres',
+        mode: 'emergency',
+        overlap: '10m',
+        quarantine: false,
+        canQuarantine: false,
+        sink: 'none',
+        replacement: false,
+        userSessionTargets: 0,
+        breaker: { threshold: 25, window: '5m', holdTimeout: '24h' },
+      },
+    };
+    const unrouted = summary();
+    await env.run(acts.triggerPagerDuty, routed);
+    await env.run(acts.triggerPagerDuty, unrouted);
+    await env.run(acts.recordAudit, routed);
+    // The late-enrichment path knows only the dedup key: the audit row names the system.
+    await env.run(acts.followUpPagerDuty, { dedupKey: routed.workflowId, action: 'resolve' as const });
+    await env.run(acts.followUpPagerDuty, { dedupKey: unrouted.workflowId, action: 'acknowledge' as const });
+    const keysOf = (wf: string) =>
+      pdFake
+        .events()
+        .filter((e) => e.dedup_key === wf)
+        .map((e) => [e.event_action, e.routing_key]);
+    expect(keysOf(routed.workflowId)).toEqual([
+      ['trigger', teamKey],
+      ['resolve', teamKey],
+    ]);
+    expect(keysOf(unrouted.workflowId)).toEqual([
+      ['trigger', pdFake.routingKey],
+      ['acknowledge', pdFake.routingKey],
+    ]);
+    expect(pdFake.alertsOpened(routed.workflowId)).toBe(1);
+  });
+
   it('logs the event without the routing key when none is configured', async () => {
     const logged: unknown[] = [];
     const before = pdFake.requests.length;

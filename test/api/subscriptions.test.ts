@@ -94,6 +94,17 @@ const env: Record<string, string> = {
 const config = loadConfig(env);
 const keys = createServerKeys(config.serverKey!);
 const inventoryDoc = {
+  // A system whose routing names an API subscription: deleting or renaming that one is refused.
+  systems: [
+    {
+      name: `routed-${r}`,
+      kind: 'postgres',
+      adminUrlEnv: 'ROUTED_DB_URL',
+      roles: ['nobody_*'],
+      team: 'payments',
+      routing: { subscriptions: [`team-hook-${r}`] },
+    },
+  ],
   outbound: { allowHosts: ['hooks.allowed.test', '10.9.0.0/16'], deliveryRetention: '7d' },
   subscriptions: [
     {
@@ -385,6 +396,27 @@ describe('CRUD', () => {
     });
   });
 
+  it("refuses to delete or rename a subscription an owning system's routing names (409 naming the system)", async () => {
+    const s = await createOk(sub({ name: `team-hook-${r}`, routedOnly: true }));
+    expect(s).toMatchObject({ routedOnly: true });
+    const del = await api(`/admin/subscriptions/${s.id}`, ADMIN, { method: 'DELETE' });
+    expect(del.status).toBe(409);
+    expect(del.json).toMatchObject({ title: 'Subscription in use', systems: [`routed-${r}`] });
+    expect(del.json.detail).toContain(`routed-${r}`);
+    const renamed = await api(`/admin/subscriptions/${s.id}`, ADMIN, {
+      method: 'PATCH',
+      body: { name: `team-hook2-${r}` },
+    });
+    expect(renamed.status).toBe(409);
+    // Other changes are fine.
+    const off = await api(`/admin/subscriptions/${s.id}`, ADMIN, {
+      method: 'PATCH',
+      body: { routedOnly: false },
+    });
+    expect(off.json).toMatchObject({ routedOnly: false, name: `team-hook-${r}` });
+    await db.query('DELETE FROM killswitch_subscriptions WHERE id = $1', [s.id]);
+  });
+
   it('switching a subscription back on resets its failure count; DELETE removes it (204, then 404)', async () => {
     const s = await createOk(sub());
     await db.query(
@@ -460,8 +492,34 @@ describe('422 names the field', () => {
       'connection',
       'url',
     ]);
-    // Jira is not built yet: the format is refused, not accepted and failed later.
-    expect((await refused(sub({ format: 'jira' }))).map((e) => e.field)).toContain('format');
+    // Jira: the project key and the API token (the secret) are required; the rest defaults.
+    expect(
+      (await refused(sub({ format: 'jira', secret: SECRETS[0], options: { issueType: 'Bug' } }))).map(
+        (e) => e.field,
+      ),
+    ).toEqual(['options.project']);
+    expect((await refused(sub({ format: 'jira', options: { project: 'SEC' } }))).map((e) => e.field)).toEqual(
+      ['secret'],
+    );
+    const jira = await createOk(
+      sub({
+        format: 'jira',
+        url: 'https://hooks.public.test',
+        secret: SECRETS[0],
+        options: { project: 'SEC', email: 'killswitch-bot@example.org' },
+      }),
+    );
+    expect(jira).toMatchObject({
+      format: 'jira',
+      hasSecret: true,
+      options: {
+        project: 'SEC',
+        email: 'killswitch-bot@example.org',
+        issueType: 'Task',
+        labels: ['secret-kill-switch'],
+        transitions: { 'run.contained': 'Done' },
+      },
+    });
     const splunk = await refused(sub({ format: 'splunk_hec', options: { index: 'main', nope: 1 } }));
     expect(splunk.map((e) => e.field)).toEqual(expect.arrayContaining(['options.<key#2>']));
     expect(

@@ -17,6 +17,9 @@ export function notificationActivities(opts: {
   channel: string;
   pagerDutyUrl: string;
   slackDigest?: ActivityDeps['slackDigest'];
+  routes?: ActivityDeps['routes'];
+  /** PAGERDUTY_ROUTING_KEY (default: none, events are logged). */
+  pagerDutyRoutingKey?: string;
 }) {
   const keys = createServerKeys(newServerKey());
   return createActivities({
@@ -37,11 +40,12 @@ export function notificationActivities(opts: {
       log: () => undefined,
     }),
     pagerduty: createPagerDutySender({
-      routingKey: undefined,
+      routingKey: opts.pagerDutyRoutingKey,
       eventsUrl: opts.pagerDutyUrl,
       log: () => undefined,
     }),
     temporalUi: { uiUrl: 'http://localhost:8233', namespace: 'default' },
     ...(opts.slackDigest ? { slackDigest: opts.slackDigest } : {}),
+    ...(opts.routes ? { routes: opts.routes } : {}),
   });
 }

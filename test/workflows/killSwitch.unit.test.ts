@@ -879,7 +879,9 @@ describe.concurrent('killSwitch: containment failure and the humans after it', (
       'purgeEvidence',
       'notifySlack',
     ]);
-    expect(fakes.args('followUpPagerDuty')).toEqual([{ dedupKey: workflowId, action: 'resolve' }]);
+    expect(fakes.args('followUpPagerDuty')).toEqual([
+      { dedupKey: workflowId, action: 'resolve', system: 'orders-db' },
+    ]);
     expect(fakes.args('recordAudit')[1]).toMatchObject({
       outcome: 'contained',
       retriedBy: ['bob'],
@@ -929,7 +931,9 @@ describe.concurrent('killSwitch: containment failure and the humans after it', (
     expect(fakes.args('slackProgress')).toEqual([
       { seq: 1, summary: expect.objectContaining({ step: 'awaiting_retry', retriedBy: ['bob'] }) },
     ]);
-    expect(fakes.args('followUpPagerDuty')).toEqual([{ dedupKey: workflowId, action: 'resolve' }]);
+    expect(fakes.args('followUpPagerDuty')).toEqual([
+      { dedupKey: workflowId, action: 'resolve', system: 'orders-db' },
+    ]);
     expect(fakes.args('recordAudit')[1]).toMatchObject({
       outcome: 'false_positive',
       falsePositiveBy: 'carol',
@@ -951,7 +955,9 @@ describe.concurrent('killSwitch: containment failure and the humans after it', (
         await h.signal(acknowledgeSignal, { by: 'erin' });
       },
     });
-    expect(fakes.args('followUpPagerDuty')).toEqual([{ dedupKey: workflowId, action: 'acknowledge' }]);
+    expect(fakes.args('followUpPagerDuty')).toEqual([
+      { dedupKey: workflowId, action: 'acknowledge', system: 'orders-db' },
+    ]);
     expect(fakes.args('slackProgress')).toEqual([
       { seq: 1, summary: expect.objectContaining({ step: 'awaiting_retry', acknowledgedBy: 'dave' }) },
     ]);
@@ -1062,7 +1068,9 @@ describe.concurrent('killSwitch: containment failure and the humans after it', (
       'purgeEvidence',
       'notifySlack',
     ]);
-    expect(fakes.args('followUpPagerDuty')).toEqual([{ dedupKey: workflowId, action: 'resolve' }]);
+    expect(fakes.args('followUpPagerDuty')).toEqual([
+      { dedupKey: workflowId, action: 'resolve', system: 'orders-db' },
+    ]);
     expect(fakes.args('recordAudit')[1]).toMatchObject({ outcome: 'contained', enrichedRun });
     expect(result).toMatchObject({ outcome: 'contained', enrichedRun, resolvedIncident: true });
     expect(result.failure).toBeUndefined();
