@@ -18,6 +18,8 @@ import {
   checkDestination,
   createAllowList,
   editableOf,
+  publicView,
+  redactedUrl,
   mergePatch,
   SECRET_REQUIRED,
   SUBSCRIPTION_KEYS,
@@ -360,7 +362,7 @@ function subscriptionRoutes(
         : { secretChange: 'set' };
 
   router.get('/', async (_req, res) => {
-    res.json({ subscriptions: await listSubscriptions(db) });
+    res.json({ subscriptions: (await listSubscriptions(db)).map(publicView) });
   });
 
   router.post('/', body, async (req, res) => {
@@ -377,15 +379,15 @@ function subscriptionRoutes(
       'subscription.create',
       created.id,
       null,
-      { ...created, ...secretNote(s.secret, false) },
+      { ...publicView(created), ...secretNote(s.secret, false) },
       by,
     );
     req.log.warn({ subscription: created.id, name: created.name, by }, 'subscription created');
-    res.status(201).location(`${req.baseUrl}/${created.id}`).json(created);
+    res.status(201).location(`${req.baseUrl}/${created.id}`).json(publicView(created));
   });
 
   router.get('/:id', async (req, res) => {
-    res.json(await subscriptionOr404(db, String(req.params.id)));
+    res.json(publicView(await subscriptionOr404(db, String(req.params.id))));
   });
 
   /** PATCH merges into the stored subscription, PUT replaces it; both then validate the whole. */
@@ -399,6 +401,10 @@ function subscriptionRoutes(
         unknown
       >;
       if (secret !== undefined && secret !== null) doc.secret = secret;
+      // A PUT of what a GET answered: url or connection null means "none" (the other one is used).
+      for (const k of ['url', 'connection'] as const) if (doc[k] === null) delete doc[k];
+      // The URL as the API showed it (redacted) sent back means "keep it" (a GET, edit, PUT).
+      if (before.url !== null && doc.url === redactedUrl(before.format, before.url)) doc.url = before.url;
       // PATCH: absent keeps the secret, null removes it; PUT: absent or null removes it.
       const secretChange: string | null | undefined =
         typeof secret === 'string' ? secret : mode === 'put' || secret === null ? null : undefined;
@@ -427,12 +433,12 @@ function subscriptionRoutes(
         res,
         'subscription.update',
         after.id,
-        before,
-        { ...after, ...secretNote(secretChange, before.hasSecret) },
+        publicView(before),
+        { ...publicView(after), ...secretNote(secretChange, before.hasSecret) },
         by,
       );
       req.log.warn({ subscription: after.id, name: after.name, by, mode }, 'subscription changed');
-      res.json(after);
+      res.json(publicView(after));
     };
   router.patch('/:id', body, change('patch'));
   router.put('/:id', body, change('put'));
@@ -443,7 +449,7 @@ function subscriptionRoutes(
     refuseIfRouted(before.name, 'deleted');
     await refuseIfRulesName(db, before.name, 'deleted');
     await deleteSubscription(db, before.id);
-    await audit(req, res, 'subscription.delete', before.id, before, null, by);
+    await audit(req, res, 'subscription.delete', before.id, publicView(before), null, by);
     req.log.warn({ subscription: before.id, name: before.name, by }, 'subscription deleted');
     res.status(204).end();
   });

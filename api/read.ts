@@ -21,6 +21,7 @@ import {
 import { AUDIT_API_COLUMNS as AUDIT_COLUMNS, auditRowsOf, listAuditRows } from '../store/audit';
 import { sightingsOf, workflowIdsNamed } from '../store/sightings';
 import { getSubscription, listDeliveryAttempts, listSubscriptions } from '../store/subscriptions';
+import { publicView } from '../lib/subscriptions';
 import { createRuleReadRouter } from './rules';
 import { issuesOf } from './sources/validate';
 
@@ -208,11 +209,11 @@ export function createReadRouter(deps: ReadApiDeps): express.Router {
   });
 
   router.get('/subscriptions', async (_req, res) => {
-    res.json({ subscriptions: await listSubscriptions(deps.db) });
+    res.json({ subscriptions: (await listSubscriptions(deps.db)).map(publicView) });
   });
 
   router.get('/subscriptions/:id', async (req, res) => {
-    res.json(await subscriptionOr404(deps.db, String(req.params.id)));
+    res.json(publicView(await subscriptionOr404(deps.db, String(req.params.id))));
   });
 
   router.get('/subscriptions/:id/deliveries', async (req, res) => {

@@ -606,6 +606,37 @@ export interface SubscriptionView {
   updatedAt: string;
 }
 
+/**
+ * Formats whose URL is itself a credential: whoever has a Slack incoming-webhook URL or a Teams
+ * connector / Workflows URL can post to the channel.
+ */
+const URL_IS_CREDENTIAL: ReadonlySet<EventFormat> = new Set(['slack', 'teams', 'teams_adaptive']);
+
+/**
+ * A destination URL as the APIs and the admin audit show it: query values are replaced (they often
+ * carry a signature or a token), and for the formats whose URL is a credential only the origin and
+ * the first path segment are kept (`https://hooks.slack.com/services/***`). Like the secret, the
+ * full URL is write-only.
+ */
+export function redactedUrl(format: EventFormat, url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return '***';
+  }
+  const first = u.pathname.split('/').find(Boolean);
+  const path = URL_IS_CREDENTIAL.has(format) ? (first ? `/${first}/***` : '/***') : u.pathname;
+  const keys = [...new Set(u.searchParams.keys())];
+  const query = keys.length > 0 ? `?${keys.map((k) => `${encodeURIComponent(k)}=***`).join('&')}` : '';
+  return `${u.origin}${path}${query}`;
+}
+
+/** The view as answered and audited: the URL redacted (redactedUrl). */
+export function publicView(v: SubscriptionView): SubscriptionView {
+  return v.url === null ? v : { ...v, url: redactedUrl(v.format, v.url) };
+}
+
 /** The fields a request may send again (PATCH merges into this; no secret, no server-kept state). */
 export function editableOf(v: SubscriptionView): Record<string, unknown> {
   return {

@@ -396,6 +396,48 @@ describe('CRUD', () => {
     });
   });
 
+  it('never shows a URL that is a credential: Slack/Teams webhook paths and query values are redacted in every answer and audit row; sent back, the redacted URL keeps the stored one', async () => {
+    const token = `XoXoWebhookToken${r}`;
+    const slackUrl = `https://hooks.public.test/services/T0AAA/B0BBB/${token}`;
+    const s = await createOk(sub({ name: `slack-hook-${r}`, format: 'slack', url: slackUrl }));
+    expect(s.url).toBe('https://hooks.public.test/services/***');
+    const signed = await createOk(
+      sub({ name: `signed-hook-${r}`, url: `https://hooks.public.test/in/hook?sig=${token}&v=1` }),
+    );
+    expect(signed.url).toBe('https://hooks.public.test/in/hook?sig=***&v=***');
+    const shown = [
+      await api(`/api/subscriptions/${s.id}`, VIEWER),
+      await api('/api/subscriptions', VIEWER),
+      await api(`/admin/subscriptions/${s.id}`, ADMIN),
+      await api('/admin/subscriptions', ADMIN),
+    ];
+    // GET, edit, PUT: the redacted URL means "keep it".
+    const {
+      id: _id,
+      hasSecret: _h,
+      secretEnv: _e,
+      consecutiveFailures: _c,
+      disabledReason: _d,
+      origin: _o,
+      createdAt: _ca,
+      updatedAt: _u,
+      ...editable
+    } = shown[0]!.json;
+    const put = await api(`/admin/subscriptions/${s.id}`, ADMIN, {
+      method: 'PUT',
+      body: { ...editable, retryCount: 5 },
+    });
+    expect(put.status, JSON.stringify(put.json)).toBe(200);
+    expect(put.json).toMatchObject({ retryCount: 5, url: 'https://hooks.public.test/services/***' });
+    const stored = await db.query<{ url: string }>('SELECT url FROM killswitch_subscriptions WHERE id = $1', [
+      s.id,
+    ]);
+    expect(stored.rows[0]!.url).toBe(slackUrl);
+    const audit = JSON.stringify([...(await auditOf(s.id)), ...(await auditOf(signed.id))]);
+    for (const text of [...shown.map((x) => JSON.stringify(x.json)), JSON.stringify(put.json), audit])
+      expect(text).not.toContain(token);
+  });
+
   it("refuses to delete or rename a subscription an owning system's routing names (409 naming the system)", async () => {
     const s = await createOk(sub({ name: `team-hook-${r}`, routedOnly: true }));
     expect(s).toMatchObject({ routedOnly: true });
