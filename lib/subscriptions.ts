@@ -101,7 +101,8 @@ export const FORMAT_OPTIONS = {
   cef: z
     .object({
       vendor: printable(100).default('Secret Kill Switch'),
-      product: printable(100).default('kill-switch'),
+      // The formatter's defaults (activities/outbound/formats/cef.ts CEF_DEFAULT_*): the documented ones.
+      product: printable(100).default('Kill Switch'),
     })
     .strict(),
   splunk_hec: z
@@ -264,6 +265,17 @@ function perFormat<T extends Common>(v: T, ctx: Ctx): T {
   return out;
 }
 
+/**
+ * Ports the Fetch standard blocks (https://fetch.spec.whatwg.org/#port-blocking): Node's fetch
+ * refuses them before connecting, so a URL with one could never be delivered to.
+ */
+const FETCH_BAD_PORTS = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104,
+  109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515,
+  526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049,
+  3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+]);
+
 /** What is wrong with a destination URL's shape (scheme, credentials), before its host is checked. */
 function urlProblem(value: string): string | undefined {
   let u: URL;
@@ -275,6 +287,8 @@ function urlProblem(value: string): string | undefined {
   if (u.protocol !== 'https:' && u.protocol !== 'http:') return 'must be an https URL';
   if (u.username || u.password) return 'must not carry credentials; set secret';
   if (!u.hostname) return 'must name a host';
+  if (u.port && FETCH_BAD_PORTS.has(Number(u.port)))
+    return `port ${u.port} is blocked by the Fetch standard (a "bad port": SMTP, IRC, X11…); use another port`;
   return undefined;
 }
 

@@ -91,11 +91,12 @@ export function httpTransport(format: Formatter, fetchImpl: typeof fetch = fetch
           error: `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`.slice(0, 200),
         };
       } catch (err) {
-        const e = err as Error & { cause?: { code?: string } };
+        const e = err as Error & { cause?: { code?: string; message?: string } };
+        // The cause names what failed (ECONNREFUSED, or "bad port" with no code); never the URL.
         const what =
           e.name === 'TimeoutError'
             ? `no answer within ${sub.timeoutMs} ms`
-            : (e.cause?.code ?? e.name ?? 'error');
+            : (e.cause?.code ?? e.cause?.message?.slice(0, 100) ?? e.name ?? 'error');
         return { ok: false, retryable: true, error: `could not deliver: ${what}` };
       }
     },

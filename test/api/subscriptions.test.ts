@@ -362,7 +362,7 @@ describe('CRUD', () => {
       retryCount: 3,
       eventTypes: [...DEFAULT_EVENT_TYPES],
       filters: NOBODY,
-      options: { vendor: 'Secret Kill Switch', product: 'kill-switch' },
+      options: { vendor: 'Secret Kill Switch', product: 'Kill Switch' },
       hasSecret: true,
     });
     // PUT without a secret removes it: every field left out takes its default, and the default is none.
@@ -502,6 +502,11 @@ describe('422 names the field', () => {
       },
     ]);
     expect((await refused(sub({ url: 'https://user:pw@hooks.public.test/x' })))[0]!.field).toBe('url');
+    // A port fetch refuses before connecting could never be delivered to.
+    for (const port of [25, 587, 6000])
+      expect(await refused(sub({ url: `https://hooks.public.test:${port}/x` }))).toEqual([
+        { field: 'url', message: expect.stringContaining(`port ${port} is blocked by the Fetch standard`) },
+      ]);
     expect(await refused(sub({ retryCount: 11 }))).toEqual([
       { field: 'retryCount', message: expect.stringContaining('10') },
     ]);
@@ -634,8 +639,8 @@ describe('422 names the field', () => {
 
   it('the allow-list (inventory outbound.allowHosts and OUTBOUND_ALLOW_HOSTS) lets loopback, private and http through', async () => {
     // OUTBOUND_ALLOW_HOSTS=127.0.0.1: a test receiver on loopback, over http.
-    const loop = await createOk(sub({ url: 'http://127.0.0.1:9/hook' }));
-    expect(loop.url).toBe('http://127.0.0.1:9/hook');
+    const loop = await createOk(sub({ url: 'http://127.0.0.1:9999/hook' }));
+    expect(loop.url).toBe('http://127.0.0.1:9999/hook');
     // outbound.allowHosts: a name (resolving to a private address) and a CIDR.
     await createOk(sub({ url: 'http://hooks.allowed.test/hook' }));
     await createOk(sub({ url: 'https://10.9.1.1/hook' }));

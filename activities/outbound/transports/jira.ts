@@ -258,10 +258,10 @@ async function badRequestDetail(res: Response): Promise<string> {
 }
 
 function describeError(err: unknown, timeoutMs: number): string {
-  const e = err as Error & { cause?: { code?: string } };
+  const e = err as Error & { cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError') return `no answer within ${timeoutMs} ms`;
   if (e?.name === 'AbortError') return 'aborted';
-  return `could not connect: ${e?.cause?.code ?? e?.name ?? 'error'}`;
+  return `could not connect: ${e?.cause?.code ?? e?.cause?.message?.slice(0, 100) ?? e?.name ?? 'error'}`;
 }
 
 /** One request; its answer parsed by `schema`, or a JiraStop. */
