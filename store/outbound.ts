@@ -70,7 +70,7 @@ export async function enabledRuleRows(db: Pick<Db, 'query'>): Promise<RuleRow[]>
  * Stores the events and queues each for the subscriptions that want it, in one statement, and
  * counts an execution of every rule that fired for it. An event already stored (a retried or
  * replayed emission) is not stored, queued or counted twice. Returns the subscriptions that got at
- * least one new row.
+ * least one new row due now (one backing off is left to its delivery run's timer).
  */
 export async function enqueueEvents(
   db: Pick<Db, 'query'>,
@@ -96,7 +96,7 @@ export async function enqueueEvents(
   const fired = wanted.flatMap(({ event, ruleIds }) =>
     (ruleIds ?? []).map((id) => ({ rule_id: id, event_id: event.id, type: event.type })),
   );
-  const r = await db.query<{ subscription_id: string }>(
+  const r = await db.query<{ subscription_id: string; due: boolean }>(
     `WITH e AS (
        INSERT INTO killswitch_events (id, type, occurred_at, workflow_id, envelope)
        SELECT x.id, x.type, x.occurred_at, x.workflow_id, x.envelope
@@ -113,17 +113,19 @@ export async function enqueueEvents(
                 GROUP BY x.rule_id) f
         WHERE k.id = f.rule_id
      )
-     INSERT INTO killswitch_event_queue (subscription_id, event_id)
-     SELECT q.subscription_id, q.event_id
+     INSERT INTO killswitch_event_queue (subscription_id, event_id, next_attempt_at)
+     -- A subscription backing off (its destination failing) gets new rows that wait with the others.
+     SELECT q.subscription_id, q.event_id, GREATEST(now(), COALESCE(s.backoff_until, now()))
        FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS (subscription_id text, event_id text)) WITH ORDINALITY AS q(subscription_id, event_id, ord)
        JOIN e ON e.id = q.event_id
        JOIN killswitch_subscriptions s ON s.id = q.subscription_id AND s.is_active
       ORDER BY q.ord
      ON CONFLICT DO NOTHING
-     RETURNING subscription_id`,
+     RETURNING subscription_id, next_attempt_at <= now() AS due`,
     [JSON.stringify(events), JSON.stringify(queue), JSON.stringify(fired)],
   );
-  return [...new Set(r.rows.map((x) => x.subscription_id))];
+  // A subscription backing off is not woken: its delivery run sleeps until the backoff ends.
+  return [...new Set(r.rows.filter((x) => x.due).map((x) => x.subscription_id))];
 }
 
 /** Queues one event for one subscription (a test delivery); the event is stored if new. */
@@ -219,7 +221,8 @@ export async function recordAttempt(
         WHERE subscription_id = $1 AND event_id = $2
      )
      UPDATE killswitch_subscriptions
-        SET consecutive_failures = CASE WHEN $6 THEN 0 ELSE consecutive_failures + 1 END
+        SET consecutive_failures = CASE WHEN $6 THEN 0 ELSE consecutive_failures + 1 END,
+            backoff_until = CASE WHEN $6 THEN NULL ELSE backoff_until END
       WHERE id = $1
      RETURNING consecutive_failures, failure_threshold, is_active`,
     [
@@ -342,8 +345,12 @@ export async function postponePending(
   subscriptionId: string,
   delayMs: number,
 ): Promise<void> {
+  // The rows queued later wait too (enqueueEvents reads backoff_until).
   await db.query(
-    `UPDATE killswitch_event_queue
+    `WITH s AS (
+       UPDATE killswitch_subscriptions SET backoff_until = now() + ($2 || ' milliseconds')::interval WHERE id = $1
+     )
+     UPDATE killswitch_event_queue
         SET next_attempt_at = now() + ($2 || ' milliseconds')::interval
       WHERE subscription_id = $1 AND state = 'pending'`,
     [subscriptionId, String(Math.max(0, Math.round(delayMs)))],

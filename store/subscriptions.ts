@@ -214,7 +214,7 @@ export async function updateSubscription(
   }
   if (patch.isActive !== undefined) {
     sets.push(`is_active = ${param(patch.isActive)}`);
-    sets.push('consecutive_failures = 0', 'disabled_reason = NULL');
+    sets.push('consecutive_failures = 0', 'disabled_reason = NULL', 'backoff_until = NULL');
   }
   if ('secret' in patch && patch.secret !== undefined)
     sets.push(
@@ -241,7 +241,7 @@ export async function setSubscriptionActive(
 ): Promise<SubscriptionView | null> {
   const r = await db.query<Row>(
     `UPDATE killswitch_subscriptions
-        SET is_active = $2, consecutive_failures = 0, disabled_reason = $3, updated_at = now()
+        SET is_active = $2, consecutive_failures = 0, disabled_reason = $3, backoff_until = NULL, updated_at = now()
       WHERE id = $1 RETURNING ${COLUMNS}`,
     [id, active, active ? null : (reason ?? null)],
   );
@@ -311,7 +311,8 @@ export async function replaceConfigSubscriptions(
              event_types = EXCLUDED.event_types, filters = EXCLUDED.filters, options = EXCLUDED.options,
              retry_count = EXCLUDED.retry_count, timeout_ms = EXCLUDED.timeout_ms,
              failure_threshold = EXCLUDED.failure_threshold, is_active = EXCLUDED.is_active,
-             routed_only = EXCLUDED.routed_only, consecutive_failures = 0, disabled_reason = NULL, updated_at = now()`,
+             routed_only = EXCLUDED.routed_only, consecutive_failures = 0, disabled_reason = NULL,
+             backoff_until = NULL, updated_at = now()`,
           [
             id,
             f.name,

@@ -55,7 +55,9 @@ export const RETRY_SCHEDULE_MS = [0, 2_000, 5_000, 10_000];
 const PARKED_MS = { first: 60_000, max: 300_000 };
 /** One round sends for at most this long (the activity's timeout is 3 minutes). */
 const ROUND_BUDGET_MS = 60_000;
-const ROUND_ROWS = 25;
+const ROUND_ROWS = 100;
+/** At most one wake signal per subscription this often (the rest coalesced into one trailing wake). */
+const WAKE_COALESCE_MS = 250;
 
 export interface OutboundDeps {
   db: Db;
@@ -230,13 +232,35 @@ export function createOutbound(deps: OutboundDeps): Outbound {
       );
   };
 
+  /**
+   * Wakes coalesced per subscription: at most one signal per WAKE_COALESCE_MS, the others folded
+   * into one trailing wake. A busy system emits for every run; each wake costs the server a signal
+   * and a workflow task, while one round delivers everything queued by then (and a round checks for
+   * rows queued meanwhile before it sleeps). A wake lost with the process is caught up by the sweep.
+   */
+  const lastWake = new Map<string, number>();
+  const trailing = new Map<string, NodeJS.Timeout>();
+  const wakeSoon = (subscriptionId: string): void => {
+    if (trailing.has(subscriptionId)) return;
+    const wait = (lastWake.get(subscriptionId) ?? 0) + WAKE_COALESCE_MS - Date.now();
+    const send = () => {
+      trailing.delete(subscriptionId);
+      lastWake.set(subscriptionId, Date.now());
+      void wake(subscriptionId);
+    };
+    if (wait <= 0) return send();
+    const t = setTimeout(send, wait);
+    t.unref();
+    trailing.set(subscriptionId, t);
+  };
+
   const emit = async (events: readonly KillSwitchEvent[]) => emitTo(await active(), events);
   const emitTo = async ({ subs, rules }: Audience, events: readonly KillSwitchEvent[]) => {
     if (subs.length === 0 || events.length === 0) return { queued: 0 };
     const items = events.map((event) => ({ event, ...targetsOf(subs, rules, deps.routes, event) }));
     const woken = await enqueueEvents(deps.db, items);
     // Not awaited: the run goes on; a wake that fails is caught up by the sweep.
-    for (const id of woken) void wake(id);
+    for (const id of woken) wakeSoon(id);
     return { queued: items.reduce((n, i) => n + i.subscriptionIds.length, 0) };
   };
 
@@ -341,7 +365,8 @@ export function createOutbound(deps: OutboundDeps): Outbound {
         deps.db,
         sub.id,
         ROUND_ROWS,
-        ROUND_BUDGET_MS + ROUND_ROWS * deliveryBudgetMs,
+        // No delivery starts after the round's budget: the lease covers the budget and the last one.
+        ROUND_BUDGET_MS + deliveryBudgetMs + 10_000,
       );
       for (const { event, attempts } of rows) {
         heartbeat?.();
@@ -411,6 +436,8 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     },
 
     async close() {
+      for (const t of trailing.values()) clearTimeout(t);
+      trailing.clear();
       await Promise.allSettled(Object.values(deps.transports ?? {}).map((t) => t?.close?.()));
     },
   };
