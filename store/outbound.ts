@@ -246,6 +246,51 @@ export async function recordAttempt(
   };
 }
 
+/**
+ * Records successful deliveries of one subscription in one statement (a round's batch): the attempts,
+ * their rows delivered, the subscription's failure count and backoff cleared.
+ */
+export async function recordDelivered(
+  db: Pick<Db, 'query'>,
+  subscriptionId: string,
+  done: ReadonlyArray<{
+    eventId: string;
+    eventType: string;
+    attempt: number;
+    statusCode: number | null;
+    durationMs: number;
+  }>,
+): Promise<void> {
+  if (done.length === 0) return;
+  await db.query(
+    `WITH x AS (
+       SELECT * FROM jsonb_to_recordset($2::jsonb)
+         AS x(event_id text, event_type text, attempt int, status_code int, duration_ms int)
+     ), d AS (
+       INSERT INTO killswitch_event_deliveries (subscription_id, event_id, event_type, attempt, status_code, success, duration_ms)
+       SELECT $1, event_id, event_type, attempt, status_code, true, duration_ms FROM x
+     ), q AS (
+       UPDATE killswitch_event_queue k
+          SET state = 'delivered', attempts = x.attempt, last_error = NULL, done_at = now()
+         FROM x
+        WHERE k.subscription_id = $1 AND k.event_id = x.event_id
+     )
+     UPDATE killswitch_subscriptions SET consecutive_failures = 0, backoff_until = NULL WHERE id = $1`,
+    [
+      subscriptionId,
+      JSON.stringify(
+        done.map((a) => ({
+          event_id: a.eventId,
+          event_type: a.eventType,
+          attempt: a.attempt,
+          status_code: a.statusCode,
+          duration_ms: Math.round(a.durationMs),
+        })),
+      ),
+    ],
+  );
+}
+
 /** Switches a subscription off (its breaker tripped). True when this call switched it off. */
 export async function tripSubscription(db: Pick<Db, 'query'>, id: string, reason: string): Promise<boolean> {
   const r = await db.query<{ id: string }>(

@@ -35,6 +35,7 @@ import {
   enqueueEvents,
   nextDueInMs,
   recordAttempt,
+  recordDelivered,
   postponePending,
   releaseClaims,
   subscriptionRow,
@@ -57,7 +58,9 @@ const PARKED_MS = { first: 60_000, max: 300_000 };
 const ROUND_BUDGET_MS = 60_000;
 const ROUND_ROWS = 100;
 /** At most one wake signal per subscription this often (the rest coalesced into one trailing wake). */
-const WAKE_COALESCE_MS = 250;
+const WAKE_COALESCE_MS = 1_000;
+/** Successful deliveries are recorded this many at a time (and at the end of a round). */
+const RECORD_BATCH = 25;
 
 export interface OutboundDeps {
   db: Db;
@@ -368,6 +371,11 @@ export function createOutbound(deps: OutboundDeps): Outbound {
         // No delivery starts after the round's budget: the lease covers the budget and the last one.
         ROUND_BUDGET_MS + deliveryBudgetMs + 10_000,
       );
+      const ok: Parameters<typeof recordDelivered>[2][number][] = [];
+      const flush = async () => {
+        if (ok.length === 0) return;
+        await recordDelivered(deps.db, sub.id, ok.splice(0));
+      };
       for (const { event, attempts } of rows) {
         heartbeat?.();
         if (Date.now() - started > ROUND_BUDGET_MS) {
@@ -389,11 +397,25 @@ export function createOutbound(deps: OutboundDeps): Outbound {
               ? await transport.deliver(event, sub, AbortSignal.timeout(deliveryBudgetMs))
               : { ok: false, retryable: false, error: `no transport for format ${sub.format}` };
         const durationMs = performance.now() - t0;
-        const next: Parameters<typeof recordAttempt>[1]['next'] = result.ok
-          ? { state: 'delivered' }
-          : !result.retryable
-            ? { state: 'rejected' }
-            : { state: 'pending', retryInMs: 0 };
+        if (result.ok) {
+          // Successes are recorded in batches (one statement for many); a crash before the batch is
+          // written sends those events again (at least once: receivers dedupe on the event id).
+          delivered += 1;
+          ok.push({
+            eventId: event.id,
+            eventType: event.type,
+            attempt,
+            statusCode: result.statusCode ?? null,
+            durationMs,
+          });
+          if (ok.length >= RECORD_BATCH) await flush();
+          continue;
+        }
+        // A failure after successes: those reset the failure count first.
+        await flush();
+        const next: Parameters<typeof recordAttempt>[1]['next'] = !result.retryable
+          ? { state: 'rejected' }
+          : { state: 'pending', retryInMs: 0 };
         const counted = await recordAttempt(deps.db, {
           subscriptionId: sub.id,
           eventId: event.id,
@@ -402,13 +424,9 @@ export function createOutbound(deps: OutboundDeps): Outbound {
           statusCode: result.statusCode ?? null,
           success: result.ok,
           durationMs,
-          error: result.ok ? null : (result.error ?? 'failed').slice(0, 500),
+          error: (result.error ?? 'failed').slice(0, 500),
           next,
         });
-        if (result.ok) {
-          delivered += 1;
-          continue;
-        }
         if (counted.isActive && counted.consecutiveFailures >= counted.failureThreshold) {
           await trip(sub, counted.consecutiveFailures, result.error ?? 'failed');
           return { active: false, delivered, nextDueInMs: null };
@@ -425,6 +443,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
           break;
         }
       }
+      await flush();
       await releaseClaims(deps.db, sub.id, unsent);
       return { active: true, delivered, nextDueInMs: await nextDueInMs(deps.db, sub.id) };
     },
