@@ -28,6 +28,7 @@ import {
 import { insertAuditRow } from './audit';
 import { atBoundary, classifyFailure, permanentSqlState, wellFormed } from './boundary';
 import { breakerDedupKey, checkBreaker } from '../store/breaker';
+import { breakerTrips, recordRunMetrics } from '../lib/metrics';
 import { firstOutcome, owningSystemOf, priorContainmentRunId } from '../store/audit';
 import { buildRunMessage, type MessageKind, type SlackSender, type SlackSummary } from './slack';
 import { upsertRunMessage } from './slack-message';
@@ -270,7 +271,9 @@ export function createActivities(deps: ActivityDeps) {
       threshold: number;
       window: string;
     }): Promise<{ tripped: boolean; newlyTripped: boolean; count: number }> {
-      return checkBreaker(deps.db, { ...req, windowMs: durationMs(req.window) });
+      const r = await checkBreaker(deps.db, { ...req, windowMs: durationMs(req.window) });
+      if (r.newlyTripped) breakerTrips.inc({ system: req.system });
+      return r;
     },
 
     async pageBreaker(req: {
@@ -404,6 +407,8 @@ export function createActivities(deps: ActivityDeps) {
 
     async recordAudit(summary: RunSummary): Promise<{ inserted: boolean }> {
       const r = await insertAuditRow(deps.db, summary);
+      // Once per run: a retried audit finds its row and counts nothing twice.
+      if (r.inserted) recordRunMetrics(summary);
       // The run's events, with its outcome, queued for the subscriptions that want them (idempotent:
       // a retried audit queues nothing twice). Nothing is sent here: delivery runs do that. A
       // transient failure retries the step (the row is already in); a statement PostgreSQL refuses

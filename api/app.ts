@@ -14,6 +14,8 @@ import type { Db } from '../lib/db';
 import { isTemporalUnavailable, type IngressDispatcher, type TemporalTarget } from '../lib/dispatch';
 import type { ServerKeys } from '../contracts/keys';
 import type { Logger } from '../lib/logger';
+import { ingressReadiness } from '../lib/health';
+import { deliveriesTotal, METRICS_CONTENT_TYPE, metricsAuthorized, metricsText } from '../lib/metrics';
 import type { EnrichInput } from '../contracts/enrichment';
 import type { Dispatched } from '../contracts/run';
 import type { DeliveryLedger, SourceSwitches } from './deliveries';
@@ -76,6 +78,11 @@ export interface AppDeps {
   subscriptions?: SubscriptionRouteOptions;
   /** Sends delivery.test for POST /admin/subscriptions/:id/test (503 when undefined). */
   outbound?: OutboundControl;
+  /**
+   * GET /metrics on the ingress port, for a Prometheus scraper with this bearer token (METRICS_TOKEN);
+   * undefined: no /metrics here (docs/observability.md).
+   */
+  metricsToken?: string;
   now?: () => Date;
 }
 
@@ -298,9 +305,32 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
-  app.get('/healthz', (_req, res) => {
+  // Liveness (the process answers; /healthz is its older name) and readiness (store, Temporal, a
+  // worker polling): lib/health.ts. Neither needs a credential nor shows one.
+  app.get(['/livez', '/healthz'], (_req, res) => {
     res.json({ status: 'ok' });
   });
+  const readiness = ingressReadiness({ ...(deps.db ? { db: deps.db } : {}), temporal: deps.temporal });
+  app.get('/readyz', async (_req, res) => {
+    const r = await readiness();
+    res.status(r.status === 'ready' ? 200 : 503).json(r);
+  });
+  const metricsToken = deps.metricsToken;
+  if (metricsToken !== undefined) {
+    app.get('/metrics', async (req, res) => {
+      if (!metricsAuthorized(req.headers.authorization, metricsToken)) {
+        throw new HttpProblem(
+          401,
+          'unauthorized',
+          'Unauthorized',
+          'the metrics need Authorization: Bearer <METRICS_TOKEN>',
+          {},
+          { 'WWW-Authenticate': 'Bearer realm="metrics"' },
+        );
+      }
+      res.type(METRICS_CONTENT_TYPE).send(await metricsText(deps.db ? { db: deps.db } : {}));
+    });
+  }
 
   if (deps.slackEvents) app.post('/slack/events', ...deps.slackEvents);
   if (deps.codec) app.use('/codec', createCodecRouter(deps.codec));
@@ -334,7 +364,8 @@ export function createApp(deps: AppDeps): express.Express {
     // misleading 401 (the sender would chase its secret); and telling an unauthenticated caller
     // "not UTF-8" reveals nothing.
     const rawBody = readRawBody({ limit: h.bodyLimitBytes, utf8: true });
-    app.post(`/webhooks/${h.name}`, gate, limiter, rawBody, async (req: Request, res: Response) => {
+    const counted = countDeliveries(h.name);
+    app.post(`/webhooks/${h.name}`, counted, gate, limiter, rawBody, async (req: Request, res: Response) => {
       const delivery: Delivery = {
         rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
         headers: req.headers,
@@ -365,7 +396,7 @@ export function createApp(deps: AppDeps): express.Express {
       setImmediate(() => storeAnswer(store, deps.logger));
       return answer;
     });
-    app.use(`/${r.name}`, rateLimited(r.name, r.perMinute), router);
+    app.use(`/${r.name}`, countDeliveries(r.name), rateLimited(r.name, r.perMinute), router);
   }
 
   const tokens: ApiToken[] = [
@@ -397,6 +428,13 @@ export function createApp(deps: AppDeps): express.Express {
       }),
     );
   }
+  // An API that is off says so (and how to turn it on), rather than a misleading "no such route".
+  const off = (detail: string) => (_req: Request, _res: Response, next: NextFunction) =>
+    next(new HttpProblem(503, 'api-off', 'API is off', detail));
+  if (tokens.length === 0) {
+    app.use('/api', off('the read API is off: set API_TOKENS (viewer:<token> or admin:<token>)'));
+    app.use('/admin', off('the admin API is off: set API_TOKENS (admin:<token>) or ADMIN_TOKENS'));
+  } else if (!db) app.use('/api', off('the read API is off: it needs the database (DATABASE_URL)'));
 
   app.use((_req, _res, next) => next(new HttpProblem(404, 'not-found', 'Not found', 'no such route')));
 
@@ -455,6 +493,14 @@ function requestLogger(logger: Logger) {
       res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
     },
   });
+}
+
+/** Counts every answer of a source's route by its HTTP status (killswitch_deliveries_total). */
+function countDeliveries(source: string): RequestHandler {
+  return (_req, res, next) => {
+    res.once('finish', () => deliveriesTotal.inc({ source, status: String(res.statusCode) }));
+    next();
+  };
 }
 
 /** A source's rate limit, answered as problem+json. */

@@ -212,7 +212,7 @@ export function createCodecRouter(deps: CodecRouteDeps): express.Router {
       } catch (err) {
         throw new HttpProblem(422, `cannot-${op}`, `Cannot ${op}`, (err as Error).message);
       }
-      req.log?.info({ codec: op, payloads: out.length }, 'codec request served');
+      req.log?.debug({ codec: op, payloads: out.length }, 'codec request served');
       res.json({ payloads: out.map(toWire) });
     });
   }

@@ -63,6 +63,7 @@ export function createLocalUiGateway(deps: LocalUiGatewayDeps): LocalUiGateway {
   const session = uiSessionValue(deps.token);
   const loginCodes = new Set<string>();
   const log = deps.logger.child({ component: 'local-ui' });
+  let warnedUnauthorized = false;
 
   const app = express();
   app.disable('x-powered-by');
@@ -92,6 +93,7 @@ export function createLocalUiGateway(deps: LocalUiGatewayDeps): LocalUiGateway {
       ...(origin.protocol === 'https:' ? ['Secure'] : []),
     ];
     res.setHeader('Set-Cookie', `${UI_SESSION_COOKIE}=${session}; ${attrs.join('; ')}`);
+    warnedUnauthorized = false;
     log.info('local Temporal UI: a browser logged in');
     res.redirect(303, '/');
   });
@@ -123,7 +125,18 @@ export function createLocalUiGateway(deps: LocalUiGatewayDeps): LocalUiGateway {
       log.error({ err }, 'local UI gateway: unhandled error');
       problem = new HttpProblem(500, 'internal', 'Internal error', 'the request failed; see the log');
     }
-    if (problem.status < 500) log.warn({ problem: problem.slug, status: problem.status }, problem.detail);
+    // The UI calls /codec for every batch of payloads it shows: a browser that is not logged in would
+    // log a refusal per call. The first one is a warning with the way out, the rest are debug.
+    if (problem.status < 500) {
+      const repeated = problem.slug === 'unauthorized' && warnedUnauthorized;
+      if (problem.slug === 'unauthorized') warnedUnauthorized = true;
+      log[repeated ? 'debug' : 'warn'](
+        { problem: problem.slug, status: problem.status },
+        problem.slug === 'unauthorized'
+          ? `${problem.detail} (open the login link printed at start to see payloads decoded)`
+          : problem.detail,
+      );
+    }
     sendProblem(res, problem);
   });
 

@@ -30,6 +30,7 @@ import { createDispatcher, createWorkflowDispatcher, temporalTarget } from '../l
 import type { Inventory } from '../lib/inventory';
 import { sourceDryRun } from '../lib/policy';
 import { GLOBAL_SCOPE } from '../lib/dry-run';
+import { describeTemporalConnection, explainConnectError } from '../lib/temporal-connection';
 
 export function listen(app: Express, port: number, host: string): Promise<http.Server> {
   return new Promise((resolve, reject) => {
@@ -103,6 +104,7 @@ export function createIngressApp(
       ...(parts.lookup ? { lookup: parts.lookup } : {}),
     },
     ...(parts.outbound ? { outbound: parts.outbound } : {}),
+    ...(config.observability.metricsToken ? { metricsToken: config.observability.metricsToken } : {}),
     configuredDryRun: (scope) =>
       scope === GLOBAL_SCOPE ? parts.inventory.policy.dryRun : sourceDryRun(parts.inventory.sources, scope),
     ...(config.slack.token && config.slack.signingSecret
@@ -123,7 +125,7 @@ export function createIngressApp(
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
-  const logger = createLogger({ level: config.logLevel, name: 'kill-switch-api' });
+  const logger = createLogger({ level: config.logLevel, name: 'kill-switch-api', format: config.logFormat });
   const mode = { embedded: false };
   const keys = boot.serverKeys(config, mode, logger);
   const inventory = boot.inventory(config, logger);
@@ -137,7 +139,10 @@ async function main(): Promise<void> {
   logger.info(await syncConfigRules(db, inventory), 'config rules synced');
   await checkRoutedSubscriptions(db, inventory.systems);
   // Lazy: the ingress starts even while Temporal is down and answers 503 until it is back.
-  const connection = Connection.lazy({ address: config.temporal.address ?? 'localhost:7233' });
+  // TEMPORAL_* variables or a profile: address, namespace, TLS/mTLS, API key (lib/temporal-connection.ts).
+  const target = config.temporal.connection;
+  logger.info({ temporal: describeTemporalConnection(target) }, 'Temporal connection');
+  const connection = Connection.lazy(target.connectOptions());
   const codec = codecFromConfig(config, keys);
   const client = new Client({
     connection,
@@ -168,7 +173,10 @@ async function main(): Promise<void> {
       connection.workflowService.getSystemInfo({}),
     )
     .catch((err: unknown) =>
-      logger.warn({ err }, 'Temporal not reachable yet; deliveries are answered 503 until it is'),
+      logger.warn(
+        { err: explainConnectError(err, target) },
+        'Temporal not reachable yet; deliveries are answered 503 until it is',
+      ),
     );
   const stop = () => {
     logger.info('shutting down');

@@ -2,7 +2,7 @@
 /**
  * `killswitch`: the operator's command line.
  *
- *   killswitch send-test [--source generic] [--url http://localhost:3000] [--secret-file FILE]
+ *   killswitch send-test [--demo] [--source generic] [--url http://localhost:3000] [--secret-file FILE]
  *   killswitch status <detection-or-workflow-id> [--wait] [--timeout 300]
  *   killswitch recent [--limit 20] [--outcome escalated] [--system app-db] [--source github]
  *   killswitch subscriptions list
@@ -14,14 +14,25 @@
  *
  * status, recent, subscriptions and rules call the API with KILLSWITCH_API_TOKEN (a viewer or admin
  * token of API_TOKENS; `subscriptions test` sends an event and `rules enable`/`disable` change a
- * rule, so they need an admin token). KILLSWITCH_URL sets the default --url. Exit codes: 0 ok,
- * 1 failure, 2 usage.
+ * rule, so they need an admin token), or, when it is unset, the local token `npm start` keeps in
+ * the data folder (KILLSWITCH_DATA_DIR, default .data). KILLSWITCH_URL sets the default --url
+ * (else http://localhost:$PORT, 3000). Exit codes: 0 ok, 1 failure, 2 usage.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { canaryDetection } from '../lib/canary';
-import { postSigned, resolveSigningSecret } from '../lib/webhook-client';
+import { DemoError, HUMAN_WAIT_STEPS, sendDemoDetection } from '../lib/demo-client';
+import { PROJECT_ROOT } from '../lib/paths';
+import {
+  dataDirOf,
+  describeFetchError,
+  postSigned,
+  resolveApiToken,
+  resolveSigningSecret,
+} from '../lib/webhook-client';
 import { OUTCOMES } from '../contracts/run';
 
 /** A failure the command reports (exit 1); usage errors are CommanderErrors (exit 2). */
@@ -90,9 +101,13 @@ async function getJson(
   url: string,
   init: { method?: 'GET' | 'POST'; body?: unknown; timeoutMs?: number } = {},
 ): Promise<{ status: number; body: ApiBody }> {
-  const token = io.env.KILLSWITCH_API_TOKEN?.trim();
+  const { token, from } = resolveApiToken(io.env);
   if (!token)
-    throw new UsageError('KILLSWITCH_API_TOKEN is not set: export a viewer or admin token of API_TOKENS');
+    throw new UsageError(
+      from === 'KILLSWITCH_API_TOKEN'
+        ? 'KILLSWITCH_API_TOKEN is empty: export a viewer or admin token of API_TOKENS'
+        : `KILLSWITCH_API_TOKEN is not set and there is no local token in ${from} (npm start writes it): export a viewer or admin token of API_TOKENS`,
+    );
   let res: Response;
   try {
     res = await fetch(url, {
@@ -106,8 +121,7 @@ async function getJson(
       signal: AbortSignal.timeout(init.timeoutMs ?? 15_000),
     });
   } catch (err) {
-    const cause = reason(err);
-    throw new Failure(`cannot reach ${new URL(url).origin}: ${cause}`);
+    throw new Failure(describeFetchError(new URL(url).origin, err));
   }
   const text = await res.text();
   let body: ApiBody = { detail: text };
@@ -117,15 +131,15 @@ async function getJson(
     // not JSON: keep the text as the detail
   }
   if (res.status === 401 || res.status === 403)
-    throw new Failure(`${res.status}: ${body.detail ?? text} (check KILLSWITCH_API_TOKEN)`);
+    throw new Failure(
+      `${res.status}: ${body.detail ?? text} (check ${from === 'KILLSWITCH_API_TOKEN' ? from : `the token in ${from}`})`,
+    );
+  // The API is off on that ingress: say so rather than "no such detection".
+  if (res.status === 503 && /:api-off$/.test(String((body as { type?: unknown }).type)))
+    throw new Failure(`${res.status}: ${body.detail ?? text}`);
   return { status: res.status, body };
 }
 
-/** ECONNREFUSED rather than `fetch failed`. */
-const reason = (err: unknown) => {
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (err as Error).message;
-};
 const short = (s: unknown) => (s === null || s === undefined || s === '' ? '-' : String(s));
 const time = (iso: unknown) =>
   typeof iso === 'string' ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-';
@@ -171,7 +185,7 @@ function describeStatus(d: Detail): string {
 
 export async function sendTest(
   io: Io,
-  opts: { source: string; url: string; secretFile?: string },
+  opts: { source: string; url: string; secretFile?: string; demo?: boolean },
 ): Promise<void> {
   const secret = (() => {
     try {
@@ -180,14 +194,36 @@ export async function sendTest(
       throw new UsageError(`${(err as Error).message} (pass --secret-file or set GENERIC_WEBHOOK_SECRETS)`);
     }
   })();
+  if (opts.demo) {
+    const { token } = resolveApiToken(io.env);
+    let report: Awaited<ReturnType<typeof sendDemoDetection>>;
+    try {
+      report = await sendDemoDetection({
+        ingress: opts.url,
+        webhookUrl: `${opts.url}/webhooks/${opts.source}`,
+        dataDir: dataDirOf(io.env),
+        signingSecret: secret,
+        ...(token ? { apiToken: token } : {}),
+        out: io.out,
+        sleep: io.sleep,
+      });
+    } catch (err) {
+      if (err instanceof DemoError) throw new Failure(err.message);
+      throw err;
+    }
+    if (!report.contained)
+      throw new Failure(
+        `the run did not end contained (${report.outcome ?? 'no audit row'}; whoami ${report.keyStatus})`,
+      );
+    return;
+  }
   const canaryId = `canary-${randomUUID()}`;
   const target = `${opts.url}/webhooks/${opts.source}`;
   let res: Awaited<ReturnType<typeof postSigned>>;
   try {
     res = await postSigned(target, canaryDetection(canaryId), secret);
   } catch (err) {
-    const cause = reason(err);
-    throw new Failure(`cannot reach ${opts.url}: ${cause}`);
+    throw new Failure(describeFetchError(opts.url, err));
   }
   const body = res.body as {
     workflowId?: string;
@@ -214,7 +250,9 @@ export async function status(
   opts: { url: string; wait?: boolean; timeout: number; interval: number },
 ): Promise<void> {
   const url = `${opts.url}/api/detections/${encodeURIComponent(id)}`;
-  const deadline = Date.now() + opts.timeout * 1000;
+  const started = Date.now();
+  const deadline = started + opts.timeout * 1000;
+  const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
   let lastStep: string | undefined;
   for (;;) {
     const r = await getJson(io, url);
@@ -222,14 +260,22 @@ export async function status(
     if (r.status !== 200) throw new Failure(`${r.status}: ${r.body.detail ?? JSON.stringify(r.body)}`);
     const d = r.body as Detail;
     const open = d.live?.status === 'RUNNING';
-    if (!opts.wait || (!open && (d.audit ?? []).length > 0) || (!open && d.live?.status !== 'COMPLETED')) {
-      io.out(`${describeStatus(d)}\n`);
-      return;
-    }
     const step = d.live?.step ?? (open ? 'running' : 'finishing');
-    if (step !== lastStep) {
-      io.out(`${new Date().toISOString().slice(11, 19)}  ${step}\n`);
+    const ended = (!open && (d.audit ?? []).length > 0) || (!open && d.live?.status !== 'COMPLETED');
+    const human = open && HUMAN_WAIT_STEPS.has(step);
+    if (opts.wait && step !== lastStep && !ended) {
+      io.out(`${new Date().toISOString().slice(11, 19)}  +${elapsed()}  ${step}\n`);
       lastStep = step;
+    }
+    if (!opts.wait || ended || human) {
+      io.out(`${describeStatus(d)}\n`);
+      if (opts.wait)
+        io.out(
+          human
+            ? `waiting for a person (step ${step}) after ${elapsed()}: ${HUMAN_HINTS[step] ?? ''}\n`
+            : `ended after ${elapsed()}\n`,
+        );
+      return;
     }
     if (Date.now() > deadline) {
       io.out(`${describeStatus(d)}\n`);
@@ -238,6 +284,15 @@ export async function status(
     await io.sleep(opts.interval);
   }
 }
+
+/** What a person can do at a step where a run waits for one. */
+const HUMAN_HINTS: Record<string, string> = {
+  awaiting_approval: 'approve or deny it with the buttons of its Slack message (policy require_approval)',
+  held_by_breaker:
+    'the mass-leak breaker holds it: approve or deny it from its Slack message (docs/operating.md, Related waits)',
+  awaiting_retry:
+    'escalated: fix the cause, then retry it from its Slack message (docs/operating.md, Runbook)',
+};
 
 export async function recent(
   io: Io,
@@ -463,22 +518,44 @@ export async function rulesSwitch(
   );
 }
 
+/** The version in package.json. */
+export function version(): string {
+  return (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string })
+    .version;
+}
+
+const ENV_HELP = `
+Environment:
+  KILLSWITCH_URL           the ingress (default http://localhost:$PORT, PORT default 3000)
+  PORT                     the ingress port npm start listens on, when KILLSWITCH_URL is unset
+  KILLSWITCH_API_TOKEN     a viewer or admin token of API_TOKENS for status, recent, subscriptions, rules;
+                           unset: the local token npm start keeps in <data folder>/api-token
+  KILLSWITCH_DATA_DIR      npm start's data folder (default .data): local tokens, webhook secret, demo service
+  GENERIC_WEBHOOK_SECRETS  signing secrets of the generic webhook (send-test signs with the first);
+                           unset: <data folder>/generic-webhook-secret
+`;
+
 export function buildProgram(io: Io): Command {
   const program = new Command('killswitch')
     .description(
-      'Secret Kill Switch: send a canary, follow a run, list recent detections, manage outbound subscriptions and rules',
+      'Secret Kill Switch: send a canary or a demo leak, follow a run, list recent detections, manage outbound subscriptions and rules',
     )
+    .version(version(), '-V, --version', 'print the version')
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .addHelpText('after', ENV_HELP)
     .showHelpAfterError();
   const urlOption = () =>
-    new Option('--url <url>', 'the kill switch ingress (KILLSWITCH_URL)')
-      .default(io.env.KILLSWITCH_URL || 'http://localhost:3000')
+    new Option('--url <url>', 'the kill switch ingress (KILLSWITCH_URL, else http://localhost:$PORT)')
+      .default(io.env.KILLSWITCH_URL || `http://localhost:${io.env.PORT || '3000'}`)
       .argParser(baseUrl);
 
   program
     .command('send-test')
-    .description('send a signed canary detection that proves the intake works end to end (rotates nothing)')
+    .description(
+      'send a signed canary detection that proves the intake works end to end (rotates nothing); with --demo, leak a fresh key of the demo service npm start runs and follow its run until contained',
+    )
+    .option('--demo', "leak a key of npm start's demo service (embedded defaults) and follow the run")
     .addOption(
       new Option('--source <source>', 'the source to send through').choices(['generic']).default('generic'),
     )
@@ -487,14 +564,17 @@ export function buildProgram(io: Io): Command {
       '--secret-file <file>',
       'file holding the whsec_ signing secret (default: GENERIC_WEBHOOK_SECRETS, then .data/generic-webhook-secret)',
     )
-    .action((o: { source: string; url: string; secretFile?: string }) => sendTest(io, o));
+    .action((o: { source: string; url: string; secretFile?: string; demo?: boolean }) => sendTest(io, o));
 
   program
     .command('status')
     .description('show a detection or run: audit outcome, live step, Temporal UI link')
     .argument('<id>', 'a detection id or a workflow id')
     .addOption(urlOption())
-    .option('--wait', 'follow the run, printing each step, until it finishes')
+    .option(
+      '--wait',
+      'follow the run, printing each step and the elapsed time, until it ends or waits for a person (approval, breaker, retry)',
+    )
     .option('--timeout <seconds>', 'give up waiting after this long', intIn(1, 86_400), 300)
     .option('--interval <ms>', 'how often to poll while waiting', intIn(100, 60_000), 1000)
     .action((id: string, o: { url: string; wait?: boolean; timeout: number; interval: number }) => {

@@ -2,14 +2,17 @@
  * Startup pieces shared by the entry points (npm start, worker, api): key material, webhook
  * secrets and the inventory, each validated with an error that names what is wrong.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, type Config } from './config';
+import { ConfigError, type ApiToken, type Config } from './config';
+import { DEMO_SYSTEM, demoSystemEntry } from './demo-service';
 import { parseInventory, loadInventoryFile, type Inventory } from './inventory';
 import { createServerKeys, loadOrCreateLocalSecret, newServerKey, newWebhookSecret } from './keys';
 import { type ServerKeys } from '../contracts/keys';
 import type { Logger } from './logger';
 import { DEFAULT_GENERIC_SECRETS_ENV } from './sources-config';
+import { LOCAL_API_TOKEN_FILE } from './webhook-client';
 
 export const DEFAULT_INVENTORY_FILE = 'config/inventory.yaml';
 
@@ -57,9 +60,24 @@ export function genericWebhookSecrets(
   return [secret];
 }
 
-export function inventory(config: Config, logger: Logger): Inventory {
-  const file =
-    config.inventoryFile ?? (existsSync(DEFAULT_INVENTORY_FILE) ? DEFAULT_INVENTORY_FILE : undefined);
+/** The inventory file to load: INVENTORY_FILE, else config/inventory.yaml when it exists; none on embedded defaults. */
+export function inventoryFile(config: Config): string | undefined {
+  return config.inventoryFile ?? (existsSync(DEFAULT_INVENTORY_FILE) ? DEFAULT_INVENTORY_FILE : undefined);
+}
+
+/**
+ * `demo`: npm start on embedded defaults runs the demo service (lib/demo-service.ts); without an
+ * inventory file the embedded inventory then holds its one system.
+ */
+export function inventory(config: Config, logger: Logger, demo?: { url: string }): Inventory {
+  const file = inventoryFile(config);
+  if (!file && demo) {
+    logger.info(
+      { system: DEMO_SYSTEM, url: demo.url },
+      'no inventory file: the embedded inventory holds the demo system only (npm run send-test-detection)',
+    );
+    return parseInventory({ systems: [demoSystemEntry(demo.url)] }, 'the embedded demo inventory');
+  }
   if (!file) {
     logger.warn(
       'no inventory file (INVENTORY_FILE or config/inventory.yaml): every detection will be escalated to a human',
@@ -78,4 +96,56 @@ export function requireSharedDatabase(config: Config, role: string): string {
     );
   }
   return config.databaseUrl;
+}
+
+/**
+ * npm start's local API token: an admin token of the read and admin API for this process only, kept
+ * (0600) in the data folder, where the CLI finds it when KILLSWITCH_API_TOKEN is unset.
+ */
+export function localApiToken(config: Config): ApiToken {
+  const token = loadOrCreateLocalSecret(config.dataDir, LOCAL_API_TOKEN_FILE, () =>
+    randomBytes(32).toString('base64url'),
+  );
+  return Object.freeze({ role: 'admin' as const, token, label: `local ${LOCAL_API_TOKEN_FILE}` });
+}
+
+/** What the startup banner shows; every link as the operator opens it. */
+export interface BannerFacts {
+  ingress: string;
+  /** The one-time login link of the local UI gateway (opens the UI with payloads decoded), if there is one. */
+  uiLogin?: string;
+  ui: string;
+  dataDir: string;
+  /** Local secret files kept in the data folder (names only). */
+  secretFiles: readonly string[];
+  demo?: { system: string; url: string };
+  inventory: string;
+}
+
+/** The compact block `npm start` prints once when ready: where things are and what to run next. */
+export function readyBanner(f: BannerFacts): string {
+  const rows: Array<[string, string]> = [
+    ['ingress', `${f.ingress}/webhooks/generic`],
+    [
+      'Temporal UI',
+      f.uiLogin
+        ? `${f.uiLogin}\n${' '.repeat(16)}(one-time login link: opens ${f.ui} with payloads decoded)`
+        : f.ui,
+    ],
+    ['inventory', f.inventory],
+    ['local secrets', `${path.resolve(f.dataDir)}/ (${f.secretFiles.join(', ')}; mode 0600, never logged)`],
+  ];
+  if (f.demo) rows.push(['demo system', `${f.demo.system} at ${f.demo.url} (API keys, sessions, admin API)`]);
+  rows.push([
+    'next',
+    f.demo
+      ? `npm run send-test-detection   (leaks a demo key; watch the run contain it)`
+      : `npm run send-test-detection -- --secret '<a leaked value>'`,
+  ]);
+  rows.push([
+    '',
+    `npm run killswitch -- recent   (the CLI reads ${LOCAL_API_TOKEN_FILE} from the data folder)`,
+  ]);
+  const body = rows.map(([k, v]) => `  ${k.padEnd(14)}${v}`).join('\n');
+  return `\nSecret Kill Switch is ready\n${body}\n\n`;
 }

@@ -2,9 +2,16 @@
  * Process configuration, parsed once from the environment with a schema. Nothing else in the
  * project reads process.env: entry points call loadConfig() and pass the frozen result down.
  */
+import { readFileSync } from 'node:fs';
 import { Webhook } from 'standardwebhooks';
 import { z } from 'zod';
 import { parseCodecKeys, type CodecKey } from './codec';
+import { LOG_FORMATS, type LogFormat } from './logger';
+import {
+  resolveTemporalConnection,
+  TemporalSettingsError,
+  type TemporalConnection,
+} from './temporal-connection';
 
 const optionalString = z
   .string()
@@ -90,7 +97,8 @@ export const envSchema = z.object({
   LOG_LEVEL: logLevel.default('info'),
 
   TEMPORAL_ADDRESS: optionalString,
-  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  /** Unset: the profile's namespace (TEMPORAL_PROFILE), else `default` (lib/temporal-connection.ts). */
+  TEMPORAL_NAMESPACE: optionalString,
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('kill-switch'),
   /** Base of the run links; default: the UI `npm start` serves, http://127.0.0.1:<TEMPORAL_DEV_UI_PORT>. */
   TEMPORAL_UI_URL: z.preprocess((v) => (v === '' ? undefined : v), url.optional()),
@@ -241,6 +249,26 @@ export const envSchema = z.object({
       .transform((v) => v === 'true')
       .optional(),
   ),
+
+  /** Logs and health (docs/observability.md): `auto` is pretty on a terminal, JSON otherwise. */
+  LOG_FORMAT: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z.enum(LOG_FORMATS, { error: 'must be auto, json or pretty' }).default('auto'),
+  ),
+  /** The worker's health endpoint (/livez, /readyz, /metrics); unset: none. */
+  WORKER_HEALTH_PORT: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z.coerce.number().int().min(1).max(65535).optional(),
+  ),
+  WORKER_HEALTH_HOST: z.preprocess((v) => (v === '' ? undefined : v), z.string().default('0.0.0.0')),
+  /** Bearer token of /metrics: required on the ingress port (no /metrics there without it), and on the worker's health port when set. */
+  METRICS_TOKEN: z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+    z
+      .string()
+      .regex(/^\S{24,}$/, 'must be at least 24 characters without spaces')
+      .optional(),
+  ),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -260,6 +288,11 @@ export interface Config {
     readonly devUiPort: number;
     /** The Temporal UI's browser origin (CORS of the codec endpoint). */
     readonly uiOrigin: string;
+    /**
+     * How to reach Temporal (TEMPORAL_* variables over an optional TOML profile: TLS, mTLS, API key);
+     * `connectOptions()` serves both the client and the worker connection.
+     */
+    readonly connection: TemporalConnection;
   };
   readonly codec: {
     /** KILLSWITCH_CODEC_KEYS; undefined: one key derived from the server key. */
@@ -298,6 +331,16 @@ export interface Config {
   readonly pagerduty: { readonly routingKey: string | undefined; readonly eventsUrl: string };
   /** WORKER_* tuning; every field unset means the SDK's default. */
   readonly worker: WorkerTuning;
+  /** LOG_FORMAT (lib/logger.ts). */
+  readonly logFormat: LogFormat;
+  /** Health and metrics (docs/observability.md). */
+  readonly observability: {
+    /** WORKER_HEALTH_PORT: the worker's /livez, /readyz and /metrics; undefined: none. */
+    readonly workerHealthPort: number | undefined;
+    readonly workerHealthHost: string;
+    /** METRICS_TOKEN: /metrics on the ingress port only with it. */
+    readonly metricsToken: string | undefined;
+  };
 }
 
 export interface WorkerTuning {
@@ -313,8 +356,57 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Parses the environment; throws a ConfigError naming every bad variable. */
-export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | undefined>): Config {
+/**
+ * The secret variables, each of which may instead name a file with `<VAR>_FILE` (Docker and
+ * Kubernetes secrets mounted as files, docs/operating.md "Production stack").
+ */
+export const SECRET_FILE_VARS = [
+  'KILLSWITCH_SERVER_KEY',
+  'KILLSWITCH_CODEC_KEYS',
+  'DATABASE_URL',
+  'GENERIC_WEBHOOK_SECRETS',
+  'CODEC_TOKENS',
+  'ADMIN_TOKENS',
+  'API_TOKENS',
+  'METRICS_TOKEN',
+  'SLACK_BOT_TOKEN',
+  'SLACK_SIGNING_SECRET',
+  'PAGERDUTY_ROUTING_KEY',
+  'TEMPORAL_API_KEY',
+] as const;
+
+/**
+ * `env` with each `<VAR>_FILE` of SECRET_FILE_VARS read into `<VAR>` (surrounding whitespace and
+ * the trailing newline dropped; an empty file is an empty variable). A ConfigError names the
+ * variable and the path, never the file's content.
+ */
+export function withSecretFiles(
+  env: NodeJS.ProcessEnv | Record<string, string | undefined>,
+): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = { ...env };
+  const problems: string[] = [];
+  for (const name of SECRET_FILE_VARS) {
+    const file = env[`${name}_FILE`]?.trim();
+    if (!file) continue;
+    if (env[name]?.trim()) {
+      problems.push(`  ${name}_FILE: set either ${name} or ${name}_FILE, not both`);
+      continue;
+    }
+    try {
+      out[name] = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      problems.push(
+        `  ${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    }
+  }
+  if (problems.length) throw new ConfigError(`invalid environment:\n${problems.join('\n')}`);
+  return out;
+}
+
+/** Parses the environment (secrets also from `<VAR>_FILE`); throws a ConfigError naming every bad variable. */
+export function loadConfig(rawEnv: NodeJS.ProcessEnv | Record<string, string | undefined>): Config {
+  const env = withSecretFiles(rawEnv);
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
@@ -348,14 +440,16 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
   }
   // One origin everywhere: the address npm start's UI gateway listens on (loopback only, api/local-ui.ts).
   const uiUrl = e.TEMPORAL_UI_URL ?? `http://127.0.0.1:${e.TEMPORAL_DEV_UI_PORT}`;
+  const connection = temporalConnectionOf(env);
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
     publicBaseUrl: e.PUBLIC_BASE_URL,
     logLevel: e.LOG_LEVEL,
     temporal: Object.freeze({
-      address: e.TEMPORAL_ADDRESS,
-      namespace: e.TEMPORAL_NAMESPACE,
+      address: connection.address,
+      namespace: connection.namespace,
+      connection,
       taskQueue: e.TEMPORAL_TASK_QUEUE,
       uiUrl: uiUrl.replace(/\/+$/, ''),
       connectTimeoutMs: e.TEMPORAL_CONNECT_TIMEOUT_MS,
@@ -420,7 +514,25 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
         }).filter(([, v]) => v !== undefined),
       ) as WorkerTuning,
     ),
+    logFormat: e.LOG_FORMAT,
+    observability: Object.freeze({
+      workerHealthPort: e.WORKER_HEALTH_PORT,
+      workerHealthHost: e.WORKER_HEALTH_HOST,
+      metricsToken: e.METRICS_TOKEN,
+    }),
   });
+}
+
+/** The Temporal connection settings (lib/temporal-connection.ts), their problems as a ConfigError. */
+function temporalConnectionOf(env: Record<string, string | undefined>): TemporalConnection {
+  try {
+    return resolveTemporalConnection(env);
+  } catch (err) {
+    if (!(err instanceof TemporalSettingsError)) throw err;
+    throw new ConfigError(
+      `invalid environment:\n${err.issues.map((i) => `  ${i.field}: ${i.message}`).join('\n')}`,
+    );
+  }
 }
 
 function ensureSlash(u: string): string {

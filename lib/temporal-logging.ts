@@ -1,6 +1,11 @@
-/** Forwards the Temporal SDK's own logs (worker, workflow `log`, activity `log`) into pino. */
-import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+/**
+ * The Temporal SDK's runtime, installed once per process: its own logs (worker, workflow `log`,
+ * activity `log`) forwarded into pino, and, when the process serves /metrics, its worker metrics
+ * (Prometheus) on an internal loopback port whose text lib/metrics.ts appends to every scrape.
+ */
+import { DefaultLogger, Runtime, type LogEntry, type LogLevel } from '@temporalio/worker';
 import type { Logger } from './logger';
+import { setSdkMetricsUrl } from './metrics';
 
 const LEVELS: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
   TRACE: 'trace',
@@ -12,7 +17,35 @@ const LEVELS: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = 
 
 let installed = false;
 
-export function installTemporalLogging(logger: Logger): void {
+/**
+ * A record of the SDK as pino gets it. The activity task token (an opaque ~200-character base64
+ * string on every activity log line) is dropped: the workflow id, activity id and attempt say which
+ * task it was. A multi-line message at info is webpack's report of a bundle built at start: debug.
+ */
+export function forwardedRecord(entry: Pick<LogEntry, 'level' | 'message' | 'meta'>): {
+  level: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  meta: Record<string, unknown>;
+  message: string;
+} {
+  const { taskToken: _taskToken, ...meta } = (entry.meta ?? {}) as Record<string, unknown>;
+  const level = LEVELS[entry.level];
+  return {
+    level: level === 'info' && entry.message.includes('\n') ? 'debug' : level,
+    meta,
+    message: entry.message,
+  };
+}
+
+export function installTemporalLogging(
+  logger: Logger,
+  opts: {
+    /**
+     * A free loopback port for the SDK's Prometheus exporter (worker metrics: slots, pollers, task
+     * latencies), served through this process's /metrics; unset: no SDK metrics.
+     */
+    sdkMetricsPort?: number;
+  } = {},
+): void {
   if (installed) return;
   installed = true;
   const temporalLogger = logger.child({ component: 'temporal' });
@@ -27,10 +60,27 @@ export function installTemporalLogging(logger: Logger): void {
       : logger.level === 'error' || logger.level === 'fatal'
         ? 'ERROR'
         : 'INFO');
+  const bindAddress = opts.sdkMetricsPort !== undefined ? `127.0.0.1:${opts.sdkMetricsPort}` : undefined;
   Runtime.install({
     logger: new DefaultLogger(level, (entry) => {
-      const { message, meta } = entry;
-      temporalLogger[LEVELS[entry.level]]({ ...(meta ?? {}) }, message);
+      const r = forwardedRecord(entry);
+      temporalLogger[r.level](r.meta, r.message);
     }),
+    ...(bindAddress
+      ? {
+          telemetryOptions: {
+            metrics: {
+              prometheus: {
+                bindAddress,
+                // Prometheus conventions: counters end in _total, durations are seconds with the unit in the name.
+                countersTotalSuffix: true,
+                unitSuffix: true,
+                useSecondsForDurations: true,
+              },
+            },
+          },
+        }
+      : {}),
   });
+  if (bindAddress) setSdkMetricsUrl(`http://${bindAddress}/metrics`);
 }

@@ -8,6 +8,7 @@
  *
  *   npm run bench -- --n 1000 --concurrency 32 --mix postgres=70,redis=30 --sqlite both
  *   npm run bench -- --rate 20 --duration 60 --sqlite wal      # paced, open loop
+ *   npm run bench -- --n 400 --sqlite wal --workers 1,2,1,2     # contained/s per worker count, interleaved
  *
  * Besides latency it reports the cost of a containment: CPU ms per contained credential for each
  * process (/proc), persistence requests per run (the dev server's Prometheus counters) and the
@@ -91,6 +92,8 @@ interface Options {
   keep: boolean;
   /** Node flags for the worker process, replacing the production ones (WORKER_NODE_FLAGS in package.json). */
   workerNodeFlags: string[] | undefined;
+  /** Worker processes per scenario, one scenario (per SQLite mode) for each entry, in this order. */
+  workers: number[];
   /** Outbound events: `json` subscriptions (every event type, signed) to receivers on loopback. */
   subscriptions: number;
   /** How many of them are dead: they accept the connection and never answer for `deadSeconds` after the load starts, then answer 200. */
@@ -139,9 +142,12 @@ function usage(): never {
        [--sqlite default|wal|both] [--no-baseline] [--slack-per-second 1] [--pagerduty-per-minute 120]
        [--slack-drain-seconds 90] [--timeout-seconds 300] [--out results] [--label text] [--profile dir] [--keep] [--worker-node-flags "--flag ..."]
        [--subscriptions 0 [--dead-subscriptions 0 [--dead-seconds 120]] [--subscription-failure-threshold T] [--outbound-wait-seconds 600]]
+       [--workers 1[,2,...]]
 env: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL
      (default redis://127.0.0.1:6379), WORKER_* (passed to the worker)
 --worker-node-flags: node flags for the worker instead of the production ones ("" for none)
+--workers N[,M...]: N worker processes on the one task queue (default 1); a list runs one scenario per
+       entry, in order (repeat entries to interleave: 1,2,1,2), and reports contained/s per worker count
 --keep: keep the work folder (the worker's, ingress's and dev server's logs)
 --profile dir: V8 CPU profiles (.cpuprofile) of the worker and the ingress, written when they stop
 --subscriptions N: N outbound json subscriptions (every event type, signed) to receivers the bench
@@ -175,6 +181,7 @@ export function parseArgs(argv: string[], env = process.env): Options {
     profileDir: undefined,
     keep: false,
     workerNodeFlags: undefined,
+    workers: [1],
     subscriptions: 0,
     deadSubscriptions: 0,
     deadSeconds: 120,
@@ -256,6 +263,11 @@ export function parseArgs(argv: string[], env = process.env): Options {
         break;
       case '--worker-node-flags':
         o.workerNodeFlags = (value() ?? '').split(/\s+/).filter(Boolean);
+        break;
+      case '--workers':
+        o.workers = String(value() ?? '')
+          .split(',')
+          .map((w) => int(w.trim(), '--workers (each count)', 1, 16));
         break;
       case '--keep':
         o.keep = true;
@@ -858,6 +870,8 @@ interface Scenario {
   rate: number | null;
   durationSeconds: number | null;
   sqlite: SqliteMode;
+  /** Worker processes on the task queue (--workers). */
+  workers: number;
   pragmas: Record<string, string>;
   journalModeOnDisk: string;
   n: number;
@@ -970,14 +984,17 @@ async function runScenario(
   owned: OwnedSystems,
   mode: SqliteMode,
   workDir: string,
+  workers = 1,
+  /** Which scenario of the run this is: names its credentials, database and folder apart from the others. */
+  index = 0,
 ): Promise<Scenario> {
-  const tag = `t${mode === 'wal' ? 'w' : 'd'}`;
-  const dir = path.join(workDir, mode);
+  const tag = `t${mode === 'wal' ? 'w' : 'd'}${index || ''}`;
+  const dir = path.join(workDir, index ? `${mode}-${index}` : mode);
   mkdirSync(dir, { recursive: true });
   const scenarioCleanups = cleanups.length;
 
   // Fresh audit database on the machine's PostgreSQL.
-  const dbName = `ks_bench_${runId}_${mode}`;
+  const dbName = `ks_bench_${runId}_${mode}${index ? `_${index}` : ''}`;
   const root = new pg.Client({ connectionString: opts.auditUrl });
   await root.connect();
   await root.query(`CREATE DATABASE ${dbName}`);
@@ -1097,41 +1114,55 @@ async function runScenario(
     if (Date.now() > readyBy) throw new Error(`the ingress was not ready within 60 s; see ${ingressLog}`);
     await sleep(200);
   }
-  const worker = spawnNode(
-    'dist/worker/index.js',
-    env,
-    workerLog,
-    opts.profileDir,
-    opts.workerNodeFlags ?? WORKER_NODE_FLAGS,
+  // --workers N: N worker processes on the one task queue (worker.log, worker-2.log, ...).
+  const workerLogs = Array.from({ length: workers }, (_, i) =>
+    i === 0 ? workerLog : path.join(dir, `worker-${i + 1}.log`),
   );
-  onCleanup('stop the worker', () => stopChild(worker, 'worker'));
+  const workerProcs = workerLogs.map((log, i) => {
+    const child = spawnNode(
+      'dist/worker/index.js',
+      env,
+      log,
+      opts.profileDir,
+      opts.workerNodeFlags ?? WORKER_NODE_FLAGS,
+    );
+    onCleanup(`stop the worker ${i + 1}`, () => stopChild(child, `worker ${i + 1}`));
+    return child;
+  });
+  const worker = workerProcs[0]!;
   const conn = await Connection.connect({ address: dev.address });
   onCleanup('close the Temporal connection', () => conn.close());
+  // Every worker polls both task queue types (pollers are told apart by their identity, <pid>@<host>).
+  const pollingWorkers = (pollers: Array<{ identity?: string | null }> | null | undefined) =>
+    new Set((pollers ?? []).map((p) => p.identity)).size;
   for (;;) {
-    if (worker.exitCode !== null) throw new Error(`the worker exited (${worker.exitCode}); see ${workerLog}`);
+    for (const [i, w] of workerProcs.entries())
+      if (w.exitCode !== null)
+        throw new Error(`the worker ${i + 1} exited (${w.exitCode}); see ${workerLogs[i]}`);
     const d = await conn.workflowService
       .describeTaskQueue({ namespace: 'default', taskQueue: { name: taskQueue }, taskQueueType: 1 })
       .catch(() => null);
     const a = await conn.workflowService
       .describeTaskQueue({ namespace: 'default', taskQueue: { name: taskQueue }, taskQueueType: 2 })
       .catch(() => null);
-    if ((d?.pollers?.length ?? 0) > 0 && (a?.pollers?.length ?? 0) > 0) break;
+    if (pollingWorkers(d?.pollers) >= workers && pollingWorkers(a?.pollers) >= workers) break;
     if (Date.now() > readyBy + 60_000)
-      throw new Error(`the worker did not poll within 120 s; see ${workerLog}`);
+      throw new Error(`not all ${workers} workers polled within 120 s; see ${workerLogs.join(', ')}`);
     await sleep(250);
   }
   // Figures of a worker that bundled its workflow code at start (a stale build) are not production's.
-  for (
-    let i = 0;
-    !readFileSync(workerLog, 'utf8').includes('"msg":"running the prebuilt workflow bundle"');
-    i++
-  ) {
-    if (i >= 20)
-      throw new Error(
-        `the worker did not run the prebuilt workflow bundle (a workflow file changed after the build?); see ${workerLog}`,
-      );
-    await sleep(100);
-  }
+  for (const log of workerLogs)
+    for (
+      let i = 0;
+      !readFileSync(log, 'utf8').includes('"msg":"running the prebuilt workflow bundle"');
+      i++
+    ) {
+      if (i >= 20)
+        throw new Error(
+          `the worker did not run the prebuilt workflow bundle (a workflow file changed after the build?); see ${log}`,
+        );
+      await sleep(100);
+    }
 
   // What the window measures: CPU of each process (from /proc), the dev server's persistence
   // counters, and the audit database's backends (pg_stat_activity, polled while the window runs).
@@ -1151,7 +1182,10 @@ async function runScenario(
   const redisPid = Number(/process_id:(\d+)/.exec(await owned.redis.info('server'))?.[1]) || undefined;
   const measured: Record<string, Measured> = {
     devServer: { kind: 'tree', pid: dev.process.pid },
-    worker: { kind: 'tree', pid: worker.pid },
+    worker:
+      workers === 1
+        ? { kind: 'tree', pid: worker.pid }
+        : { kind: 'pids', list: async () => workerProcs.flatMap((w) => (w.pid ? [w.pid] : [])) },
     ingress: { kind: 'tree', pid: ingress.pid },
     auditPostgres: { kind: 'pids', list: auditBackends },
     ownedPostgres: { kind: 'tree', pid: postmasterPid(path.join(owned.pg.socketDir, 'data')) },
@@ -1444,7 +1478,7 @@ async function runScenario(
     temporal: memoryOf(dev.process.pid),
   };
   const outboundFigures = outbound ? await outbound.finish(audit, loadEndedAt) : null;
-  const logs = [workerLog, ingressLog, path.join(dir, 'temporal.log')]
+  const logs = [...workerLogs, ingressLog, path.join(dir, 'temporal.log')]
     .map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : ''))
     .join('\n');
   if (outboundFigures)
@@ -1454,6 +1488,7 @@ async function runScenario(
     rate: opts.rate ?? null,
     durationSeconds: opts.durationSeconds ?? null,
     sqlite: mode,
+    workers,
     pragmas,
     journalModeOnDisk: sqliteJournalMode(dbFile),
     n: opts.n,
@@ -1626,7 +1661,12 @@ async function main(): Promise<void> {
   const owned = await ownedSystems(opts);
 
   const scenarios: Scenario[] = [];
-  for (const mode of opts.sqlite) scenarios.push(await runScenario(opts, owned, mode, workDir));
+  // One name per scenario: the SQLite mode, and with --workers lists the worker count and the run's number.
+  const keyOf = (sc: Scenario) =>
+    opts.workers.length > 1 ? `${sc.sqlite}, ${sc.workers} workers #${scenarios.indexOf(sc) + 1}` : sc.sqlite;
+  for (const workers of opts.workers)
+    for (const mode of opts.sqlite)
+      scenarios.push(await runScenario(opts, owned, mode, workDir, workers, scenarios.length));
   const baseline = opts.baseline ? await runBaseline(opts, owned) : null;
 
   const result = {
@@ -1648,6 +1688,7 @@ async function main(): Promise<void> {
       durationSeconds: opts.durationSeconds ?? null,
       mix: opts.mix,
       sqlite: opts.sqlite,
+      workers: opts.workers,
       slackPerSecond: opts.slackPerSecond,
       pagerDutyPerMinute: opts.pagerDutyPerMinute,
       subscriptions: opts.subscriptions,
@@ -1659,7 +1700,7 @@ async function main(): Promise<void> {
     priceOfDurability: baseline
       ? Object.fromEntries(
           scenarios.map((s) => [
-            s.sqlite,
+            keyOf(s),
             Math.round((s.timeToContain.p50 / baseline.timeToContain.p50) * 10) / 10,
           ]),
         )
@@ -1668,7 +1709,7 @@ async function main(): Promise<void> {
     cpuRatio: baseline
       ? Object.fromEntries(
           scenarios.map((s) => [
-            s.sqlite,
+            keyOf(s),
             Math.round((s.cpu.perContainedMs.total! / baseline.cpuPerContainedMs.total) * 10) / 10,
           ]),
         )
@@ -1683,7 +1724,7 @@ async function main(): Promise<void> {
   const colors = ['#d62728', '#1f77b4'];
   const svg = cdfSvg(`Kill switch, ${load}: CDF of latency`, [
     ...scenarios.map((s, i) => ({
-      label: `time to contain (sqlite ${s.sqlite})`,
+      label: `time to contain (sqlite ${keyOf(s)})`,
       color: colors[i % 2]!,
       values: s.samples.contain,
     })),
@@ -1691,7 +1732,7 @@ async function main(): Promise<void> {
       ? [{ label: 'inline baseline (no Temporal)', color: '#2ca02c', values: baseline.samples }]
       : []),
     ...scenarios.map((s, i) => ({
-      label: `ingress 202 ack (sqlite ${s.sqlite})`,
+      label: `ingress 202 ack (sqlite ${keyOf(s)})`,
       color: colors[i % 2]!,
       values: s.samples.ack,
       dashed: true,
@@ -1706,7 +1747,7 @@ async function main(): Promise<void> {
   );
   for (const s of scenarios) {
     lines.push(
-      `\n[Temporal dev server SQLite: ${s.sqlite}; pragmas ${
+      `\n[Temporal dev server SQLite: ${s.sqlite}; ${s.workers} worker process${s.workers === 1 ? '' : 'es'}; pragmas ${
         Object.keys(s.pragmas).length
           ? Object.entries(s.pragmas)
               .map(([k, v]) => `${k}=${v}`)
@@ -1806,7 +1847,33 @@ async function main(): Promise<void> {
     );
     for (const s of scenarios) {
       lines.push(
-        `  price of durability (sqlite ${s.sqlite}): median time to contain ×${result.priceOfDurability![s.sqlite]}; CPU per contained ×${result.cpuRatio![s.sqlite]}`,
+        `  price of durability (sqlite ${keyOf(s)}): median time to contain ×${result.priceOfDurability![keyOf(s)]}; CPU per contained ×${result.cpuRatio![keyOf(s)]}`,
+      );
+    }
+  }
+  if (opts.workers.length > 1 || opts.workers[0] !== 1) {
+    // --workers: contained/s per worker count (each run in order, then the median per count and mode).
+    lines.push('\ncontained/s per worker count (burst throughput, received → last verified dead):');
+    lines.push('  workers  sqlite   contained/s (each run)   median   time to contain p50 / p95');
+    const groups = new Map<string, Scenario[]>();
+    for (const sc of scenarios) {
+      const k = `${sc.workers}\u0000${sc.sqlite}`;
+      groups.set(k, [...(groups.get(k) ?? []), sc]);
+    }
+    for (const group of [...groups.values()].sort((a, b) => a[0]!.workers - b[0]!.workers)) {
+      const rates = group.map((sc) => sc.containedPerSecond);
+      const sorted = [...rates].sort((a, b) => a - b);
+      const median = percentile(sorted, 50);
+      const p50 = percentile(
+        group.map((sc) => sc.timeToContain.p50).sort((a, b) => a - b),
+        50,
+      );
+      const p95 = percentile(
+        group.map((sc) => sc.timeToContain.p95).sort((a, b) => a - b),
+        50,
+      );
+      lines.push(
+        `  ${String(group[0]!.workers).padStart(7)}  ${group[0]!.sqlite.padEnd(7)}  ${rates.join(', ').padEnd(23)}  ${median.toFixed(1).padStart(6)}   ${fmtMs(p50)} / ${fmtMs(p95)}`,
       );
     }
   }

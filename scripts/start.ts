@@ -19,9 +19,24 @@ import { createWorkflowDispatcher, temporalTarget } from '../lib/dispatch';
 import { createLogger } from '../lib/logger';
 import { codecFromConfig, killSwitchDataConverter } from '../lib/codec';
 import { installTemporalLogging } from '../lib/temporal-logging';
+import { freeLoopbackPort, startWorkerHealthServer } from '../lib/health';
+import {
+  describeTemporalConnection,
+  explainConnectError,
+  type TemporalConnectOptions,
+} from '../lib/temporal-connection';
 import { resolveTemporalCli } from '../tools/temporal-cli';
 import { ensureSearchAttributes, freePort, startDevServer, type DevServer } from '../tools/temporal-dev';
 import { loadOrCreateLocalSecret } from '../lib/keys';
+import {
+  DEMO_ADMIN_TOKEN_ENV,
+  DEMO_ADMIN_TOKEN_FILE,
+  DEMO_SYSTEM,
+  newDemoAdminToken,
+  publishDemoEndpoint,
+  startDemoService,
+} from '../lib/demo-service';
+import { LOCAL_API_TOKEN_FILE } from '../lib/webhook-client';
 import { createIngressApp, listen } from '../api/server';
 import { createOutboundControl } from '../api/outbound-control';
 import { syncConfigRules } from '../store/rules';
@@ -55,20 +70,37 @@ async function main(): Promise<void> {
   const codecToken = loadOrCreateLocalSecret(loaded.dataDir, 'codec-token', () =>
     randomBytes(32).toString('base64url'),
   );
+  // A local API token (admin), kept like the codec token: what the CLI reads when
+  // KILLSWITCH_API_TOKEN is unset. Added to API_TOKENS for this process only.
+  const apiToken = boot.localApiToken(loaded);
   const config: Config = Object.freeze({
     ...loaded,
+    apiTokens: Object.freeze([...loaded.apiTokens, apiToken]),
     codec: Object.freeze({
       ...loaded.codec,
       tokens: Object.freeze([...(loaded.codec.tokens ?? []), codecToken]),
     }),
   });
-  const logger = createLogger({ level: config.logLevel });
-  installTemporalLogging(logger);
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+  // Health and metrics (docs/observability.md): the SDK's worker metrics join this process's /metrics
+  // (the ingress port with METRICS_TOKEN, the health port with WORKER_HEALTH_PORT).
+  const obs = config.observability;
+  const metricsServed = obs.workerHealthPort !== undefined || obs.metricsToken !== undefined;
+  installTemporalLogging(logger, metricsServed ? { sdkMetricsPort: await freeLoopbackPort() } : {});
   const mode = { embedded: true };
   const keys = boot.serverKeys(config, mode, logger);
-  const inventory = boot.inventory(config, logger);
+  // The demo owning system (lib/demo-service.ts), on embedded defaults only: no inventory file.
+  const demo = boot.inventoryFile(config)
+    ? undefined
+    : await startDemoService({
+        adminToken: loadOrCreateLocalSecret(config.dataDir, DEMO_ADMIN_TOKEN_FILE, newDemoAdminToken),
+        logger,
+      });
+  const inventory = boot.inventory(config, logger, demo);
+  // The demo's admin token reaches its recipes ({{env.…}}) in this process only.
+  const env = demo ? Object.freeze({ ...process.env, [DEMO_ADMIN_TOKEN_ENV]: demo.adminToken }) : process.env;
   const secrets = boot.genericWebhookSecrets(config, mode, logger, inventory.sources.generic);
-  resolveInventoryEnv(inventory, process.env); // fail before starting anything
+  resolveInventoryEnv(inventory, env); // fail before starting anything
   const codec = codecFromConfig(config, keys);
   const dataConverter = killSwitchDataConverter(codec);
   if (!config.codec.keys)
@@ -78,6 +110,13 @@ async function main(): Promise<void> {
     );
 
   const cleanups: Array<() => Promise<unknown>> = [];
+  if (demo) {
+    const unpublish = publishDemoEndpoint(config.dataDir, demo.url);
+    cleanups.push(async () => {
+      unpublish();
+      await demo.close();
+    });
+  }
   const cleanup = async () => {
     for (const fn of cleanups.reverse())
       await fn().catch((err) => logger.error({ err }, 'shutdown step failed'));
@@ -133,7 +172,14 @@ async function main(): Promise<void> {
       logger.info({ address, ui: config.temporal.uiUrl }, 'Temporal dev server started');
     }
 
-    const connection = await Connection.connect({ address });
+    // An external Temporal (TEMPORAL_ADDRESS or a profile) with its TLS, mTLS or API key; the dev
+    // server started above is plain gRPC on loopback.
+    const target = config.temporal.connection;
+    const connectOptions: TemporalConnectOptions = dev ? { address } : target.connectOptions();
+    if (!dev) logger.info({ temporal: describeTemporalConnection(target) }, 'connecting to Temporal');
+    const connection = await Connection.connect(connectOptions).catch((err: unknown) => {
+      throw dev ? err : explainConnectError(err, target);
+    });
     cleanups.push(() => connection.close());
     if (!dev) {
       const sa = await ensureSearchAttributes(connection, config.temporal.namespace);
@@ -150,15 +196,17 @@ async function main(): Promise<void> {
     cleanups.push(() => db.close());
     const applied = await migrate(db, logger);
     logger.info({ store: db.kind, applied }, 'audit store ready');
-    await syncConfigSubscriptions(db, keys, inventory, process.env);
+    await syncConfigSubscriptions(db, keys, inventory, env);
     // Then the rules, whose actions name subscriptions (docs/events.md, Rules).
     await syncConfigRules(db, inventory);
     await checkRoutedSubscriptions(db, inventory.systems);
 
     const temporal = temporalTarget(config, client);
-    const deps = buildActivityDeps({ config, temporal, db, keys, inventory, env: process.env, logger });
+    const deps = buildActivityDeps({ config, temporal, db, keys, inventory, env, logger });
     cleanups.push(() => deps.providers.closeAll());
-    const workerConnection = await NativeConnection.connect({ address });
+    const workerConnection = await NativeConnection.connect(connectOptions).catch((err: unknown) => {
+      throw dev ? err : explainConnectError(err, target);
+    });
     cleanups.push(() => workerConnection.close());
     const worker = await createKillSwitchWorker({
       connection: workerConnection,
@@ -169,6 +217,17 @@ async function main(): Promise<void> {
       tuning: config.worker,
       logger,
     });
+    if (obs.workerHealthPort !== undefined) {
+      const health = await startWorkerHealthServer({
+        port: obs.workerHealthPort,
+        host: obs.workerHealthHost,
+        metricsToken: obs.metricsToken,
+        db,
+        logger,
+        current: () => ({ worker, connection: workerConnection }),
+      });
+      cleanups.push(() => health.close());
+    }
 
     const app = createIngressApp(config, {
       logger,
@@ -178,21 +237,40 @@ async function main(): Promise<void> {
       evidence: deps.evidence,
       genericSecrets: secrets,
       inventory,
-      env: process.env,
+      env,
       codec,
       outbound: createOutboundControl({ db, workflows: createWorkflowDispatcher(temporal) }),
     });
     const server = await listen(app, config.port, config.host);
+    const uiLogin = gateway?.loginUrl();
     logger.info(
       {
         ingress: `http://localhost:${config.port}/webhooks/generic`,
         temporalUi: config.temporal.uiUrl,
-        // Opens the UI with payloads decoded: a one-time link that logs this browser in (an HttpOnly cookie).
-        ...(gateway ? { temporalUiLogin: gateway.loginUrl() } : {}),
+        // The one-time login link carries a credential: it is in the banner (the terminal), never in
+        // the logs, which are shipped and kept.
         codecTokenFile: path.resolve(config.dataDir, 'codec-token'),
         taskQueue: config.temporal.taskQueue,
       },
       'kill switch ready',
+    );
+    // For people: one compact block (on stderr, so JSON logs on stdout stay parseable).
+    process.stderr.write(
+      boot.readyBanner({
+        ingress: `http://localhost:${config.port}`,
+        ui: config.temporal.uiUrl,
+        ...(uiLogin ? { uiLogin } : {}),
+        dataDir: config.dataDir,
+        secretFiles: [
+          ...(config.serverKey ? [] : ['server.key']),
+          ...(config.webhook.genericSecrets ? [] : ['generic-webhook-secret']),
+          'codec-token',
+          LOCAL_API_TOKEN_FILE,
+          ...(demo ? [DEMO_ADMIN_TOKEN_FILE] : []),
+        ],
+        inventory: boot.inventoryFile(config) ?? 'embedded (the demo system only)',
+        ...(demo ? { demo: { system: DEMO_SYSTEM, url: demo.url } } : {}),
+      }),
     );
     const stopSweeper = startSweeper(
       db,

@@ -3,7 +3,7 @@
  * SIGINT/SIGTERM drains it, then closes the connection and the pools.
  */
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { NativeConnection, type Worker } from '@temporalio/worker';
 import * as boot from '../lib/bootstrap';
 import { loadConfig } from '../lib/config';
 import { createPostgresDb, migrate } from '../lib/db';
@@ -15,21 +15,47 @@ import { startOutboundSweep } from '../activities/outbound';
 import { deliveryRetentionMs } from '../lib/subscriptions';
 import { temporalTarget } from '../lib/dispatch';
 import { installTemporalLogging } from '../lib/temporal-logging';
+import { freeLoopbackPort, startWorkerHealthServer } from '../lib/health';
+import { describeTemporalConnection, explainConnectError } from '../lib/temporal-connection';
 import { buildActivityDeps, createKillSwitchWorker } from './build';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
-  const logger = createLogger({ level: config.logLevel, name: 'kill-switch-worker' });
-  installTemporalLogging(logger);
+  const logger = createLogger({
+    level: config.logLevel,
+    name: 'kill-switch-worker',
+    format: config.logFormat,
+  });
+  const obs = config.observability;
+  // The SDK's worker metrics are served through the health endpoint's /metrics (lib/metrics.ts).
+  installTemporalLogging(logger, {
+    ...(obs.workerHealthPort !== undefined ? { sdkMetricsPort: await freeLoopbackPort() } : {}),
+  });
   const mode = { embedded: false };
   const keys = boot.serverKeys(config, mode, logger);
   const inventory = boot.inventory(config, logger);
   resolveInventoryEnv(inventory, process.env); // fail before connecting anything
   const db = createPostgresDb(boot.requireSharedDatabase(config, 'worker'));
+  let running: { worker: Worker; connection: NativeConnection } | undefined;
+  const health =
+    obs.workerHealthPort !== undefined
+      ? await startWorkerHealthServer({
+          port: obs.workerHealthPort,
+          host: obs.workerHealthHost,
+          metricsToken: obs.metricsToken,
+          db,
+          logger,
+          current: () => running,
+        })
+      : undefined;
   await migrate(db, logger);
-  const address = config.temporal.address ?? 'localhost:7233';
+  // One set of options (TEMPORAL_* variables, profile, TLS, API key) for both connections.
+  const target = config.temporal.connection;
+  logger.info({ temporal: describeTemporalConnection(target) }, 'connecting to Temporal');
   // The worker's own client dispatches enriched findings (GitHub alerts) to their runs.
-  const clientConnection = await Connection.connect({ address });
+  const clientConnection = await Connection.connect(target.connectOptions()).catch((err: unknown) => {
+    throw explainConnectError(err, target);
+  });
   const dataConverter = killSwitchDataConverter(codecFromConfig(config, keys));
   const client = new Client({
     connection: clientConnection,
@@ -38,7 +64,9 @@ async function main(): Promise<void> {
   });
   const temporal = temporalTarget(config, client);
   const deps = buildActivityDeps({ config, temporal, db, keys, inventory, env: process.env, logger });
-  const connection = await NativeConnection.connect({ address });
+  const connection = await NativeConnection.connect(target.connectOptions()).catch((err: unknown) => {
+    throw explainConnectError(err, target);
+  });
   try {
     const worker = await createKillSwitchWorker({
       connection,
@@ -49,6 +77,7 @@ async function main(): Promise<void> {
       tuning: config.worker,
       logger,
     });
+    running = { worker, connection };
     logger.info({ taskQueue: config.temporal.taskQueue }, 'worker running');
     const stopSweeper = startSweeper(
       db,
@@ -69,6 +98,7 @@ async function main(): Promise<void> {
     await connection.close();
     await clientConnection.close();
     await deps.providers.closeAll();
+    await health?.close();
     await db.close();
   }
 }

@@ -4,6 +4,11 @@
  * worker (on the prebuilt workflow bundle) and the ingress on an embedded PGlite audit store; the
  * bundled script sends a signed detection; Ctrl-C stops everything; a second start finds the first
  * run in the persisted dev server.
+ *
+ * The first run on embedded defaults (no inventory at all): npm start runs the demo service and
+ * prints its banner; `npm run send-test-detection` leaks a fresh demo key and the run ends
+ * contained (revoked, sessions expired, verified dead, audited, the Slack message logged); the CLI
+ * reads the local API token npm start generated.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -18,6 +23,7 @@ import { createServerKeys } from '../../lib/keys';
 import { ownedSystem } from '../helpers/harness';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ks-start-'));
+const demoDataDir = mkdtempSync(path.join(os.tmpdir(), 'ks-start-demo-'));
 const children: ChildProcess[] = [];
 const scripts = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> })
   .scripts;
@@ -35,6 +41,7 @@ afterAll(() => {
   // The whole process group: a failed test must not leave the dev server behind.
   for (const c of children) if (c.exitCode === null && c.pid) process.kill(-c.pid, 'SIGKILL');
   rmSync(dataDir, { recursive: true, force: true });
+  rmSync(demoDataDir, { recursive: true, force: true });
 });
 
 async function start(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
@@ -50,7 +57,8 @@ async function start(env: Record<string, string>): Promise<{ child: ChildProcess
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const deadline = Date.now() + 90_000;
-  while (!out.includes('kill switch ready')) {
+  // The log line, then the banner (stderr) right after it.
+  while (!out.includes('kill switch ready') || !out.includes('Secret Kill Switch is ready')) {
     if (child.exitCode !== null) throw new Error(`npm start exited early:\n${out}`);
     if (Date.now() > deadline) throw new Error(`npm start not ready:\n${out}`);
     await new Promise((r) => setTimeout(r, 200));
@@ -58,10 +66,17 @@ async function start(env: Record<string, string>): Promise<{ child: ChildProcess
   return { child, output: () => out };
 }
 
-/** The fields of the 'kill switch ready' log line. */
+/**
+ * The fields of the 'kill switch ready' log line, and the banner's one-time UI login link (never in
+ * the logs: it carries a credential).
+ */
 function readyLine(output: string): { temporalUi?: string; temporalUiLogin?: string } {
   const line = output.split('\n').find((l) => l.includes('"msg":"kill switch ready"'));
-  return JSON.parse(line!) as { temporalUi?: string; temporalUiLogin?: string };
+  const fields = JSON.parse(line!) as { temporalUi?: string; temporalUiLogin?: string };
+  expect(fields.temporalUiLogin).toBeUndefined();
+  expect(line).not.toContain('/_killswitch/login');
+  const login = /Temporal UI\s+(\S+\/_killswitch\/login\S*)/.exec(output)?.[1];
+  return { ...fields, ...(login ? { temporalUiLogin: login } : {}) };
 }
 
 async function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<number | null> {
@@ -228,3 +243,102 @@ describe('npm start on embedded defaults', () => {
     await owned.su.end();
   });
 });
+
+describe('the first run on embedded defaults', () => {
+  it('runs the demo system: send-test-detection ends contained, the CLI reads the local token', async () => {
+    const [port, tPort, uiPort] = [await freePort(), await freePort(), await freePort()];
+    const env = {
+      KILLSWITCH_DATA_DIR: demoDataDir,
+      PORT: String(port),
+      TEMPORAL_DEV_PORT: String(tPort),
+      TEMPORAL_DEV_UI_PORT: String(uiPort),
+      ...(process.env.TEMPORAL_CLI ? { TEMPORAL_CLI: process.env.TEMPORAL_CLI } : {}),
+    };
+    const started = await start(env);
+    const ui = `http://127.0.0.1:${uiPort}`;
+    // The banner: the ingress, the UI's login link on the one origin, the local secrets, the next command.
+    await waitFor(() => started.output().includes('Secret Kill Switch is ready'));
+    const banner = started.output().slice(started.output().indexOf('Secret Kill Switch is ready'));
+    expect(banner).toMatch(new RegExp(`ingress\\s+http://localhost:${port}/webhooks/generic`));
+    const login = new RegExp(`Temporal UI\\s+(${ui}/\\S+)`).exec(banner)?.[1];
+    expect(login).toBeDefined();
+    expect((await fetch(login!, { redirect: 'manual' })).status).toBe(303);
+    expect(banner).toContain(
+      `${demoDataDir}/ (server.key, generic-webhook-secret, codec-token, api-token, demo-admin-token`,
+    );
+    expect(banner).toMatch(/demo system\s+acme-demo at http:\/\/127\.0\.0\.1:\d+/);
+    expect(banner).toMatch(/next\s+npm run send-test-detection/);
+    for (const f of ['api-token', 'demo-admin-token'])
+      expect(statSync(path.join(demoDataDir, f)).mode & 0o777).toBe(0o600);
+    const apiToken = readFileSync(path.join(demoDataDir, 'api-token'), 'utf8').trim();
+    expect(started.output()).not.toContain(apiToken);
+
+    // `npm run send-test-detection` as the README says, with the ingress found through PORT.
+    const toolEnv: NodeJS.ProcessEnv = {
+      ...process.env,
+      KILLSWITCH_DATA_DIR: demoDataDir,
+      PORT: String(port),
+    };
+    delete toolEnv.GENERIC_WEBHOOK_SECRETS;
+    delete toolEnv.KILLSWITCH_API_TOKEN;
+    delete toolEnv.KILLSWITCH_URL;
+    const sent = spawnSync('npm', ['run', '-s', 'send-test-detection'], { env: toolEnv, encoding: 'utf8' });
+    expect(sent.status, `${sent.stdout}\n${sent.stderr}`).toBe(0);
+    expect(sent.stdout).toMatch(/^outcome\s+contained after \d+\.\d s \(system acme-demo, policy rotate/m);
+    expect(sent.stdout).toMatch(/^sessions\s+2 expired$/m);
+    expect(sent.stdout).toMatch(/^verified\s+dead at \S+ \(login_rejected\)$/m);
+    expect(sent.stdout).toMatch(
+      /^check\s+whoami with the leaked key: 401 \(dead\); with its sessions: 401, 401 \(expired\)$/m,
+    );
+    const workflowId = /^workflow\s+(\S+)$/m.exec(sent.stdout)?.[1];
+    expect(workflowId).toMatch(/^killswitch-generic-/);
+    expect(sent.stdout).toMatch(
+      new RegExp(`^open\\s+${ui}/namespaces/default/workflows/${workflowId}/`, 'm'),
+    );
+    // The key, dead at the demo service (its prefix is printed, never the key).
+    const prefix = /demo_([0-9a-f]{12})_…/.exec(sent.stdout)?.[1];
+    const demoUrl = readFileSync(path.join(demoDataDir, 'demo-service-url'), 'utf8').trim();
+    const adminToken = readFileSync(path.join(demoDataDir, 'demo-admin-token'), 'utf8').trim();
+    const key = await fetch(`${demoUrl}/admin/keys/by-prefix/${prefix}?include=revoked`, {
+      headers: { authorization: `Bearer ${adminToken}` },
+    });
+    expect(await key.json()).toMatchObject({ key: { revoked: true, sessions: 0 } });
+    // Slack is not configured: the run's message is in the log.
+    await waitFor(() => started.output().includes('Slack is not configured; message logged instead'));
+
+    // The CLI, with nothing exported: the local token from the data folder, the ingress from PORT.
+    const cli = (...args: string[]) =>
+      spawnSync(path.resolve('node_modules/.bin/tsx'), ['cli/killswitch.ts', ...args], {
+        env: toolEnv,
+        encoding: 'utf8',
+      });
+    const recent = cli('recent', '--limit', '5');
+    expect(recent.status, recent.stderr).toBe(0);
+    expect(recent.stdout).toMatch(
+      new RegExp(`contained\\s+generic\\s+generic\\s+acme-demo\\s+rotate\\s+${workflowId}`),
+    );
+    const status = cli('status', workflowId!, '--wait', '--timeout', '30');
+    expect(status.status, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/^outcome\s+contained$/m);
+    expect(status.stdout).toMatch(/^ended after \d+\.\ds$/m);
+    const version = cli('--version');
+    expect(version.stdout.trim()).toBe(
+      (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version,
+    );
+
+    expect(await stop(started.child, 'SIGINT')).toBe(0);
+    // The demo service's address is gone with it: the tools then say there is no demo service.
+    expect(() => statSync(path.join(demoDataDir, 'demo-service-url'))).toThrow();
+    const again = spawnSync('npm', ['run', '-s', 'send-test-detection'], { env: toolEnv, encoding: 'utf8' });
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain('no demo service');
+  });
+});
+
+async function waitFor(cond: () => boolean, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

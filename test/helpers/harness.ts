@@ -245,9 +245,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const db = createPostgresDb(config.databaseUrl!);
   await migrate(db);
 
+  // The config's connection options: the address, plus TLS, a client certificate or an API key when
+  // a test's env sets TEMPORAL_TLS_* / TEMPORAL_API_KEY (test/e2e/temporal-tls.e2e.test.ts).
+  const connectOptions = config.temporal.connection.connectOptions();
   const connection = opts.temporalAddress
-    ? Connection.lazy({ address: config.temporal.address! })
-    : await Connection.connect({ address: config.temporal.address! });
+    ? Connection.lazy(connectOptions)
+    : await Connection.connect(connectOptions);
   const codec = codecFromConfig(config, keys);
   const dataConverter = killSwitchDataConverter(codec);
   const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter });
@@ -264,7 +267,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   let running: Promise<void> | undefined;
   let workerConnection: NativeConnection | undefined;
   if (opts.worker !== false) {
-    workerConnection = await NativeConnection.connect({ address: config.temporal.address! });
+    workerConnection = await NativeConnection.connect(connectOptions);
     worker = await createKillSwitchWorker({
       connection: workerConnection,
       namespace: config.temporal.namespace,
@@ -289,6 +292,10 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     outbound: createOutboundControl({ db, workflows: createWorkflowDispatcher(temporal) }),
   });
   const server = http.createServer(app);
+  // fetch keeps connections alive; a server closing an idle one (Node's 5 s default) just as a slow
+  // test reuses it resets the next request (ECONNRESET under load). Production sits behind its own
+  // proxy; here the harness keeps them open longer than any test waits.
+  server.keepAliveTimeout = 120_000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
