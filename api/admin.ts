@@ -39,7 +39,7 @@ import {
   type SubscriptionFields,
 } from '../store/subscriptions';
 import { authenticate, principalOf, requireAdmin } from './auth';
-import { readJsonBody } from './body';
+import { invalid, objectBody, readJsonBody } from './body';
 import type { SourceSwitches } from './deliveries';
 import { limitSchema, parseOr422, printable, subscriptionOr404 } from './read';
 import { createRuleAdminRouter, refuseIfRulesName } from './rules';
@@ -232,16 +232,6 @@ export function createAdminRouter(deps: AdminDeps): express.Router {
   return admin;
 }
 
-const invalid = (errors: Array<{ field: string; message: string }>): never => {
-  throw new HttpProblem(
-    422,
-    'invalid-request',
-    'Invalid request',
-    errors.map((e) => `${e.field}: ${e.message}`).join('; '),
-    { errors },
-  );
-};
-
 /**
  * A subscription body checked as a whole: the schema (422 naming each field), the secret a format
  * needs (`hasSecret`: one is stored or sent), and the destination (https, no private address).
@@ -304,13 +294,6 @@ function subscriptionRoutes(
     ...(opts.lookup ? { lookup: opts.lookup } : {}),
   };
   const body = readJsonBody({ limit: '64kb', known: SUBSCRIPTION_KEYS });
-  const objectBody = (req: Request): Record<string, unknown> => {
-    const b: unknown = req.body;
-    if (b === undefined) return {};
-    if (b === null || typeof b !== 'object' || Array.isArray(b))
-      return invalid([{ field: 'body', message: 'must be a JSON object' }]);
-    return b as Record<string, unknown>;
-  };
   const writable = async (id: string) => {
     const s = await subscriptionOr404(db, id);
     if (s.origin === 'config')

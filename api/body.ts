@@ -150,3 +150,23 @@ export function readJsonBody(opts: { limit: number | string; known?: KnownKeys }
     });
   };
 }
+
+/** A 422 naming each bad field (`{ errors: [{ field, message }] }`), the admin API's one shape. */
+export function invalid(errors: Array<{ field: string; message: string }>): never {
+  throw new HttpProblem(
+    422,
+    'invalid-request',
+    'Invalid request',
+    errors.map((e) => `${e.field}: ${e.message}`).join('; '),
+    { errors },
+  );
+}
+
+/** The parsed JSON body as an object (none: `{}`); anything else is a 422 naming `body`. */
+export function objectBody(req: Request): Record<string, unknown> {
+  const b: unknown = req.body;
+  if (b === undefined) return {};
+  if (b === null || typeof b !== 'object' || Array.isArray(b))
+    return invalid([{ field: 'body', message: 'must be a JSON object' }]);
+  return b as Record<string, unknown>;
+}

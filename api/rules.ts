@@ -21,7 +21,7 @@ import {
   unknownActionSubscriptions,
   updateRule,
 } from '../store/rules';
-import { readJsonBody } from './body';
+import { invalid, objectBody, readJsonBody } from './body';
 import { issuesOf, schemaKeys } from './sources/validate';
 
 /** Every field name of a rule body: the words a 422 may echo. */
@@ -45,16 +45,6 @@ export interface RuleAdminDeps {
   /** Appends one change to the admin audit. */
   record: (req: Request, res: Response, change: RuleChange) => Promise<void>;
 }
-
-const invalid = (errors: Array<{ field: string; message: string }>): never => {
-  throw new HttpProblem(
-    422,
-    'invalid-request',
-    'Invalid request',
-    errors.map((e) => `${e.field}: ${e.message}`).join('; '),
-    { errors },
-  );
-};
 
 /** The rule of `:id`, or 404 (an id of another shape is never looked up nor echoed). */
 export async function ruleOr404(db: Db, id: string): Promise<RuleView> {
@@ -123,13 +113,6 @@ export function createRuleAdminRouter(deps: RuleAdminDeps): express.Router {
   const { db, byOf } = deps;
   const router = express.Router();
   const body = readJsonBody({ limit: '64kb', known: RULE_KEYS });
-  const objectBody = (req: Request): Record<string, unknown> => {
-    const b: unknown = req.body;
-    if (b === undefined) return {};
-    if (b === null || typeof b !== 'object' || Array.isArray(b))
-      return invalid([{ field: 'body', message: 'must be a JSON object' }]);
-    return b as Record<string, unknown>;
-  };
   const writable = (r: RuleView) => {
     if (r.origin === 'config')
       throw new HttpProblem(
